@@ -1,0 +1,40 @@
+// core/app/cli.h — the attnlab command line: shared options and one setup function per subcommand.
+//
+// Contract: each subcommand lives in its own file and is added by a function that attaches a
+// CLI11 subcommand and its callback. Callbacks report user errors by throwing CliError (exit code
+// and message); main() prints "attnlab: error: MESSAGE" on stderr and exits with that code.
+// Plugin loading failures exit 2 (kPluginErrorExit).
+#pragma once
+
+#include "node/registry.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace attnlab::cli {
+
+struct CliError : std::runtime_error {
+  CliError(int code, const std::string& message) : std::runtime_error(message), exit_code(code) {}
+  int exit_code;
+};
+
+struct CommonOptions {
+  int threads = 0;  // 0: all cores
+  uint64_t seed = 1;
+  std::vector<std::string> plugin_path;
+};
+
+// Adds --threads, --seed and --plugin-path to a subcommand, bound to `options`.
+void add_common_options(CLI::App& command, CommonOptions& options);
+
+// Loads every plugin on the search path (throws PluginError on the first that fails).
+std::unique_ptr<Registry> load_registry(const CommonOptions& options);
+
+void add_plugins_command(CLI::App& app, CommonOptions& options);
+
+}  // namespace attnlab::cli

@@ -1,0 +1,33 @@
+// attnlab — the command-line entry point. Subcommands are set up in their own files (cli.h).
+#include "app/cli.h"
+#include "node/plugin_loader.h"
+
+#include <iostream>
+
+#ifndef ATTNLAB_VERSION
+#define ATTNLAB_VERSION "unknown"
+#endif
+
+int main(int argc, char** argv) {
+  using namespace attnlab;
+  CLI::App app{"attnlab: a research toolkit for Transformer models"};
+  app.set_version_flag("--version", "attnlab " ATTNLAB_VERSION);
+  app.require_subcommand(1);
+  cli::CommonOptions options;
+  cli::add_plugins_command(app, options);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const PluginError& e) {
+    std::cerr << "attnlab: error: " << e.what() << '\n';
+    return kPluginErrorExit;
+  } catch (const cli::CliError& e) {
+    std::cerr << "attnlab: error: " << e.what() << '\n';
+    return e.exit_code;
+  } catch (const std::exception& e) {
+    std::cerr << "attnlab: error: " << e.what() << '\n';
+    return 1;
+  }
+  return 0;
+}

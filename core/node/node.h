@@ -1,0 +1,154 @@
+// core/node/node.h — the node contract: what a node type is and what an instance does.
+//
+// A node type is a schema (name, inputs, outputs, attributes, gradient-check examples) plus a
+// factory that builds an instance from checked attributes. Plugins register both (registry.h).
+//
+// The life of an instance, driven by an executor:
+//   1. construct(attrs)                — attributes already defaulted and type-checked.
+//   2. infer(input_shapes)             — PURE: output shapes, the parameters the node owns, and the
+//                                        buffers it wants kept from forward to backward ("saved")
+//                                        or for scratch during one call ("workspace"). Throws
+//                                        ShapeError with a message that needs no further context
+//                                        (the caller adds the node's name and source location).
+//                                        Parameter shapes must not depend on batch or length dims.
+//   3. forward(ctx)                    — reads inputs and parameters, writes every output element.
+//   4. backward(ctx)                   — given output gradients:
+//        * ADDS into each present input gradient (a value may fan out; the executor zeroes once),
+//        * ASSIGNS each parameter gradient (overwrites; the executor sums across tied uses).
+//      An absent input gradient (TensorView::present() false) is not wanted: skip it.
+//
+// A node keeps no activations between calls: whatever backward needs from forward goes into the
+// "saved" buffers, which the executor owns. Nodes may run concurrently with other nodes and may use
+// tbb::parallel_for inside; they must not start threads.
+#pragma once
+
+#include "node/attrs.h"
+#include "tensor/tensor.h"
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace attnlab {
+
+// An error in the shapes or attributes a node was given (caught at elaboration or planning).
+struct ShapeError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// ---- Schema -------------------------------------------------------------------------------------
+
+struct PortSchema {
+  std::string name;
+  std::string doc;
+  bool optional = false;  // optional inputs are absent views when not connected
+};
+
+struct AttrSchema {
+  std::string name;
+  AttrType type;
+  std::optional<AttrValue> default_value;  // none: the attribute is required
+  std::string doc;
+};
+
+// How the gradient check fills one input.
+struct CheckInput {
+  enum class Kind {
+    Real,   // standard-normal values; the gradient is checked
+    Index,  // integers uniform in [0, bound); not differentiated (token ids)
+    Fixed,  // exactly `values`; not differentiated (masks, constants)
+  };
+  Shape shape;
+  Kind kind = Kind::Real;
+  int64_t bound = 0;
+  std::vector<float> values;
+
+  static CheckInput real(Shape s) { return {std::move(s), Kind::Real, 0, {}}; }
+  static CheckInput index(Shape s, int64_t bound) { return {std::move(s), Kind::Index, bound, {}}; }
+  static CheckInput fixed(Shape s, std::vector<float> v) { return {std::move(s), Kind::Fixed, 0, std::move(v)}; }
+};
+
+// One configuration the registry-driven gradient test runs: attributes and inputs.
+struct GradCheckExample {
+  std::string name;
+  Attrs attrs;
+  std::vector<CheckInput> inputs;
+  bool training = false;     // forward in training mode (dropout active, with a fixed seed)
+  double tolerance = 2e-2;   // relative error allowed between analytic and numeric gradients
+};
+
+struct NodeSchema {
+  std::string name;  // "family.variant", e.g. "attention.scaled_dot"
+  std::string doc;   // one line
+  std::vector<PortSchema> inputs;
+  std::vector<PortSchema> outputs;
+  std::vector<AttrSchema> attrs;
+  std::vector<GradCheckExample> examples;  // at least one; the suite fails a type without any
+
+  const AttrSchema* find_attr(const std::string& name) const;
+};
+
+// ---- Instances ----------------------------------------------------------------------------------
+
+enum class Init {
+  Zeros,
+  Ones,
+  XavierUniform,  // U(-a, a), a = sqrt(6 / (fan_in + fan_out)); fans from the last two dims
+  Normal,         // N(0, std^2) with std given in ParamSpec::init_scale
+};
+
+struct ParamSpec {
+  std::string name;  // local to the node: "weight", "bias"
+  Shape shape;
+  Init init = Init::XavierUniform;
+  float init_scale = 0.0f;
+};
+
+struct NodeShapes {
+  std::vector<Shape> outputs;
+  std::vector<ParamSpec> params;
+  std::vector<Shape> saved;      // kept from forward to the following backward
+  std::vector<Shape> workspace;  // scratch, valid only during one forward or backward call
+};
+
+// What an executor tells a node about the current step.
+struct StepInfo {
+  bool training = false;
+  uint64_t seed = 0;  // unique per (run seed, step, node): counter-based randomness keys off it
+  const std::vector<int64_t>* decode_positions = nullptr;  // reserved for incremental decoding
+};
+
+struct ForwardContext {
+  std::span<const TensorView> inputs;
+  std::span<const TensorView> params;
+  std::span<const TensorView> outputs;
+  std::span<const TensorView> saved;
+  std::span<const TensorView> workspace;
+  StepInfo step;
+};
+
+struct BackwardContext {
+  std::span<const TensorView> inputs;
+  std::span<const TensorView> params;
+  std::span<const TensorView> outputs;
+  std::span<const TensorView> saved;
+  std::span<const TensorView> workspace;
+  std::span<const TensorView> output_grads;
+  std::span<const TensorView> input_grads;  // ADD into these; absent ones are not wanted
+  std::span<const TensorView> param_grads;  // ASSIGN these
+  StepInfo step;
+};
+
+class Node {
+ public:
+  virtual ~Node() = default;
+  virtual NodeShapes infer(std::span<const Shape> inputs) const = 0;
+  virtual void forward(const ForwardContext& ctx) const = 0;
+  virtual void backward(const BackwardContext& ctx) const = 0;
+};
+
+}  // namespace attnlab

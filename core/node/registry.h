@@ -1,0 +1,79 @@
+// core/node/registry.h — the node types known to this process, and where each came from.
+//
+// Contract:
+// - add() registers a schema and a factory under the schema's name. A second type of the same
+//   name is an error naming both libraries that provide it.
+// - create() fills in attribute defaults, rejects unknown, missing and mistyped attributes (naming
+//   them and listing the valid ones), then calls the factory. An unknown type name is an error
+//   listing the known types and the nearest match.
+// - Each type remembers its library; the library stays loaded while the registry or any node
+//   created from it lives (NodeHandle holds a reference). No central list of types exists anywhere
+//   else: plugins own their node types.
+#pragma once
+
+#include "node/node.h"
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace attnlab {
+
+// Errors in what a user asked for (unknown type, bad attribute, bad plugin). The message is
+// complete and meant for the user.
+struct RegistryError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+using NodeFactory = std::function<std::unique_ptr<Node>(const Attrs& attrs)>;
+
+// A node instance together with a reference to the library its code lives in. Members are
+// destroyed in reverse order: the node first, then (possibly) the library.
+struct NodeHandle {
+  std::shared_ptr<void> library;
+  std::unique_ptr<Node> node;
+
+  Node* operator->() const { return node.get(); }
+  Node& operator*() const { return *node; }
+};
+
+class Registry {
+ public:
+  Registry() = default;
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+  ~Registry();
+
+  // `library` keeps the code alive; `origin` names it in messages and in `attnlab plugins`
+  // (the library's file name, or "builtin" for types registered by the executable itself).
+  void add(NodeSchema schema, NodeFactory factory, std::shared_ptr<void> library, std::string origin);
+
+  bool contains(const std::string& type) const;
+  const NodeSchema& schema(const std::string& type) const;  // throws RegistryError (unknown type)
+  const std::string& origin(const std::string& type) const;
+  std::vector<std::string> type_names() const;  // sorted
+
+  // Defaults filled in, types checked; throws RegistryError.
+  Attrs resolve_attrs(const std::string& type, const Attrs& given) const;
+  NodeHandle create(const std::string& type, const Attrs& given) const;
+
+  // "unknown node type 'x'; known types: a, b, c; did you mean 'y'?"
+  std::string unknown_type_message(const std::string& type) const;
+
+ private:
+  struct Entry {
+    std::shared_ptr<void> library;  // declared first: destroyed last
+    NodeSchema schema;
+    NodeFactory factory;
+    std::string origin;
+  };
+  std::map<std::string, Entry> entries_;
+};
+
+// The closest candidate by edit distance, or "" when none is reasonably close.
+std::string nearest_match(const std::string& word, const std::vector<std::string>& candidates);
+
+}  // namespace attnlab

@@ -1,0 +1,70 @@
+// core/ir/graph.h — the graph IR (core/proto/graph.proto) as the rest of attnlab uses it: reading
+// and writing, printing, and the validation and shape-inference pass.
+//
+// Contract:
+// - validate_and_infer() checks a GraphDef against a registry and concrete sizes for the symbolic
+//   dimensions of its inputs: unique node names, known types, attributes valid for the schema,
+//   every input value defined, no cycles, input counts matching the schema, shapes inferred node
+//   by node with each node's infer(). It collects every error it can (it does not stop at the
+//   first) and throws GraphError carrying them all. Each diagnostic names the node, its type and
+//   its source location.
+// - It is pure: the graph and registry are not changed. The result gives a topological order and
+//   the shape of every value, which the planner reuses.
+#pragma once
+
+#include "graph.pb.h"
+#include "node/registry.h"
+
+#include <filesystem>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace attnlab::ir {
+
+struct Diagnostic {
+  SourceLoc loc;        // file may be empty when the graph did not come from a spec
+  std::string message;  // "node 'enc.0.attn' (attention.scaled_dot): heads=7 does not divide d_model=512"
+};
+
+// "file:line:col: error: message" lines, one per diagnostic.
+std::string format(const std::vector<Diagnostic>& diagnostics);
+
+struct GraphError : std::runtime_error {
+  explicit GraphError(std::vector<Diagnostic> diagnostics);
+  std::vector<Diagnostic> diagnostics;
+};
+
+// A value reference "NAME" or "NAME:K".
+struct ValueRef {
+  std::string name;
+  int port = 0;
+};
+ValueRef parse_value(const std::string& value);
+std::string value_name(const std::string& node, int port);  // "NAME" for port 0, else "NAME:K"
+
+Attrs to_attrs(const NodeDef& node);
+void set_attrs(NodeDef& node, const Attrs& attrs);
+AttrValue from_proto(const ir::AttrValue& value);
+ir::AttrValue to_proto(const attnlab::AttrValue& value);
+
+// Binary protobuf, or text format when the path ends in .pbtxt.
+GraphDef read_graph(const std::filesystem::path& path);
+void write_graph(const GraphDef& graph, const std::filesystem::path& path);
+std::string to_pbtxt(const GraphDef& graph);
+std::string to_dot(const GraphDef& graph);
+std::string to_text(const GraphDef& graph);  // one line a node: name = type(attrs)(inputs)  @ file:line:col
+
+// Concrete sizes for symbolic input dimensions: {"batch": 2, "src_len": 7, ...}.
+using DimBindings = std::map<std::string, int64_t>;
+
+struct InferredGraph {
+  std::vector<int> order;                            // indices into graph.nodes(), topological
+  std::map<std::string, Shape> value_shapes;         // every graph input and node output value
+  std::vector<NodeShapes> node_shapes;               // by node index
+};
+
+InferredGraph validate_and_infer(const GraphDef& graph, const Registry& registry, const DimBindings& dims);
+
+}  // namespace attnlab::ir

@@ -115,11 +115,20 @@ struct NodeShapes {
   std::vector<Shape> workspace;  // scratch, valid only during one forward or backward call
 };
 
-// What an executor tells a node about the current step.
+// Incremental decoding (one target position at a time). The decoder owns one set of cache buffers
+// per node, shaped by Node::cache_shapes(); they persist across the steps of one decode and are the
+// only state that does. `position` is the target index of the first (usually only) new position in
+// the inputs; position 0 starts a new sequence.
+struct DecodeState {
+  int64_t position = 0;
+  std::span<const TensorView> cache;
+};
+
+// What an executor tells a node about the current call.
 struct StepInfo {
   bool training = false;
   uint64_t seed = 0;  // unique per (run seed, step, node): counter-based randomness keys off it
-  const std::vector<int64_t>* decode_positions = nullptr;  // reserved for incremental decoding
+  const DecodeState* decode = nullptr;  // non-null only during incremental decoding
 };
 
 struct ForwardContext {
@@ -149,6 +158,12 @@ class Node {
   virtual NodeShapes infer(std::span<const Shape> inputs) const = 0;
   virtual void forward(const ForwardContext& ctx) const = 0;
   virtual void backward(const BackwardContext& ctx) const = 0;
+
+  // Incremental decoding: buffers this node keeps across decode steps, for the given input shapes
+  // (the new positions only) and the longest target the decoder will produce. Position-wise nodes
+  // need none (the default). Attention keeps keys and values; positional encodings need none but
+  // read DecodeState::position.
+  virtual std::vector<Shape> cache_shapes(std::span<const Shape> inputs, int64_t max_len) const { return {}; }
 };
 
 }  // namespace attnlab

@@ -45,7 +45,8 @@ struct ShapeError : std::runtime_error {
 struct PortSchema {
   std::string name;
   std::string doc;
-  bool optional = false;  // optional inputs are absent views when not connected
+  bool optional = false;        // optional inputs are absent views when not connected
+  bool differentiable = true;   // false for ids, masks, counts: no gradient flows through it
 };
 
 struct AttrSchema {

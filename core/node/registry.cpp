@@ -97,17 +97,16 @@ Attrs Registry::resolve_attrs(const std::string& type, const Attrs& given) const
 NodeHandle Registry::create(const std::string& type, const Attrs& given) const {
   Attrs attrs = resolve_attrs(type, given);
   const Entry& entry = entries_.at(type);
-  NodeHandle handle;
-  handle.library = entry.library;
+  std::unique_ptr<Node> node;
   try {
-    handle.node = entry.factory(attrs);
+    node = entry.factory(attrs);
   } catch (const RegistryError&) {
     throw;
   } catch (const std::exception& e) {
     throw RegistryError(type + ": " + e.what());
   }
-  if (!handle.node) throw RegistryError(type + ": the factory returned no node");
-  return handle;
+  if (!node) throw RegistryError(type + ": the factory returned no node");
+  return NodeHandle(entry.library, std::move(node));
 }
 
 static size_t edit_distance(const std::string& a, const std::string& b) {

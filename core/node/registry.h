@@ -30,14 +30,37 @@ struct RegistryError : std::runtime_error {
 
 using NodeFactory = std::function<std::unique_ptr<Node>(const Attrs& attrs)>;
 
-// A node instance together with a reference to the library its code lives in. Members are
-// destroyed in reverse order: the node first, then (possibly) the library.
-struct NodeHandle {
-  std::shared_ptr<void> library;
-  std::unique_ptr<Node> node;
+// A node instance together with a reference to the library its code lives in. Whatever happens
+// to a handle (destruction, move-assignment, reset), the node is destroyed before the library
+// reference is dropped: the node's destructor is code inside that library.
+class NodeHandle {
+ public:
+  NodeHandle() = default;
+  NodeHandle(std::shared_ptr<void> library, std::unique_ptr<Node> node)
+      : library_(std::move(library)), node_(std::move(node)) {}
+  NodeHandle(NodeHandle&&) noexcept = default;  // construction: nothing old to release
+  NodeHandle& operator=(NodeHandle&& other) noexcept {
+    if (this != &other) {
+      reset();
+      library_ = std::move(other.library_);
+      node_ = std::move(other.node_);
+    }
+    return *this;
+  }
+  ~NodeHandle() { reset(); }
 
-  Node* operator->() const { return node.get(); }
-  Node& operator*() const { return *node; }
+  void reset() {
+    node_.reset();
+    library_.reset();
+  }
+  Node* get() const { return node_.get(); }
+  Node* operator->() const { return node_.get(); }
+  Node& operator*() const { return *node_; }
+  explicit operator bool() const { return node_ != nullptr; }
+
+ private:
+  std::shared_ptr<void> library_;
+  std::unique_ptr<Node> node_;
 };
 
 class Registry {

@@ -1,0 +1,110 @@
+// The registry: attribute checking with defaults, and messages for unknown names.
+#include "node/registry.h"
+
+#include <gtest/gtest.h>
+
+using namespace attnlab;
+
+namespace {
+
+class NullNode final : public Node {
+ public:
+  explicit NullNode(const Attrs& attrs) : attrs_(attrs) {}
+  NodeShapes infer(std::span<const Shape> inputs) const override { return {}; }
+  void forward(const ForwardContext&) const override {}
+  void backward(const BackwardContext&) const override {}
+  Attrs attrs_;
+};
+
+NodeSchema schema(const std::string& name) {
+  NodeSchema s;
+  s.name = name;
+  s.doc = "test";
+  s.attrs = {{"heads", AttrType::Int, AttrValue(int64_t{8}), "number of heads"},
+             {"p", AttrType::Float, AttrValue(0.1), "rate"},
+             {"causal", AttrType::Bool, AttrValue(false), "mask the future"},
+             {"hidden", AttrType::Int, std::nullopt, "inner width"}};
+  return s;
+}
+
+Registry& test_registry() {
+  static Registry registry;
+  if (registry.type_names().empty()) {
+    for (const char* name : {"attention.scaled_dot", "attention.additive", "norm.layer"})
+      registry.add(schema(name), [](const Attrs& a) { return std::make_unique<NullNode>(a); }, nullptr, "builtin");
+  }
+  return registry;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const RegistryError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST(Registry, FillsDefaultsAndWidensIntToFloat) {
+  Attrs resolved = test_registry().resolve_attrs("norm.layer", {{"hidden", int64_t{4}}, {"p", int64_t{0}}});
+  EXPECT_EQ(resolved.get_int("heads"), 8);
+  EXPECT_EQ(resolved.get_int("hidden"), 4);
+  EXPECT_TRUE(std::holds_alternative<double>(resolved.get("p")));
+  EXPECT_EQ(resolved.get_float("p"), 0.0);
+  EXPECT_FALSE(resolved.get_bool("causal"));
+}
+
+TEST(Registry, UnknownTypeListsKnownTypesAndNearestMatch) {
+  EXPECT_EQ(error_of([] { test_registry().create("attention.scaled_dpt", {}); }),
+            "unknown node type 'attention.scaled_dpt'; known types: attention.additive, attention.scaled_dot, "
+            "norm.layer; did you mean 'attention.scaled_dot'?");
+  EXPECT_EQ(error_of([] { test_registry().schema("zzz"); }),
+            "unknown node type 'zzz'; known types: attention.additive, attention.scaled_dot, norm.layer");
+}
+
+TEST(Registry, EmptyRegistrySaysNoTypesAreLoaded) {
+  Registry empty;
+  EXPECT_EQ(error_of([&] { empty.schema("norm.layer"); }),
+            "unknown node type 'norm.layer'; no node types are loaded (are the plugins on the search path?)");
+}
+
+TEST(Registry, UnknownAttributeListsValidOnes) {
+  EXPECT_EQ(error_of([] { test_registry().create("norm.layer", {{"haeds", int64_t{2}}, {"hidden", int64_t{1}}}); }),
+            "norm.layer: unknown attribute 'haeds'; valid attributes: heads, p, causal, hidden; did you mean 'heads'?");
+}
+
+TEST(Registry, MistypedAttributeSaysWhatWasExpected) {
+  EXPECT_EQ(error_of([] { test_registry().create("norm.layer", {{"causal", int64_t{1}}, {"hidden", int64_t{1}}}); }),
+            "norm.layer: attribute 'causal' must be bool, got int 1");
+  EXPECT_EQ(error_of([] { test_registry().create("norm.layer", {{"heads", 2.5}, {"hidden", int64_t{1}}}); }),
+            "norm.layer: attribute 'heads' must be int, got float 2.5");
+}
+
+TEST(Registry, MissingRequiredAttributeIsNamed) {
+  EXPECT_EQ(error_of([] { test_registry().create("norm.layer", {}); }),
+            "norm.layer: missing required attribute 'hidden' (inner width)");
+}
+
+TEST(Registry, DuplicateNamesNameBothOrigins) {
+  Registry registry;
+  auto factory = [](const Attrs& a) { return std::make_unique<NullNode>(a); };
+  registry.add(schema("ffn.relu"), factory, nullptr, "libattnlab_plugin_ffn.so");
+  EXPECT_EQ(error_of([&] { registry.add(schema("ffn.relu"), factory, nullptr, "libmy_ffn.so"); }),
+            "duplicate node type 'ffn.relu': provided by both libattnlab_plugin_ffn.so and libmy_ffn.so");
+}
+
+TEST(Registry, FactoryExceptionsArePrefixedWithTheType) {
+  Registry registry;
+  registry.add(schema("attention.local"),
+               [](const Attrs&) -> std::unique_ptr<Node> { throw std::invalid_argument("window must be at least 1, got 0"); },
+               nullptr, "builtin");
+  EXPECT_EQ(error_of([&] { registry.create("attention.local", {{"hidden", int64_t{1}}}); }),
+            "attention.local: window must be at least 1, got 0");
+}
+
+TEST(NearestMatch, OnlySuggestsPlausibleTypos) {
+  EXPECT_EQ(nearest_match("posenc.rotray", {"posenc.rotary", "posenc.alibi"}), "posenc.rotary");
+  EXPECT_EQ(nearest_match("completely_different", {"posenc.rotary", "posenc.alibi"}), "");
+}

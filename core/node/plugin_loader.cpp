@@ -66,7 +66,10 @@ std::vector<fs::path> plugin_search_path(const std::vector<std::string>& plugin_
   std::vector<fs::path> dirs;
   boost::system::error_code ec;
   auto exe_dir = boost::dll::program_location(ec).parent_path();
-  if (!ec) dirs.emplace_back(exe_dir.string());
+  if (!ec) {
+    dirs.emplace_back(exe_dir.string());
+    dirs.emplace_back((fs::path(exe_dir.string()) / ".." / "lib" / "attnlab" / "plugins").lexically_normal());
+  }
   for (const std::string& d : plugin_path_flags) dirs.emplace_back(d);
   if (const char* env = std::getenv("ATTNLAB_PLUGIN_PATH")) {
     std::stringstream entries(env);

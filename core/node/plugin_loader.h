@@ -6,8 +6,8 @@
 //   version, an exception while registering, a duplicate type name) throws PluginError whose
 //   message is one line naming the file and the reason. A library that fails registers nothing.
 // - plugin_search_path() lists the directories searched, in order: the directory of the running
-//   executable, each --plugin-path directory, then each entry of ATTNLAB_PLUGIN_PATH
-//   (colon-separated).
+//   executable (a build tree), ../lib/attnlab/plugins beside it (an installation), each
+//   --plugin-path directory, then each entry of ATTNLAB_PLUGIN_PATH (colon-separated).
 // - load_plugins(dirs) loads every file named libattnlab_plugin_*.so in those directories, skipping
 //   a file name already loaded from an earlier directory (the first one found wins).
 #pragma once

@@ -135,14 +135,16 @@ TEST(PluginLoader, LoadsOnlyAttnlabPluginFilesFromADirectoryFirstFoundWins) {
   fs::remove_all(second);
 }
 
-TEST(PluginLoader, SearchPathIsExecutableDirThenFlagsThenEnvironment) {
+TEST(PluginLoader, SearchPathIsExecutableDirThenInstallDirThenFlagsThenEnvironment) {
   setenv("ATTNLAB_PLUGIN_PATH", "/env/one::/env/two", 1);
   const auto dirs = plugin_search_path({"/flag/a", "/flag/b"});
   unsetenv("ATTNLAB_PLUGIN_PATH");
-  ASSERT_EQ(dirs.size(), 5u);
-  EXPECT_EQ(dirs[0], fs::canonical("/proc/self/exe").parent_path());
-  EXPECT_EQ(dirs[1], "/flag/a");
-  EXPECT_EQ(dirs[2], "/flag/b");
-  EXPECT_EQ(dirs[3], "/env/one");
-  EXPECT_EQ(dirs[4], "/env/two");
+  const fs::path exe_dir = fs::canonical("/proc/self/exe").parent_path();
+  ASSERT_EQ(dirs.size(), 6u);
+  EXPECT_EQ(dirs[0], exe_dir);
+  EXPECT_EQ(dirs[1], exe_dir.parent_path() / "lib" / "attnlab" / "plugins");
+  EXPECT_EQ(dirs[2], "/flag/a");
+  EXPECT_EQ(dirs[3], "/flag/b");
+  EXPECT_EQ(dirs[4], "/env/one");
+  EXPECT_EQ(dirs[5], "/env/two");
 }

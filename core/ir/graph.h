@@ -10,6 +10,14 @@
 //   its source location.
 // - It is pure: the graph and registry are not changed. The result gives a topological order and
 //   the shape of every value, which the planner reuses.
+// - Diagnostics print as "file:line:col: error: message"; a location without a file prints as
+//   "<graph>" and one without a line leaves out ":line:col". Messages about a node start with
+//   "node 'NAME' (TYPE): ". A node downstream of a node with an error is not inferred and not
+//   reported again.
+// - An unconnected optional input reaches infer() as an empty Shape and forward()/backward() as an
+//   absent view.
+// - read_graph() and write_graph() report a missing, unreadable or unparsable file as a GraphError
+//   whose diagnostic carries the file's path (and line:col for text-format parse errors).
 #pragma once
 
 #include "graph.pb.h"
@@ -28,6 +36,8 @@ struct Diagnostic {
   std::string message;  // "node 'enc.0.attn' (attention.scaled_dot): heads=7 does not divide d_model=512"
 };
 
+// "file:line:col" ("<graph>" when the file is empty; ":line:col" left out when the line is 0).
+std::string format_location(const SourceLoc& loc);
 // "file:line:col: error: message" lines, one per diagnostic.
 std::string format(const std::vector<Diagnostic>& diagnostics);
 
@@ -46,7 +56,7 @@ std::string value_name(const std::string& node, int port);  // "NAME" for port 0
 
 Attrs to_attrs(const NodeDef& node);
 void set_attrs(NodeDef& node, const Attrs& attrs);
-AttrValue from_proto(const ir::AttrValue& value);
+attnlab::AttrValue from_proto(const ir::AttrValue& value);  // throws std::invalid_argument when unset
 ir::AttrValue to_proto(const attnlab::AttrValue& value);
 
 // Binary protobuf, or text format when the path ends in .pbtxt.

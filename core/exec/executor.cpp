@@ -1,0 +1,137 @@
+#include "exec/executor.h"
+
+#include "exec/hash.h"
+#include "exec/model.h"
+
+namespace attnlab::exec {
+
+uint64_t node_seed(uint64_t run_seed, uint64_t step, const std::string& node_name) {
+  return hash_combine(hash_combine(run_seed, step), fnv1a(node_name));
+}
+
+static std::string describe(const Plan::Step& step, const char* phase, const char* what) {
+  return ir::format_location(step.loc) + ": error: node '" + step.name + "' (" + step.type + "): " + phase + ": " + what;
+}
+
+static StepInfo step_info(const Plan& plan, const Plan::Step& step) {
+  StepInfo info;
+  info.training = plan.last_forward.training;
+  info.seed = hash_combine(hash_combine(plan.last_forward.seed, plan.last_forward.step), step.name_hash);
+  return info;
+}
+
+void Executor::forward_step(Plan& plan, size_t index) {
+  const Plan::Step& step = plan.steps()[index];
+  ForwardContext ctx{step.inputs, step.params, step.outputs, step.saved, step.workspace, step_info(plan, step)};
+  try {
+    step.instance->forward(ctx);
+  } catch (const std::exception& e) {
+    throw ExecError(describe(step, "forward", e.what()));
+  } catch (...) {
+    throw ExecError(describe(step, "forward", "unknown exception"));
+  }
+}
+
+void Executor::backward_step(Plan& plan, size_t index, bool staged) {
+  const Plan::Step& step = plan.steps()[index];
+  BackwardContext ctx{step.inputs,       step.params,      step.outputs,
+                      step.saved,        step.workspace,   step.output_grads,
+                      step.input_grads,  staged ? step.param_grads_staged : step.param_grads,
+                      step_info(plan, step)};
+  try {
+    step.instance->backward(ctx);
+  } catch (const std::exception& e) {
+    throw ExecError(describe(step, "backward", e.what()));
+  } catch (...) {
+    throw ExecError(describe(step, "backward", "unknown exception"));
+  }
+}
+
+void Executor::run_indexed(size_t n, void (*fn)(void*, size_t), void* ctx) {
+  for (size_t i = 0; i < n; ++i) fn(ctx, i);
+}
+
+void Executor::forward(Plan& plan, const TensorMap& feeds, StepInfo base, uint64_t step) {
+  // Every fed value exactly once (by value name or graph output name), with the planned shape.
+  size_t matched = 0;
+  for (const auto& [name, tensor] : feeds) {
+    const std::string& value = plan.resolve(name);
+    bool planned = false;
+    for (const std::string& f : plan.feeds()) planned = planned || f == value;
+    if (!planned) throw ExecError("forward: '" + name + "' is not a fed value of this plan");
+    for (const auto& [other, unused] : feeds)
+      if (other != name && plan.resolve(other) == value)
+        throw ExecError("forward: '" + name + "' and '" + other + "' feed the same value");
+    const TensorView& target = plan.value(value);
+    if (!tensor.present() || tensor.shape() != target.shape())
+      throw ExecError("forward: fed value '" + name + "' has shape " + to_string(tensor.shape()) +
+                      (tensor.present() ? "" : " (no data)") + "; the plan expects " + to_string(target.shape()));
+    ++matched;
+  }
+  if (matched != plan.feeds().size())
+    for (const std::string& f : plan.feeds()) {
+      bool given = false;
+      for (const auto& [name, tensor] : feeds) given = given || plan.resolve(name) == f;
+      if (!given) throw ExecError("forward: the plan feeds '" + f + "', but no tensor was given for it");
+    }
+  for (const auto& [name, tensor] : feeds) plan.value(name).copy_from(tensor);
+
+  plan.last_forward = {false, base.training, base.seed, step};
+  run_forward(plan);
+  plan.last_forward.done = true;
+}
+
+namespace {
+struct Reduction {
+  Plan* plan;
+  bool accumulate;
+};
+
+void zero_value_grad(void* ctx, size_t i) { static_cast<Plan*>(ctx)->value_grads()[i].set_zero(); }
+
+// The store gradient of one parameter from its per-use (or staged) buffers.
+void reduce_param_gradient(void* ctx, size_t i) {
+  const Reduction& r = *static_cast<Reduction*>(ctx);
+  const Plan::ParamGradient& pg = r.plan->param_gradients()[i];
+  auto grad = r.plan->model().parameters()[pg.param].grad.view().flat();
+  if (pg.uses.empty()) {
+    if (r.accumulate) grad += pg.staged.flat();  // otherwise the single user assigned it directly
+    return;
+  }
+  if (!r.accumulate) grad = pg.uses[0].flat();
+  else grad += pg.uses[0].flat();
+  for (size_t u = 1; u < pg.uses.size(); ++u) grad += pg.uses[u].flat();
+}
+}  // namespace
+
+static const std::string loss_name = "loss";
+
+void Executor::backward(Plan& plan, const TensorMap& seeds, BackwardOptions options) {
+  if (!plan.last_forward.done) throw ExecError("backward: no completed forward on this plan");
+  for (const auto& [name, seed] : seeds) {
+    if (!plan.has_value(name)) throw ExecError("backward: seed for '" + name + "', which this plan does not fetch");
+    const TensorView& g = plan.grad(name);
+    if (!g.present()) throw ExecError("backward: seed for '" + name + "', which carries no gradient in this plan");
+    if (seed.shape() != g.shape())
+      throw ExecError("backward: seed for '" + name + "' has shape " + to_string(seed.shape()) + "; the value has " +
+                      to_string(g.shape()));
+  }
+  if (seeds.empty()) {
+    if (!plan.has_value(loss_name) || !plan.grad(loss_name).present() || plan.grad(loss_name).numel() != 1)
+      throw ExecError("backward: no seed gradients given, and the plan fetches no scalar 'loss' to seed with 1");
+  }
+  if (options.accumulate) plan.prepare_accumulation();
+
+  run_indexed(plan.value_grads().size(), zero_value_grad, &plan);
+  if (seeds.empty()) plan.grad(loss_name).fill(1.0f);
+  for (const auto& [name, seed] : seeds) plan.grad(name).copy_from(seed);
+
+  run_backward(plan, options.accumulate);
+
+  Reduction reduction{&plan, options.accumulate};
+  run_indexed(plan.param_gradients().size(), reduce_param_gradient, &reduction);
+  if (!options.accumulate)
+    for (size_t p : plan.unused_params()) plan.model().parameters()[p].grad.view().set_zero();
+}
+
+}  // namespace attnlab::exec

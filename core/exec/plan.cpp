@@ -1,0 +1,354 @@
+#include "exec/plan.h"
+
+#include "exec/hash.h"
+#include "exec/model.h"
+
+#include <algorithm>
+#include <functional>
+#include <set>
+
+namespace attnlab::exec {
+
+namespace {
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
+  return out;
+}
+
+const TensorView& absent_view() {
+  static const TensorView absent;
+  return absent;
+}
+
+}  // namespace
+
+Plan::~Plan() = default;
+
+Tensor& Plan::allocate(Shape shape) {
+  buffers_.push_back(std::make_unique<Tensor>(std::move(shape)));
+  bytes_ += static_cast<int64_t>(sizeof(float)) * buffers_.back()->numel();
+  return *buffers_.back();
+}
+
+const std::string& Plan::resolve(const std::string& name) const {
+  auto it = output_values_.find(name);
+  return it == output_values_.end() ? name : it->second;
+}
+
+bool Plan::has_value(const std::string& name) const { return values_.count(resolve(name)) != 0; }
+
+const TensorView& Plan::value(const std::string& name) const {
+  auto it = values_.find(resolve(name));
+  if (it == values_.end()) throw std::out_of_range("the plan holds no value '" + name + "'");
+  return it->second;
+}
+
+const TensorView& Plan::grad(const std::string& name) const {
+  const std::string& resolved = resolve(name);
+  if (!values_.count(resolved)) throw std::out_of_range("the plan holds no value '" + name + "'");
+  auto it = grads_.find(resolved);
+  return it == grads_.end() ? absent_view() : it->second;
+}
+
+Plan::Plan(Model& model, ir::DimBindings dims, std::vector<std::string> feeds, std::vector<std::string> fetches)
+    : model_(model), dims_(std::move(dims)), fetches_(std::move(fetches)) {
+  const ir::GraphDef& graph = model.graph();
+  const int n = graph.nodes_size();
+  std::map<std::string, int> input_index;
+  for (int i = 0; i < graph.inputs_size(); ++i) input_index[graph.inputs(i).name()] = i;
+  std::vector<std::string> output_names;
+  for (const ir::GraphOutput& out : graph.outputs()) {
+    output_values_[out.name()] = out.value();
+    output_names.push_back(out.name());
+  }
+
+  // Where a value comes from: a graph input (-1) or a node; anything else is not a value.
+  auto producer = [&](const std::string& value, const std::string& role) -> int {
+    const ir::ValueRef ref = ir::parse_value(value);
+    const int node = model.node_index(ref.name);
+    if (node >= 0 && ref.port < static_cast<int>(model.schema(node).outputs.size())) return node;
+    if (node < 0 && ref.port == 0 && input_index.count(ref.name)) return -1;
+    throw PlanError("cannot plan: " + role + " '" + value + "' is neither a graph output (" + join(output_names) +
+                    ") nor a value of the graph");
+  };
+
+  std::set<std::string> fed;
+  for (const std::string& f : feeds) {
+    const std::string& value = resolve(f);
+    producer(value, "fed value");
+    if (fed.insert(value).second) feeds_.push_back(value);
+  }
+  std::vector<std::string> fetched_values;
+  for (const std::string& f : fetches_) {
+    const std::string& value = resolve(f);
+    producer(value, "fetch");
+    fetched_values.push_back(value);
+  }
+
+  // The nodes needed: walk back from the fetches, stopping at fed values.
+  std::vector<bool> needed(n, false);
+  std::function<void(const std::string&, const std::string&)> need = [&](const std::string& value,
+                                                                          const std::string& consumer) {
+    if (fed.count(value)) return;
+    const int p = producer(value, "value");
+    if (p < 0)
+      throw PlanError("cannot plan: " + consumer + " needs graph input '" + value + "', which is not fed (fed: " +
+                      (feeds_.empty() ? std::string("nothing") : join(feeds_)) + ")");
+    if (needed[p]) return;
+    needed[p] = true;
+    for (const std::string& in : graph.nodes(p).inputs())
+      if (!in.empty()) need(in, "node '" + graph.nodes(p).name() + "'");
+  };
+  for (size_t i = 0; i < fetched_values.size(); ++i) need(fetched_values[i], "fetch '" + fetches_[i] + "'");
+  for (const std::string& value : feeds_) {
+    const int p = producer(value, "fed value");
+    if (p >= 0 && needed[p])
+      throw PlanError("cannot plan: value '" + value + "' is fed, but its node '" + graph.nodes(p).name() +
+                      "' also has to run for another of its outputs");
+  }
+
+  // Shapes: infer the needed nodes and whatever produces the fed values (upstream of feeds too,
+  // because a fed value's shape is the one its producer would give).
+  std::vector<bool> shaped(n, false);
+  std::set<std::string> shaped_inputs;
+  std::function<void(int)> shape_closure = [&](int node) {
+    if (shaped[node]) return;
+    shaped[node] = true;
+    for (const std::string& in : graph.nodes(node).inputs()) {
+      if (in.empty()) continue;
+      const int p = producer(in, "value");
+      if (p >= 0) shape_closure(p);
+      else shaped_inputs.insert(in);
+    }
+  };
+  for (int i = 0; i < n; ++i)
+    if (needed[i]) shape_closure(i);
+  for (const std::string& value : feeds_) {
+    const int p = producer(value, "fed value");
+    if (p >= 0) shape_closure(p);
+    else shaped_inputs.insert(value);
+  }
+  for (const std::string& value : fetched_values)
+    if (producer(value, "fetch") < 0) shaped_inputs.insert(value);
+
+  std::vector<ir::Diagnostic> diagnostics;
+  std::map<std::string, Shape> shapes;
+  for (const std::string& name : shaped_inputs) {
+    const ir::GraphInput& input = graph.inputs(input_index.at(name));
+    Shape shape;
+    bool ok = true;
+    for (const ir::Dim& d : input.shape()) {
+      if (d.dim_case() != ir::Dim::kSymbol) {
+        shape.push_back(d.size());
+      } else if (auto it = dims_.find(d.symbol()); it != dims_.end()) {
+        shape.push_back(it->second);
+      } else {
+        diagnostics.push_back({input.loc(), "graph input '" + name + "': dimension '" + d.symbol() +
+                                                "' has no size bound in this plan"});
+        ok = false;
+      }
+    }
+    if (ok) shapes[name] = shape;
+  }
+  std::vector<NodeShapes> node_shapes(n);
+  std::vector<bool> failed(n, false);
+  for (int i : model.inferred().order) {
+    if (!shaped[i]) continue;
+    const ir::NodeDef& def = graph.nodes(i);
+    std::vector<Shape> in_shapes;
+    for (const std::string& in : def.inputs()) {
+      if (in.empty()) {
+        in_shapes.push_back({});
+        continue;
+      }
+      auto it = shapes.find(in);
+      if (it == shapes.end()) {
+        failed[i] = true;
+        break;
+      }
+      in_shapes.push_back(it->second);
+    }
+    if (failed[i]) continue;
+    const std::string prefix = "node '" + def.name() + "' (" + def.type() + "): ";
+    try {
+      node_shapes[i] = model.node(i).infer(in_shapes);
+      const NodeShapes& s = node_shapes[i];
+      if (s.outputs.size() != model.schema(i).outputs.size())
+        throw ShapeError("infer() gave " + std::to_string(s.outputs.size()) + " output shapes; the schema declares " +
+                         std::to_string(model.schema(i).outputs.size()));
+      const auto params = model.node_parameters(i);
+      if (s.params.size() != params.size())
+        throw ShapeError("infer() declared " + std::to_string(s.params.size()) + " parameters for these sizes and " +
+                         std::to_string(params.size()) + " for the model's; parameters must not depend on sizes");
+      for (size_t k = 0; k < params.size(); ++k)
+        if (s.params[k].shape != model.parameters()[params[k]].spec.shape)
+          throw ShapeError("parameter '" + s.params[k].name + "' has shape " + to_string(s.params[k].shape) +
+                           " for these sizes and " + to_string(model.parameters()[params[k]].spec.shape) +
+                           " for the model's; parameters must not depend on sizes");
+      for (size_t k = 0; k < s.outputs.size(); ++k) shapes[ir::value_name(def.name(), static_cast<int>(k))] = s.outputs[k];
+    } catch (const std::exception& e) {
+      diagnostics.push_back({def.loc(), prefix + e.what()});
+      failed[i] = true;
+    }
+  }
+  if (!diagnostics.empty()) throw ir::GraphError(std::move(diagnostics));
+
+  // Which values can carry a gradient at all.
+  auto differentiable = [&](const std::string& value) {
+    const int p = producer(value, "value");
+    if (p < 0) {
+      const std::string& kind = graph.inputs(input_index.at(value)).kind();
+      return kind != "ids" && kind != "mask";
+    }
+    return model.schema(p).outputs[ir::parse_value(value).port].differentiable;
+  };
+
+  // Value buffers: fed values, then every output of every needed node.
+  for (const std::string& value : feeds_) values_[value] = allocate(shapes.at(value)).view();
+  std::vector<int> order;
+  for (int i : model.inferred().order)
+    if (needed[i]) order.push_back(i);
+  for (int i : order)
+    for (size_t k = 0; k < model.schema(i).outputs.size(); ++k) {
+      const std::string name = ir::value_name(graph.nodes(i).name(), static_cast<int>(k));
+      values_[name] = allocate(shapes.at(name)).view();
+    }
+
+  // Gradient flow, in reverse topological order.
+  std::set<std::string> with_grad;
+  for (const std::string& value : fetched_values)
+    if (differentiable(value)) with_grad.insert(value);
+  std::vector<bool> active(n, false);
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    const int i = *it;
+    const ir::NodeDef& def = graph.nodes(i);
+    const NodeSchema& schema = model.schema(i);
+    bool output_grad = false;
+    for (size_t k = 0; k < schema.outputs.size(); ++k)
+      if (schema.outputs[k].differentiable && with_grad.count(ir::value_name(def.name(), static_cast<int>(k))))
+        output_grad = true;
+    std::vector<std::string> grad_inputs;
+    for (int j = 0; j < def.inputs_size(); ++j)
+      if (!def.inputs(j).empty() && schema.inputs[j].differentiable && differentiable(def.inputs(j)))
+        grad_inputs.push_back(def.inputs(j));
+    if (!output_grad || (model.node_parameters(i).empty() && grad_inputs.empty())) continue;
+    active[i] = true;
+    for (size_t k = 0; k < schema.outputs.size(); ++k)
+      if (schema.outputs[k].differentiable) with_grad.insert(ir::value_name(def.name(), static_cast<int>(k)));
+    with_grad.insert(grad_inputs.begin(), grad_inputs.end());
+  }
+  for (const std::string& value : with_grad) {
+    grads_[value] = allocate(shapes.at(value)).view();
+    value_grad_views_.push_back(grads_[value]);
+  }
+
+  // Steps with their views.
+  std::map<int, int> step_of;
+  std::map<size_t, std::vector<std::pair<int, int>>> param_users;  // store index -> (step, slot)
+  steps_.resize(order.size());
+  for (size_t s = 0; s < order.size(); ++s) {
+    const int i = order[s];
+    step_of[i] = static_cast<int>(s);
+    const ir::NodeDef& def = graph.nodes(i);
+    const NodeSchema& schema = model.schema(i);
+    const NodeShapes& ns = node_shapes[i];
+    Step& step = steps_[s];
+    step.node = i;
+    step.instance = &model.node(i);
+    step.name = def.name();
+    step.type = def.type();
+    step.loc = def.loc();
+    step.name_hash = fnv1a(def.name());
+    step.runs_backward = active[i];
+    for (int j = 0; j < static_cast<int>(schema.inputs.size()); ++j) {
+      const std::string in = j < def.inputs_size() ? def.inputs(j) : std::string();
+      step.inputs.push_back(in.empty() ? TensorView() : values_.at(in));
+      const bool wants = active[i] && !in.empty() && schema.inputs[j].differentiable && grads_.count(in);
+      step.input_grads.push_back(wants ? grads_.at(in) : TensorView());
+    }
+    for (size_t k = 0; k < schema.outputs.size(); ++k) {
+      const std::string name = ir::value_name(def.name(), static_cast<int>(k));
+      step.outputs.push_back(values_.at(name));
+      auto g = grads_.find(name);
+      step.output_grads.push_back(active[i] && g != grads_.end() ? g->second : TensorView());
+    }
+    const auto params = model.node_parameters(i);
+    for (size_t k = 0; k < params.size(); ++k) {
+      step.params.push_back(model.parameters()[params[k]].value.view());
+      step.param_grads.push_back(TensorView());
+      if (active[i]) param_users[params[k]].push_back({static_cast<int>(s), static_cast<int>(k)});
+    }
+    for (const Shape& shape : ns.saved) step.saved.push_back(allocate(shape).view());
+    for (const Shape& shape : ns.workspace) step.workspace.push_back(allocate(shape).view());
+  }
+
+  // Parameter gradients: a single user writes the store; several users get a buffer each.
+  for (auto& [param, users] : param_users) {
+    ParamGradient pg;
+    pg.param = param;
+    Parameter& p = model.parameters()[param];
+    if (users.size() == 1) {
+      steps_[users[0].first].param_grads[users[0].second] = p.grad.view();
+      pg.single_step = users[0].first;
+      pg.single_slot = users[0].second;
+    } else {
+      for (auto [s, k] : users) {
+        TensorView use = allocate(p.spec.shape).view();
+        steps_[s].param_grads[k] = use;
+        pg.uses.push_back(use);
+      }
+    }
+    param_gradients_.push_back(std::move(pg));
+  }
+  for (size_t p = 0; p < model.parameters().size(); ++p)
+    if (!param_users.count(p)) unused_params_.push_back(p);
+
+  // Dependencies. Forward: a node after the producers of its inputs. Backward: a producer after
+  // every consumer that adds into its outputs' gradients, and those consumers one after another.
+  std::map<const float*, std::vector<int>> writers;  // gradient buffer -> steps adding into it
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    Step& step = steps_[s];
+    std::set<int> preds;
+    for (const std::string& in : graph.nodes(step.node).inputs()) {
+      if (in.empty()) continue;
+      const int p = producer(in, "value");
+      if (p >= 0 && step_of.count(p)) preds.insert(step_of.at(p));
+    }
+    step.forward_after.assign(preds.begin(), preds.end());
+    if (!step.runs_backward) continue;
+    std::set<const float*> targets;
+    for (const TensorView& g : step.input_grads)
+      if (g.present()) targets.insert(g.data());
+    for (const float* t : targets) writers[t].push_back(static_cast<int>(s));
+  }
+  std::vector<std::set<int>> backward_after(steps_.size());
+  for (auto& [buffer, ws] : writers) {
+    std::sort(ws.rbegin(), ws.rend());
+    for (size_t k = 1; k < ws.size(); ++k) backward_after[ws[k]].insert(ws[k - 1]);
+  }
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    if (!steps_[s].runs_backward) continue;
+    std::set<const float*> mine;
+    for (const TensorView& g : steps_[s].output_grads)
+      if (g.present()) mine.insert(g.data());
+    for (const float* g : mine)
+      if (auto it = writers.find(g); it != writers.end())
+        for (int w : it->second) backward_after[s].insert(w);
+  }
+  for (size_t s = 0; s < steps_.size(); ++s) steps_[s].backward_after.assign(backward_after[s].begin(), backward_after[s].end());
+}
+
+void Plan::prepare_accumulation() {
+  if (accumulation_ready_) return;
+  for (Step& step : steps_) step.param_grads_staged = step.param_grads;
+  for (ParamGradient& pg : param_gradients_) {
+    if (pg.single_step < 0) continue;
+    pg.staged = allocate(model_.parameters()[pg.param].spec.shape).view();
+    steps_[pg.single_step].param_grads_staged[pg.single_slot] = pg.staged;
+  }
+  accumulation_ready_ = true;
+}
+
+}  // namespace attnlab::exec

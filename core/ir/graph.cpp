@@ -1,6 +1,8 @@
 #include "ir/graph.h"
 
+#include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/text_format.h>
 
 #include <algorithm>
@@ -146,8 +148,19 @@ GraphDef read_graph(const std::filesystem::path& path) {
 void write_graph(const GraphDef& graph, const std::filesystem::path& path) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) throw file_error(path, std::string("cannot write graph: ") + std::strerror(errno));
-  if (is_text_path(path)) out << to_pbtxt(graph);
-  else if (!graph.SerializeToOstream(&out)) throw file_error(path, "cannot serialize graph");
+  if (is_text_path(path)) {
+    out << to_pbtxt(graph);  // the text printer sorts map entries
+  } else {
+    // Deterministic: attribute maps in key order, so equal graphs give equal files.
+    std::string bytes;
+    {
+      google::protobuf::io::StringOutputStream stream(&bytes);
+      google::protobuf::io::CodedOutputStream coded(&stream);
+      coded.SetSerializationDeterministic(true);
+      if (!graph.SerializeToCodedStream(&coded)) throw file_error(path, "cannot serialize graph");
+    }
+    out << bytes;
+  }
   out.flush();
   if (!out) throw file_error(path, std::string("cannot write graph: ") + std::strerror(errno));
 }
@@ -316,13 +329,15 @@ InferredGraph validate_and_infer(const GraphDef& graph, const Registry& registry
       broken[i] = true;
       continue;
     }
+    if (input_index.count(node.name())) {  // references to the name keep meaning the graph input
+      report(node.loc(), "node name '" + node.name() + "' is also the name of a graph input");
+      broken[i] = true;
+      continue;
+    }
     auto [it, inserted] = node_index.emplace(node.name(), i);
     if (!inserted) {
       report(node.loc(), "duplicate node name '" + node.name() + "' (first defined at " +
                              format_location(graph.nodes(it->second).loc()) + ")");
-      broken[i] = true;
-    } else if (input_index.count(node.name())) {
-      report(node.loc(), "node name '" + node.name() + "' is also the name of a graph input");
       broken[i] = true;
     }
   }
@@ -483,6 +498,7 @@ InferredGraph validate_and_infer(const GraphDef& graph, const Registry& registry
       failed[i] = true;
       continue;
     }
+    input_shapes.resize(schemas[i]->inputs.size());  // trailing optional inputs left out
     try {
       NodeHandle instance = registry.create(node.type(), to_attrs(node));
       NodeShapes shapes = instance->infer(input_shapes);

@@ -1,0 +1,46 @@
+// tests/exec/test_nodes.h — small node types registered by the tests themselves (origin "builtin"),
+// so that the IR and executor tests depend on no plugin. They follow the node contract exactly:
+// forward writes every output, backward ADDS into input gradients and ASSIGNS parameter gradients.
+//
+//   test.matmul (out:int)         x[..., in] -> y[..., out] = x W; param weight[in, out]
+//   test.tanh                     x -> tanh(x); keeps y in a "saved" buffer, uses a workspace
+//   test.add                      a, b (equal shapes) -> a + b
+//   test.fork                     x -> (2x, x*x): two outputs
+//   test.noise (amount:float=0.1) x -> x * (1 + amount * u), u in [-1, 1) from (seed, index) in
+//                                 training; identity otherwise
+//   test.loss                     x, target? -> loss[] = 0.5 * mean((x - target)^2), count[] (not
+//                                 differentiable; target not differentiable)
+//   test.check                    x -> x; throws when an element is negative (forward) or a
+//                                 gradient element is negative (backward)
+#pragma once
+
+#include "exec/model.h"
+#include "ir/graph.h"
+#include "node/registry.h"
+
+#include <atomic>
+#include <initializer_list>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace attnlab::test {
+
+void register_test_nodes(Registry& registry);
+
+// Forward calls made by all test nodes since the last reset (pruning tests read it).
+extern std::atomic<int> forward_calls;
+
+// Builds GraphDefs tersely.
+struct GraphBuilder {
+  ir::GraphDef graph;
+  std::string file = "model.attn";
+
+  GraphBuilder& input(const std::string& name, std::vector<std::variant<int64_t, std::string>> dims,
+                      const std::string& kind = "real", int line = 1);
+  ir::NodeDef& node(const std::string& name, const std::string& type, std::vector<std::string> inputs,
+                    const Attrs& attrs = {}, int line = 0, int column = 0, const std::string& scope = "");
+  GraphBuilder& output(const std::string& name, const std::string& value);
+};
+
+}  // namespace attnlab::test

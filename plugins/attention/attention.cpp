@@ -1,0 +1,518 @@
+// plugins/attention/attention.cpp — the attention node (contract in attention.h; math in
+// docs/components.md).
+#include "attention.h"
+
+#include "tensor/gemm.h"
+
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+namespace attnlab::attention {
+
+namespace {
+
+constexpr float kRotaryBase = 10000.0f;
+
+const std::vector<std::string>& known_posenc() {
+  static const std::vector<std::string> names = {"posenc.none", "posenc.sinusoidal", "posenc.learned",
+                                                 "posenc.rotary", "posenc.alibi"};
+  return names;
+}
+
+std::string join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+// y[rows, out] = x[rows, in] · w[in, out] (+ bias[out]).
+void project(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, const float* bias, float* y) {
+  gemm(Trans::No, Trans::No, rows, out, in, 1.0f, x, in, w, out, 0.0f, y, out);
+  if (bias) {
+    Eigen::Map<RowMajorMatrix> Y(y, rows, out);
+    Y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, out);
+  }
+}
+
+// out[c] = Σ_r m[r, c]  (assigns).
+void column_sums(const float* m, int64_t rows, int64_t cols, float* out) {
+  Eigen::Map<const RowMajorMatrix> M(m, rows, cols);
+  Eigen::Map<Eigen::RowVectorXf>(out, cols) = M.colwise().sum();
+}
+
+}  // namespace
+
+AttentionConfig config_from_attrs(const std::string& type, const Attrs& attrs) {
+  AttentionConfig c;
+  c.type = type;
+  c.kind = type == "attention.additive" ? ScoreKind::Additive : ScoreKind::Dot;
+  c.heads = attrs.get_int("heads");
+  c.d_k = attrs.get_int("d_k");
+  c.d_v = attrs.get_int("d_v");
+  c.causal = attrs.get_bool("causal");
+  c.bias = attrs.get_bool("bias");
+  if (c.heads < 1) throw std::invalid_argument("heads must be at least 1, got " + std::to_string(c.heads));
+  if (c.d_k < 1) throw std::invalid_argument("d_k must be at least 1, got " + std::to_string(c.d_k));
+  if (c.d_v < 1) throw std::invalid_argument("d_v must be at least 1, got " + std::to_string(c.d_v));
+  c.kv_heads = c.heads;
+  if (attrs.has("kv_heads")) {
+    c.kv_heads = attrs.get_int("kv_heads");
+    if (c.kv_heads < 1) throw std::invalid_argument("kv_heads must be at least 1, got " + std::to_string(c.kv_heads));
+    if (c.heads % c.kv_heads != 0)
+      throw std::invalid_argument("kv_heads (" + std::to_string(c.kv_heads) + ") must divide heads (" +
+                                  std::to_string(c.heads) + ")");
+  }
+  if (attrs.has("window")) {
+    c.window = attrs.get_int("window");
+    if (c.window < 1) throw std::invalid_argument("window must be at least 1, got " + std::to_string(c.window));
+    const std::string& mode = attrs.get_string("mode");
+    if (mode == "causal") c.mode = WindowMode::Causal;
+    else if (mode == "centred") c.mode = WindowMode::Centred;
+    else throw std::invalid_argument("mode must be \"causal\" or \"centred\", got \"" + mode + "\"");
+  }
+  const std::string& posenc = attrs.get_string("posenc");
+  const auto& known = known_posenc();
+  if (std::find(known.begin(), known.end(), posenc) == known.end())
+    throw std::invalid_argument("unknown posenc '" + posenc + "'; expected one of " + join(known));
+  if (posenc == "posenc.rotary") {
+    if (c.kind == ScoreKind::Additive)
+      throw std::invalid_argument(
+          "posenc.rotary is not supported: rotary encoding works through dot products of rotated queries and "
+          "keys, which additive scores do not form (use posenc.alibi or an absolute scheme)");
+    if (c.d_k % 2 != 0)
+      throw std::invalid_argument("posenc.rotary needs an even d_k (it rotates pairs of features), got d_k = " +
+                                  std::to_string(c.d_k));
+    c.posenc = PositionScheme::Rotary;
+  } else if (posenc == "posenc.alibi") {
+    c.posenc = PositionScheme::Alibi;
+  }
+  return c;
+}
+
+MaskLayout mask_layout(const Shape& m, int64_t batch, int64_t queries, int64_t keys) {
+  auto fail = [&]() -> MaskLayout {
+    throw ShapeError("mask shape " + to_string(m) + " does not broadcast to [batch, queries, keys] = " +
+                     to_string(Shape{batch, queries, keys}) +
+                     "; expected [B, Tk] key padding, [Tq, Tk], or [B|1, Tq|1, Tk]");
+  };
+  if (m.empty() || m.back() != keys) return fail();
+  if (m.size() == 2) {
+    if (m[0] == batch) return {keys, 0};
+    if (m[0] == queries) return {0, keys};
+    if (m[0] == 1) return {0, 0};
+    return fail();
+  }
+  if (m.size() == 3) {
+    MaskLayout l;
+    if (m[0] == batch) l.batch_stride = m[1] * keys;
+    else if (m[0] != 1) return fail();
+    if (m[1] == queries) l.query_stride = keys;
+    else if (m[1] != 1) return fail();
+    if (m[0] == 1 && batch != 1) l.batch_stride = 0;
+    return l;
+  }
+  return fail();
+}
+
+std::vector<float> alibi_slopes(int64_t heads) {
+  auto geometric = [](int64_t n) {
+    std::vector<float> s(n);
+    const double start = std::pow(2.0, -8.0 / static_cast<double>(n));
+    for (int64_t i = 0; i < n; ++i) s[i] = static_cast<float>(std::pow(start, static_cast<double>(i + 1)));
+    return s;
+  };
+  int64_t pow2 = 1;
+  while (pow2 * 2 <= heads) pow2 *= 2;
+  std::vector<float> slopes = geometric(pow2);
+  if (pow2 < heads) {
+    std::vector<float> extra = geometric(2 * pow2);
+    for (int64_t i = 0; static_cast<int64_t>(slopes.size()) < heads; i += 2) slopes.push_back(extra[i]);
+  }
+  return slopes;
+}
+
+AttentionNode::AttentionNode(AttentionConfig config) : config_(std::move(config)) {
+  group_size_ = config_.heads / config_.kv_heads;
+  int next = 4;
+  if (config_.kind == ScoreKind::Additive) pidx_.v = next++;
+  if (config_.bias) {
+    pidx_.b_q = next++;
+    pidx_.b_k = next++;
+    pidx_.b_v = next++;
+    pidx_.b_o = next++;
+  }
+  if (config_.posenc == PositionScheme::Alibi) slopes_ = alibi_slopes(config_.heads);
+  if (config_.posenc == PositionScheme::Rotary) {
+    for (int64_t t = 0; t < config_.d_k / 2; ++t)
+      inv_freq_.push_back(std::pow(kRotaryBase, -2.0f * static_cast<float>(t) / static_cast<float>(config_.d_k)));
+  }
+}
+
+AttentionNode::Dims AttentionNode::dims_of(std::span<const Shape> in) const {
+  if (in.size() < 2) throw ShapeError("expects inputs query and memory (and an optional mask)");
+  const Shape& q = in[0];
+  const Shape& m = in[1];
+  if (q.size() != 3) throw ShapeError("query must be [batch, length, width], got " + to_string(q));
+  if (m.size() != 3) throw ShapeError("memory must be [batch, length, width], got " + to_string(m));
+  if (m[0] != q[0])
+    throw ShapeError("memory batch " + std::to_string(m[0]) + " differs from query batch " + std::to_string(q[0]));
+  if (m[2] != q[2])
+    throw ShapeError("memory width " + std::to_string(m[2]) + " differs from query width " + std::to_string(q[2]));
+  return {q[0], q[1], m[1], q[2]};
+}
+
+NodeShapes AttentionNode::infer(std::span<const Shape> in) const {
+  const Dims d = dims_of(in);
+  const int64_t B = d.batch, Tq = d.queries, Tk = d.keys, D = d.width;
+  const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
+  if (in.size() > 2 && !in[2].empty()) mask_layout(in[2], B, Tq, Tk);
+
+  NodeShapes s;
+  s.outputs = {{B, Tq, D}};
+  s.params = {{"w_q", {D, H * dk}}, {"w_k", {D, G * dk}}, {"w_v", {D, G * dv}}, {"w_o", {H * dv, D}}};
+  if (config_.kind == ScoreKind::Additive)
+    s.params.push_back({"v", {H, dk}, Init::Normal, 1.0f / std::sqrt(static_cast<float>(dk))});
+  if (config_.bias) {
+    s.params.push_back({"b_q", {H * dk}, Init::Zeros});
+    s.params.push_back({"b_k", {G * dk}, Init::Zeros});
+    s.params.push_back({"b_v", {G * dv}, Init::Zeros});
+    s.params.push_back({"b_o", {D}, Init::Zeros});
+  }
+  // saved: Q, K, V, P, O
+  s.saved = {{B, Tq, H * dk}, {B, Tk, G * dk}, {B, Tk, G * dv}, {B, H, Tq, Tk}, {B, Tq, H * dv}};
+  // workspace: dO, dS, dQ, dK, dV, per-batch gradient of the additive score vector
+  s.workspace = {{B, Tq, H * dv}, {B, H, Tq, Tk}, {B, Tq, H * dk}, {B, Tk, G * dk}, {B, Tk, G * dv}};
+  if (config_.kind == ScoreKind::Additive) s.workspace.push_back({B, H, dk});
+  return s;
+}
+
+std::vector<Shape> AttentionNode::cache_shapes(std::span<const Shape> in, int64_t max_len) const {
+  const Dims d = dims_of(in);
+  const int64_t L = std::max(max_len, d.keys);
+  const int64_t B = d.batch, Tq = d.queries, H = config_.heads, G = config_.kv_heads;
+  return {{B, L, G * config_.d_k}, {B, L, G * config_.d_v}, {B, Tq, H * config_.d_k}, {B, H, Tq, L},
+          {B, Tq, H * config_.d_v}};
+}
+
+// Rotates each d_k-sized slice of `groups` slices per row by the row's position (interleaved pairs
+// (2t, 2t+1), angle position·base^(-2t/d_k)); `inverse` rotates back, which is the backward pass.
+void AttentionNode::rotate(float* x, int64_t rows_per_batch, int64_t batch, int64_t batch_stride, int64_t groups,
+                           int64_t first_position, bool inverse) const {
+  const int64_t dk = config_.d_k, half = dk / 2, width = groups * dk;
+  tbb::parallel_for(int64_t{0}, batch * rows_per_batch, [&](int64_t r) {
+    const int64_t b = r / rows_per_batch, i = r % rows_per_batch;
+    float* row = x + b * batch_stride + i * width;
+    const float pos = static_cast<float>(first_position + i);
+    for (int64_t t = 0; t < half; ++t) {
+      const float angle = pos * inv_freq_[t];
+      const float c = std::cos(angle), s = inverse ? -std::sin(angle) : std::sin(angle);
+      for (int64_t g = 0; g < groups; ++g) {
+        float* p = row + g * dk + 2 * t;
+        const float x0 = p[0], x1 = p[1];
+        p[0] = x0 * c - x1 * s;
+        p[1] = x0 * s + x1 * c;
+      }
+    }
+  });
+}
+
+// Adds the positional bias, applies causal/window/mask restrictions and normalises one score row in
+// place. Keys not allowed get probability 0; a row with no allowed key becomes all zeros.
+void AttentionNode::score_row_softmax(float* row, int64_t keys, int64_t qpos, int64_t head, const float* mask_row,
+                                      bool causal) const {
+  int64_t lo = 0, hi = keys - 1;  // allowed key positions [lo, hi] before the mask
+  if (causal) hi = std::min(hi, qpos);
+  if (config_.window > 0) {
+    if (config_.mode == WindowMode::Causal) {
+      lo = std::max(lo, qpos - (config_.window - 1));
+      hi = std::min(hi, qpos);
+    } else {
+      lo = std::max(lo, qpos - config_.window / 2);
+      hi = std::min(hi, qpos + (config_.window - 1) / 2);
+    }
+  }
+  const float slope = config_.posenc == PositionScheme::Alibi ? slopes_[head] : 0.0f;
+  float max_score = -std::numeric_limits<float>::infinity();
+  for (int64_t j = lo; j <= hi; ++j) {
+    if (mask_row && mask_row[j] == 0.0f) continue;
+    if (slope != 0.0f) row[j] -= slope * static_cast<float>(std::abs(qpos - j));
+    max_score = std::max(max_score, row[j]);
+  }
+  if (max_score == -std::numeric_limits<float>::infinity()) {
+    std::fill(row, row + keys, 0.0f);
+    return;
+  }
+  float sum = 0.0f;
+  for (int64_t j = 0; j < keys; ++j) {
+    const bool allowed = j >= lo && j <= hi && !(mask_row && mask_row[j] == 0.0f);
+    row[j] = allowed ? std::exp(row[j] - max_score) : 0.0f;
+    sum += row[j];
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t j = 0; j < keys; ++j) row[j] *= inv;
+}
+
+void AttentionNode::attend(const AttendArgs& a, int64_t B, int64_t Tq, int64_t Tk) const {
+  const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+  tbb::parallel_for(int64_t{0}, B * H, [&](int64_t bh) {
+    const int64_t b = bh / H, h = bh % H, g = h / group_size_;
+    const float* q = a.q + b * Tq * H * dk + h * dk;
+    const float* k = a.k + b * a.k_batch_stride + g * dk;
+    const float* v = a.v + b * a.v_batch_stride + g * dv;
+    float* p = a.probs + bh * Tq * Tk;
+    if (config_.kind == ScoreKind::Dot) {
+      gemm(Trans::No, Trans::Yes, Tq, Tk, dk, scale, q, H * dk, k, G * dk, 0.0f, p, Tk);
+    } else {
+      const float* w = a.additive_v + h * dk;
+      for (int64_t i = 0; i < Tq; ++i)
+        for (int64_t j = 0; j < Tk; ++j) {
+          const float* qi = q + i * H * dk;
+          const float* kj = k + j * G * dk;
+          float s = 0.0f;
+          for (int64_t d = 0; d < dk; ++d) s += w[d] * std::tanh(qi[d] + kj[d]);
+          p[i * Tk + j] = s;
+        }
+    }
+    for (int64_t i = 0; i < Tq; ++i) {
+      const float* mask_row =
+          a.use_mask ? a.mask + b * a.mask_layout.batch_stride + i * a.mask_layout.query_stride : nullptr;
+      score_row_softmax(p + i * Tk, Tk, a.query_offset + i, h, mask_row, a.causal);
+    }
+    gemm(Trans::No, Trans::No, Tq, dv, Tk, 1.0f, p, Tk, v, G * dv, 0.0f, a.heads_out + b * Tq * H * dv + h * dv,
+         H * dv);
+  });
+}
+
+void AttentionNode::forward(const ForwardContext& ctx) const {
+  if (ctx.step.decode) {
+    forward_decode(ctx);
+    return;
+  }
+  const TensorView& query = ctx.inputs[0];
+  const TensorView& memory = ctx.inputs[1];
+  const bool has_mask = ctx.inputs.size() > 2 && ctx.inputs[2].present();
+  const int64_t B = query.dim(0), Tq = query.dim(1), D = query.dim(2), Tk = memory.dim(1);
+  const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
+  auto param = [&](int i) { return i < 0 ? nullptr : ctx.params[i].data(); };
+  float* Q = ctx.saved[0].data();
+  float* K = ctx.saved[1].data();
+  float* V = ctx.saved[2].data();
+  float* P = ctx.saved[3].data();
+  float* O = ctx.saved[4].data();
+
+  project(query.data(), B * Tq, D, param(pidx_.w_q), H * dk, param(pidx_.b_q), Q);
+  project(memory.data(), B * Tk, D, param(pidx_.w_k), G * dk, param(pidx_.b_k), K);
+  project(memory.data(), B * Tk, D, param(pidx_.w_v), G * dv, param(pidx_.b_v), V);
+  if (config_.posenc == PositionScheme::Rotary) {
+    rotate(Q, Tq, B, Tq * H * dk, H, 0, false);
+    rotate(K, Tk, B, Tk * G * dk, G, 0, false);
+  }
+  AttendArgs a{Q, K, Tk * G * dk, V, Tk * G * dv, param(pidx_.v), P, O, nullptr, {}, 0, config_.causal, has_mask};
+  if (has_mask) {
+    a.mask = ctx.inputs[2].data();
+    a.mask_layout = mask_layout(ctx.inputs[2].shape(), B, Tq, Tk);
+  }
+  attend(a, B, Tq, Tk);
+  project(O, B * Tq, H * dv, param(pidx_.w_o), D, param(pidx_.b_o), ctx.outputs[0].data());
+}
+
+void AttentionNode::forward_decode(const ForwardContext& ctx) const {
+  const DecodeState& state = *ctx.step.decode;
+  const TensorView& query = ctx.inputs[0];
+  const TensorView& memory = ctx.inputs[1];
+  const int64_t B = query.dim(0), Tq = query.dim(1), D = query.dim(2), S = memory.dim(1);
+  const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
+  const int64_t p = state.position;
+  if (state.cache.size() != 5)
+    throw std::runtime_error(config_.type + ": incremental decoding needs the 5 cache buffers of cache_shapes()");
+  const TensorView& key_cache = state.cache[0];
+  const TensorView& value_cache = state.cache[1];
+  const int64_t L = key_cache.dim(1);
+  if (state.cache[2].dim(1) != Tq)
+    throw std::runtime_error(config_.type + ": decode step of " + std::to_string(Tq) +
+                             " positions does not match the cache planned for " +
+                             std::to_string(state.cache[2].dim(1)));
+  auto param = [&](int i) { return i < 0 ? nullptr : ctx.params[i].data(); };
+  float* Kc = key_cache.data();
+  float* Vc = value_cache.data();
+  float* Q = state.cache[2].data();
+  float* P = state.cache[3].data();
+  float* O = state.cache[4].data();
+  const bool self = query.data() == memory.data();
+
+  int64_t keys;
+  if (self) {
+    if (config_.window > 0 && config_.mode == WindowMode::Centred)
+      throw std::runtime_error(config_.type +
+                               ": mode \"centred\" cannot decode incrementally (its window reaches later positions)");
+    keys = p + Tq;
+    if (keys > L)
+      throw std::runtime_error(config_.type + ": decode position " + std::to_string(p + Tq - 1) +
+                               " is beyond the cache length " + std::to_string(L));
+    for (int64_t b = 0; b < B; ++b) {
+      const float* x = memory.data() + b * S * D;
+      gemm(Trans::No, Trans::No, S, G * dk, D, 1.0f, x, D, param(pidx_.w_k), G * dk, 0.0f,
+           Kc + (b * L + p) * G * dk, G * dk);
+      gemm(Trans::No, Trans::No, S, G * dv, D, 1.0f, x, D, param(pidx_.w_v), G * dv, 0.0f,
+           Vc + (b * L + p) * G * dv, G * dv);
+      if (config_.bias) {
+        Eigen::Map<RowMajorMatrix>(Kc + (b * L + p) * G * dk, S, G * dk).rowwise() +=
+            Eigen::Map<const Eigen::RowVectorXf>(param(pidx_.b_k), G * dk);
+        Eigen::Map<RowMajorMatrix>(Vc + (b * L + p) * G * dv, S, G * dv).rowwise() +=
+            Eigen::Map<const Eigen::RowVectorXf>(param(pidx_.b_v), G * dv);
+      }
+    }
+    if (config_.posenc == PositionScheme::Rotary) rotate(Kc + p * G * dk, S, B, L * G * dk, G, p, false);
+  } else {
+    keys = S;
+    if (S > L)
+      throw std::runtime_error(config_.type + ": memory length " + std::to_string(S) + " exceeds the cache length " +
+                               std::to_string(L));
+    if (p == 0) {
+      for (int64_t b = 0; b < B; ++b) {
+        const float* x = memory.data() + b * S * D;
+        project(x, S, D, param(pidx_.w_k), G * dk, param(pidx_.b_k), Kc + b * L * G * dk);
+        project(x, S, D, param(pidx_.w_v), G * dv, param(pidx_.b_v), Vc + b * L * G * dv);
+      }
+      if (config_.posenc == PositionScheme::Rotary) rotate(Kc, S, B, L * G * dk, G, 0, false);
+    }
+  }
+  project(query.data(), B * Tq, D, param(pidx_.w_q), H * dk, param(pidx_.b_q), Q);
+  if (config_.posenc == PositionScheme::Rotary) rotate(Q, Tq, B, Tq * H * dk, H, p, false);
+
+  const bool has_mask = !self && ctx.inputs.size() > 2 && ctx.inputs[2].present();
+  AttendArgs a{Q, Kc, L * G * dk, Vc, L * G * dv, param(pidx_.v), P, O, nullptr, {}, p,
+               self ? true : config_.causal, has_mask};
+  if (has_mask) {
+    a.mask = ctx.inputs[2].data();
+    a.mask_layout = mask_layout(ctx.inputs[2].shape(), B, Tq, keys);
+  }
+  attend(a, B, Tq, keys);
+  project(O, B * Tq, H * dv, param(pidx_.w_o), D, param(pidx_.b_o), ctx.outputs[0].data());
+}
+
+void AttentionNode::backward(const BackwardContext& ctx) const {
+  const TensorView& query = ctx.inputs[0];
+  const TensorView& memory = ctx.inputs[1];
+  const int64_t B = query.dim(0), Tq = query.dim(1), D = query.dim(2), Tk = memory.dim(1);
+  const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+  auto param = [&](int i) { return i < 0 ? nullptr : ctx.params[i].data(); };
+  auto grad = [&](int i) { return i < 0 ? nullptr : ctx.param_grads[i].data(); };
+  const float* Q = ctx.saved[0].data();
+  const float* K = ctx.saved[1].data();
+  const float* V = ctx.saved[2].data();
+  const float* P = ctx.saved[3].data();
+  const float* O = ctx.saved[4].data();
+  float* dO = ctx.workspace[0].data();
+  float* dS = ctx.workspace[1].data();
+  float* dQ = ctx.workspace[2].data();
+  float* dK = ctx.workspace[3].data();
+  float* dV = ctx.workspace[4].data();
+  const float* dY = ctx.output_grads[0].data();
+  const bool additive = config_.kind == ScoreKind::Additive;
+
+  // Output projection.
+  gemm(Trans::Yes, Trans::No, H * dv, D, B * Tq, 1.0f, O, H * dv, dY, D, 0.0f, grad(pidx_.w_o), D);
+  if (config_.bias) column_sums(dY, B * Tq, D, grad(pidx_.b_o));
+  gemm(Trans::No, Trans::Yes, B * Tq, H * dv, D, 1.0f, dY, D, param(pidx_.w_o), D, 0.0f, dO, H * dv);
+
+  // Per (batch, head): score gradients through the softmax, then query gradients.
+  const float* additive_v = param(pidx_.v);
+  float* dv_partial = additive ? ctx.workspace[5].data() : nullptr;
+  tbb::parallel_for(int64_t{0}, B * H, [&](int64_t bh) {
+    const int64_t b = bh / H, h = bh % H, g = h / group_size_;
+    const float* p = P + bh * Tq * Tk;
+    float* ds = dS + bh * Tq * Tk;
+    const float* dOh = dO + b * Tq * H * dv + h * dv;
+    gemm(Trans::No, Trans::Yes, Tq, Tk, dv, 1.0f, dOh, H * dv, V + b * Tk * G * dv + g * dv, G * dv, 0.0f, ds, Tk);
+    for (int64_t i = 0; i < Tq; ++i) {
+      float* row = ds + i * Tk;
+      const float* prow = p + i * Tk;
+      float dot = 0.0f;
+      for (int64_t j = 0; j < Tk; ++j) dot += row[j] * prow[j];
+      for (int64_t j = 0; j < Tk; ++j) row[j] = prow[j] * (row[j] - dot);
+    }
+    const float* k = K + b * Tk * G * dk + g * dk;
+    const float* q = Q + b * Tq * H * dk + h * dk;
+    float* dq = dQ + b * Tq * H * dk + h * dk;
+    if (!additive) {
+      gemm(Trans::No, Trans::No, Tq, dk, Tk, scale, ds, Tk, k, G * dk, 0.0f, dq, H * dk);
+      return;
+    }
+    // Additive scores s_ij = Σ_d w_d tanh(q_id + k_jd): here G == H, so this head owns its dK slice.
+    const float* w = additive_v + h * dk;
+    float* dk_slice = dK + b * Tk * G * dk + g * dk;
+    float* dw = dv_partial + bh * dk;
+    for (int64_t i = 0; i < Tq; ++i) std::fill(dq + i * H * dk, dq + i * H * dk + dk, 0.0f);
+    for (int64_t j = 0; j < Tk; ++j) std::fill(dk_slice + j * G * dk, dk_slice + j * G * dk + dk, 0.0f);
+    std::fill(dw, dw + dk, 0.0f);
+    for (int64_t i = 0; i < Tq; ++i)
+      for (int64_t j = 0; j < Tk; ++j) {
+        const float gs = ds[i * Tk + j];
+        if (gs == 0.0f) continue;
+        const float* qi = q + i * H * dk;
+        const float* kj = k + j * G * dk;
+        float* dqi = dq + i * H * dk;
+        float* dkj = dk_slice + j * G * dk;
+        for (int64_t d = 0; d < dk; ++d) {
+          const float t = std::tanh(qi[d] + kj[d]);
+          const float u = gs * w[d] * (1.0f - t * t);
+          dqi[d] += u;
+          dkj[d] += u;
+          dw[d] += gs * t;
+        }
+      }
+  });
+
+  // Per (batch, key/value head): sum over the query heads that share it.
+  tbb::parallel_for(int64_t{0}, B * G, [&](int64_t bg) {
+    const int64_t b = bg / G, g = bg % G;
+    for (int64_t r = 0; r < group_size_; ++r) {
+      const int64_t h = g * group_size_ + r;
+      const int64_t bh = b * H + h;
+      const float beta = r == 0 ? 0.0f : 1.0f;
+      gemm(Trans::Yes, Trans::No, Tk, dv, Tq, 1.0f, P + bh * Tq * Tk, Tk, dO + b * Tq * H * dv + h * dv, H * dv, beta,
+           dV + b * Tk * G * dv + g * dv, G * dv);
+      if (!additive)
+        gemm(Trans::Yes, Trans::No, Tk, dk, Tq, scale, dS + bh * Tq * Tk, Tk, Q + b * Tq * H * dk + h * dk, H * dk,
+             beta, dK + b * Tk * G * dk + g * dk, G * dk);
+    }
+  });
+  if (additive) {
+    float* dw = grad(pidx_.v);
+    Eigen::Map<Eigen::RowVectorXf> out(dw, H * dk);
+    out.setZero();
+    for (int64_t b = 0; b < B; ++b) out += Eigen::Map<const Eigen::RowVectorXf>(dv_partial + b * H * dk, H * dk);
+  }
+
+  if (config_.posenc == PositionScheme::Rotary) {
+    rotate(dQ, Tq, B, Tq * H * dk, H, 0, true);
+    rotate(dK, Tk, B, Tk * G * dk, G, 0, true);
+  }
+
+  // Input projections.
+  gemm(Trans::Yes, Trans::No, D, H * dk, B * Tq, 1.0f, query.data(), D, dQ, H * dk, 0.0f, grad(pidx_.w_q), H * dk);
+  gemm(Trans::Yes, Trans::No, D, G * dk, B * Tk, 1.0f, memory.data(), D, dK, G * dk, 0.0f, grad(pidx_.w_k), G * dk);
+  gemm(Trans::Yes, Trans::No, D, G * dv, B * Tk, 1.0f, memory.data(), D, dV, G * dv, 0.0f, grad(pidx_.w_v), G * dv);
+  if (config_.bias) {
+    column_sums(dQ, B * Tq, H * dk, grad(pidx_.b_q));
+    column_sums(dK, B * Tk, G * dk, grad(pidx_.b_k));
+    column_sums(dV, B * Tk, G * dv, grad(pidx_.b_v));
+  }
+  if (ctx.input_grads.size() > 0 && ctx.input_grads[0].present())
+    gemm(Trans::No, Trans::Yes, B * Tq, D, H * dk, 1.0f, dQ, H * dk, param(pidx_.w_q), H * dk, 1.0f,
+         ctx.input_grads[0].data(), D);
+  if (ctx.input_grads.size() > 1 && ctx.input_grads[1].present()) {
+    float* dm = ctx.input_grads[1].data();
+    gemm(Trans::No, Trans::Yes, B * Tk, D, G * dk, 1.0f, dK, G * dk, param(pidx_.w_k), G * dk, 1.0f, dm, D);
+    gemm(Trans::No, Trans::Yes, B * Tk, D, G * dv, 1.0f, dV, G * dv, param(pidx_.w_v), G * dv, 1.0f, dm, D);
+  }
+}
+
+}  // namespace attnlab::attention

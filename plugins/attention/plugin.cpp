@@ -1,0 +1,167 @@
+// plugins/attention/plugin.cpp — registers the attention node types with their schemas and
+// gradient-check examples (the examples cover the shapes and settings each type supports).
+#include "attention.h"
+
+#include "node/plugin_api.h"
+
+namespace {
+
+using namespace attnlab;
+using attnlab::attention::AttentionNode;
+using attnlab::attention::config_from_attrs;
+
+AttrValue I(int64_t v) { return AttrValue{v}; }
+AttrValue S(const char* v) { return AttrValue{std::string(v)}; }
+AttrValue Bo(bool v) { return AttrValue{v}; }
+
+std::vector<AttrSchema> common_attrs() {
+  return {
+      {"heads", AttrType::Int, I(8), "number of attention heads"},
+      {"d_k", AttrType::Int, I(64), "query/key size per head"},
+      {"d_v", AttrType::Int, I(64), "value size per head"},
+      {"causal", AttrType::Bool, Bo(false), "each query sees only keys at positions up to its own"},
+      {"bias", AttrType::Bool, Bo(false), "add biases to the q, k, v and output projections"},
+      {"posenc", AttrType::String, S("posenc.none"),
+       "positional scheme applied inside attention: posenc.rotary rotates q and k, posenc.alibi biases scores; "
+       "absolute schemes (none, sinusoidal, learned) do nothing here"},
+  };
+}
+
+std::vector<PortSchema> inputs() {
+  return {{"query", "queries [B, Tq, D]"},
+          {"memory", "keys/values source [B, Tk, D]; the query value itself for self-attention"},
+          {"mask", "1 keep, 0 masked: [B, Tk] key padding, [Tq, Tk], or [B|1, Tq|1, Tk]", true, false}};
+}
+
+std::vector<PortSchema> outputs() { return {{"y", "attended values projected back to [B, Tq, D]"}}; }
+
+// Key padding mask [2, n]: batch 0 keeps everything, batch 1 masks its last `pad` keys.
+CheckInput key_padding(int64_t n, int64_t pad) {
+  std::vector<float> v(2 * n, 1.0f);
+  for (int64_t j = n - pad; j < n; ++j) v[n + j] = 0.0f;
+  return CheckInput::fixed({2, n}, v);
+}
+
+// Lower-triangular [t, t] mask.
+CheckInput causal_mask(int64_t t) {
+  std::vector<float> v(t * t, 0.0f);
+  for (int64_t i = 0; i < t; ++i)
+    for (int64_t j = 0; j <= i; ++j) v[i * t + j] = 1.0f;
+  return CheckInput::fixed({t, t}, v);
+}
+
+// A full [2, tq, tk] mask with a scattered pattern that keeps at least one key per query.
+CheckInput full_mask(int64_t tq, int64_t tk) {
+  std::vector<float> v(2 * tq * tk);
+  for (int64_t i = 0; i < 2 * tq * tk; ++i) v[i] = (i % tk == 0 || (i * 7) % 3 != 0) ? 1.0f : 0.0f;
+  return CheckInput::fixed({2, tq, tk}, v);
+}
+
+CheckInput x(int64_t b, int64_t t, int64_t d) { return CheckInput::real({b, t, d}); }
+
+GradCheckExample example(std::string name, Attrs attrs, std::vector<CheckInput> in) {
+  GradCheckExample e;
+  e.name = std::move(name);
+  e.attrs = std::move(attrs);
+  e.inputs = std::move(in);
+  return e;
+}
+
+std::vector<GradCheckExample> scaled_dot_examples() {
+  return {
+      example("self", {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(3)}}, {x(2, 4, 6), x(2, 4, 6)}),
+      example("cross_key_padding_bias_dk_ne_dv",
+              {{"heads", I(3)}, {"d_k", I(4)}, {"d_v", I(2)}, {"bias", Bo(true)}},
+              {x(2, 3, 6), x(2, 5, 6), key_padding(5, 2)}),
+      example("causal_attribute", {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(3)}, {"causal", Bo(true)}},
+              {x(2, 4, 5), x(2, 4, 5)}),
+      example("causal_mask_input", {{"heads", I(1)}, {"d_k", I(4)}, {"d_v", I(4)}}, {x(2, 3, 4), x(2, 3, 4), causal_mask(3)}),
+      example("full_mask", {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(2)}}, {x(2, 3, 4), x(2, 4, 4), full_mask(3, 4)}),
+      example("rotary_causal", {{"heads", I(2)}, {"d_k", I(4)}, {"d_v", I(2)}, {"causal", Bo(true)},
+                                {"posenc", S("posenc.rotary")}}, {x(2, 5, 6), x(2, 5, 6)}),
+      example("rotary_cross", {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(3)}, {"posenc", S("posenc.rotary")}},
+              {x(2, 3, 4), x(2, 4, 4), key_padding(4, 1)}),
+      example("alibi_cross", {{"heads", I(3)}, {"d_k", I(2)}, {"d_v", I(2)}, {"posenc", S("posenc.alibi")}},
+              {x(2, 3, 5), x(2, 4, 5), key_padding(4, 1)}),
+  };
+}
+
+std::vector<GradCheckExample> additive_examples() {
+  return {
+      example("self", {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(3)}}, {x(2, 4, 5), x(2, 4, 5)}),
+      example("cross_key_padding_bias", {{"heads", I(3)}, {"d_k", I(2)}, {"d_v", I(4)}, {"bias", Bo(true)}},
+              {x(2, 3, 4), x(2, 5, 4), key_padding(5, 2)}),
+      example("alibi_causal", {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(2)}, {"causal", Bo(true)},
+                               {"posenc", S("posenc.alibi")}}, {x(2, 4, 4), x(2, 4, 4)}),
+  };
+}
+
+std::vector<GradCheckExample> grouped_query_examples() {
+  return {
+      example("multi_query", {{"heads", I(4)}, {"kv_heads", I(1)}, {"d_k", I(2)}, {"d_v", I(3)}},
+              {x(2, 3, 5), x(2, 3, 5)}),
+      example("two_groups_cross_padding_bias",
+              {{"heads", I(4)}, {"kv_heads", I(2)}, {"d_k", I(3)}, {"d_v", I(2)}, {"bias", Bo(true)}},
+              {x(2, 3, 6), x(2, 5, 6), key_padding(5, 2)}),
+      example("rotary_causal", {{"heads", I(4)}, {"kv_heads", I(2)}, {"d_k", I(4)}, {"d_v", I(2)}, {"causal", Bo(true)},
+                                {"posenc", S("posenc.rotary")}}, {x(2, 4, 4), x(2, 4, 4)}),
+      example("alibi", {{"heads", I(2)}, {"kv_heads", I(1)}, {"d_k", I(2)}, {"d_v", I(2)}, {"posenc", S("posenc.alibi")}},
+              {x(2, 4, 4), x(2, 4, 4)}),
+  };
+}
+
+std::vector<GradCheckExample> local_examples() {
+  std::vector<GradCheckExample> out;
+  for (const char* mode : {"causal", "centred"})
+    for (int64_t w : {1, 3})
+      out.push_back(example(std::string(mode) + "_window_" + std::to_string(w),
+                            {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(2)}, {"window", I(w)}, {"mode", S(mode)}},
+                            {x(2, 5, 4), x(2, 5, 4)}));
+  out.push_back(example("centred_padding_rotary",
+                        {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(2)}, {"window", I(3)}, {"mode", S("centred")},
+                         {"posenc", S("posenc.rotary")}},
+                        {x(2, 5, 4), x(2, 5, 4), key_padding(5, 2)}));
+  out.push_back(example("causal_alibi_bias",
+                        {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(3)}, {"window", I(2)}, {"bias", Bo(true)},
+                         {"posenc", S("posenc.alibi")}},
+                        {x(2, 4, 5), x(2, 4, 5)}));
+  return out;
+}
+
+NodeSchema schema(std::string name, std::string doc, std::vector<AttrSchema> extra,
+                  std::vector<GradCheckExample> examples) {
+  NodeSchema s;
+  s.name = std::move(name);
+  s.doc = std::move(doc);
+  s.inputs = inputs();
+  s.outputs = outputs();
+  s.attrs = common_attrs();
+  for (auto& a : extra) s.attrs.push_back(std::move(a));
+  s.examples = std::move(examples);
+  return s;
+}
+
+void add(PluginRegistrar& registrar, NodeSchema s) {
+  const std::string type = s.name;
+  registrar.add(std::move(s), [type](const Attrs& attrs) -> std::unique_ptr<Node> {
+    return std::make_unique<AttentionNode>(config_from_attrs(type, attrs));
+  });
+}
+
+}  // namespace
+
+ATTNLAB_PLUGIN(registrar) {
+  add(registrar, schema("attention.scaled_dot", "multi-head scaled dot-product attention (Vaswani et al. 2017)", {},
+                        scaled_dot_examples()));
+  add(registrar, schema("attention.additive", "multi-head additive (MLP) attention, scores v^T tanh(q + k) (Bahdanau et al. 2015)",
+                        {}, additive_examples()));
+  add(registrar, schema("attention.grouped_query",
+                        "grouped-query attention: kv_heads key/value heads shared by the query heads (kv_heads=1: multi-query)",
+                        {{"kv_heads", AttrType::Int, I(1), "number of key/value heads; must divide heads"}},
+                        grouped_query_examples()));
+  add(registrar, schema("attention.local", "scaled dot-product attention restricted to a window of key positions",
+                        {{"window", AttrType::Int, I(16), "number of key positions each query may see (at least 1)"},
+                         {"mode", AttrType::String, S("causal"),
+                          "\"causal\": the window ends at the query; \"centred\": the window is centred on it"}},
+                        local_examples()));
+}

@@ -1,0 +1,190 @@
+// plugins/ffn/ffn.cpp — position-wise feed-forward networks (libattnlab_plugin_ffn.so).
+//
+// Contract: x[..., D] → y[..., D], each position independently.
+//   ffn.relu    y = relu(x·w1 + b1)·w2 + b2 (Vaswani et al. 2017, eq. 2); params w1[D,hidden], b1[hidden],
+//               w2[hidden,D], b2[D].
+//   ffn.gelu    the same with GELU in its tanh form,
+//               gelu(h) = ½h(1 + tanh(√(2/π)(h + 0.044715h³))) (Hendrycks & Gimpel 2016, section 2).
+//   ffn.swiglu  y = (silu(x·w1) ⊙ x·w3)·w2, silu(u) = u·σ(u) (Shazeer 2020, eq. 6); params w1, w3[D,hidden],
+//               w2[hidden,D], no biases.
+// Saved for backward: the hidden pre-activations (both of them for swiglu) and the activated hidden
+// layer. Backward ADDS into dx and ASSIGNS every parameter gradient.
+#include "node/plugin_api.h"
+#include "tensor/gemm.h"
+
+#include <tbb/parallel_for.h>
+
+#include <cmath>
+#include <stdexcept>
+
+namespace {
+
+using namespace attnlab;
+
+enum class Activation { Relu, Gelu, SwiGlu };
+
+constexpr float kSqrt2OverPi = 0.7978845608028654f;
+constexpr float kGeluCubic = 0.044715f;
+
+float sigmoid(float u) { return 1.0f / (1.0f + std::exp(-u)); }
+
+class FeedForward : public Node {
+ public:
+  FeedForward(const Attrs& attrs, Activation act) : hidden_(attrs.get_int("hidden")), act_(act) {
+    if (hidden_ < 1) throw std::invalid_argument("hidden must be at least 1, got " + std::to_string(hidden_));
+  }
+
+  NodeShapes infer(std::span<const Shape> in) const override {
+    if (in.size() != 1) throw ShapeError("expects one input x [..., width]");
+    const Shape& x = in[0];
+    if (x.empty() || x.back() < 1) throw ShapeError("x must have a non-empty last dimension, got " + to_string(x));
+    const int64_t D = x.back(), rows = numel(x) / D, H = hidden_;
+    NodeShapes s;
+    s.outputs = {x};
+    if (act_ == Activation::SwiGlu) {
+      s.params = {{"w1", {D, H}}, {"w3", {D, H}}, {"w2", {H, D}}};
+      s.saved = {{rows, H}, {rows, H}, {rows, H}};  // x·w1, x·w3, activated
+      s.workspace = {{rows, H}, {rows, H}};         // d(x·w1), d(x·w3)
+    } else {
+      s.params = {{"w1", {D, H}}, {"b1", {H}, Init::Zeros}, {"w2", {H, D}}, {"b2", {D}, Init::Zeros}};
+      s.saved = {{rows, H}, {rows, H}};  // pre-activation, activated
+      s.workspace = {{rows, H}};         // d(pre-activation)
+    }
+    return s;
+  }
+
+  void forward(const ForwardContext& ctx) const override {
+    const TensorView& x = ctx.inputs[0];
+    const int64_t D = x.dim(-1), N = x.numel() / D, H = hidden_;
+    float* y = ctx.outputs[0].data();
+    if (act_ == Activation::SwiGlu) {
+      float* u = ctx.saved[0].data();
+      float* v = ctx.saved[1].data();
+      float* a = ctx.saved[2].data();
+      gemm(Trans::No, Trans::No, N, H, D, 1.0f, x.data(), D, ctx.params[0].data(), H, 0.0f, u, H);
+      gemm(Trans::No, Trans::No, N, H, D, 1.0f, x.data(), D, ctx.params[1].data(), H, 0.0f, v, H);
+      elementwise(N * H, [&](int64_t i) { a[i] = u[i] * sigmoid(u[i]) * v[i]; });
+      gemm(Trans::No, Trans::No, N, D, H, 1.0f, a, H, ctx.params[2].data(), D, 0.0f, y, D);
+      return;
+    }
+    float* h = ctx.saved[0].data();
+    float* a = ctx.saved[1].data();
+    const float* b1 = ctx.params[1].data();
+    gemm(Trans::No, Trans::No, N, H, D, 1.0f, x.data(), D, ctx.params[0].data(), H, 0.0f, h, H);
+    if (act_ == Activation::Relu) {
+      elementwise(N * H, [&](int64_t i) {
+        h[i] += b1[i % H];
+        a[i] = h[i] > 0.0f ? h[i] : 0.0f;
+      });
+    } else {
+      elementwise(N * H, [&](int64_t i) {
+        h[i] += b1[i % H];
+        const float z = h[i];
+        a[i] = 0.5f * z * (1.0f + std::tanh(kSqrt2OverPi * (z + kGeluCubic * z * z * z)));
+      });
+    }
+    gemm(Trans::No, Trans::No, N, D, H, 1.0f, a, H, ctx.params[2].data(), D, 0.0f, y, D);
+    Eigen::Map<RowMajorMatrix>(y, N, D).rowwise() += Eigen::Map<const Eigen::RowVectorXf>(ctx.params[3].data(), D);
+  }
+
+  void backward(const BackwardContext& ctx) const override {
+    const TensorView& x = ctx.inputs[0];
+    const int64_t D = x.dim(-1), N = x.numel() / D, H = hidden_;
+    const float* dy = ctx.output_grads[0].data();
+    const bool want_dx = !ctx.input_grads.empty() && ctx.input_grads[0].present();
+    if (act_ == Activation::SwiGlu) {
+      const float* u = ctx.saved[0].data();
+      const float* v = ctx.saved[1].data();
+      const float* a = ctx.saved[2].data();
+      float* du = ctx.workspace[0].data();
+      float* dv = ctx.workspace[1].data();
+      const float* w2 = ctx.params[2].data();
+      gemm(Trans::Yes, Trans::No, H, D, N, 1.0f, a, H, dy, D, 0.0f, ctx.param_grads[2].data(), D);
+      gemm(Trans::No, Trans::Yes, N, H, D, 1.0f, dy, D, w2, D, 0.0f, du, H);  // d(activated)
+      elementwise(N * H, [&](int64_t i) {
+        const float s = sigmoid(u[i]);
+        const float silu = u[i] * s;
+        const float da = du[i];
+        dv[i] = da * silu;
+        du[i] = da * v[i] * (s * (1.0f + u[i] * (1.0f - s)));
+      });
+      gemm(Trans::Yes, Trans::No, D, H, N, 1.0f, x.data(), D, du, H, 0.0f, ctx.param_grads[0].data(), H);
+      gemm(Trans::Yes, Trans::No, D, H, N, 1.0f, x.data(), D, dv, H, 0.0f, ctx.param_grads[1].data(), H);
+      if (want_dx) {
+        float* dx = ctx.input_grads[0].data();
+        gemm(Trans::No, Trans::Yes, N, D, H, 1.0f, du, H, ctx.params[0].data(), H, 1.0f, dx, D);
+        gemm(Trans::No, Trans::Yes, N, D, H, 1.0f, dv, H, ctx.params[1].data(), H, 1.0f, dx, D);
+      }
+      return;
+    }
+    const float* h = ctx.saved[0].data();
+    const float* a = ctx.saved[1].data();
+    float* dh = ctx.workspace[0].data();
+    gemm(Trans::Yes, Trans::No, H, D, N, 1.0f, a, H, dy, D, 0.0f, ctx.param_grads[2].data(), D);
+    Eigen::Map<Eigen::RowVectorXf>(ctx.param_grads[3].data(), D) = Eigen::Map<const RowMajorMatrix>(dy, N, D).colwise().sum();
+    gemm(Trans::No, Trans::Yes, N, H, D, 1.0f, dy, D, ctx.params[2].data(), D, 0.0f, dh, H);
+    if (act_ == Activation::Relu) {
+      elementwise(N * H, [&](int64_t i) { dh[i] = h[i] > 0.0f ? dh[i] : 0.0f; });
+    } else {
+      elementwise(N * H, [&](int64_t i) {
+        const float z = h[i];
+        const float t = std::tanh(kSqrt2OverPi * (z + kGeluCubic * z * z * z));
+        const float dt = kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * z * z) * (1.0f - t * t);
+        dh[i] *= 0.5f * (1.0f + t) + 0.5f * z * dt;
+      });
+    }
+    gemm(Trans::Yes, Trans::No, D, H, N, 1.0f, x.data(), D, dh, H, 0.0f, ctx.param_grads[0].data(), H);
+    Eigen::Map<Eigen::RowVectorXf>(ctx.param_grads[1].data(), H) = Eigen::Map<const RowMajorMatrix>(dh, N, H).colwise().sum();
+    if (want_dx) gemm(Trans::No, Trans::Yes, N, D, H, 1.0f, dh, H, ctx.params[0].data(), H, 1.0f, ctx.input_grads[0].data(), D);
+  }
+
+ private:
+  // Applies f to indices [0, n) in parallel chunks.
+  template <class F>
+  static void elementwise(int64_t n, F&& f) {
+    constexpr int64_t kChunk = 16384;
+    tbb::parallel_for(int64_t{0}, (n + kChunk - 1) / kChunk, [&](int64_t c) {
+      const int64_t end = std::min(n, (c + 1) * kChunk);
+      for (int64_t i = c * kChunk; i < end; ++i) f(i);
+    });
+  }
+
+  int64_t hidden_;
+  Activation act_;
+};
+
+struct ReluFfn : FeedForward {
+  explicit ReluFfn(const Attrs& a) : FeedForward(a, Activation::Relu) {}
+};
+struct GeluFfn : FeedForward {
+  explicit GeluFfn(const Attrs& a) : FeedForward(a, Activation::Gelu) {}
+};
+struct SwiGluFfn : FeedForward {
+  explicit SwiGluFfn(const Attrs& a) : FeedForward(a, Activation::SwiGlu) {}
+};
+
+NodeSchema schema(std::string name, std::string doc) {
+  NodeSchema s;
+  s.name = std::move(name);
+  s.doc = std::move(doc);
+  s.inputs = {{"x", "activations [..., D]"}};
+  s.outputs = {{"y", "activations [..., D]"}};
+  s.attrs = {{"hidden", AttrType::Int, AttrValue{int64_t{2048}}, "width of the hidden layer"}};
+  for (auto [label, hidden, shape] : {std::tuple<const char*, int64_t, Shape>{"rows_3d", 7, {2, 3, 4}},
+                                      {"rows_2d_narrow", 3, {5, 6}}}) {
+    GradCheckExample e;
+    e.name = label;
+    e.attrs = {{"hidden", AttrValue{hidden}}};
+    e.inputs = {CheckInput::real(shape)};
+    s.examples.push_back(e);
+  }
+  return s;
+}
+
+}  // namespace
+
+ATTNLAB_PLUGIN(registrar) {
+  registrar.add<ReluFfn>(schema("ffn.relu", "position-wise feed-forward network with ReLU (Vaswani et al. 2017)"));
+  registrar.add<GeluFfn>(schema("ffn.gelu", "position-wise feed-forward network with GELU, tanh form"));
+  registrar.add<SwiGluFfn>(schema("ffn.swiglu", "gated feed-forward network (silu(x w1) * x w3) w2 (Shazeer 2020)"));
+}

@@ -1,0 +1,492 @@
+// tests/components/attention_test.cpp — attention types against a naive reference written here,
+// fused variants against their decompositions, incremental decoding against the full forward pass,
+// and every rejected setting with its message.
+#include "harness.h"
+
+#include <cmath>
+
+namespace attnlab::components_test {
+namespace {
+
+// ---- A naive reference, written from the formulas in docs/components.md -------------------------
+
+struct RefSpec {
+  bool additive = false;
+  int64_t heads = 1, kv_heads = 1, d_k = 1, d_v = 1;
+  bool causal = false, bias = false;
+  int64_t window = 0;  // 0: none
+  bool centred = false;
+  std::string posenc = "posenc.none";
+};
+
+RefSpec spec_of(const std::string& type, const Attrs& a) {
+  RefSpec s;
+  s.additive = type == "attention.additive";
+  s.heads = a.get_int("heads");
+  s.kv_heads = a.has("kv_heads") ? a.get_int("kv_heads") : s.heads;
+  s.d_k = a.get_int("d_k");
+  s.d_v = a.get_int("d_v");
+  s.causal = a.get_bool("causal");
+  s.bias = a.get_bool("bias");
+  if (a.has("window")) {
+    s.window = a.get_int("window");
+    s.centred = a.get_string("mode") == "centred";
+  }
+  s.posenc = a.get_string("posenc");
+  return s;
+}
+
+// ALiBi slopes as tabulated by Press et al. (2022) for these head counts.
+std::vector<double> ref_slopes(int64_t heads) {
+  auto p = [](double e) { return std::pow(2.0, -e); };
+  switch (heads) {
+    case 1: return {p(8)};
+    case 2: return {p(4), p(8)};
+    case 3: return {p(4), p(8), p(2)};
+    case 4: return {p(2), p(4), p(6), p(8)};
+    case 6: return {p(2), p(4), p(6), p(8), p(1), p(3)};
+    case 8: return {p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8)};
+  }
+  throw std::logic_error("no reference slopes for this head count");
+}
+
+// Dense [B, Tq, Tk] mask from the forms the attention contract accepts.
+std::vector<float> dense_mask(const Tensor* mask, int64_t B, int64_t Tq, int64_t Tk) {
+  std::vector<float> out(B * Tq * Tk, 1.0f);
+  if (!mask) return out;
+  const Shape& s = mask->shape();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < Tq; ++i)
+      for (int64_t j = 0; j < Tk; ++j) {
+        int64_t idx;
+        if (s.size() == 2) idx = s[0] == B ? b * Tk + j : (s[0] == Tq ? i * Tk + j : j);
+        else idx = (s[0] == 1 ? 0 : b) * s[1] * Tk + (s[1] == 1 ? 0 : i) * Tk + j;
+        out[(b * Tq + i) * Tk + j] = mask->data()[idx];
+      }
+  return out;
+}
+
+// y for query [B,Tq,D], memory [B,Tk,D]; query row i sits at position query_offset + i.
+std::vector<double> reference(const RefSpec& r, const Driven& d, const Tensor& query, const Tensor& memory,
+                              const Tensor* mask, int64_t query_offset = 0) {
+  const int64_t B = query.shape()[0], Tq = query.shape()[1], D = query.shape()[2], Tk = memory.shape()[1];
+  const int64_t H = r.heads, G = r.kv_heads, dk = r.d_k, dv = r.d_v;
+  const float* wq = d.param("w_q").data();
+  const float* wk = d.param("w_k").data();
+  const float* wv = d.param("w_v").data();
+  const float* wo = d.param("w_o").data();
+  const std::vector<float> m = dense_mask(mask, B, Tq, Tk);
+  auto proj = [&](const float* x, const float* w, int64_t cols, int64_t col, const char* bias_name) {
+    double s = r.bias ? d.param(bias_name).data()[col] : 0.0;
+    for (int64_t k = 0; k < D; ++k) s += static_cast<double>(x[k]) * w[k * cols + col];
+    return s;
+  };
+  auto rotate = [&](std::vector<double>& v, int64_t pos) {
+    if (r.posenc != "posenc.rotary") return;
+    for (int64_t t = 0; t < dk / 2; ++t) {
+      const double angle = pos * std::pow(10000.0, -2.0 * t / dk);
+      const double a = v[2 * t], b = v[2 * t + 1];
+      v[2 * t] = a * std::cos(angle) - b * std::sin(angle);
+      v[2 * t + 1] = a * std::sin(angle) + b * std::cos(angle);
+    }
+  };
+  std::vector<double> y(B * Tq * D, 0.0);
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<double> heads_out(Tq * H * dv, 0.0);
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t g = h / (H / G);
+      std::vector<std::vector<double>> q(Tq, std::vector<double>(dk)), k(Tk, std::vector<double>(dk)),
+          v(Tk, std::vector<double>(dv));
+      for (int64_t i = 0; i < Tq; ++i) {
+        for (int64_t c = 0; c < dk; ++c) q[i][c] = proj(query.data() + (b * Tq + i) * D, wq, H * dk, h * dk + c, "b_q");
+        rotate(q[i], query_offset + i);
+      }
+      for (int64_t j = 0; j < Tk; ++j) {
+        for (int64_t c = 0; c < dk; ++c) k[j][c] = proj(memory.data() + (b * Tk + j) * D, wk, G * dk, g * dk + c, "b_k");
+        rotate(k[j], j);
+        for (int64_t c = 0; c < dv; ++c) v[j][c] = proj(memory.data() + (b * Tk + j) * D, wv, G * dv, g * dv + c, "b_v");
+      }
+      for (int64_t i = 0; i < Tq; ++i) {
+        const int64_t qpos = query_offset + i;
+        std::vector<double> score(Tk);
+        std::vector<bool> allowed(Tk);
+        for (int64_t j = 0; j < Tk; ++j) {
+          double s = 0.0;
+          if (r.additive) {
+            for (int64_t c = 0; c < dk; ++c) s += d.param("v").data()[h * dk + c] * std::tanh(q[i][c] + k[j][c]);
+          } else {
+            for (int64_t c = 0; c < dk; ++c) s += q[i][c] * k[j][c];
+            s /= std::sqrt(static_cast<double>(dk));
+          }
+          if (r.posenc == "posenc.alibi") s -= ref_slopes(H)[h] * std::abs(static_cast<double>(qpos - j));
+          score[j] = s;
+          bool ok = m[(b * Tq + i) * Tk + j] != 0.0f;
+          if (r.causal && j > qpos) ok = false;
+          if (r.window > 0) {
+            if (r.centred) ok = ok && j >= qpos - r.window / 2 && j <= qpos + (r.window - 1) / 2;
+            else ok = ok && j <= qpos && j > qpos - r.window;
+          }
+          allowed[j] = ok;
+        }
+        double mx = -1e300, sum = 0.0;
+        for (int64_t j = 0; j < Tk; ++j)
+          if (allowed[j]) mx = std::max(mx, score[j]);
+        for (int64_t j = 0; j < Tk; ++j) sum += allowed[j] ? std::exp(score[j] - mx) : 0.0;
+        for (int64_t j = 0; j < Tk; ++j) {
+          const double p = allowed[j] ? std::exp(score[j] - mx) / sum : 0.0;
+          for (int64_t c = 0; c < dv; ++c) heads_out[i * H * dv + h * dv + c] += p * v[j][c];
+        }
+      }
+    }
+    for (int64_t i = 0; i < Tq; ++i)
+      for (int64_t o = 0; o < D; ++o) {
+        double s = r.bias ? d.param("b_o").data()[o] : 0.0;
+        for (int64_t c = 0; c < H * dv; ++c) s += heads_out[i * H * dv + c] * wo[c * D + o];
+        y[(b * Tq + i) * D + o] = s;
+      }
+  }
+  return y;
+}
+
+void expect_close(const float* got, const std::vector<double>& want, double tol, const std::string& what) {
+  for (size_t i = 0; i < want.size(); ++i)
+    ASSERT_NEAR(got[i], want[i], tol * (1.0 + std::abs(want[i]))) << what << " element " << i;
+}
+
+Attrs resolved(const std::string& type, Attrs a) { return component_registry().resolve_attrs(type, a); }
+
+// Every schema example of every attention type, forward against the reference.
+TEST(Attention, EveryExampleMatchesNaiveReference) {
+  Registry& registry = component_registry();
+  int checked = 0;
+  for (const std::string& type : registry.type_names()) {
+    if (type.rfind("attention.", 0) != 0) continue;
+    for (const auto& ex : registry.schema(type).examples) {
+      SCOPED_TRACE(type + " / " + ex.name);
+      Tensor query = random_tensor(ex.inputs[0].shape), memory = random_tensor(ex.inputs[1].shape);
+      Tensor mask;
+      std::vector<TensorView> in = {query.view(), memory.view()};
+      if (ex.inputs.size() > 2) {
+        mask = Tensor(ex.inputs[2].shape);
+        std::copy(ex.inputs[2].values.begin(), ex.inputs[2].values.end(), mask.data());
+        in.push_back(mask.view());
+      }
+      const Attrs attrs = resolved(type, ex.attrs);
+      Driven d(type, attrs, in);
+      d.forward();
+      expect_close(d.outputs[0].data(), reference(spec_of(type, attrs), d, query, memory, ex.inputs.size() > 2 ? &mask : nullptr),
+                   1e-4, "y");
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 20);
+}
+
+TEST(Attention, ReferenceAtLargerSizesWithEightHeads) {
+  for (const char* posenc : {"posenc.none", "posenc.alibi", "posenc.rotary"}) {
+    SCOPED_TRACE(posenc);
+    const Attrs attrs = resolved("attention.scaled_dot", {{"heads", int64_t{8}}, {"d_k", int64_t{8}}, {"d_v", int64_t{4}},
+                                                          {"causal", true}, {"bias", true}, {"posenc", std::string(posenc)}});
+    Tensor x = random_tensor({3, 17, 32});
+    Driven d("attention.scaled_dot", attrs, {x.view(), x.view()});
+    d.forward();
+    expect_close(d.outputs[0].data(), reference(spec_of("attention.scaled_dot", attrs), d, x, x, nullptr), 1e-4, "y");
+  }
+}
+
+// ---- Fused variants against their decompositions ------------------------------------------------
+
+void expect_same_output(const std::string& type_a, const Attrs& a, const std::string& type_b, const Attrs& b,
+                        const Tensor& query, const Tensor& memory, const Tensor* mask = nullptr) {
+  std::vector<TensorView> in = {query.view(), memory.view()};
+  if (mask) in.push_back(mask->view());
+  Driven da(type_a, resolved(type_a, a), in), db(type_b, resolved(type_b, b), in);
+  db.copy_params_from(da);
+  da.forward();
+  db.forward();
+  EXPECT_LT(max_abs_diff(da.outputs[0].data(), db.outputs[0].data(), da.outputs[0].numel()), 1e-5);
+}
+
+TEST(Attention, GroupedQueryWithAllKvHeadsEqualsScaledDot) {
+  Tensor q = random_tensor({2, 5, 12}), m = random_tensor({2, 7, 12});
+  Tensor mask({2, 7}, 1.0f);
+  mask.data()[7 + 6] = 0.0f;
+  for (const char* posenc : {"posenc.none", "posenc.rotary", "posenc.alibi"})
+    expect_same_output("attention.scaled_dot",
+                       {{"heads", int64_t{4}}, {"d_k", int64_t{4}}, {"d_v", int64_t{3}}, {"bias", true},
+                        {"posenc", std::string(posenc)}},
+                       "attention.grouped_query",
+                       {{"heads", int64_t{4}}, {"kv_heads", int64_t{4}}, {"d_k", int64_t{4}}, {"d_v", int64_t{3}},
+                        {"bias", true}, {"posenc", std::string(posenc)}},
+                       q, m, &mask);
+}
+
+TEST(Attention, GroupedQueryEqualsScaledDotWithRepeatedKeyValueWeights) {
+  // kv_heads = 2 of 4 heads: scaled_dot whose head h uses the key/value weights of group h / 2.
+  const int64_t D = 6, dk = 3, dv = 2;
+  Tensor x = random_tensor({2, 4, D});
+  Driven gqa("attention.grouped_query",
+             resolved("attention.grouped_query", {{"heads", int64_t{4}}, {"kv_heads", int64_t{2}}, {"d_k", dk}, {"d_v", dv}}),
+             {x.view(), x.view()});
+  Driven full("attention.scaled_dot", resolved("attention.scaled_dot", {{"heads", int64_t{4}}, {"d_k", dk}, {"d_v", dv}}),
+              {x.view(), x.view()});
+  full.copy_params_from(gqa);  // w_q, w_o match; w_k, w_v differ in shape and are rebuilt below
+  auto repeat = [&](const Tensor& grouped, const std::string& name, int64_t size) {
+    Tensor out({D, 4 * size});
+    for (int64_t r = 0; r < D; ++r)
+      for (int64_t h = 0; h < 4; ++h)
+        for (int64_t c = 0; c < size; ++c) out.data()[r * 4 * size + h * size + c] = grouped.data()[r * 2 * size + (h / 2) * size + c];
+    for (size_t i = 0; i < full.shapes.params.size(); ++i)
+      if (full.shapes.params[i].name == name) full.params[i] = out;
+  };
+  repeat(gqa.param("w_k"), "w_k", dk);
+  repeat(gqa.param("w_v"), "w_v", dv);
+  gqa.forward();
+  full.forward();
+  EXPECT_LT(max_abs_diff(gqa.outputs[0].data(), full.outputs[0].data(), gqa.outputs[0].numel()), 1e-5);
+}
+
+TEST(Attention, LocalWithWideWindowEqualsScaledDot) {
+  const int64_t T = 6;
+  Tensor x = random_tensor({2, T, 8});
+  const Attrs base = {{"heads", int64_t{2}}, {"d_k", int64_t{4}}, {"d_v", int64_t{4}}};
+  auto with = [](Attrs a, std::initializer_list<std::pair<const std::string, AttrValue>> more) {
+    for (const auto& [k, v] : more) a.set(k, v);
+    return a;
+  };
+  // Causal mode: a window of at least T keys is plain causal attention (with or without causal:true).
+  for (int64_t w : {T, T + 3}) {
+    expect_same_output("attention.local", with(base, {{"window", w}, {"mode", std::string("causal")}}),
+                       "attention.scaled_dot", with(base, {{"causal", true}}), x, x);
+    expect_same_output("attention.local", with(base, {{"window", w}, {"mode", std::string("causal")}, {"causal", true}}),
+                       "attention.scaled_dot", with(base, {{"causal", true}}), x, x);
+  }
+  // Centred mode: a window reaching T-1 positions both ways is full attention; with causal:true, causal.
+  expect_same_output("attention.local", with(base, {{"window", 2 * T}, {"mode", std::string("centred")}}),
+                     "attention.scaled_dot", base, x, x);
+  expect_same_output("attention.local", with(base, {{"window", 2 * T}, {"mode", std::string("centred")}, {"causal", true}}),
+                     "attention.scaled_dot", with(base, {{"causal", true}}), x, x);
+}
+
+TEST(Attention, LocalWindowOneAttendsOnlyToItself) {
+  // With one key per query the attention distribution is one-hot: y = (x w_v) w_o per position.
+  Tensor x = random_tensor({1, 4, 4});
+  for (const char* mode : {"causal", "centred"}) {
+    Driven d("attention.local",
+             resolved("attention.local", {{"heads", int64_t{1}}, {"d_k", int64_t{2}}, {"d_v", int64_t{2}}, {"window", int64_t{1}},
+                                          {"mode", std::string(mode)}}),
+             {x.view(), x.view()});
+    d.forward();
+    for (int64_t i = 0; i < 4; ++i)
+      for (int64_t o = 0; o < 4; ++o) {
+        double want = 0.0;
+        for (int64_t c = 0; c < 2; ++c) {
+          double v = 0.0;
+          for (int64_t k = 0; k < 4; ++k) v += x.data()[i * 4 + k] * d.param("w_v").data()[k * 2 + c];
+          want += v * d.param("w_o").data()[c * 4 + o];
+        }
+        EXPECT_NEAR(d.outputs[0].data()[i * 4 + o], want, 1e-5);
+      }
+  }
+}
+
+TEST(Attention, FullyMaskedQueryGivesOutputBias) {
+  Tensor q = random_tensor({1, 2, 4}), m = random_tensor({1, 3, 4});
+  Tensor mask({1, 2, 3}, {1, 0, 1, 0, 0, 0});  // the second query sees no key
+  Driven d("attention.scaled_dot",
+           resolved("attention.scaled_dot", {{"heads", int64_t{2}}, {"d_k", int64_t{2}}, {"d_v", int64_t{2}}, {"bias", true}}),
+           {q.view(), m.view(), mask.view()});
+  d.forward();
+  for (int64_t o = 0; o < 4; ++o) EXPECT_FLOAT_EQ(d.outputs[0].data()[4 + o], d.param("b_o").data()[o]);
+}
+
+// ---- Incremental decoding ------------------------------------------------------------------------
+
+struct DecodeCase {
+  std::string type;
+  Attrs attrs;
+};
+
+std::vector<DecodeCase> decode_cases() {
+  const Attrs base = {{"heads", int64_t{4}}, {"d_k", int64_t{4}}, {"d_v", int64_t{3}}, {"bias", true}};
+  auto with = [&](std::initializer_list<std::pair<const std::string, AttrValue>> more) {
+    Attrs a = base;
+    for (const auto& [k, v] : more) a.set(k, v);
+    return a;
+  };
+  return {
+      {"attention.scaled_dot", base},
+      {"attention.scaled_dot", with({{"posenc", std::string("posenc.rotary")}})},
+      {"attention.scaled_dot", with({{"posenc", std::string("posenc.alibi")}})},
+      {"attention.additive", base},
+      {"attention.additive", with({{"posenc", std::string("posenc.alibi")}})},
+      {"attention.grouped_query", with({{"kv_heads", int64_t{2}}})},
+      {"attention.grouped_query", with({{"kv_heads", int64_t{1}}, {"posenc", std::string("posenc.rotary")}})},
+      {"attention.local", with({{"window", int64_t{2}}})},
+      {"attention.local", with({{"window", int64_t{3}}, {"posenc", std::string("posenc.rotary")}})},
+      {"attention.local", with({{"window", int64_t{2}}, {"posenc", std::string("posenc.alibi")}})},
+  };
+}
+
+std::string describe(const DecodeCase& c) {
+  std::string s = c.type;
+  for (const auto& [k, v] : c.attrs.values()) s += " " + k + "=" + to_string(v);
+  return s;
+}
+
+std::vector<Tensor> allocate(const std::vector<Shape>& shapes) {
+  std::vector<Tensor> out;
+  for (const auto& s : shapes) out.emplace_back(s, std::nanf(""));
+  return out;
+}
+
+TEST(AttentionDecode, SelfAttentionStepByStepEqualsCausalForward) {
+  const int64_t B = 2, T = 6, D = 8;
+  for (const auto& c : decode_cases()) {
+    SCOPED_TRACE(describe(c));
+    Tensor x = random_tensor({B, T, D});
+    Attrs causal = c.attrs;
+    causal.set("causal", true);
+    Driven full(c.type, resolved(c.type, causal), {x.view(), x.view()});
+    full.forward();
+
+    Tensor step_x({B, 1, D});
+    Driven step(c.type, resolved(c.type, c.attrs), {step_x.view(), step_x.view()});
+    step.copy_params_from(full);
+    const std::vector<Shape> step_shapes = {{B, 1, D}, {B, 1, D}};
+    std::vector<Tensor> cache = allocate(step.node->cache_shapes(step_shapes, T));
+    const std::vector<TensorView> cache_views = views(cache);
+    for (int64_t p = 0; p < T; ++p) {
+      for (int64_t b = 0; b < B; ++b) std::copy_n(x.data() + (b * T + p) * D, D, step_x.data() + b * D);
+      DecodeState state{p, cache_views};
+      step.forward(StepInfo{false, 0, &state});
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t o = 0; o < D; ++o)
+          ASSERT_NEAR(step.outputs[0].data()[b * D + o], full.outputs[0].data()[(b * T + p) * D + o], 1e-5)
+              << "position " << p << " batch " << b;
+    }
+  }
+}
+
+TEST(AttentionDecode, CrossAttentionComputesMemoryOnceAndEqualsFullForward) {
+  const int64_t B = 2, T = 5, S = 4, D = 8;
+  for (const auto& c : decode_cases()) {
+    SCOPED_TRACE(describe(c));
+    Tensor q = random_tensor({B, T, D}), memory = random_tensor({B, S, D});
+    Tensor mask({B, S}, 1.0f);
+    mask.data()[S + S - 1] = 0.0f;  // batch 1: the last source position is padding
+    Driven full(c.type, resolved(c.type, c.attrs), {q.view(), memory.view(), mask.view()});
+    full.forward();
+
+    Tensor step_q({B, 1, D});
+    Tensor step_memory = memory;
+    Driven step(c.type, resolved(c.type, c.attrs), {step_q.view(), step_memory.view(), mask.view()});
+    step.copy_params_from(full);
+    std::vector<Tensor> cache = allocate(step.node->cache_shapes(std::vector<Shape>{{B, 1, D}, {B, S, D}, {B, S}}, T));
+    const std::vector<TensorView> cache_views = views(cache);
+    for (int64_t p = 0; p < T; ++p) {
+      for (int64_t b = 0; b < B; ++b) std::copy_n(q.data() + (b * T + p) * D, D, step_q.data() + b * D);
+      DecodeState state{p, cache_views};
+      step.forward(StepInfo{false, 0, &state});
+      // After position 0 the memory must come from the cache: poison it.
+      step_memory.view().fill(std::nanf(""));
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t o = 0; o < D; ++o)
+          ASSERT_NEAR(step.outputs[0].data()[b * D + o], full.outputs[0].data()[(b * T + p) * D + o], 1e-5)
+              << "position " << p << " batch " << b;
+    }
+  }
+}
+
+TEST(AttentionDecode, CentredLocalSelfAttentionCannotDecode) {
+  Tensor x = random_tensor({1, 1, 4});
+  Driven d("attention.local",
+           resolved("attention.local", {{"heads", int64_t{1}}, {"d_k", int64_t{2}}, {"d_v", int64_t{2}}, {"window", int64_t{3}},
+                                        {"mode", std::string("centred")}}),
+           {x.view(), x.view()});
+  std::vector<Tensor> cache = allocate(d.node->cache_shapes(std::vector<Shape>{{1, 1, 4}, {1, 1, 4}}, 4));
+  const std::vector<TensorView> cache_views = views(cache);
+  DecodeState state{0, cache_views};
+  try {
+    d.forward(StepInfo{false, 0, &state});
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("mode \"centred\" cannot decode incrementally"), std::string::npos) << e.what();
+  }
+}
+
+// ---- Rejected settings ---------------------------------------------------------------------------
+
+void expect_rejected(const std::string& type, const Attrs& attrs, const std::string& message) {
+  try {
+    component_registry().create(type, attrs);
+    FAIL() << type << ": expected \"" << message << "\"";
+  } catch (const RegistryError& e) {
+    EXPECT_EQ(std::string(e.what()), type + ": " + message);
+  }
+}
+
+TEST(AttentionErrors, InvalidSettingsAreRejectedAtConstruction) {
+  expect_rejected("attention.local", {{"window", int64_t{0}}}, "window must be at least 1, got 0");
+  expect_rejected("attention.local", {{"mode", std::string("both")}}, "mode must be \"causal\" or \"centred\", got \"both\"");
+  expect_rejected("attention.grouped_query", {{"heads", int64_t{8}}, {"kv_heads", int64_t{3}}},
+                  "kv_heads (3) must divide heads (8)");
+  expect_rejected("attention.grouped_query", {{"kv_heads", int64_t{0}}}, "kv_heads must be at least 1, got 0");
+  expect_rejected("attention.scaled_dot", {{"heads", int64_t{0}}}, "heads must be at least 1, got 0");
+  expect_rejected("attention.scaled_dot", {{"d_k", int64_t{0}}}, "d_k must be at least 1, got 0");
+  expect_rejected("attention.scaled_dot", {{"d_v", int64_t{-1}}}, "d_v must be at least 1, got -1");
+  expect_rejected("attention.scaled_dot", {{"posenc", std::string("posenc.rotory")}},
+                  "unknown posenc 'posenc.rotory'; expected one of posenc.none, posenc.sinusoidal, posenc.learned, "
+                  "posenc.rotary, posenc.alibi");
+  expect_rejected("attention.scaled_dot", {{"d_k", int64_t{5}}, {"posenc", std::string("posenc.rotary")}},
+                  "posenc.rotary needs an even d_k (it rotates pairs of features), got d_k = 5");
+  expect_rejected("attention.additive", {{"posenc", std::string("posenc.rotary")}},
+                  "posenc.rotary is not supported: rotary encoding works through dot products of rotated queries and "
+                  "keys, which additive scores do not form (use posenc.alibi or an absolute scheme)");
+}
+
+TEST(AttentionErrors, AcceptedPosencCombinations) {
+  for (const std::string type : {"attention.scaled_dot", "attention.grouped_query", "attention.local", "attention.additive"})
+    for (const char* p : {"posenc.none", "posenc.sinusoidal", "posenc.learned", "posenc.alibi", "posenc.rotary"}) {
+      if (type == "attention.additive" && std::string(p) == "posenc.rotary") continue;
+      EXPECT_NO_THROW(component_registry().create(type, {{"posenc", std::string(p)}})) << type << " " << p;
+    }
+}
+
+void expect_shape_error(const std::string& type, const Attrs& attrs, const std::vector<Shape>& shapes,
+                        const std::string& message) {
+  NodeHandle node = component_registry().create(type, attrs);
+  try {
+    node->infer(shapes);
+    FAIL() << "expected \"" << message << "\"";
+  } catch (const ShapeError& e) {
+    EXPECT_EQ(std::string(e.what()), message);
+  }
+}
+
+TEST(AttentionErrors, MaskThatDoesNotBroadcastIsAShapeError) {
+  const std::string tail = "; expected [B, Tk] key padding, [Tq, Tk], or [B|1, Tq|1, Tk]";
+  expect_shape_error("attention.scaled_dot", {}, {{2, 3, 8}, {2, 5, 8}, {2, 4}},
+                     "mask shape [2, 4] does not broadcast to [batch, queries, keys] = [2, 3, 5]" + tail);
+  expect_shape_error("attention.scaled_dot", {}, {{2, 3, 8}, {2, 5, 8}, {4, 5}},
+                     "mask shape [4, 5] does not broadcast to [batch, queries, keys] = [2, 3, 5]" + tail);
+  expect_shape_error("attention.additive", {}, {{2, 3, 8}, {2, 5, 8}, {2, 2, 5}},
+                     "mask shape [2, 2, 5] does not broadcast to [batch, queries, keys] = [2, 3, 5]" + tail);
+  expect_shape_error("attention.local", {}, {{2, 3, 8}, {2, 5, 8}, {5}},
+                     "mask shape [5] does not broadcast to [batch, queries, keys] = [2, 3, 5]" + tail);
+}
+
+TEST(AttentionErrors, InputShapeErrors) {
+  expect_shape_error("attention.scaled_dot", {}, {{2, 3}, {2, 5, 8}}, "query must be [batch, length, width], got [2, 3]");
+  expect_shape_error("attention.scaled_dot", {}, {{2, 3, 8}, {3, 5, 8}}, "memory batch 3 differs from query batch 2");
+  expect_shape_error("attention.scaled_dot", {}, {{2, 3, 8}, {2, 5, 6}}, "memory width 6 differs from query width 8");
+}
+
+TEST(AttentionErrors, AcceptedMaskForms) {
+  NodeHandle node = component_registry().create("attention.scaled_dot", {});
+  for (const Shape& mask : std::vector<Shape>{{2, 5}, {3, 5}, {2, 3, 5}, {1, 3, 5}, {2, 1, 5}, {1, 1, 5}})
+    EXPECT_NO_THROW(node->infer(std::vector<Shape>{{2, 3, 8}, {2, 5, 8}, mask})) << to_string(mask);
+}
+
+}  // namespace
+}  // namespace attnlab::components_test

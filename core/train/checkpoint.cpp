@@ -1,0 +1,491 @@
+#include "train/checkpoint.h"
+
+#include <zlib.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace attnlab::train {
+namespace fs = std::filesystem;
+namespace {
+
+std::string prefix(const std::string& source) { return "checkpoint " + source + ": "; }
+
+std::string hex32(uint32_t x) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", x);
+  return buf;
+}
+
+void put_u32(char* p, uint32_t x) {
+  for (int i = 0; i < 4; ++i) p[i] = char((x >> (8 * i)) & 0xff);
+}
+void put_u64(char* p, uint64_t x) {
+  for (int i = 0; i < 8; ++i) p[i] = char((x >> (8 * i)) & 0xff);
+}
+uint32_t get_u32(const char* p) {
+  uint32_t x = 0;
+  for (int i = 0; i < 4; ++i) x |= uint32_t(uint8_t(p[i])) << (8 * i);
+  return x;
+}
+uint64_t get_u64(const char* p) {
+  uint64_t x = 0;
+  for (int i = 0; i < 8; ++i) x |= uint64_t(uint8_t(p[i])) << (8 * i);
+  return x;
+}
+
+uint32_t crc_of(const char* data, size_t n) {
+  return uint32_t(crc32_z(crc32_z(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(data), n));
+}
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+std::string read_whole_file(const fs::path& file) {
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw CheckpointError(prefix(file.string()) + "cannot open: " + errno_text(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw CheckpointError(prefix(file.string()) + "cannot stat: " + errno_text(err));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    throw CheckpointError(prefix(file.string()) + "is a directory, not a checkpoint file");
+  }
+  std::string bytes(size_t(st.st_size), '\0');
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      throw CheckpointError(prefix(file.string()) + "read error: " + errno_text(err));
+    }
+    if (n == 0) break;  // the file shrank while reading: the checks below report it as truncated
+    done += size_t(n);
+  }
+  bytes.resize(done);
+  ::close(fd);
+  return bytes;
+}
+
+// Parameters by name, checking each stored tensor's data length against its shape.
+std::map<std::string, const ckpt::TensorData*> index_parameters(const ckpt::Checkpoint& c, const std::string& source) {
+  std::map<std::string, const ckpt::TensorData*> by_name;
+  for (const ckpt::TensorData& t : c.parameters()) {
+    if (!by_name.emplace(t.name(), &t).second)
+      throw CheckpointError(prefix(source) + "parameter '" + t.name() + "' is stored twice");
+  }
+  return by_name;
+}
+
+Shape shape_of(const google::protobuf::RepeatedField<int64_t>& dims) { return Shape(dims.begin(), dims.end()); }
+
+void check_data_length(const std::string& what, const Shape& shape, int64_t count, const std::string& source) {
+  for (int64_t d : shape)
+    if (d < 0) throw CheckpointError(prefix(source) + what + " has a negative dimension in shape " + to_string(shape));
+  if (numel(shape) != count)
+    throw CheckpointError(prefix(source) + what + " has shape " + to_string(shape) + " (" + std::to_string(numel(shape)) +
+                          " values) but " + std::to_string(count) + " values are stored");
+}
+
+}  // namespace
+
+// ---- Files -------------------------------------------------------------------------------------
+
+std::string encode_checkpoint(const ckpt::Checkpoint& checkpoint) {
+  const size_t payload = checkpoint.ByteSizeLong();
+  if (payload > size_t(INT_MAX))
+    throw CheckpointError("checkpoint of " + std::to_string(payload) +
+                          " bytes is larger than the 2 GiB a protobuf message can hold");
+  std::string bytes(kCheckpointHeaderBytes + payload, '\0');
+  auto* out = reinterpret_cast<uint8_t*>(bytes.data() + kCheckpointHeaderBytes);
+  checkpoint.SerializeWithCachedSizesToArray(out);
+  std::memcpy(bytes.data(), kCheckpointMagic.data(), kCheckpointMagic.size());
+  put_u32(bytes.data() + 8, kCheckpointFormatVersion);
+  put_u32(bytes.data() + 12, crc_of(bytes.data() + kCheckpointHeaderBytes, payload));
+  put_u64(bytes.data() + 16, payload);
+  return bytes;
+}
+
+ckpt::Checkpoint decode_checkpoint(std::string_view bytes, const std::string& source) {
+  const std::string p = prefix(source);
+  if (bytes.empty()) throw CheckpointError(p + "empty file (0 bytes)");
+  const size_t magic_seen = std::min(bytes.size(), kCheckpointMagic.size());
+  if (bytes.substr(0, magic_seen) != kCheckpointMagic.substr(0, magic_seen))
+    throw CheckpointError(p + "not an attnlab checkpoint (it does not start with \"ATTNCKPT\")");
+  if (bytes.size() < kCheckpointHeaderBytes)
+    throw CheckpointError(p + "truncated: " + std::to_string(bytes.size()) + " bytes, shorter than the " +
+                          std::to_string(kCheckpointHeaderBytes) + "-byte header");
+  const uint32_t version = get_u32(bytes.data() + 8);
+  if (version != kCheckpointFormatVersion)
+    throw CheckpointError(p + "format version " + std::to_string(version) + " is not supported (this build reads version " +
+                          std::to_string(kCheckpointFormatVersion) + ")");
+  const uint32_t stored_crc = get_u32(bytes.data() + 12);
+  const uint64_t length = get_u64(bytes.data() + 16);
+  const uint64_t available = bytes.size() - kCheckpointHeaderBytes;
+  if (available < length)
+    throw CheckpointError(p + "truncated: header says " + std::to_string(length) + " bytes of payload, file has " +
+                          std::to_string(available));
+  if (available > length)
+    throw CheckpointError(p + "corrupt: header says " + std::to_string(length) + " bytes of payload, file has " +
+                          std::to_string(available) + " (" + std::to_string(available - length) + " unexpected bytes at the end)");
+  const char* payload = bytes.data() + kCheckpointHeaderBytes;
+  const uint32_t actual_crc = crc_of(payload, length);
+  if (actual_crc != stored_crc)
+    throw CheckpointError(p + "checksum mismatch: header says CRC32 " + hex32(stored_crc) + ", payload has " +
+                          hex32(actual_crc) + " (the file is corrupt)");
+  if (length > uint64_t(INT_MAX))
+    throw CheckpointError(p + "payload of " + std::to_string(length) + " bytes is larger than a protobuf message can be");
+  ckpt::Checkpoint checkpoint;
+  if (!checkpoint.ParseFromArray(payload, int(length)))
+    throw CheckpointError(p + "payload is not a valid checkpoint message (written by an incompatible build?)");
+  if (checkpoint.format_version() != kCheckpointFormatVersion)
+    throw CheckpointError(p + "message format version " + std::to_string(checkpoint.format_version()) +
+                          " is not supported (this build reads version " + std::to_string(kCheckpointFormatVersion) + ")");
+  for (const ckpt::TensorData& t : checkpoint.parameters())
+    check_data_length("parameter '" + t.name() + "'", shape_of(t.shape()), t.data_size(), source);
+  for (const ckpt::AdamSlot& s : checkpoint.optimizer().slots()) {
+    check_data_length("optimizer first moment of '" + s.name() + "'", shape_of(s.shape()), s.m_size(), source);
+    check_data_length("optimizer second moment of '" + s.name() + "'", shape_of(s.shape()), s.v_size(), source);
+  }
+  return checkpoint;
+}
+
+void write_file_atomically(const fs::path& file, std::string_view bytes) {
+  static std::atomic<uint64_t> counter{0};
+  const fs::path dir = file.has_parent_path() ? file.parent_path() : fs::path(".");
+  const fs::path temp = dir / ("." + file.filename().string() + ".tmp." + std::to_string(::getpid()) + "." +
+                               std::to_string(counter.fetch_add(1)));
+  auto fail = [&](const std::string& what, int err, bool remove_temp) {
+    if (remove_temp) ::unlink(temp.c_str());
+    throw CheckpointError("cannot write " + file.string() + ": " + what + ": " + errno_text(err));
+  };
+
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) fail("cannot create temporary file " + temp.string(), errno, false);
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      fail("write to " + temp.string(), err, true);
+    }
+    done += size_t(n);
+  }
+  // The data must be on disk before the rename makes it visible under the target name.
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    fail("fsync of " + temp.string(), err, true);
+  }
+  if (::close(fd) != 0) fail("close of " + temp.string(), errno, true);
+  if (::rename(temp.c_str(), file.c_str()) != 0) fail("rename of " + temp.string(), errno, true);
+  // The rename itself is durable only once the directory entry is.
+  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) fail("cannot open directory " + dir.string() + " to fsync it", errno, false);
+  if (::fsync(dir_fd) != 0 && errno != EINVAL) {  // EINVAL: the file system cannot sync directories
+    const int err = errno;
+    ::close(dir_fd);
+    fail("fsync of directory " + dir.string(), err, false);
+  }
+  ::close(dir_fd);
+}
+
+void write_checkpoint(const fs::path& file, const ckpt::Checkpoint& checkpoint) {
+  const uint32_t version = checkpoint.format_version();
+  if (version != 0 && version != kCheckpointFormatVersion)
+    throw CheckpointError("cannot write " + file.string() + ": message format version " + std::to_string(version) +
+                          " is not " + std::to_string(kCheckpointFormatVersion));
+  if (version == kCheckpointFormatVersion) return write_file_atomically(file, encode_checkpoint(checkpoint));
+  ckpt::Checkpoint copy = checkpoint;
+  copy.set_format_version(kCheckpointFormatVersion);
+  write_file_atomically(file, encode_checkpoint(copy));
+}
+
+ckpt::Checkpoint read_checkpoint(const fs::path& file) { return decode_checkpoint(read_whole_file(file), file.string()); }
+
+// ---- Contents ----------------------------------------------------------------------------------
+
+void set_tensor(ckpt::TensorData& out, const std::string& name, const TensorView& value) {
+  out.set_name(name);
+  out.clear_shape();
+  for (int64_t d : value.shape()) out.add_shape(d);
+  out.mutable_data()->Resize(int(value.numel()), 0.0f);
+  if (value.numel()) std::memcpy(out.mutable_data()->mutable_data(), value.data(), sizeof(float) * value.numel());
+}
+
+Tensor to_tensor(const ckpt::TensorData& data, const std::string& source) {
+  const Shape shape = shape_of(data.shape());
+  check_data_length("tensor '" + data.name() + "'", shape, data.data_size(), source);
+  Tensor t(shape);
+  if (t.numel()) std::memcpy(t.data(), data.data().data(), sizeof(float) * t.numel());
+  return t;
+}
+
+void store_parameters(ckpt::Checkpoint& checkpoint, std::span<const ParamRef> params) {
+  checkpoint.clear_parameters();
+  for (const ParamRef& p : params) set_tensor(*checkpoint.add_parameters(), p.name, p.value);
+}
+
+void load_parameters(const ckpt::Checkpoint& checkpoint, std::span<const ParamRef> params, const std::string& source) {
+  const auto stored = index_parameters(checkpoint, source);
+  std::vector<std::string> missing, mismatched;
+  std::set<std::string> wanted;
+  for (const ParamRef& p : params) {
+    wanted.insert(p.name);
+    auto it = stored.find(p.name);
+    if (it == stored.end()) {
+      missing.push_back(p.name);
+      continue;
+    }
+    const Shape shape = shape_of(it->second->shape());
+    if (shape != p.value.shape())
+      mismatched.push_back("'" + p.name + "' is " + to_string(shape) + " in the checkpoint, " + to_string(p.value.shape()) +
+                           " in the model");
+    else
+      check_data_length("parameter '" + p.name + "'", shape, it->second->data_size(), source);
+  }
+  std::vector<std::string> unexpected;
+  for (const auto& [name, t] : stored)
+    if (!wanted.count(name)) unexpected.push_back(name);
+  if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
+    std::ostringstream msg;
+    msg << prefix(source) << "parameters do not match the model:";
+    auto list = [&](const char* what, const std::vector<std::string>& names, bool quote) {
+      if (names.empty()) return;
+      msg << "\n  " << what << ":";
+      for (const std::string& n : names) msg << (quote ? " '" : " ") << n << (quote ? "'" : "");
+    };
+    list("missing from the checkpoint", missing, true);
+    list("in the checkpoint but not in the model", unexpected, true);
+    list("shape differs", mismatched, false);
+    throw CheckpointError(msg.str());
+  }
+  for (const ParamRef& p : params) {
+    const ckpt::TensorData& t = *stored.at(p.name);
+    if (p.value.numel()) std::memcpy(p.value.data(), t.data().data(), sizeof(float) * p.value.numel());
+  }
+}
+
+void store_optimizer(ckpt::Checkpoint& checkpoint, const Adam& adam) {
+  ckpt::OptimizerState& out = *checkpoint.mutable_optimizer();
+  out.Clear();
+  out.set_kind("adam");
+  const AdamState state = adam.export_state();
+  out.set_step(state.step);
+  out.set_beta1(adam.config().beta1);
+  out.set_beta2(adam.config().beta2);
+  out.set_eps(adam.config().eps);
+  out.set_clip_norm(adam.config().clip_norm);
+  for (const AdamState::Slot& s : state.slots) {
+    ckpt::AdamSlot& slot = *out.add_slots();
+    slot.set_name(s.name);
+    for (int64_t d : s.m.shape()) slot.add_shape(d);
+    slot.mutable_m()->Add(s.m.data(), s.m.data() + s.m.numel());
+    slot.mutable_v()->Add(s.v.data(), s.v.data() + s.v.numel());
+  }
+}
+
+AdamState adam_state_from(const ckpt::Checkpoint& checkpoint, const std::string& source) {
+  const ckpt::OptimizerState& in = checkpoint.optimizer();
+  if (in.kind() != "adam")
+    throw CheckpointError(prefix(source) + (in.kind().empty() ? std::string("holds no optimizer state")
+                                                              : "optimizer state is '" + in.kind() + "', not 'adam'"));
+  AdamState state;
+  state.step = in.step();
+  for (const ckpt::AdamSlot& s : in.slots()) {
+    const Shape shape = shape_of(s.shape());
+    check_data_length("optimizer first moment of '" + s.name() + "'", shape, s.m_size(), source);
+    check_data_length("optimizer second moment of '" + s.name() + "'", shape, s.v_size(), source);
+    AdamState::Slot slot{s.name(), Tensor(shape), Tensor(shape)};
+    std::copy(s.m().begin(), s.m().end(), slot.m.data());
+    std::copy(s.v().begin(), s.v().end(), slot.v.data());
+    state.slots.push_back(std::move(slot));
+  }
+  return state;
+}
+
+// ---- Averaging ---------------------------------------------------------------------------------
+
+ckpt::Checkpoint average_checkpoints(const std::vector<fs::path>& files) {
+  if (files.empty()) throw CheckpointError("checkpoint averaging: no checkpoint files given");
+  // Running sums in double, one file in memory at a time besides them.
+  const std::string first_name = files.front().string();
+  ckpt::Checkpoint result = read_checkpoint(files.front());
+  index_parameters(result, first_name);  // rejects duplicate names
+  std::vector<std::vector<double>> sums;
+  for (const ckpt::TensorData& t : result.parameters()) sums.emplace_back(t.data().begin(), t.data().end());
+
+  for (size_t f = 1; f < files.size(); ++f) {
+    const std::string name = files[f].string();
+    ckpt::Checkpoint next = read_checkpoint(files[f]);
+    const auto by_name = index_parameters(next, name);
+    std::set<std::string> seen;
+    for (int i = 0; i < result.parameters_size(); ++i) {
+      const ckpt::TensorData& base = result.parameters(i);
+      auto it = by_name.find(base.name());
+      if (it == by_name.end())
+        throw CheckpointError("checkpoint averaging: parameter '" + base.name() + "' is in " + first_name + " but not in " + name);
+      const Shape a = shape_of(base.shape()), b = shape_of(it->second->shape());
+      if (a != b)
+        throw CheckpointError("checkpoint averaging: parameter '" + base.name() + "' has shape " + to_string(a) + " in " +
+                              first_name + " but " + to_string(b) + " in " + name);
+      const auto& data = it->second->data();
+      for (int j = 0; j < data.size(); ++j) sums[i][j] += data[j];
+      seen.insert(base.name());
+    }
+    for (const auto& [pname, t] : by_name)
+      if (!seen.count(pname))
+        throw CheckpointError("checkpoint averaging: parameter '" + pname + "' is in " + name + " but not in " + first_name);
+    if (f + 1 == files.size()) {
+      // Everything but the parameters comes from the newest checkpoint.
+      next.clear_parameters();
+      next.mutable_parameters()->Swap(result.mutable_parameters());
+      result = std::move(next);
+    }
+  }
+  const double count = double(files.size());
+  for (int i = 0; i < result.parameters_size(); ++i) {
+    auto& data = *result.mutable_parameters(i)->mutable_data();
+    for (int j = 0; j < data.size(); ++j) data[j] = float(sums[i][j] / count);
+  }
+  result.clear_optimizer();
+  result.clear_averaged_from();
+  for (const fs::path& f : files) result.add_averaged_from(f.string());
+  return result;
+}
+
+// ---- Rotation ----------------------------------------------------------------------------------
+
+namespace {
+
+std::optional<int64_t> step_of_name(const std::string& name) {
+  // Exactly "step-" DIGITS ".ckpt".
+  constexpr std::string_view head = "step-", tail = ".ckpt";
+  if (name.size() <= head.size() + tail.size() || name.compare(0, head.size(), head) != 0 ||
+      name.compare(name.size() - tail.size(), tail.size(), tail) != 0)
+    return std::nullopt;
+  const std::string digits = name.substr(head.size(), name.size() - head.size() - tail.size());
+  if (digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  return std::stoll(digits);
+}
+
+}  // namespace
+
+CheckpointDirectory::CheckpointDirectory(fs::path dir, int keep_last) : dir_(std::move(dir)), keep_last_(keep_last) {
+  if (keep_last < 1) throw CheckpointError("checkpoint rotation: keep_last must be >= 1, got " + std::to_string(keep_last));
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) throw CheckpointError("cannot create checkpoint directory " + dir_.string() + ": " + ec.message());
+}
+
+fs::path CheckpointDirectory::step_path(int64_t step) const {
+  if (step < 0) throw CheckpointError("checkpoint rotation: negative step " + std::to_string(step));
+  char name[40];
+  std::snprintf(name, sizeof name, "step-%09lld.ckpt", static_cast<long long>(step));
+  return dir_ / name;
+}
+
+fs::path CheckpointDirectory::best_path() const { return dir_ / "best.ckpt"; }
+
+fs::path CheckpointDirectory::save_step(const ckpt::Checkpoint& checkpoint) {
+  const fs::path path = step_path(checkpoint.step());
+  write_checkpoint(path, checkpoint);
+  auto steps = step_checkpoints();
+  const size_t keep = size_t(keep_last_);
+  for (size_t i = 0; i + keep < steps.size(); ++i) {
+    std::error_code ec;
+    fs::remove(steps[i].second, ec);  // a file that cannot be removed only costs disk space
+  }
+  return path;
+}
+
+fs::path CheckpointDirectory::save_best(const ckpt::Checkpoint& checkpoint) {
+  write_checkpoint(best_path(), checkpoint);
+  return best_path();
+}
+
+std::vector<std::pair<int64_t, fs::path>> CheckpointDirectory::step_checkpoints() const {
+  std::vector<std::pair<int64_t, fs::path>> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+    if (!entry.is_regular_file()) continue;
+    if (auto step = step_of_name(entry.path().filename().string())) out.emplace_back(*step, entry.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::optional<fs::path> CheckpointDirectory::latest() const {
+  auto steps = step_checkpoints();
+  if (steps.empty()) return std::nullopt;
+  return steps.back().second;
+}
+
+std::vector<fs::path> CheckpointDirectory::last(int k) const {
+  auto steps = step_checkpoints();
+  std::vector<fs::path> out;
+  const size_t start = steps.size() > size_t(std::max(k, 0)) ? steps.size() - size_t(std::max(k, 0)) : 0;
+  for (size_t i = start; i < steps.size(); ++i) out.push_back(steps[i].second);
+  return out;
+}
+
+int CheckpointDirectory::remove_stale_temporaries() const {
+  int removed = 0;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+    const std::string name = entry.path().filename().string();
+    // ".NAME.tmp.PID.N"
+    if (name.empty() || name[0] != '.') continue;
+    const size_t tmp = name.rfind(".tmp.");
+    if (tmp == std::string::npos) continue;
+    const size_t dot = name.find('.', tmp + 5);
+    if (dot == std::string::npos) continue;
+    const std::string pid_text = name.substr(tmp + 5, dot - tmp - 5);
+    if (pid_text.empty() || !std::all_of(pid_text.begin(), pid_text.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
+    const pid_t pid = pid_t(std::stol(pid_text));
+    const bool alive = ::kill(pid, 0) == 0 || errno == EPERM;
+    if (alive && pid != 0) continue;
+    if (fs::remove(entry.path(), ec)) ++removed;
+  }
+  return removed;
+}
+
+fs::path find_checkpoint(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw CheckpointError("checkpoint " + path.string() + ": no such file or directory");
+  if (!fs::is_directory(path, ec)) return path;
+  std::vector<fs::path> looked;
+  for (const fs::path& dir : {path / "checkpoints", path}) {
+    if (!fs::is_directory(dir, ec)) continue;
+    looked.push_back(dir);
+    if (fs::is_regular_file(dir / "best.ckpt", ec)) return dir / "best.ckpt";
+    std::vector<std::pair<int64_t, fs::path>> steps;
+    for (const auto& entry : fs::directory_iterator(dir, ec))
+      if (entry.is_regular_file())
+        if (auto step = step_of_name(entry.path().filename().string())) steps.emplace_back(*step, entry.path());
+    if (!steps.empty()) return std::max_element(steps.begin(), steps.end())->second;
+  }
+  std::string where;
+  for (const fs::path& d : looked) where += (where.empty() ? "" : " and ") + d.string();
+  throw CheckpointError("no checkpoint in " + path.string() + " (looked for best.ckpt or step-N.ckpt in " + where + ")");
+}
+
+}  // namespace attnlab::train

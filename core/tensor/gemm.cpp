@@ -1,3 +1,5 @@
+// core/tensor/gemm.cpp — see gemm.h. The backend is chosen at build time (ATTNLAB_GEMM in
+// core/CMakeLists.txt); docs/performance.md records the measurements behind the default.
 #include "tensor/gemm.h"
 
 #include <tbb/blocked_range.h>
@@ -7,6 +9,8 @@
 
 #if defined(ATTNLAB_GEMM_OPENBLAS)
 #include <cblas.h>
+
+#include <mutex>
 #else
 #include <Eigen/Core>
 #endif
@@ -15,11 +19,23 @@ namespace attnlab {
 
 namespace {
 
-// One serial product on a block of rows of C.
+#if defined(ATTNLAB_GEMM_OPENBLAS)
+// Debian's serial OpenBLAS (0.3.21) is not safe to call from two threads at once: its internal
+// buffer pool is unlocked, and concurrent products intermittently come out wrong (tests/bench's
+// gemm_bench checks this; docs/performance.md). Every call is therefore serialised, which keeps
+// the results right but leaves one product at a time running.
+std::mutex& openblas_mutex() {
+  static std::mutex m;
+  return m;
+}
+#endif
+
+// One serial product on a block of C.
 void gemm_serial(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
 #if defined(ATTNLAB_GEMM_OPENBLAS)
+  std::lock_guard<std::mutex> lock(openblas_mutex());
   cblas_sgemm(CblasRowMajor, ta == Trans::Yes ? CblasTrans : CblasNoTrans, tb == Trans::Yes ? CblasTrans : CblasNoTrans,
               static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b,
               static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
@@ -27,43 +43,78 @@ void gemm_serial(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alph
   using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using Stride = Eigen::OuterStride<>;
   Eigen::Map<Mat, 0, Stride> C(c, m, n, Stride(ldc));
-  if (beta == 0.0f) C.setZero();
-  else if (beta != 1.0f) C *= beta;
-  if (k == 0) return;
+  if (k == 0 || alpha == 0.0f) {
+    if (beta == 0.0f) C.setZero();
+    else if (beta != 1.0f) C *= beta;
+    return;
+  }
   // op(A) is m x k; stored A is m x k (No) or k x m (Yes).
   Eigen::Map<const Mat, 0, Stride> A(a, ta == Trans::Yes ? k : m, ta == Trans::Yes ? m : k, Stride(lda));
   Eigen::Map<const Mat, 0, Stride> B(b, tb == Trans::Yes ? n : k, tb == Trans::Yes ? k : n, Stride(ldb));
-  if (ta == Trans::No && tb == Trans::No) C.noalias() += alpha * A * B;
-  else if (ta == Trans::No) C.noalias() += alpha * A * B.transpose();
-  else if (tb == Trans::No) C.noalias() += alpha * A.transpose() * B;
-  else C.noalias() += alpha * A.transpose() * B.transpose();
+  auto product = [&](const auto& opA, const auto& opB) {
+    if (beta == 0.0f) {
+      // Assignment: C is never read (it may hold NaN).
+      if (alpha == 1.0f) C.noalias() = opA * opB;
+      else C.noalias() = alpha * opA * opB;
+    } else {
+      if (beta != 1.0f) C *= beta;
+      if (alpha == 1.0f) C.noalias() += opA * opB;
+      else C.noalias() += alpha * opA * opB;
+    }
+  };
+  if (ta == Trans::No && tb == Trans::No) product(A, B);
+  else if (ta == Trans::No) product(A, B.transpose());
+  else if (tb == Trans::No) product(A.transpose(), B);
+  else product(A.transpose(), B.transpose());
 #endif
 }
 
-// Below this many multiply-adds a product is not worth splitting across tasks.
-constexpr int64_t kSplitFlops = 1 << 21;
+// Below this many multiply-adds (~25 µs of work) a product is not worth splitting across tasks.
+constexpr int64_t kSplitFlops = int64_t{1} << 21;
+// The smallest block of rows (or columns) a task gets: large enough that packing the shared
+// operand once per block costs little next to the block's arithmetic.
+constexpr int64_t kMinRows = 64;
+constexpr int64_t kMinCols = 256;
 
 }  // namespace
 
 void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (m * n * k < kSplitFlops || m < 32) {
+#if defined(ATTNLAB_GEMM_OPENBLAS)
+  constexpr bool can_split = false;  // calls are serialised anyway (see openblas_mutex)
+#else
+  constexpr bool can_split = true;
+#endif
+  if (!can_split || m * n * k < kSplitFlops || (m < 2 * kMinRows && n < 2 * kMinCols)) {
     gemm_serial(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
-  // Split rows of C; each block reads the rows (or columns, when transposed) of A it needs.
-  const int64_t grain = std::max<int64_t>(16, m / 16);
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, m, grain), [&](const tbb::blocked_range<int64_t>& r) {
-    const float* a_block = ta == Trans::Yes ? a + r.begin() : a + r.begin() * lda;
-    gemm_serial(ta, tb, r.size(), n, k, alpha, a_block, lda, b, ldb, beta, c + r.begin() * ldc, ldc);
+  if (m >= 2 * kMinRows) {
+    // Split rows of C; each block reads the rows (or, transposed, the columns) of A it needs and
+    // all of B. About 16 blocks: enough for work stealing to balance, few enough to pack B rarely.
+    const int64_t grain = std::max<int64_t>(kMinRows, m / 16);
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, m, grain), [&](const tbb::blocked_range<int64_t>& r) {
+      const float* a_block = ta == Trans::Yes ? a + r.begin() : a + r.begin() * lda;
+      gemm_serial(ta, tb, r.size(), n, k, alpha, a_block, lda, b, ldb, beta, c + r.begin() * ldc, ldc);
+    });
+    return;
+  }
+  // Few rows, many columns (e.g. logits for a handful of decoding positions): split columns.
+  const int64_t grain = std::max<int64_t>(kMinCols, n / 16);
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, grain), [&](const tbb::blocked_range<int64_t>& r) {
+    const float* b_block = tb == Trans::Yes ? b + r.begin() * ldb : b + r.begin();
+    gemm_serial(ta, tb, m, r.size(), k, alpha, a, lda, b_block, ldb, beta, c + r.begin(), ldc);
   });
 }
 
 void gemm_batched(Trans ta, Trans tb, int64_t batch, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                   int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float beta, float* c,
                   int64_t ldc, int64_t stride_c) {
-  tbb::parallel_for(int64_t{0}, batch, [&](int64_t i) {
-    gemm_serial(ta, tb, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
+  // Small per-head products: group several into one task so that scheduling does not dominate.
+  const int64_t per_task = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, m * n * k));
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, batch, per_task), [&](const tbb::blocked_range<int64_t>& r) {
+    for (int64_t i = r.begin(); i < r.end(); ++i)
+      gemm_serial(ta, tb, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
   });
 }
 

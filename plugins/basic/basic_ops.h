@@ -19,6 +19,16 @@ void register_elementwise(PluginRegistrar& registrar); // add, dropout
 void register_masks(PluginRegistrar& registrar);       // mask.padding, mask.causal
 void register_cross_entropy(PluginRegistrar& registrar);  // loss.cross_entropy
 
+// The basic ops are linear or smooth, and their examples keep values O(1): central differences
+// in float32 agree with their analytic gradients to ~1e-4, so their examples use a tolerance well
+// below the default. A tight tolerance catches small errors (a wrong smoothing constant, a
+// missing scale) that 2e-2 would let through.
+constexpr double kBasicTolerance = 5e-3;
+inline NodeSchema tight(NodeSchema schema) {
+  for (GradCheckExample& example : schema.examples) example.tolerance = kBasicTolerance;
+  return schema;
+}
+
 // Rows processed per tbb::parallel_for task in row-wise loops: enough work per task to hide the
 // scheduling cost, small enough to balance two or more workers.
 inline int64_t row_grain(int64_t row_length) {

@@ -127,7 +127,7 @@ class CrossEntropy final : public Node {
 void register_cross_entropy(PluginRegistrar& registrar) {
   // Targets with padding (id 0) at the ends of sentences.
   std::vector<float> padded = {3, 5, 0, 1, 6, 0};
-  registrar.add<CrossEntropy>(NodeSchema{
+  registrar.add<CrossEntropy>(tight(NodeSchema{
       "loss.cross_entropy",
       "Softmax cross-entropy with label smoothing, averaged over non-padding targets; also counts tokens and hits.",
       {{"logits", "scores [B, T, V]"}, {"targets", "target ids [B, T]; pad_id marks padding", false, false}},
@@ -140,7 +140,7 @@ void register_cross_entropy(PluginRegistrar& registrar) {
        {"smoothed_padded", Attrs{{"label_smoothing", 0.1}}, {CheckInput::real({2, 3, 7}), CheckInput::fixed({2, 3}, padded)}},
        {"smoothed_no_padding", Attrs{{"label_smoothing", 0.2}, {"pad_id", int64_t{-1}}},
         {CheckInput::real({4, 9}), CheckInput::index({4}, 9)}},
-       {"random_targets", Attrs{{"label_smoothing", 0.1}}, {CheckInput::real({3, 4, 11}), CheckInput::index({3, 4}, 11)}}}});
+       {"random_targets", Attrs{{"label_smoothing", 0.1}}, {CheckInput::real({3, 4, 11}), CheckInput::index({3, 4}, 11)}}}}));
 }
 
 }  // namespace attnlab::basic

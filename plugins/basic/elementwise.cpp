@@ -118,7 +118,7 @@ class Dropout final : public Node {
 }  // namespace
 
 void register_elementwise(PluginRegistrar& registrar) {
-  registrar.add<Add>(NodeSchema{
+  registrar.add<Add>(tight(NodeSchema{
       "add",
       "Elementwise sum a + b; b has a's shape or a trailing part of it (broadcast over the leading dims).",
       {{"a", "left operand [...]"}, {"b", "right operand: a's shape or a trailing part of it"}},
@@ -127,9 +127,9 @@ void register_elementwise(PluginRegistrar& registrar) {
       {{"same_shape", {}, {CheckInput::real({2, 3, 4}), CheckInput::real({2, 3, 4})}},
        {"broadcast_last", {}, {CheckInput::real({2, 3, 4}), CheckInput::real({4})}},
        {"broadcast_trailing2", {}, {CheckInput::real({3, 5, 2}), CheckInput::real({5, 2})}},
-       {"scalar_b", {}, {CheckInput::real({4, 3}), CheckInput::real({})}}}});
+       {"scalar_b", {}, {CheckInput::real({4, 3}), CheckInput::real({})}}}}));
 
-  registrar.add<Dropout>(NodeSchema{
+  registrar.add<Dropout>(tight(NodeSchema{
       "dropout",
       "Inverted dropout: in training zero each element with probability p and scale the rest by 1/(1-p).",
       {{"x", "activations [...]"}},
@@ -137,7 +137,7 @@ void register_elementwise(PluginRegistrar& registrar) {
       {{"p", AttrType::Float, 0.1, "probability of zeroing an element, in [0, 1)"}},
       {{"training", Attrs{{"p", 0.3}}, {CheckInput::real({4, 5, 6})}, /*training=*/true},
        {"inference", Attrs{{"p", 0.3}}, {CheckInput::real({3, 7})}, /*training=*/false},
-       {"p_zero_training", Attrs{{"p", 0.0}}, {CheckInput::real({2, 9})}, /*training=*/true}}});
+       {"p_zero_training", Attrs{{"p", 0.0}}, {CheckInput::real({2, 9})}, /*training=*/true}}}));
 }
 
 }  // namespace attnlab::basic

@@ -140,7 +140,7 @@ class EmbeddingProject final : public Node {
 
 void register_embedding(PluginRegistrar& registrar) {
   const float ids_vocab3[] = {0, 2, 1, 2, 0, 1};
-  registrar.add<Embedding>(NodeSchema{
+  registrar.add<Embedding>(tight(NodeSchema{
       "embedding",
       "Token embedding: y = scale * weight[id]; weight [vocab, dim], initialised N(0, 1/dim).",
       {{"ids", "token ids [B, S] (integers stored as floats, each in [0, vocab))", false, false}},
@@ -152,9 +152,9 @@ void register_embedding(PluginRegistrar& registrar) {
        {"scaled", Attrs{{"vocab", int64_t{11}}, {"dim", int64_t{4}}, {"scale", 2.5}}, {CheckInput::index({3, 4}, 11)}},
        // Repeated ids: the table gradient must sum every use of a row.
        {"repeated_ids", Attrs{{"vocab", int64_t{3}}, {"dim", int64_t{6}}},
-        {CheckInput::fixed({2, 3}, std::vector<float>(std::begin(ids_vocab3), std::end(ids_vocab3)))}}}});
+        {CheckInput::fixed({2, 3}, std::vector<float>(std::begin(ids_vocab3), std::end(ids_vocab3)))}}}}));
 
-  registrar.add<EmbeddingProject>(NodeSchema{
+  registrar.add<EmbeddingProject>(tight(NodeSchema{
       "embedding.project",
       "Pre-softmax projection through an embedding table: logits = x * weight^T (tie it with `embedding`).",
       {{"x", "activations [..., dim]"}},
@@ -164,7 +164,7 @@ void register_embedding(PluginRegistrar& registrar) {
       {{"tied", Attrs{{"vocab", int64_t{9}}, {"dim", int64_t{6}}}, {CheckInput::real({2, 3, 6})}},
        {"rank2", Attrs{{"vocab", int64_t{13}}, {"dim", int64_t{4}}}, {CheckInput::real({5, 4})}},
        // Large enough for gemm() to split the product into tasks.
-       {"large", Attrs{{"vocab", int64_t{300}}, {"dim", int64_t{32}}}, {CheckInput::real({4, 64, 32})}}}});
+       {"large", Attrs{{"vocab", int64_t{300}}, {"dim", int64_t{32}}}, {CheckInput::real({4, 64, 32})}}}}));
 }
 
 }  // namespace attnlab::basic

@@ -79,7 +79,7 @@ class Linear final : public Node {
 }  // namespace
 
 void register_linear(PluginRegistrar& registrar) {
-  registrar.add<Linear>(NodeSchema{
+  registrar.add<Linear>(tight(NodeSchema{
       "linear",
       "Affine map over the last dimension: y = x * weight + bias; weight [in, out] (Xavier), bias [out] (zeros).",
       {{"x", "activations [..., in]"}},
@@ -90,7 +90,7 @@ void register_linear(PluginRegistrar& registrar) {
        {"no_bias", Attrs{{"out", int64_t{3}}, {"bias", false}}, {CheckInput::real({4, 6})}},
        {"rank1", Attrs{{"out", int64_t{2}}}, {CheckInput::real({7})}},
        // Large enough for gemm() to split the products into tasks.
-       {"large", Attrs{{"out", int64_t{96}}}, {CheckInput::real({2, 128, 48})}}}});
+       {"large", Attrs{{"out", int64_t{96}}}, {CheckInput::real({2, 128, 48})}}}}));
 }
 
 }  // namespace attnlab::basic

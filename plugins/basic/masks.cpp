@@ -57,22 +57,22 @@ class CausalMask final : public Node {
 }  // namespace
 
 void register_masks(PluginRegistrar& registrar) {
-  registrar.add<PaddingMask>(NodeSchema{
+  registrar.add<PaddingMask>(tight(NodeSchema{
       "mask.padding",
       "Key padding mask from ids: 1 where the id is not pad_id, 0 where it is.",
       {{"ids", "token ids [B, S]", false, false}},
       {{"mask", "[B, S]: 1 keep, 0 padding", false, false}},
       {{"pad_id", AttrType::Int, int64_t{0}, "the id that marks padding"}},
       {{"pad0", {}, {CheckInput::fixed({2, 4}, {5, 3, 0, 0, 1, 2, 7, 0})}},
-       {"pad2", Attrs{{"pad_id", int64_t{2}}}, {CheckInput::fixed({1, 5}, {2, 0, 2, 1, 3})}}}});
+       {"pad2", Attrs{{"pad_id", int64_t{2}}}, {CheckInput::fixed({1, 5}, {2, 0, 2, 1, 3})}}}}));
 
-  registrar.add<CausalMask>(NodeSchema{
+  registrar.add<CausalMask>(tight(NodeSchema{
       "mask.causal",
       "Causal (subsequent-position) mask from ids [B, T]: mask[q, k] = 1 where k <= q, else 0.",
       {{"ids", "token ids [B, T]; only T is read", false, false}},
       {{"mask", "[T, T]: 1 where the key position is at or before the query position", false, false}},
       {},
-      {{"length5", {}, {CheckInput::index({2, 5}, 10)}}, {"length1", {}, {CheckInput::index({3, 1}, 4)}}}});
+      {{"length5", {}, {CheckInput::index({2, 5}, 10)}}, {"length1", {}, {CheckInput::index({3, 1}, 4)}}}}));
 }
 
 }  // namespace attnlab::basic

@@ -3,6 +3,8 @@
 #include "exec/hash.h"
 #include "exec/model.h"
 
+#include <algorithm>
+
 namespace attnlab::exec {
 
 uint64_t node_seed(uint64_t run_seed, uint64_t step, const std::string& node_name) {
@@ -93,7 +95,8 @@ void zero_value_grad(void* ctx, size_t i) { static_cast<Plan*>(ctx)->value_grads
 void reduce_param_gradient(void* ctx, size_t i) {
   const Reduction& r = *static_cast<Reduction*>(ctx);
   const Plan::ParamGradient& pg = r.plan->param_gradients()[i];
-  auto grad = r.plan->model().parameters()[pg.param].grad.view().flat();
+  Tensor& store_grad = r.plan->model().parameters()[pg.param].grad;
+  Eigen::Map<Eigen::VectorXf> grad(store_grad.data(), store_grad.numel());  // Tensor::view() would copy the shape
   if (pg.uses.empty()) {
     if (r.accumulate) grad += pg.staged.flat();  // otherwise the single user assigned it directly
     return;
@@ -131,7 +134,10 @@ void Executor::backward(Plan& plan, const TensorMap& seeds, BackwardOptions opti
   Reduction reduction{&plan, options.accumulate};
   run_indexed(plan.param_gradients().size(), reduce_param_gradient, &reduction);
   if (!options.accumulate)
-    for (size_t p : plan.unused_params()) plan.model().parameters()[p].grad.view().set_zero();
+    for (size_t p : plan.unused_params()) {
+      Tensor& g = plan.model().parameters()[p].grad;
+      std::fill_n(g.data(), g.numel(), 0.0f);
+    }
 }
 
 }  // namespace attnlab::exec

@@ -171,6 +171,7 @@ Plan::Plan(Model& model, ir::DimBindings dims, std::vector<std::string> feeds, s
       in_shapes.push_back(it->second);
     }
     if (failed[i]) continue;
+    in_shapes.resize(model.schema(i).inputs.size());  // trailing optional inputs left out
     const std::string prefix = "node '" + def.name() + "' (" + def.type() + "): ";
     try {
       node_shapes[i] = model.node(i).infer(in_shapes);

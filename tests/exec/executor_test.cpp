@@ -1,1 +1,462 @@
+// Parameters, plans and the two executors: parity, gradients, pruning, tying, the gradient rules.
+#include "exec/executor.h"
+#include "exec/model.h"
+#include "exec/plan.h"
+#include "exec/serial_executor.h"
+#include "exec/tbb_executor.h"
+#include "exec_fixture.h"
 
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <limits>
+
+namespace attnlab {
+namespace {
+
+using exec::Plan;
+using test::Fixture;
+using test::pattern;
+
+std::vector<float> copy_of(const TensorView& v) { return std::vector<float>(v.data(), v.data() + v.numel()); }
+
+std::vector<std::string> step_names(const Plan& plan) {
+  std::vector<std::string> names;
+  for (const auto& s : plan.steps()) names.push_back(s.name);
+  return names;
+}
+
+struct Result {
+  float loss = 0, count = 0;
+  std::vector<std::vector<float>> param_grads;
+  std::vector<float> x_grad, hidden;
+};
+
+// One training step of the branchy graph with the given executor.
+Result run_step(exec::Executor& executor, uint64_t step = 3, bool training = true, int64_t batch = 3) {
+  Fixture fx(test::branchy_graph());
+  Plan& plan = fx.model->plan({{"batch", batch}}, {"x", "target"}, {"loss", "count", "hidden"});
+  Tensor x = pattern({batch, 4}, 0.1f), target = pattern({batch, 5}, 1.3f);
+  executor.forward(plan, {{"x", x}, {"target", target}}, {training, 1234}, step);
+  executor.backward(plan);
+  Result r;
+  r.loss = plan.value("loss").data()[0];
+  r.count = plan.value("count").data()[0];
+  r.hidden = copy_of(plan.value("hidden"));
+  for (const auto& p : fx.model->parameters()) r.param_grads.push_back(copy_of(p.grad));
+  r.x_grad = copy_of(plan.grad("x"));
+  return r;
+}
+
+// ---- Parameters ---------------------------------------------------------------------------------
+
+TEST(Parameters, NamesOrderAndDeterministicInit) {
+  Fixture a(test::branchy_graph(), 5), b(test::branchy_graph(), 5), c(test::branchy_graph(), 6);
+  const auto& store = a.model->parameters();
+  ASSERT_EQ(store.size(), 2u);
+  EXPECT_EQ(store[0].name, "h1.weight");
+  EXPECT_EQ(store[1].name, "b.weight");
+  EXPECT_EQ(store[0].value.shape(), (Shape{4, 5}));
+  EXPECT_EQ(store.element_count(), 40);
+  EXPECT_EQ(copy_of(store[0].value), copy_of(b.model->parameters()[0].value));
+  EXPECT_NE(copy_of(store[0].value), copy_of(c.model->parameters()[0].value));
+  EXPECT_NE(copy_of(store[0].value), copy_of(store[1].value));
+  EXPECT_THROW(store.at("nope.weight"), exec::ParameterError);
+}
+
+TEST(Parameters, InitKinds) {
+  auto init = [](Init kind, Shape shape, float scale = 0) {
+    Tensor t(shape);
+    exec::initialize_parameter({"w", shape, kind, scale}, "layer.w", 9, t);
+    return t;
+  };
+  for (float v : copy_of(init(Init::Zeros, {3, 3}))) EXPECT_EQ(v, 0.0f);
+  for (float v : copy_of(init(Init::Ones, {3}))) EXPECT_EQ(v, 1.0f);
+  // Xavier: |w| <= sqrt(6 / (fan_in + fan_out)) from the last two dims, and the range is used.
+  const Tensor xavier = init(Init::XavierUniform, {7, 40, 60});
+  const float bound = std::sqrt(6.0f / 100.0f);
+  EXPECT_LE(xavier.view().flat().cwiseAbs().maxCoeff(), bound);
+  EXPECT_GT(xavier.view().flat().cwiseAbs().maxCoeff(), 0.95f * bound);
+  EXPECT_NEAR(xavier.view().flat().mean(), 0.0f, 0.01f);
+  // Normal: standard deviation init_scale.
+  const Tensor normal = init(Init::Normal, {100, 100}, 0.5f);
+  const Eigen::VectorXf v = normal.view().flat();
+  const float mean = v.mean();
+  const float std = std::sqrt((v.array() - mean).square().mean());
+  EXPECT_NEAR(mean, 0.0f, 0.02f);
+  EXPECT_NEAR(std, 0.5f, 0.02f);
+  EXPECT_TRUE(v.allFinite());
+}
+
+TEST(Parameters, TiedShapesMustMatch) {
+  test::GraphBuilder g;
+  g.input("x", {std::string("batch"), int64_t{4}});
+  g.node("m1", "test.matmul", {"x"}, {{"out", int64_t{4}}}, 2, 1, "shared");
+  g.node("m2", "test.matmul", {"m1"}, {{"out", int64_t{5}}}, 3, 1, "shared");
+  try {
+    Fixture fx(g.graph);
+    FAIL() << "no error";
+  } catch (const exec::ParameterError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "parameter 'shared.weight' is shared by node 'm1' with shape [4, 4] and node 'm2' with shape [4, 5]; "
+              "tied parameters must have equal shapes");
+  }
+}
+
+// ---- Parity ---------------------------------------------------------------------------------------
+
+TEST(Executors, TbbMatchesSerialWithOneAndTwoThreads) {
+  exec::SerialExecutor serial;
+  const Result reference = run_step(serial);
+  EXPECT_EQ(reference.count, 15.0f);
+  for (int threads : {1, 2}) {
+    exec::TbbExecutor tbb(threads);
+    EXPECT_EQ(tbb.threads(), threads);
+    const Result r = run_step(tbb);
+    EXPECT_EQ(r.loss, reference.loss) << threads;
+    EXPECT_EQ(r.hidden, reference.hidden) << threads;
+    EXPECT_EQ(r.param_grads, reference.param_grads) << threads;  // bit for bit: same order of additions
+    EXPECT_EQ(r.x_grad, reference.x_grad) << threads;
+  }
+}
+
+TEST(Executors, RandomnessDependsOnSeedStepAndNodeOnly) {
+  exec::SerialExecutor serial;
+  exec::TbbExecutor tbb(2);
+  EXPECT_EQ(run_step(serial, 3).loss, run_step(tbb, 3).loss);
+  EXPECT_NE(run_step(serial, 3).loss, run_step(serial, 4).loss);            // another step, other noise
+  EXPECT_EQ(run_step(serial, 3, false).loss, run_step(serial, 4, false).loss);  // no noise outside training
+  EXPECT_EQ(exec::node_seed(1, 2, "n"), exec::node_seed(1, 2, "n"));
+  EXPECT_NE(exec::node_seed(1, 2, "n"), exec::node_seed(1, 2, "m"));
+  EXPECT_NE(exec::node_seed(1, 2, "n"), exec::node_seed(1, 3, "n"));
+}
+
+// ---- Gradients against finite differences -------------------------------------------------------
+
+// d loss / d (each element of `target`) by central differences, running forward only.
+std::vector<double> numeric_gradient(exec::Executor& ex, Plan& plan, const exec::TensorMap& feeds, const TensorView& target) {
+  std::vector<double> grad(target.numel());
+  const float eps = 1e-2f;
+  for (int64_t i = 0; i < target.numel(); ++i) {
+    const float saved = target.data()[i];
+    target.data()[i] = saved + eps;
+    ex.forward(plan, feeds, {true, 99}, 7);
+    const double up = plan.value("loss").data()[0];
+    target.data()[i] = saved - eps;
+    ex.forward(plan, feeds, {true, 99}, 7);
+    const double down = plan.value("loss").data()[0];
+    target.data()[i] = saved;
+    grad[i] = (up - down) / (2.0 * eps);
+  }
+  return grad;
+}
+
+void expect_close(const std::vector<double>& numeric, const TensorView& analytic, const std::string& what) {
+  ASSERT_EQ(static_cast<int64_t>(numeric.size()), analytic.numel()) << what;
+  double scale = 1e-3;
+  for (double v : numeric) scale = std::max(scale, std::abs(v));
+  for (size_t i = 0; i < numeric.size(); ++i)
+    EXPECT_NEAR(analytic.data()[i], numeric[i], 2e-2 * scale) << what << " element " << i;
+}
+
+TEST(Executors, GradientsMatchFiniteDifferences) {
+  Fixture fx(test::branchy_graph());
+  exec::SerialExecutor ex;
+  Plan& plan = fx.model->plan({{"batch", 2}}, {"x", "target"}, {"loss"});
+  Tensor x = pattern({2, 4}, 0.3f), target = pattern({2, 5}, 2.0f);
+  const exec::TensorMap feeds{{"x", x}, {"target", target}};
+  ex.forward(plan, feeds, {true, 99}, 7);
+  ex.backward(plan);
+  std::vector<Tensor> analytic;
+  for (const auto& p : fx.model->parameters()) analytic.push_back(p.grad);
+  ASSERT_TRUE(plan.grad("x").present());  // a fed real value gets its gradient too
+  Tensor x_grad(x.shape());
+  x_grad.view().copy_from(plan.grad("x"));
+
+  for (size_t p = 0; p < fx.model->parameters().size(); ++p)
+    expect_close(numeric_gradient(ex, plan, feeds, fx.model->parameters()[p].value), analytic[p],
+                 fx.model->parameters()[p].name);
+  // x is fed: the plan copies it, so perturb the caller's tensor.
+  expect_close(numeric_gradient(ex, plan, feeds, x), x_grad, "x");
+  EXPECT_FALSE(plan.grad("target").present());  // the loss's target port is not differentiable
+}
+
+// ---- Fed values and pruning ---------------------------------------------------------------------
+
+TEST(Plans, FeedingAnIntermediateValueRunsOnlyDownstreamNodes) {
+  Fixture fx(test::branchy_graph());
+  exec::SerialExecutor serial;
+  Plan& full = fx.model->plan({{"batch", 2}}, {"x", "target"}, {"loss", "hidden"});
+  Tensor x = pattern({2, 4}, 0.5f), target = pattern({2, 5}, 1.0f);
+  serial.forward(full, {{"x", x}, {"target", target}}, {true, 5}, 1);
+  serial.backward(full);
+  const float full_loss = full.value("loss").data()[0];
+  Tensor hidden(full.value("hidden").shape());
+  hidden.view().copy_from(full.value("hidden"));
+  const std::vector<float> hidden_grad = copy_of(full.grad("hidden"));
+
+  // "hidden" is the graph output name of value "e".
+  Plan& tail = fx.model->plan({{"batch", 2}}, {"hidden", "target"}, {"loss"});
+  EXPECT_EQ(step_names(tail), (std::vector<std::string>{"n", "loss"}));
+  for (auto& p : fx.model->parameters()) p.grad.view().fill(123.0f);  // not reached: must be zeroed
+  for (exec::Executor* ex : std::initializer_list<exec::Executor*>{&serial, new exec::TbbExecutor(2)}) {
+    test::forward_calls = 0;
+    ex->forward(tail, {{"hidden", hidden}, {"target", target}}, {true, 5}, 1);
+    EXPECT_EQ(test::forward_calls.load(), 2) << ex->name();
+    EXPECT_EQ(tail.value("loss").data()[0], full_loss) << ex->name();
+    ex->backward(tail);
+    EXPECT_EQ(copy_of(tail.grad("e")), hidden_grad) << ex->name();
+    for (const auto& p : fx.model->parameters())
+      EXPECT_EQ(p.grad.view().flat().cwiseAbs().maxCoeff(), 0.0f) << p.name << " " << ex->name();
+    if (ex != &serial) delete ex;
+  }
+}
+
+TEST(Plans, ForwardOnlyFetchPrunesTheLoss) {
+  Fixture fx(test::branchy_graph());
+  Plan& plan = fx.model->plan({{"batch", 2}}, {"x"}, {"hidden"});
+  EXPECT_EQ(step_names(plan), (std::vector<std::string>{"h1", "a", "b", "f", "c", "d", "e"}));
+  EXPECT_FALSE(plan.has_value("loss"));
+}
+
+TEST(Plans, UnfedGraphInputIsAnError) {
+  Fixture fx(test::branchy_graph());
+  try {
+    fx.model->plan({{"batch", 2}}, {"target"}, {"loss"});
+    FAIL() << "no error";
+  } catch (const exec::PlanError& e) {
+    EXPECT_EQ(std::string(e.what()), "cannot plan: node 'h1' needs graph input 'x', which is not fed (fed: target)");
+  }
+}
+
+TEST(Plans, UnknownFetchOrFeedIsAnError) {
+  Fixture fx(test::branchy_graph());
+  try {
+    fx.model->plan({{"batch", 2}}, {"x", "target"}, {"los"});
+    FAIL() << "no error";
+  } catch (const exec::PlanError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "cannot plan: fetch 'los' is neither a graph output (loss, count, hidden) nor a value of the graph");
+  }
+  EXPECT_THROW(fx.model->plan({{"batch", 2}}, {"x", "f:7"}, {"loss"}), exec::PlanError);
+}
+
+TEST(Plans, FeedingOneOutputOfANodeThatMustRunIsAnError) {
+  Fixture fx(test::branchy_graph());
+  try {
+    fx.model->plan({{"batch", 2}}, {"x", "target", "f:1"}, {"loss"});
+    FAIL() << "no error";
+  } catch (const exec::PlanError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "cannot plan: value 'f:1' is fed, but its node 'f' also has to run for another of its outputs");
+  }
+}
+
+TEST(Plans, UnboundDimensionNamesTheInput) {
+  Fixture fx(test::branchy_graph());
+  try {
+    fx.model->plan({{"batches", 2}}, {"x", "target"}, {"loss"});
+    FAIL() << "no error";
+  } catch (const ir::GraphError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "model.attn:1:1: error: graph input 'target': dimension 'batch' has no size bound in this plan\n"
+              "model.attn:1:1: error: graph input 'x': dimension 'batch' has no size bound in this plan");
+  }
+}
+
+TEST(Plans, CachedByDimsFeedsAndFetches) {
+  Fixture fx(test::branchy_graph());
+  Plan& a = fx.model->plan({{"batch", 2}}, {"x", "target"}, {"loss"});
+  Plan& b = fx.model->plan({{"batch", 2}}, {"target", "x", "x"}, {"loss"});
+  Plan& c = fx.model->plan({{"batch", 3}}, {"x", "target"}, {"loss"});
+  Plan& d = fx.model->plan({{"batch", 2}}, {"x", "target"}, {"loss", "hidden"});
+  EXPECT_EQ(&a, &b);
+  EXPECT_NE(&a, &c);
+  EXPECT_NE(&a, &d);
+  EXPECT_EQ(fx.model->cached_plans(), 3u);
+  EXPECT_EQ(a.value("x").shape(), (Shape{2, 4}));
+  EXPECT_EQ(c.value("x").shape(), (Shape{3, 4}));
+  EXPECT_GT(a.bytes(), 0);
+}
+
+TEST(Plans, FeedErrors) {
+  Fixture fx(test::branchy_graph());
+  exec::SerialExecutor ex;
+  Plan& plan = fx.model->plan({{"batch", 2}}, {"x", "target"}, {"loss"});
+  Tensor x = pattern({2, 4}, 0), target = pattern({2, 5}, 0), wrong = pattern({3, 4}, 0);
+  auto message = [&](const exec::TensorMap& feeds) {
+    try {
+      ex.forward(plan, feeds, {}, 0);
+      return std::string("no error");
+    } catch (const exec::ExecError& e) {
+      return std::string(e.what());
+    }
+  };
+  EXPECT_EQ(message({{"x", x}}), "forward: the plan feeds 'target', but no tensor was given for it");
+  EXPECT_EQ(message({{"x", wrong}, {"target", target}}), "forward: fed value 'x' has shape [3, 4]; the plan expects [2, 4]");
+  EXPECT_EQ(message({{"x", x}, {"target", target}, {"a", x}}), "forward: 'a' is not a fed value of this plan");
+  EXPECT_EQ(message({{"x", x}, {"target", target}}), "no error");
+}
+
+TEST(Plans, BackwardPreconditions) {
+  Fixture fx(test::branchy_graph());
+  exec::SerialExecutor ex;
+  Plan& plan = fx.model->plan({{"batch", 2}}, {"x", "target"}, {"loss", "hidden"});
+  Plan& no_loss = fx.model->plan({{"batch", 2}}, {"x"}, {"hidden"});
+  Tensor x = pattern({2, 4}, 0), target = pattern({2, 5}, 0);
+  EXPECT_THROW(ex.backward(plan), exec::ExecError);  // no forward yet
+  ex.forward(plan, {{"x", x}, {"target", target}}, {}, 0);
+  ex.forward(no_loss, {{"x", x}}, {}, 0);
+  try {
+    ex.backward(no_loss);
+    FAIL() << "no error";
+  } catch (const exec::ExecError& e) {
+    EXPECT_EQ(std::string(e.what()), "backward: no seed gradients given, and the plan fetches no scalar 'loss' to seed with 1");
+  }
+  Tensor seed({2, 5}, 1.0f);
+  EXPECT_NO_THROW(ex.backward(no_loss, {{"hidden", seed}}));  // an explicit seed on the fetched value
+  EXPECT_THROW(ex.backward(plan, {{"count", Tensor(Shape{}, 1.0f)}}), exec::ExecError);  // not differentiable
+  EXPECT_THROW(ex.backward(plan, {{"hidden", Tensor({2, 4})}}), exec::ExecError);         // wrong shape
+}
+
+TEST(Plans, ExplicitSeedEqualsLinearityOfTheGradient) {
+  Fixture fx(test::branchy_graph());
+  exec::SerialExecutor ex;
+  Plan& plan = fx.model->plan({{"batch", 2}}, {"x", "target"}, {"loss"});
+  Tensor x = pattern({2, 4}, 0), target = pattern({2, 5}, 0);
+  ex.forward(plan, {{"x", x}, {"target", target}}, {}, 0);
+  ex.backward(plan);
+  const std::vector<float> unit = copy_of(fx.model->parameters()[0].grad);
+  ex.backward(plan, {{"loss", Tensor(Shape{}, {2.0f})}});
+  const std::vector<float> twice = copy_of(fx.model->parameters()[0].grad);
+  for (size_t i = 0; i < unit.size(); ++i) EXPECT_FLOAT_EQ(twice[i], 2.0f * unit[i]);
+}
+
+// ---- Tied parameters ----------------------------------------------------------------------------
+
+ir::GraphDef chain(const std::string& scope1, const std::string& scope2) {
+  test::GraphBuilder g;
+  g.input("x", {std::string("batch"), int64_t{4}});
+  g.node("m1", "test.matmul", {"x"}, {{"out", int64_t{4}}}, 2, 1, scope1);
+  g.node("t", "test.tanh", {"m1"}, {}, 3, 1);
+  g.node("m2", "test.matmul", {"t"}, {{"out", int64_t{4}}}, 4, 1, scope2);
+  g.node("loss", "test.loss", {"m2"}, {}, 5, 1);
+  g.output("loss", "loss");
+  return g.graph;
+}
+
+TEST(Tying, GradientIsTheSumOfBothUses) {
+  Fixture tied(chain("shared", "shared")), untied(chain("", ""));
+  ASSERT_EQ(tied.model->parameters().size(), 1u);
+  EXPECT_EQ(tied.model->parameters()[0].name, "shared.weight");
+  EXPECT_EQ(tied.model->parameters()[0].owner, "m1");
+  ASSERT_EQ(untied.model->parameters().size(), 2u);
+  // The same weights in both uses.
+  untied.model->parameters()[0].value.view().copy_from(tied.model->parameters()[0].value);
+  untied.model->parameters()[1].value.view().copy_from(tied.model->parameters()[0].value);
+  Tensor x = pattern({2, 4}, 0.7f);
+
+  exec::SerialExecutor serial;
+  exec::TbbExecutor tbb(2);
+  for (exec::Executor* ex : {static_cast<exec::Executor*>(&serial), static_cast<exec::Executor*>(&tbb)}) {
+    Plan& tp = tied.model->plan({{"batch", 2}}, {"x"}, {"loss"});
+    Plan& up = untied.model->plan({{"batch", 2}}, {"x"}, {"loss"});
+    EXPECT_EQ(tp.param_gradients().size(), 1u);
+    EXPECT_EQ(tp.param_gradients()[0].uses.size(), 2u);      // one buffer per use
+    EXPECT_TRUE(up.param_gradients()[0].uses.empty());       // single users write the store
+    ex->forward(tp, {{"x", x}}, {}, 0);
+    ex->backward(tp);
+    ex->forward(up, {{"x", x}}, {}, 0);
+    ex->backward(up);
+    EXPECT_EQ(tp.value("loss").data()[0], up.value("loss").data()[0]);
+    const Eigen::VectorXf sum =
+        untied.model->parameters()[0].grad.view().flat() + untied.model->parameters()[1].grad.view().flat();
+    const Eigen::VectorXf got = tied.model->parameters()[0].grad.view().flat();
+    EXPECT_LT((got - sum).cwiseAbs().maxCoeff(), 1e-6f) << ex->name();
+    EXPECT_GT(got.cwiseAbs().maxCoeff(), 1e-4f);
+  }
+  // And the tied gradient is the derivative of the loss.
+  Plan& tp = tied.model->plan({{"batch", 2}}, {"x"}, {"loss"});
+  serial.forward(tp, {{"x", x}}, {true, 99}, 7);
+  serial.backward(tp);
+  Tensor analytic = tied.model->parameters()[0].grad;
+  expect_close(numeric_gradient(serial, tp, {{"x", x}}, tied.model->parameters()[0].value), analytic, "shared.weight");
+}
+
+// ---- The gradient rules: zero once, assign the store, accumulate on request ---------------------
+
+TEST(GradientRules, SentinelsInValueAndStoreGradientsAreOverwritten) {
+  exec::SerialExecutor serial;
+  exec::TbbExecutor tbb(2);
+  for (exec::Executor* ex : {static_cast<exec::Executor*>(&serial), static_cast<exec::Executor*>(&tbb)}) {
+    Fixture fx(test::branchy_graph());
+    Plan& plan = fx.model->plan({{"batch", 2}}, {"x", "target"}, {"loss"});
+    Tensor x = pattern({2, 4}, 0.2f), target = pattern({2, 5}, 0.9f);
+    const exec::TensorMap feeds{{"x", x}, {"target", target}};
+    ex->forward(plan, feeds, {true, 3}, 1);
+    ex->backward(plan);
+    std::vector<std::vector<float>> clean;
+    for (const auto& p : fx.model->parameters()) clean.push_back(copy_of(p.grad));
+    const std::vector<float> clean_x = copy_of(plan.grad("x"));
+
+    // Garbage everywhere a gradient lives; the result must not change.
+    for (const TensorView& g : plan.value_grads()) g.fill(std::numeric_limits<float>::quiet_NaN());
+    for (auto& p : fx.model->parameters()) p.grad.view().fill(1e30f);
+    ex->forward(plan, feeds, {true, 3}, 1);
+    ex->backward(plan);
+    for (size_t i = 0; i < clean.size(); ++i) EXPECT_EQ(copy_of(fx.model->parameters()[i].grad), clean[i]) << ex->name();
+    EXPECT_EQ(copy_of(plan.grad("x")), clean_x) << ex->name();
+
+    // Accumulation adds the step's gradient to what the store holds.
+    for (auto& p : fx.model->parameters()) p.grad.view().fill(0.5f);
+    ex->backward(plan, {}, {.accumulate = true});
+    ex->backward(plan, {}, {.accumulate = true});
+    for (size_t i = 0; i < clean.size(); ++i) {
+      const std::vector<float> acc = copy_of(fx.model->parameters()[i].grad);
+      for (size_t k = 0; k < acc.size(); ++k) EXPECT_FLOAT_EQ(acc[k], 0.5f + 2.0f * clean[i][k]) << ex->name();
+    }
+    // And a plain backward afterwards assigns again.
+    ex->backward(plan);
+    for (size_t i = 0; i < clean.size(); ++i) EXPECT_EQ(copy_of(fx.model->parameters()[i].grad), clean[i]) << ex->name();
+  }
+}
+
+// ---- Errors from nodes --------------------------------------------------------------------------
+
+TEST(NodeErrors, NameTheNodeAndItsLocationAndLeaveThePlanUsable) {
+  test::GraphBuilder g;
+  g.input("x", {std::string("batch"), int64_t{3}});
+  g.node("m", "test.matmul", {"x"}, {{"out", int64_t{3}}}, 2, 3);
+  g.node("chk", "test.check", {"x"}, {}, 3, 5);
+  g.node("sum", "test.add", {"m", "chk"}, {}, 4, 3);
+  g.node("loss", "test.loss", {"sum"}, {}, 5, 3);
+  g.output("loss", "loss");
+  Fixture fx(g.graph);
+  exec::SerialExecutor serial;
+  exec::TbbExecutor tbb(2);
+  for (exec::Executor* ex : {static_cast<exec::Executor*>(&serial), static_cast<exec::Executor*>(&tbb)}) {
+    Plan& plan = fx.model->plan({{"batch", 2}}, {"x"}, {"loss"});
+    Tensor bad({2, 3}, -1.0f), good({2, 3}, 1.0f);
+    try {
+      ex->forward(plan, {{"x", bad}}, {}, 0);
+      FAIL() << "no error";
+    } catch (const exec::ExecError& e) {
+      EXPECT_EQ(std::string(e.what()), "model.attn:3:5: error: node 'chk' (test.check): forward: negative input") << ex->name();
+    }
+    EXPECT_THROW(ex->backward(plan), exec::ExecError);  // the failed forward left nothing to differentiate
+    ex->forward(plan, {{"x", good}}, {}, 0);
+    EXPECT_NO_THROW(ex->backward(plan));
+    try {
+      ex->backward(plan, {{"loss", Tensor(Shape{}, {-1.0f})}});
+      FAIL() << "no error";
+    } catch (const exec::ExecError& e) {
+      EXPECT_EQ(std::string(e.what()), "model.attn:3:5: error: node 'chk' (test.check): backward: negative gradient")
+          << ex->name();
+    }
+    ex->forward(plan, {{"x", good}}, {}, 1);
+    EXPECT_NO_THROW(ex->backward(plan)) << ex->name();
+  }
+}
+
+}  // namespace
+}  // namespace attnlab

@@ -70,8 +70,11 @@ GradCheckExample example(std::string name, Attrs attrs, std::vector<CheckInput> 
 std::vector<GradCheckExample> scaled_dot_examples() {
   return {
       example("self", {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(3)}}, {x(2, 4, 6), x(2, 4, 6)}),
-      example("cross_key_padding_bias_dk_ne_dv",
-              {{"heads", I(3)}, {"d_k", I(4)}, {"d_v", I(2)}, {"bias", Bo(true)}},
+      // With dot-product scores the key bias shifts every score of a query row equally, so its
+      // gradient is exactly zero unless rotary encoding makes the shift position-dependent: the
+      // bias examples use rotary so that b_k's gradient is checked against something non-zero.
+      example("cross_key_padding_bias_rotary_dk_ne_dv",
+              {{"heads", I(3)}, {"d_k", I(4)}, {"d_v", I(2)}, {"bias", Bo(true)}, {"posenc", S("posenc.rotary")}},
               {x(2, 3, 6), x(2, 5, 6), key_padding(5, 2)}),
       example("causal_attribute", {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(3)}, {"causal", Bo(true)}},
               {x(2, 4, 5), x(2, 4, 5)}),
@@ -100,8 +103,9 @@ std::vector<GradCheckExample> grouped_query_examples() {
   return {
       example("multi_query", {{"heads", I(4)}, {"kv_heads", I(1)}, {"d_k", I(2)}, {"d_v", I(3)}},
               {x(2, 3, 5), x(2, 3, 5)}),
-      example("two_groups_cross_padding_bias",
-              {{"heads", I(4)}, {"kv_heads", I(2)}, {"d_k", I(3)}, {"d_v", I(2)}, {"bias", Bo(true)}},
+      example("two_groups_cross_padding_bias_rotary",
+              {{"heads", I(4)}, {"kv_heads", I(2)}, {"d_k", I(4)}, {"d_v", I(2)}, {"bias", Bo(true)},
+               {"posenc", S("posenc.rotary")}},
               {x(2, 3, 6), x(2, 5, 6), key_padding(5, 2)}),
       example("rotary_causal", {{"heads", I(4)}, {"kv_heads", I(2)}, {"d_k", I(4)}, {"d_v", I(2)}, {"causal", Bo(true)},
                                 {"posenc", S("posenc.rotary")}}, {x(2, 4, 4), x(2, 4, 4)}),
@@ -121,9 +125,12 @@ std::vector<GradCheckExample> local_examples() {
                         {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(2)}, {"window", I(3)}, {"mode", S("centred")},
                          {"posenc", S("posenc.rotary")}},
                         {x(2, 5, 4), x(2, 5, 4), key_padding(5, 2)}));
-  out.push_back(example("causal_alibi_bias",
-                        {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(3)}, {"window", I(2)}, {"bias", Bo(true)},
-                         {"posenc", S("posenc.alibi")}},
+  out.push_back(example("causal_alibi",
+                        {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(3)}, {"window", I(2)}, {"posenc", S("posenc.alibi")}},
+                        {x(2, 4, 5), x(2, 4, 5)}));
+  out.push_back(example("causal_rotary_bias",
+                        {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(3)}, {"window", I(2)}, {"bias", Bo(true)},
+                         {"posenc", S("posenc.rotary")}},
                         {x(2, 4, 5), x(2, 4, 5)}));
   return out;
 }

@@ -70,15 +70,18 @@ class CrossEntropy final : public Node {
           continue;
         }
         ConstRowArray z(logits.data() + r * v, v);
-        Eigen::Index best = 0;
-        const float m = z.maxCoeff(&best);
+        // maxCoeff() without an index is vectorised (Eigen's indexed form is a scalar loop).
+        const float m = z.maxCoeff();
         const float l = m + std::log((z - m).exp().sum());
         const int64_t t = static_cast<int64_t>(targets[r]);
         float ce = l - (1.0f - eps) * z[t];
         if (eps > 0.0f) ce -= eps / static_cast<float>(v) * z.sum();
         lse[r] = l;
         row_loss[r] = ce;
-        row_hit[r] = best == t ? 1.0f : 0.0f;
+        // A hit: the target is the argmax, the first position holding the maximum.
+        // (Vectorised: no earlier position reaches the maximum.)
+        const bool hit = z[t] == m && (t == 0 || z.head(t).maxCoeff() < m);
+        row_hit[r] = hit ? 1.0f : 0.0f;
       }
     });
     // Serial sums in a fixed order: the loss is bitwise identical whatever the thread count.

@@ -116,6 +116,13 @@ TEST(CrossEntropy, GradientIsSoftmaxMinusSmoothedTargetOverTokens) {
   for (int j = 6; j < 9; ++j) EXPECT_EQ(g[j], 0.0f) << "the padding row takes no gradient";
 }
 
+TEST(CrossEntropy, ATiedMaximumCountsAsAHitOnlyAtItsFirstPosition) {
+  NodeRun run("loss.cross_entropy", {{"pad_id", int64_t{-1}}},
+              {Tensor({3, 3}, {0.5f, 0.5f, -1, 0.5f, 0.5f, -1, 0, 2, 2}), Tensor({3}, {1, 0, 1})});
+  run.forward();
+  EXPECT_EQ(run.outputs[2].data()[0], 2.0f);  // row 0 misses (argmax 0); rows 1 and 2 hit
+}
+
 TEST(CrossEntropy, AllPaddingGivesZeroLossAndZeroTokens) {
   NodeRun run("loss.cross_entropy", {}, {ce_logits(), Tensor({3}, {0, 0, 0})});
   run.forward();

@@ -76,6 +76,7 @@ struct BugCase {
   const char* bug;
   const char* expected;  // a part of the failure message
 };
+void PrintTo(const BugCase& c, std::ostream* out) { *out << c.bug; }
 
 class GradCheckCatches : public ::testing::TestWithParam<BugCase> {};
 

@@ -131,6 +131,36 @@ TEST(Executors, RandomnessDependsOnSeedStepAndNodeOnly) {
   EXPECT_NE(exec::node_seed(1, 2, "n"), exec::node_seed(1, 3, "n"));
 }
 
+TEST(Executors, TbbRunsIndependentNodesConcurrentlyInsideItsArena) {
+  // Two independent nodes that each wait for the other: they only both meet when run at once.
+  test::GraphBuilder g;
+  g.input("x", {std::string("batch"), int64_t{2}});
+  g.node("left", "test.rendezvous", {"x"}, {}, 2, 1);
+  g.node("right", "test.rendezvous", {"x"}, {}, 3, 1);
+  g.node("sum", "test.add", {"left", "right"}, {}, 4, 1);
+  g.node("loss", "test.loss", {"sum"}, {}, 5, 1);
+  g.output("loss", "loss");
+  Fixture fx(g.graph);
+  Plan& plan = fx.model->plan({{"batch", 2}}, {"x"}, {"loss"});
+  Tensor x = pattern({2, 2}, 0);
+  test::rendezvous_arrived = 0;
+  test::rendezvous_met = 0;
+  test::nested_concurrency = 0;
+  exec::TbbExecutor tbb(2);
+  tbb.forward(plan, {{"x", x}}, {}, 0);
+  EXPECT_EQ(test::rendezvous_met.load(), 2);
+  EXPECT_EQ(test::nested_concurrency.load(), 2);  // nested parallel_for ran in the 2-thread arena
+
+  // The serial executor runs one node at a time: the first waits in vain.
+  test::rendezvous_arrived = 0;
+  test::rendezvous_met = 0;
+  test::rendezvous_timeout_ms = 200;
+  exec::SerialExecutor serial;
+  serial.forward(plan, {{"x", x}}, {}, 0);
+  EXPECT_EQ(test::rendezvous_met.load(), 1);  // only the second found the first arrived
+  test::rendezvous_timeout_ms = 5000;
+}
+
 // ---- Gradients against finite differences -------------------------------------------------------
 
 // d loss / d (each element of `target`) by central differences, running forward only.

@@ -2,12 +2,19 @@
 
 #include "exec/hash.h"
 
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+
+#include <chrono>
 #include <cmath>
+#include <thread>
 #include <stdexcept>
 
 namespace attnlab::test {
 
 std::atomic<int> forward_calls{0};
+std::atomic<int> rendezvous_arrived{0}, rendezvous_parties{2}, rendezvous_met{0}, nested_concurrency{0},
+    rendezvous_timeout_ms{5000};
 
 namespace {
 
@@ -151,6 +158,30 @@ class Check : public Node {
   }
 };
 
+class Rendezvous : public Node {
+ public:
+  explicit Rendezvous(const Attrs&) {}
+  NodeShapes infer(std::span<const Shape> in) const override { return {{in[0]}, {}, {}, {}}; }
+  void forward(const ForwardContext& c) const override {
+    ++forward_calls;
+    tbb::parallel_for(0, 4, [](int) {
+      const int seen = tbb::this_task_arena::max_concurrency();
+      int old = nested_concurrency.load();
+      while (seen > old && !nested_concurrency.compare_exchange_weak(old, seen)) {
+      }
+    });
+    ++rendezvous_arrived;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(rendezvous_timeout_ms.load());
+    while (rendezvous_arrived.load() < rendezvous_parties.load() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
+    if (rendezvous_arrived.load() >= rendezvous_parties.load()) ++rendezvous_met;
+    c.outputs[0].copy_from(c.inputs[0]);
+  }
+  void backward(const BackwardContext& c) const override {
+    if (c.input_grads[0].present()) c.input_grads[0].flat() += c.output_grads[0].flat();
+  }
+};
+
 PortSchema port(const std::string& name, bool optional = false, bool differentiable = true) {
   return {name, name, optional, differentiable};
 }
@@ -176,6 +207,7 @@ void register_test_nodes(Registry& r) {
   add<Fork>(r, {"test.fork", "", {port("x")}, {port("twice"), port("square")}, {}, {}});
   add<Noise>(r, {"test.noise", "", {port("x")}, {port("y")}, {{"amount", AttrType::Float, AttrValue(0.1), "noise"}}, {}});
   add<Loss>(r, {"test.loss", "", {port("x"), port("target", true, false)}, {port("loss"), port("count", false, false)}, {}, {}});
+  add<Rendezvous>(r, {"test.rendezvous", "", {port("x")}, {port("y")}, {}, {}});
   add<Check>(r, {"test.check", "", {port("x")}, {port("y")}, {}, {}});
 }
 

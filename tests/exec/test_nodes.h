@@ -12,6 +12,10 @@
 //                                 differentiable; target not differentiable)
 //   test.check                    x -> x; throws when an element is negative (forward) or a
 //                                 gradient element is negative (backward)
+//   test.rendezvous               x -> x; forward waits (up to rendezvous_timeout_ms) until `rendezvous_parties`
+//                                 nodes have arrived: it only completes quickly when they run at
+//                                 the same time. Records the arena's concurrency seen inside a
+//                                 nested tbb::parallel_for.
 #pragma once
 
 #include "exec/model.h"
@@ -30,6 +34,10 @@ void register_test_nodes(Registry& registry);
 
 // Forward calls made by all test nodes since the last reset (pruning tests read it).
 extern std::atomic<int> forward_calls;
+// test.rendezvous: arrivals, parties expected, how many met in time, the largest
+// tbb::this_task_arena::max_concurrency() seen inside a nested parallel_for.
+extern std::atomic<int> rendezvous_arrived, rendezvous_parties, rendezvous_met, nested_concurrency,
+    rendezvous_timeout_ms;
 
 // Builds GraphDefs tersely.
 struct GraphBuilder {

@@ -37,4 +37,7 @@ std::unique_ptr<Registry> load_registry(const CommonOptions& options);
 
 void add_plugins_command(CLI::App& app, CommonOptions& options);
 
+// `attnlab bleu --ref FILE [--hyp FILE]` (core/app/bleu_command.cpp).
+void add_bleu_command(CLI::App& app);
+
 }  // namespace attnlab::cli

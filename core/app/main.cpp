@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   cli::CommonOptions options;
   cli::add_plugins_command(app, options);
+  cli::add_bleu_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

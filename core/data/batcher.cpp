@@ -1,0 +1,133 @@
+#include "data/batcher.h"
+
+#include "data/parallel_text.h"
+#include "data/tokenizer.h"
+
+#include <algorithm>
+#include <numeric>
+
+namespace attnlab::data {
+
+namespace {
+
+int64_t padded_source(const EncodedPair& p) { return static_cast<int64_t>(p.source.size()); }
+int64_t padded_target(const EncodedPair& p) { return static_cast<int64_t>(p.target.size()) + 1; }
+
+}  // namespace
+
+Batcher::Batcher(std::vector<EncodedPair> pairs, BatcherOptions options)
+    : pairs_(std::move(pairs)), options_(options) {
+  if (pairs_.empty()) throw DataError("cannot batch an empty data set");
+  if (options_.batch_tokens <= 0)
+    throw DataError("batch_tokens must be positive, got " + std::to_string(options_.batch_tokens));
+  for (size_t i = 0; i < pairs_.size(); ++i) {
+    const EncodedPair& p = pairs_[i];
+    if (p.source.empty() || p.target.empty())
+      throw DataError("pair " + std::to_string(i) + " has an empty " + (p.source.empty() ? "source" : "target"));
+    const int64_t size = padded_source(p) + padded_target(p);
+    if (size > options_.batch_tokens)
+      throw DataError("pair " + std::to_string(i) + " needs " + std::to_string(size) + " tokens (source " +
+                      std::to_string(p.source.size()) + ", target " + std::to_string(p.target.size()) +
+                      " + 1), more than batch_tokens " + std::to_string(options_.batch_tokens));
+  }
+}
+
+std::vector<std::vector<int64_t>> Batcher::epoch_plan(int64_t epoch) const {
+  SplitMix64 random(options_.seed * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(epoch) + 0x632BE59BD9B4E019ull));
+  std::vector<int64_t> order(pairs_.size());
+  std::iota(order.begin(), order.end(), 0);
+  shuffle(order, random);
+  std::stable_sort(order.begin(), order.end(), [this](int64_t a, int64_t b) {
+    const EncodedPair& x = pairs_[static_cast<size_t>(a)];
+    const EncodedPair& y = pairs_[static_cast<size_t>(b)];
+    if (x.source.size() != y.source.size()) return x.source.size() < y.source.size();
+    return x.target.size() < y.target.size();
+  });
+
+  std::vector<std::vector<int64_t>> batches;
+  std::vector<int64_t> current;
+  int64_t max_source = 0, max_target = 0;
+  for (int64_t index : order) {
+    const EncodedPair& p = pairs_[static_cast<size_t>(index)];
+    const int64_t s = std::max(max_source, padded_source(p));
+    const int64_t t = std::max(max_target, padded_target(p));
+    if (!current.empty() && static_cast<int64_t>(current.size() + 1) * (s + t) > options_.batch_tokens) {
+      batches.push_back(std::move(current));
+      current.clear();
+      max_source = padded_source(p);
+      max_target = padded_target(p);
+    } else {
+      max_source = s;
+      max_target = t;
+    }
+    current.push_back(index);
+  }
+  if (!current.empty()) batches.push_back(std::move(current));
+  shuffle(batches, random);
+  return batches;
+}
+
+const std::vector<std::vector<int64_t>>& Batcher::plan_for(int64_t epoch) {
+  if (cached_epoch_ != epoch) {
+    cached_plan_ = epoch_plan(epoch);
+    cached_epoch_ = epoch;
+  }
+  return cached_plan_;
+}
+
+int64_t Batcher::batches_in_epoch(int64_t epoch) const {
+  if (cached_epoch_ == epoch) return static_cast<int64_t>(cached_plan_.size());
+  return static_cast<int64_t>(epoch_plan(epoch).size());
+}
+
+void Batcher::set_position(BatchPosition position) {
+  if (position.epoch < 0 || position.batch < 0)
+    throw DataError("invalid batch position (epoch " + std::to_string(position.epoch) + ", batch " +
+                    std::to_string(position.batch) + ")");
+  const int64_t count = static_cast<int64_t>(plan_for(position.epoch).size());
+  if (position.batch > count)
+    throw DataError("batch position " + std::to_string(position.batch) + " is past the end of epoch " +
+                    std::to_string(position.epoch) + " (" + std::to_string(count) + " batches)");
+  position_ = position;
+}
+
+Batch Batcher::next() {
+  if (position_.batch >= static_cast<int64_t>(plan_for(position_.epoch).size())) position_ = {position_.epoch + 1, 0};
+  const std::vector<int64_t>& indices = plan_for(position_.epoch)[static_cast<size_t>(position_.batch)];
+  Batch batch = make_batch(indices);
+  ++position_.batch;
+  if (position_.batch == static_cast<int64_t>(cached_plan_.size())) position_ = {position_.epoch + 1, 0};
+  return batch;
+}
+
+Batch Batcher::make_batch(const std::vector<int64_t>& pair_indices) const {
+  Batch batch;
+  batch.pair_indices = pair_indices;
+  int64_t s = 0, t = 0;
+  for (int64_t i : pair_indices) {
+    s = std::max(s, padded_source(pairs_.at(static_cast<size_t>(i))));
+    t = std::max(t, padded_target(pairs_.at(static_cast<size_t>(i))));
+  }
+  const int64_t rows = static_cast<int64_t>(pair_indices.size());
+  batch.src = Tensor({rows, s}, static_cast<float>(kPadId));
+  batch.tgt_in = Tensor({rows, t}, static_cast<float>(kPadId));
+  batch.tgt_out = Tensor({rows, t}, static_cast<float>(kPadId));
+  for (int64_t b = 0; b < rows; ++b) {
+    const EncodedPair& p = pairs_[static_cast<size_t>(pair_indices[static_cast<size_t>(b)])];
+    float* src = batch.src.data() + b * s;
+    float* tgt_in = batch.tgt_in.data() + b * t;
+    float* tgt_out = batch.tgt_out.data() + b * t;
+    for (size_t k = 0; k < p.source.size(); ++k) src[k] = static_cast<float>(p.source[k]);
+    tgt_in[0] = static_cast<float>(kBosId);
+    for (size_t k = 0; k < p.target.size(); ++k) {
+      tgt_in[k + 1] = static_cast<float>(p.target[k]);
+      tgt_out[k] = static_cast<float>(p.target[k]);
+    }
+    tgt_out[p.target.size()] = static_cast<float>(kEosId);
+    batch.source_tokens += static_cast<int64_t>(p.source.size());
+    batch.target_tokens += static_cast<int64_t>(p.target.size()) + 1;
+  }
+  return batch;
+}
+
+}  // namespace attnlab::data

@@ -1,0 +1,83 @@
+// core/data/tokenizer.h — text ↔ token ids: a word vocabulary and a SentencePiece BPE model.
+//
+// Contract:
+// - Special ids are the same for every tokenizer:
+//     <pad> = 0 (padding; batches are padded with it, losses ignore it)
+//     <unk> = 1 (anything outside the vocabulary)
+//     <s>   = 2 (beginning of sentence; prefixes the decoder input)
+//     </s>  = 3 (end of sentence; ends the decoder output)
+//   Ordinary pieces start at id 4.
+// - encode(text) gives the ids of the text WITHOUT <s> or </s> (the batcher adds them).
+//   decode(ids) drops <pad>, <s> and </s>, and stops nowhere: callers cut at </s> themselves.
+// - serialize() gives self-describing bytes (a header naming the kind, then the payload) that
+//   load_tokenizer() turns back into an equal tokenizer: a checkpoint that carries these bytes
+//   translates raw text without any other file. Corrupt or truncated bytes throw DataError.
+// - Word vocabulary (kind "word"): joint over source and target; tokens are whitespace-separated;
+//   a token seen fewer than `min_count` times maps to <unk>; ids 4.. are sorted by descending count,
+//   ties by byte order (so the vocabulary is a pure function of the text). Its input is expected
+//   tokenized like the training data (Multi30k's *.lc.norm.tok files: lowercased, Moses-tokenized);
+//   normalize_for_word_vocab() brings raw text close to that form.
+// - SentencePiece BPE (kind "sentencepiece"): a joint model trained in-process from the training
+//   sentences with Debian's libsentencepiece; it normalizes raw text itself (NFKC), so it takes raw
+//   text directly. The vocabulary size is a soft limit (a small corpus may give fewer pieces).
+//   Training uses `num_threads` of SentencePiece's own threads (1 by default); it runs once, before
+//   any executor. Debian's SentencePiece carries a private copy of Protocol Buffers that clashes with
+//   the system one attnlab links, so it is used through the module libattnlab_sentencepiece.so,
+//   loaded with its own symbol scope (RTLD_LOCAL | RTLD_DEEPBIND) from beside the executable (or
+//   from lib/attnlab/ in an installation, or from ATTNLAB_SENTENCEPIECE_MODULE). A missing module
+//   throws DataError naming the places searched.
+#pragma once
+
+#include "data/parallel_text.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace attnlab::data {
+
+inline constexpr int kPadId = 0;
+inline constexpr int kUnkId = 1;
+inline constexpr int kBosId = 2;
+inline constexpr int kEosId = 3;
+inline constexpr int kFirstPieceId = 4;
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+  virtual std::string kind() const = 0;  // "word" or "sentencepiece"
+  virtual int64_t vocab_size() const = 0;  // ids are 0 .. vocab_size()-1, specials included
+  virtual std::vector<int> encode(std::string_view text) const = 0;
+  virtual std::string decode(const std::vector<int>& ids) const = 0;
+  virtual std::string piece(int id) const = 0;  // the piece's text ("<unk>" etc. for specials)
+  virtual std::string serialize() const = 0;
+};
+
+std::unique_ptr<Tokenizer> load_tokenizer(std::string_view bytes);
+
+struct WordVocabOptions {
+  int64_t min_count = 1;  // tokens seen fewer times map to <unk>
+  int64_t max_size = 0;   // 0: no limit; otherwise at most this many ids, specials included
+};
+std::unique_ptr<Tokenizer> build_word_vocab(const std::vector<std::string_view>& sentences,
+                                            const WordVocabOptions& options = {});
+
+struct SentencePieceOptions {
+  int64_t vocab_size = 8000;
+  double character_coverage = 1.0;  // 1.0 keeps every character (fine for European languages)
+  int64_t max_sentences = 0;        // 0: train on every sentence; otherwise a sample of this many
+  uint32_t seed = 1;                // SentencePiece's sampling seed
+  int num_threads = 1;
+};
+std::unique_ptr<Tokenizer> train_sentencepiece(const std::vector<std::string_view>& sentences,
+                                               const SentencePieceOptions& options = {});
+
+// Raw text toward Multi30k's *.lc.norm.tok form: lowercase (ASCII and Latin letters with accents,
+// e.g. "Ä" → "ä"), whitespace collapsed, punctuation . , ! ? ; : ( ) [ ] { } " split off as its
+// own token, an apostrophe between letters starting the next token ("kid's" → "kid 's"), and
+// Moses's escapes & → &amp;, ' → &apos;, " → &quot;. Hyphens inside words are kept.
+std::string normalize_for_word_vocab(std::string_view raw);
+
+}  // namespace attnlab::data

@@ -1,0 +1,152 @@
+#include "data/synthetic.h"
+#include "data/tokenizer.h"
+
+#include <gtest/gtest.h>
+
+using namespace attnlab::data;
+
+namespace {
+
+std::string error_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const DataError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+std::vector<std::string_view> views(const std::vector<std::string>& lines) { return {lines.begin(), lines.end()}; }
+
+}  // namespace
+
+TEST(WordVocab, SpecialIdsAndCountOrder) {
+  const std::vector<std::string> text = {"b a a", "c b a", "rare"};
+  const auto vocab = build_word_vocab(views(text));
+  EXPECT_EQ(vocab->kind(), "word");
+  EXPECT_EQ(vocab->piece(kPadId), "<pad>");
+  EXPECT_EQ(vocab->piece(kUnkId), "<unk>");
+  EXPECT_EQ(vocab->piece(kBosId), "<s>");
+  EXPECT_EQ(vocab->piece(kEosId), "</s>");
+  // a (3) before b (2), then c and rare (1 each) in byte order.
+  EXPECT_EQ(vocab->vocab_size(), 8);
+  EXPECT_EQ(vocab->piece(4), "a");
+  EXPECT_EQ(vocab->piece(5), "b");
+  EXPECT_EQ(vocab->piece(6), "c");
+  EXPECT_EQ(vocab->piece(7), "rare");
+  EXPECT_EQ(vocab->encode("a  b\tc unseen"), (std::vector<int>{4, 5, 6, kUnkId}));
+}
+
+TEST(WordVocab, MinCountMapsRareWordsToUnk) {
+  const std::vector<std::string> text = {"the dog runs", "the cat runs", "the bird"};
+  WordVocabOptions options;
+  options.min_count = 2;
+  const auto vocab = build_word_vocab(views(text), options);
+  EXPECT_EQ(vocab->vocab_size(), 6);  // specials + the, runs
+  EXPECT_EQ(vocab->encode("the dog runs"), (std::vector<int>{4, kUnkId, 5}));
+  EXPECT_EQ(vocab->decode({kBosId, 4, kUnkId, 5, kEosId, kPadId}), "the <unk> runs");
+  options.max_size = 5;
+  EXPECT_EQ(build_word_vocab(views(text), options)->vocab_size(), 5);
+}
+
+TEST(WordVocab, RoundTripThroughBytes) {
+  const std::vector<std::string> text = {"zwei männer gehen .", "ein mann geht .", "männer &apos;s"};
+  const auto vocab = build_word_vocab(views(text));
+  const std::string bytes = vocab->serialize();
+  const auto loaded = load_tokenizer(bytes);
+  EXPECT_EQ(loaded->kind(), "word");
+  EXPECT_EQ(loaded->vocab_size(), vocab->vocab_size());
+  for (int id = 0; id < vocab->vocab_size(); ++id) EXPECT_EQ(loaded->piece(id), vocab->piece(id));
+  EXPECT_EQ(loaded->encode("zwei männer geht . nie"), vocab->encode("zwei männer geht . nie"));
+  EXPECT_EQ(loaded->serialize(), bytes);
+}
+
+TEST(TokenizerBytes, CorruptBytesAreClearErrors) {
+  const std::vector<std::string> text = {"a b c"};
+  const std::string bytes = build_word_vocab(views(text))->serialize();
+  EXPECT_EQ(error_of([] { load_tokenizer("garbage"); }), "tokenizer bytes: not an attnlab tokenizer");
+  EXPECT_EQ(error_of([] { load_tokenizer("attnlab-tokenizer 1 word 3"); }), "tokenizer bytes: truncated header");
+  EXPECT_EQ(error_of([&] { load_tokenizer(bytes.substr(0, bytes.size() - 1)); }),
+            "tokenizer bytes: truncated word list");
+  EXPECT_EQ(error_of([&] { load_tokenizer(bytes.substr(0, bytes.size() - 2)); }),
+            "tokenizer bytes: word list has 2 entries, header says 3");
+  EXPECT_EQ(error_of([] { load_tokenizer("attnlab-tokenizer 1 bytes 0\n"); }),
+            "tokenizer bytes: unknown tokenizer kind 'bytes'");
+  EXPECT_EQ(error_of([] { load_tokenizer("attnlab-tokenizer 1 word x\n"); }), "tokenizer bytes: malformed header");
+  EXPECT_EQ(error_of([] { load_tokenizer("attnlab-tokenizer 1 sentencepiece 10\nshort"); }),
+            "tokenizer bytes: SentencePiece model has 5 bytes, header says 10");
+  const std::string message = error_of([] { load_tokenizer("attnlab-tokenizer 1 sentencepiece 9\nnot model"); });
+  EXPECT_EQ(message.rfind("tokenizer bytes: not a valid SentencePiece model", 0), 0u) << message;
+}
+
+class SentencePieceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    SyntheticOptions options;
+    options.train_size = 3000;
+    task_ = new SyntheticTask(generate_synthetic_task(options));
+  }
+  static void TearDownTestSuite() { delete task_; }
+  static SyntheticTask* task_;
+};
+SyntheticTask* SentencePieceTest::task_ = nullptr;
+
+TEST_F(SentencePieceTest, TrainsJointBpeWithAttnlabSpecialIds) {
+  SentencePieceOptions options;
+  options.vocab_size = 300;
+  const auto sp = train_sentencepiece(joint_sentences(task_->train), options);
+  EXPECT_EQ(sp->kind(), "sentencepiece");
+  EXPECT_LE(sp->vocab_size(), 300);
+  EXPECT_GT(sp->vocab_size(), 100);
+  EXPECT_EQ(sp->piece(kPadId), "<pad>");
+  EXPECT_EQ(sp->piece(kUnkId), "<unk>");
+  EXPECT_EQ(sp->piece(kBosId), "<s>");
+  EXPECT_EQ(sp->piece(kEosId), "</s>");
+  for (const SentencePair& pair : task_->dev) {
+    for (const std::string& side : {pair.source, pair.target}) {
+      const std::vector<int> ids = sp->encode(side);
+      ASSERT_FALSE(ids.empty());
+      for (int id : ids) {
+        EXPECT_GE(id, kFirstPieceId) << side;  // no <unk>: every character was seen in training
+        EXPECT_LT(id, sp->vocab_size());
+      }
+      std::vector<int> framed = {kBosId};
+      framed.insert(framed.end(), ids.begin(), ids.end());
+      framed.push_back(kEosId);
+      EXPECT_EQ(sp->decode(framed), side);
+    }
+  }
+}
+
+TEST_F(SentencePieceTest, RoundTripThroughBytesAndDeterministic) {
+  SentencePieceOptions options;
+  options.vocab_size = 250;
+  const auto first = train_sentencepiece(joint_sentences(task_->train), options);
+  const auto second = train_sentencepiece(joint_sentences(task_->train), options);
+  EXPECT_EQ(first->serialize(), second->serialize());
+  const auto loaded = load_tokenizer(first->serialize());
+  EXPECT_EQ(loaded->kind(), "sentencepiece");
+  EXPECT_EQ(loaded->vocab_size(), first->vocab_size());
+  for (const SentencePair& pair : task_->test) {
+    EXPECT_EQ(loaded->encode(pair.source), first->encode(pair.source));
+    EXPECT_EQ(loaded->decode(loaded->encode(pair.target)), pair.target);
+  }
+  EXPECT_EQ(loaded->serialize(), first->serialize());
+}
+
+TEST_F(SentencePieceTest, BadSettingsAreClearErrors) {
+  SentencePieceOptions options;
+  options.vocab_size = 4;
+  EXPECT_EQ(error_of([&] { train_sentencepiece(joint_sentences(task_->train), options); }),
+            "SentencePiece vocab_size must be larger than 4, got 4");
+  EXPECT_EQ(error_of([] { train_sentencepiece({}, {}); }), "cannot train SentencePiece: no sentences");
+}
+
+TEST(Normalizer, LowercasesAndSplitsPunctuationLikeMulti30k) {
+  EXPECT_EQ(normalize_for_word_vocab("A Man's Hat, (RED)!"), "a man &apos;s hat , ( red ) !");
+  EXPECT_EQ(normalize_for_word_vocab("Zwei Männer ÜBER der Straße."), "zwei männer über der straße .");
+  EXPECT_EQ(normalize_for_word_vocab("  rock & roll:\t\"live\"  "), "rock &amp; roll : &quot; live &quot;");
+  EXPECT_EQ(normalize_for_word_vocab("A blond-haired boy?"), "a blond-haired boy ?");
+  EXPECT_EQ(normalize_for_word_vocab("'quoted'"), "&apos; quoted &apos;");
+  EXPECT_EQ(normalize_for_word_vocab(""), "");
+}

@@ -268,15 +268,15 @@ void AttentionNode::attend(const AttendArgs& a, int64_t B, int64_t Tq, int64_t T
     if (config_.kind == ScoreKind::Dot) {
       gemm(Trans::No, Trans::Yes, Tq, Tk, dk, scale, q, H * dk, k, G * dk, 0.0f, p, Tk);
     } else {
-      const float* w = a.additive_v + h * dk;
-      for (int64_t i = 0; i < Tq; ++i)
-        for (int64_t j = 0; j < Tk; ++j) {
-          const float* qi = q + i * H * dk;
-          const float* kj = k + j * G * dk;
-          float s = 0.0f;
-          for (int64_t d = 0; d < dk; ++d) s += w[d] * std::tanh(qi[d] + kj[d]);
-          p[i * Tk + j] = s;
-        }
+      // One query row at a time: tanh(K_h + q_i) as a [Tk, d_k] block (vectorised), times w.
+      const Eigen::Map<const Eigen::VectorXf> w(a.additive_v + h * dk, dk);
+      const Eigen::Map<const RowMajorMatrix, 0, Eigen::OuterStride<>> keys(k, Tk, dk, Eigen::OuterStride<>(G * dk));
+      RowMajorMatrix t(Tk, dk);
+      for (int64_t i = 0; i < Tq; ++i) {
+        const Eigen::Map<const Eigen::RowVectorXf> qi(q + i * H * dk, dk);
+        t = (keys.rowwise() + qi).array().tanh().matrix();
+        Eigen::Map<Eigen::VectorXf>(p + i * Tk, Tk).noalias() = t * w;
+      }
     }
     for (int64_t i = 0; i < Tq; ++i) {
       const float* mask_row =
@@ -446,28 +446,25 @@ void AttentionNode::backward(const BackwardContext& ctx) const {
       return;
     }
     // Additive scores s_ij = Σ_d w_d tanh(q_id + k_jd): here G == H, so this head owns its dK slice.
-    const float* w = additive_v + h * dk;
-    float* dk_slice = dK + b * Tk * G * dk + g * dk;
-    float* dw = dv_partial + bh * dk;
-    for (int64_t i = 0; i < Tq; ++i) std::fill(dq + i * H * dk, dq + i * H * dk + dk, 0.0f);
-    for (int64_t j = 0; j < Tk; ++j) std::fill(dk_slice + j * G * dk, dk_slice + j * G * dk + dk, 0.0f);
-    std::fill(dw, dw + dk, 0.0f);
-    for (int64_t i = 0; i < Tq; ++i)
-      for (int64_t j = 0; j < Tk; ++j) {
-        const float gs = ds[i * Tk + j];
-        if (gs == 0.0f) continue;
-        const float* qi = q + i * H * dk;
-        const float* kj = k + j * G * dk;
-        float* dqi = dq + i * H * dk;
-        float* dkj = dk_slice + j * G * dk;
-        for (int64_t d = 0; d < dk; ++d) {
-          const float t = std::tanh(qi[d] + kj[d]);
-          const float u = gs * w[d] * (1.0f - t * t);
-          dqi[d] += u;
-          dkj[d] += u;
-          dw[d] += gs * t;
-        }
-      }
+    // With T = tanh(K_h + q_i) ([Tk, d_k]) and g = dS row i: U = (g wᵀ) ⊙ (1 − T²);
+    // dq_i = Σ_j U_j, dK_h += U, dw += gᵀ T. The tanh block is recomputed, not saved.
+    using Strided = Eigen::Map<RowMajorMatrix, 0, Eigen::OuterStride<>>;
+    const Eigen::Map<const Eigen::RowVectorXf> w(additive_v + h * dk, dk);
+    const Eigen::Map<const RowMajorMatrix, 0, Eigen::OuterStride<>> keys(k, Tk, dk, Eigen::OuterStride<>(G * dk));
+    Strided dkeys(dK + b * Tk * G * dk + g * dk, Tk, dk, Eigen::OuterStride<>(G * dk));
+    Eigen::Map<Eigen::RowVectorXf> dw(dv_partial + bh * dk, dk);
+    dkeys.setZero();
+    dw.setZero();
+    RowMajorMatrix t(Tk, dk), u(Tk, dk);
+    for (int64_t i = 0; i < Tq; ++i) {
+      const Eigen::Map<const Eigen::RowVectorXf> qi(q + i * H * dk, dk);
+      const Eigen::Map<const Eigen::VectorXf> gs(ds + i * Tk, Tk);
+      t = (keys.rowwise() + qi).array().tanh().matrix();
+      u = ((gs * w).array() * (1.0f - t.array().square())).matrix();
+      Eigen::Map<Eigen::RowVectorXf>(dq + i * H * dk, dk) = u.colwise().sum();
+      dkeys += u;
+      dw.noalias() += gs.transpose() * t;
+    }
   });
 
   // Per (batch, key/value head): sum over the query heads that share it.

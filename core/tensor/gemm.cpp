@@ -71,6 +71,10 @@ void gemm_serial(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alph
 
 // Below this many multiply-adds (~25 µs of work) a product is not worth splitting across tasks.
 constexpr int64_t kSplitFlops = int64_t{1} << 21;
+// Blocks are cut with tbb::simple_partitioner: the split points depend only on the shape, never on
+// the thread count or timing. That matters because the backend's blocking (and so the rounding of
+// each element) depends on the block's size: with fixed blocks a product is bitwise reproducible.
+//
 // The smallest block of rows (or columns) a task gets: large enough that packing the shared
 // operand once per block costs little next to the block's arithmetic.
 constexpr int64_t kMinRows = 64;
@@ -93,18 +97,24 @@ void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, cons
     // Split rows of C; each block reads the rows (or, transposed, the columns) of A it needs and
     // all of B. About 16 blocks: enough for work stealing to balance, few enough to pack B rarely.
     const int64_t grain = std::max<int64_t>(kMinRows, m / 16);
-    tbb::parallel_for(tbb::blocked_range<int64_t>(0, m, grain), [&](const tbb::blocked_range<int64_t>& r) {
-      const float* a_block = ta == Trans::Yes ? a + r.begin() : a + r.begin() * lda;
-      gemm_serial(ta, tb, r.size(), n, k, alpha, a_block, lda, b, ldb, beta, c + r.begin() * ldc, ldc);
-    });
+    tbb::parallel_for(
+        tbb::blocked_range<int64_t>(0, m, grain),
+        [&](const tbb::blocked_range<int64_t>& r) {
+          const float* a_block = ta == Trans::Yes ? a + r.begin() : a + r.begin() * lda;
+          gemm_serial(ta, tb, r.size(), n, k, alpha, a_block, lda, b, ldb, beta, c + r.begin() * ldc, ldc);
+        },
+        tbb::simple_partitioner());
     return;
   }
   // Few rows, many columns (e.g. logits for a handful of decoding positions): split columns.
   const int64_t grain = std::max<int64_t>(kMinCols, n / 16);
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, grain), [&](const tbb::blocked_range<int64_t>& r) {
-    const float* b_block = tb == Trans::Yes ? b + r.begin() * ldb : b + r.begin();
-    gemm_serial(ta, tb, m, r.size(), k, alpha, a, lda, b_block, ldb, beta, c + r.begin(), ldc);
-  });
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, n, grain),
+      [&](const tbb::blocked_range<int64_t>& r) {
+        const float* b_block = tb == Trans::Yes ? b + r.begin() * ldb : b + r.begin();
+        gemm_serial(ta, tb, m, r.size(), k, alpha, a, lda, b_block, ldb, beta, c + r.begin(), ldc);
+      },
+      tbb::simple_partitioner());
 }
 
 void gemm_batched(Trans ta, Trans tb, int64_t batch, int64_t m, int64_t n, int64_t k, float alpha, const float* a,

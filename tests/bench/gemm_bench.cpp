@@ -62,17 +62,23 @@ void split(Kernel kernel, Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, c
            const float* b, int64_t ldb, float* c, int64_t ldc) {
   if (m >= 128) {
     const int64_t grain = std::max<int64_t>(64, m / 16);
-    tbb::parallel_for(tbb::blocked_range<int64_t>(0, m, grain), [&](const tbb::blocked_range<int64_t>& r) {
-      const float* a_block = ta == Trans::Yes ? a + r.begin() : a + r.begin() * lda;
-      kernel(ta, tb, r.size(), n, k, a_block, lda, b, ldb, c + r.begin() * ldc, ldc);
-    });
+    tbb::parallel_for(
+        tbb::blocked_range<int64_t>(0, m, grain),
+        [&](const tbb::blocked_range<int64_t>& r) {
+          const float* a_block = ta == Trans::Yes ? a + r.begin() : a + r.begin() * lda;
+          kernel(ta, tb, r.size(), n, k, a_block, lda, b, ldb, c + r.begin() * ldc, ldc);
+        },
+        tbb::simple_partitioner());
     return;
   }
   const int64_t grain = std::max<int64_t>(256, n / 16);
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, grain), [&](const tbb::blocked_range<int64_t>& r) {
-    const float* b_block = tb == Trans::Yes ? b + r.begin() * ldb : b + r.begin();
-    kernel(ta, tb, m, r.size(), k, a, lda, b_block, ldb, c + r.begin(), ldc);
-  });
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, n, grain),
+      [&](const tbb::blocked_range<int64_t>& r) {
+        const float* b_block = tb == Trans::Yes ? b + r.begin() * ldb : b + r.begin();
+        kernel(ta, tb, m, r.size(), k, a, lda, b_block, ldb, c + r.begin(), ldc);
+      },
+      tbb::simple_partitioner());
 }
 
 // ---- shapes -------------------------------------------------------------------------------------

@@ -86,13 +86,15 @@ const AttnlabSentencePieceApi& sentencepiece_api() {
   std::call_once(once, [] {
     const std::string name = "libattnlab_sentencepiece.so";
     std::vector<std::filesystem::path> candidates;
-    if (const char* env = std::getenv("ATTNLAB_SENTENCEPIECE_MODULE"); env && *env) candidates.emplace_back(env);
+    const char* env = std::getenv("ATTNLAB_SENTENCEPIECE_MODULE");
+    if (env && *env) candidates.emplace_back(env);  // an explicit choice: nothing else is tried
     const std::filesystem::path exe_dir = executable_dir();
-    if (!exe_dir.empty()) {
+    if (candidates.empty() && !exe_dir.empty()) {
       candidates.push_back(exe_dir / name);
       candidates.push_back(exe_dir / ".." / ATTNLAB_INSTALL_LIBDIR / "attnlab" / name);
     }
-    if (std::string_view(ATTNLAB_SENTENCEPIECE_BUILD_PATH).size() > 0) candidates.emplace_back(ATTNLAB_SENTENCEPIECE_BUILD_PATH);
+    if (!(env && *env) && std::string_view(ATTNLAB_SENTENCEPIECE_BUILD_PATH).size() > 0)
+      candidates.emplace_back(ATTNLAB_SENTENCEPIECE_BUILD_PATH);
     std::string searched;
     for (const std::filesystem::path& path : candidates) {
       searched += (searched.empty() ? "" : ", ") + path.string();

@@ -23,9 +23,11 @@
 //   Training uses `num_threads` of SentencePiece's own threads (1 by default); it runs once, before
 //   any executor. Debian's SentencePiece carries a private copy of Protocol Buffers that clashes with
 //   the system one attnlab links, so it is used through the module libattnlab_sentencepiece.so,
-//   loaded with its own symbol scope (RTLD_LOCAL | RTLD_DEEPBIND) from beside the executable (or
-//   from lib/attnlab/ in an installation, or from ATTNLAB_SENTENCEPIECE_MODULE). A missing module
-//   throws DataError naming the places searched.
+//   loaded with its own symbol scope (RTLD_LOCAL | RTLD_DEEPBIND) from the path in the environment
+//   variable ATTNLAB_SENTENCEPIECE_MODULE when set (and then only from there), else from beside the
+//   executable, from lib/attnlab/ of an installation, or from the build tree. A missing module
+//   throws DataError "cannot find the SentencePiece module libattnlab_sentencepiece.so (searched:
+//   PATHS)"; a file that is not the module, "cannot load the SentencePiece module PATH: REASON".
 #pragma once
 
 #include "data/parallel_text.h"
@@ -76,8 +78,9 @@ std::unique_ptr<Tokenizer> train_sentencepiece(const std::vector<std::string_vie
 
 // Raw text toward Multi30k's *.lc.norm.tok form: lowercase (ASCII and Latin letters with accents,
 // e.g. "Ä" → "ä"), whitespace collapsed, punctuation . , ! ? ; : ( ) [ ] { } " split off as its
-// own token, an apostrophe between letters starting the next token ("kid's" → "kid 's"), and
-// Moses's escapes & → &amp;, ' → &apos;, " → &quot;. Hyphens inside words are kept.
+// own token, an apostrophe between letters starting the next token ("kid's" → "kid &apos;s"), and
+// Moses's escapes & → &amp;, ' → &apos;, " → &quot;, < → &lt;, > → &gt;. Hyphens inside words are
+// kept. Invalid UTF-8 bytes become U+FFFD.
 std::string normalize_for_word_vocab(std::string_view raw);
 
 }  // namespace attnlab::data

@@ -1,7 +1,12 @@
 #include "data/synthetic.h"
 #include "data/tokenizer.h"
+#include "test_files.h"
 
 #include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
 
 using namespace attnlab::data;
 
@@ -149,4 +154,29 @@ TEST(Normalizer, LowercasesAndSplitsPunctuationLikeMulti30k) {
   EXPECT_EQ(normalize_for_word_vocab("A blond-haired boy?"), "a blond-haired boy ?");
   EXPECT_EQ(normalize_for_word_vocab("'quoted'"), "&apos; quoted &apos;");
   EXPECT_EQ(normalize_for_word_vocab(""), "");
+}
+
+// The module's search is tested in a child process: the module is loaded once per process, and
+// ATTNLAB_SENTENCEPIECE_MODULE, when set, is the only place searched.
+TEST(SentencePieceModule, ChildProcessReportsTheModuleProblem) {
+  const char* expected = std::getenv("ATTNLAB_TEST_EXPECTED_MODULE_ERROR");
+  if (!expected) GTEST_SKIP() << "runs only as the child of SentencePieceModule.MissingOrBrokenModuleIsNamed";
+  EXPECT_EQ(error_of([] { train_sentencepiece({"a b c"}, {}); }).rfind(expected, 0), 0u)
+      << error_of([] { train_sentencepiece({"a b c"}, {}); });
+}
+
+TEST(SentencePieceModule, MissingOrBrokenModuleIsNamed) {
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  const attnlab::test::TempDir dir;
+  const std::string missing = (dir / "libattnlab_sentencepiece.so").string();
+  const std::string child = " " + self + " --gtest_filter=SentencePieceModule.ChildProcessReportsTheModuleProblem";
+  auto result = attnlab::test::run_command("ATTNLAB_SENTENCEPIECE_MODULE=" + missing +
+                                           " ATTNLAB_TEST_EXPECTED_MODULE_ERROR='cannot find the SentencePiece module "
+                                           "libattnlab_sentencepiece.so (searched: " + missing + ")'" + child);
+  EXPECT_EQ(result.exit_code, 0) << result.out;
+  const std::string not_a_library = attnlab::test::write_file(dir / "not_a_library.so", "text, not ELF");
+  result = attnlab::test::run_command("ATTNLAB_SENTENCEPIECE_MODULE=" + not_a_library +
+                                      " ATTNLAB_TEST_EXPECTED_MODULE_ERROR='cannot load the SentencePiece module " +
+                                      not_a_library + ": '" + child);
+  EXPECT_EQ(result.exit_code, 0) << result.out;
 }

@@ -16,6 +16,9 @@ int main(int argc, char** argv) {
   cli::CommonOptions options;
   cli::add_plugins_command(app, options);
   cli::add_bleu_command(app);
+  cli::add_check_command(app, options);
+  cli::add_graph_command(app, options);
+  cli::add_params_command(app, options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,72 @@
+// dsl/source.h — source files and located diagnostics for the architecture language.
+//
+// Contract:
+// - A SourceFile holds the text of one spec (or of one command-line override) and maps byte
+//   offsets to 1-based line and column.
+// - Diagnostics collects errors in the order found. format() prints each as
+//     file:line:col: error: message
+//     <the source line>
+//     <spaces up to the column>^
+//   (the source line and caret are omitted when the location is unknown). Tabs in the source line
+//   are kept in the caret line so the caret lines up in a terminal.
+// - DslError carries every diagnostic of a failed parse or elaboration.
+#pragma once
+
+#include "graph.pb.h"
+
+#include <filesystem>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace attnlab::dsl {
+
+class SourceFile {
+ public:
+  SourceFile(std::string name, std::string text);
+  // Reads a file; throws std::runtime_error naming it when it cannot be read.
+  static std::shared_ptr<const SourceFile> read(const std::filesystem::path& path);
+
+  const std::string& name() const { return name_; }  // as shown in messages
+  const std::string& text() const { return text_; }
+  ir::SourceLoc loc(int offset) const;               // line 0 when offset < 0
+  std::string line_text(int line) const;             // without the newline; "" when out of range
+
+ private:
+  std::string name_;
+  std::string text_;
+  std::vector<int> line_starts_;
+};
+
+struct Diagnostic {
+  ir::SourceLoc loc;
+  std::string message;
+};
+
+class Diagnostics {
+ public:
+  // Files whose lines can be quoted under a diagnostic, looked up by SourceLoc.file.
+  void add_source(std::shared_ptr<const SourceFile> file);
+
+  void error(const ir::SourceLoc& loc, std::string message);
+  void error(const SourceFile& file, int offset, std::string message) { error(file.loc(offset), std::move(message)); }
+
+  bool empty() const { return items_.empty(); }
+  size_t size() const { return items_.size(); }
+  const std::vector<Diagnostic>& items() const { return items_; }
+
+  std::string format() const;
+
+ private:
+  std::vector<std::shared_ptr<const SourceFile>> sources_;
+  std::vector<Diagnostic> items_;
+};
+
+struct DslError : std::runtime_error {
+  explicit DslError(std::string formatted, std::vector<Diagnostic> diagnostics)
+      : std::runtime_error(std::move(formatted)), diagnostics(std::move(diagnostics)) {}
+  std::vector<Diagnostic> diagnostics;
+};
+
+}  // namespace attnlab::dsl

@@ -107,13 +107,23 @@ void check_data_length(const std::string& what, const Shape& shape, int64_t coun
 // ---- Files -------------------------------------------------------------------------------------
 
 std::string encode_checkpoint(const ckpt::Checkpoint& checkpoint) {
-  const size_t payload = checkpoint.ByteSizeLong();
+  const uint32_t version = checkpoint.format_version();
+  if (version != 0 && version != kCheckpointFormatVersion)
+    throw CheckpointError("cannot encode a checkpoint with message format version " + std::to_string(version) +
+                          " (this build writes version " + std::to_string(kCheckpointFormatVersion) + ")");
+  // An unset version is supplied by appending field 1 (varint) after the message: protobuf keeps
+  // the last value of a repeated scalar field, and this avoids copying a large message to set it.
+  static_assert(kCheckpointFormatVersion < 128, "the appended version must fit in one varint byte");
+  const std::string version_field = version == 0 ? std::string{char(0x08), char(kCheckpointFormatVersion)} : std::string();
+  const size_t message_bytes = checkpoint.ByteSizeLong();
+  const size_t payload = message_bytes + version_field.size();
   if (payload > size_t(INT_MAX))
     throw CheckpointError("checkpoint of " + std::to_string(payload) +
                           " bytes is larger than the 2 GiB a protobuf message can hold");
   std::string bytes(kCheckpointHeaderBytes + payload, '\0');
   auto* out = reinterpret_cast<uint8_t*>(bytes.data() + kCheckpointHeaderBytes);
   checkpoint.SerializeWithCachedSizesToArray(out);
+  std::memcpy(out + message_bytes, version_field.data(), version_field.size());
   std::memcpy(bytes.data(), kCheckpointMagic.data(), kCheckpointMagic.size());
   put_u32(bytes.data() + 8, kCheckpointFormatVersion);
   put_u32(bytes.data() + 12, crc_of(bytes.data() + kCheckpointHeaderBytes, payload));
@@ -208,14 +218,13 @@ void write_file_atomically(const fs::path& file, std::string_view bytes) {
 }
 
 void write_checkpoint(const fs::path& file, const ckpt::Checkpoint& checkpoint) {
-  const uint32_t version = checkpoint.format_version();
-  if (version != 0 && version != kCheckpointFormatVersion)
-    throw CheckpointError("cannot write " + file.string() + ": message format version " + std::to_string(version) +
-                          " is not " + std::to_string(kCheckpointFormatVersion));
-  if (version == kCheckpointFormatVersion) return write_file_atomically(file, encode_checkpoint(checkpoint));
-  ckpt::Checkpoint copy = checkpoint;
-  copy.set_format_version(kCheckpointFormatVersion);
-  write_file_atomically(file, encode_checkpoint(copy));
+  std::string bytes;
+  try {
+    bytes = encode_checkpoint(checkpoint);
+  } catch (const CheckpointError& e) {
+    throw CheckpointError("cannot write " + file.string() + ": " + e.what());
+  }
+  write_file_atomically(file, bytes);
 }
 
 ckpt::Checkpoint read_checkpoint(const fs::path& file) { return decode_checkpoint(read_whole_file(file), file.string()); }

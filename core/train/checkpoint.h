@@ -53,11 +53,13 @@ struct CheckpointError : std::runtime_error {
 
 // ---- Files -------------------------------------------------------------------------------------
 
-// Sets format_version when it is 0, then writes atomically (see above).
+// Writes atomically (see above). A message whose format_version is 0 (unset) is written with the
+// current version; any other version than the current one is an error.
 void write_checkpoint(const std::filesystem::path& file, const ckpt::Checkpoint& checkpoint);
 ckpt::Checkpoint read_checkpoint(const std::filesystem::path& file);
 
-// The header and payload as bytes, and back; `source` names the bytes in messages.
+// The header and payload as bytes (format_version supplied as for write_checkpoint), and back;
+// `source` names the bytes in messages.
 std::string encode_checkpoint(const ckpt::Checkpoint& checkpoint);
 ckpt::Checkpoint decode_checkpoint(std::string_view bytes, const std::string& source);
 

@@ -216,6 +216,10 @@ std::string to_text(const GraphDef& graph) {
 static std::string dot_quote(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {
+    if (c == '\n') {
+      out += "\\n";  // Graphviz's line break inside a label
+      continue;
+    }
     if (c == '"' || c == '\\') out += '\\';
     out += c;
   }

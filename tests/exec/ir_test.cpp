@@ -144,7 +144,7 @@ TEST(IrPrint, Text) {
 TEST(IrPrint, DotHasTypedLabelsAndEdges) {
   const std::string dot = ir::to_dot(sample_graph());
   EXPECT_EQ(dot.rfind("digraph \"sample\" {", 0), 0u) << dot;
-  EXPECT_NE(dot.find("\"h\" [shape=box, label=\"h\ntest.matmul\"];"), std::string::npos) << dot;
+  EXPECT_NE(dot.find("\"h\" [shape=box, label=\"h\\ntest.matmul\"];"), std::string::npos) << dot;
   EXPECT_NE(dot.find("\"in:x\" -> \"h\";"), std::string::npos) << dot;
   EXPECT_NE(dot.find("\"f\" -> \"y\" [label=\":1\"];"), std::string::npos) << dot;
   EXPECT_NE(dot.find("\"c\" -> \"out:out\";"), std::string::npos) << dot;

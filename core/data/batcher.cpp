@@ -100,6 +100,33 @@ Batch Batcher::next() {
   return batch;
 }
 
+uint64_t Batcher::fingerprint() const {
+  // FNV-1a over the ids and settings, with a separator between fields and pairs.
+  uint64_t hash = 0xCBF29CE484222325ull;
+  auto mix = [&hash](uint64_t value) {
+    for (int byte = 0; byte < 8; ++byte) {
+      hash ^= (value >> (8 * byte)) & 0xFF;
+      hash *= 0x100000001B3ull;
+    }
+  };
+  mix(static_cast<uint64_t>(options_.batch_tokens));
+  mix(options_.seed);
+  for (const EncodedPair& p : pairs_) {
+    mix(p.source.size());
+    for (int id : p.source) mix(static_cast<uint64_t>(id));
+    mix(p.target.size());
+    for (int id : p.target) mix(static_cast<uint64_t>(id));
+  }
+  return hash;
+}
+
+std::vector<EncodedPair> encode_pairs(const Tokenizer& tokenizer, const std::vector<SentencePair>& pairs) {
+  std::vector<EncodedPair> encoded;
+  encoded.reserve(pairs.size());
+  for (const SentencePair& p : pairs) encoded.push_back({tokenizer.encode(p.source), tokenizer.encode(p.target)});
+  return encoded;
+}
+
 Batch Batcher::make_batch(const std::vector<int64_t>& pair_indices) const {
   Batch batch;
   batch.pair_indices = pair_indices;

@@ -32,6 +32,12 @@ struct EncodedPair {
   std::vector<int> target;
 };
 
+class Tokenizer;
+struct SentencePair;
+
+// Encodes both sides of every pair with one (joint) tokenizer.
+std::vector<EncodedPair> encode_pairs(const Tokenizer& tokenizer, const std::vector<SentencePair>& pairs);
+
 struct Batch {
   Tensor src;
   Tensor tgt_in;
@@ -66,6 +72,10 @@ class Batcher {
   int64_t batches_in_epoch(int64_t epoch) const;
 
   Batch make_batch(const std::vector<int64_t>& pair_indices) const;
+
+  // A hash of everything the plan depends on (every pair's ids, batch_tokens, seed): a checkpoint
+  // stores it with the position so that resuming on different data or settings can be refused.
+  uint64_t fingerprint() const;
   const std::vector<EncodedPair>& pairs() const { return pairs_; }
   const BatcherOptions& options() const { return options_; }
 

@@ -148,3 +148,24 @@ TEST(Batcher, BadSettingsAreClearErrors) {
   EXPECT_EQ(error_of([&] { batcher.set_position({0, 5}); }), "batch position 5 is past the end of epoch 0 (2 batches)");
   EXPECT_EQ(error_of([&] { batcher.set_position({-1, 0}); }), "invalid batch position (epoch -1, batch 0)");
 }
+
+TEST(Batcher, FingerprintChangesWithDataAndSettings) {
+  const std::vector<EncodedPair> pairs = make_pairs(50);
+  const uint64_t base = Batcher(pairs, {.batch_tokens = 400, .seed = 1}).fingerprint();
+  EXPECT_EQ(Batcher(pairs, {.batch_tokens = 400, .seed = 1}).fingerprint(), base);
+  EXPECT_NE(Batcher(pairs, {.batch_tokens = 401, .seed = 1}).fingerprint(), base);
+  EXPECT_NE(Batcher(pairs, {.batch_tokens = 400, .seed = 2}).fingerprint(), base);
+  std::vector<EncodedPair> changed = pairs;
+  changed[17].target.back() += 1;
+  EXPECT_NE(Batcher(changed, {.batch_tokens = 400, .seed = 1}).fingerprint(), base);
+}
+
+TEST(Batcher, EncodePairsUsesOneTokenizerForBothSides) {
+  const std::vector<SentencePair> text = {{"a b", "b c"}, {"c", "a a"}};
+  const auto vocab = build_word_vocab(joint_sentences(text));
+  const std::vector<EncodedPair> encoded = encode_pairs(*vocab, text);
+  ASSERT_EQ(encoded.size(), 2u);
+  EXPECT_EQ(encoded[0].source, vocab->encode("a b"));
+  EXPECT_EQ(encoded[1].target, vocab->encode("a a"));
+  EXPECT_EQ(vocab->decode(encoded[0].target), "b c");
+}

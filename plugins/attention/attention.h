@@ -32,7 +32,8 @@
 // Incremental decoding (StepInfo::decode set): the node needs only its cache buffers
 //   [0] keys [B,L,kv·d_k]  [1] values [B,L,kv·d_v]  [2] queries [B,Tq,H·d_k]
 //   [3] probabilities [B,H,Tq,L]  [4] head outputs [B,Tq,H·d_v]
-// with L = max(max_len, Tk). A node whose query and memory are the same buffer is self-attention:
+// with L = max(max_len, Tk). The batch dimension is outermost in the key/value caches, so a beam
+// decoder that reorders hypotheses copies whole batch slices of [0] and [1]. A node whose query and memory are the same buffer is self-attention:
 // each step appends its keys/values at DecodeState::position and its queries attend to every cached
 // position up to their own (causal by construction; the mask input is not used). Otherwise it is
 // cross-attention: memory keys/values are computed at position 0 and reused by later steps.

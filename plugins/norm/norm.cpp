@@ -9,6 +9,7 @@
 // Backward ADDS into dx and ASSIGNS dgain (and dbias).
 #include "node/plugin_api.h"
 
+#include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
 #include <cmath>
@@ -46,27 +47,18 @@ class Norm : public Node {
     float* xhat = ctx.saved[0].data();
     float* rstd = ctx.saved[1].data();
     float* y = ctx.outputs[0].data();
-    tbb::parallel_for(int64_t{0}, rows, [&](int64_t r) {
-      const float* xr = x.data() + r * D;
-      double mean = 0.0;
-      if (centre_) {
-        for (int64_t d = 0; d < D; ++d) mean += xr[d];
-        mean /= static_cast<double>(D);
-      }
-      double var = 0.0;
-      for (int64_t d = 0; d < D; ++d) {
-        const double c = xr[d] - mean;
-        var += c * c;
-      }
-      var /= static_cast<double>(D);
-      const float inv = static_cast<float>(1.0 / std::sqrt(var + eps_));
-      rstd[r] = inv;
-      float* xh = xhat + r * D;
-      float* yr = y + r * D;
-      const float m = static_cast<float>(mean);
-      for (int64_t d = 0; d < D; ++d) {
-        xh[d] = (xr[d] - m) * inv;
-        yr[d] = gain[d] * xh[d] + (bias ? bias[d] : 0.0f);
+    const Eigen::Map<const Eigen::ArrayXf> g(gain, D);
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, 16), [&](const tbb::blocked_range<int64_t>& range) {
+      for (int64_t r = range.begin(); r < range.end(); ++r) {
+        const Eigen::Map<const Eigen::ArrayXf> xr(x.data() + r * D, D);
+        Eigen::Map<Eigen::ArrayXf> xh(xhat + r * D, D), yr(y + r * D, D);
+        const float mean = centre_ ? xr.mean() : 0.0f;
+        xh = xr - mean;
+        const float inv = 1.0f / std::sqrt(xh.square().mean() + eps_);
+        rstd[r] = inv;
+        xh *= inv;
+        if (bias) yr = g * xh + Eigen::Map<const Eigen::ArrayXf>(bias, D);
+        else yr = g * xh;
       }
     });
   }
@@ -78,24 +70,32 @@ class Norm : public Node {
     const float* gain = ctx.params[0].data();
     const float* xhat = ctx.saved[0].data();
     const float* rstd = ctx.saved[1].data();
-    Eigen::Map<const RowMajorMatrix> DY(dy.data(), rows, D), XH(xhat, rows, D);
-    Eigen::Map<Eigen::RowVectorXf>(ctx.param_grads[0].data(), D) = (DY.array() * XH.array()).colwise().sum();
-    if (centre_) Eigen::Map<Eigen::RowVectorXf>(ctx.param_grads[1].data(), D) = DY.colwise().sum();
+    // Parameter gradients: sums over rows, split into column blocks so each task owns its outputs.
+    float* dgain = ctx.param_grads[0].data();
+    float* dbias = centre_ ? ctx.param_grads[1].data() : nullptr;
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, D, 128), [&](const tbb::blocked_range<int64_t>& cols) {
+      const int64_t c0 = cols.begin(), n = cols.size();
+      Eigen::Map<Eigen::ArrayXf> dg(dgain + c0, n);
+      dg.setZero();
+      if (dbias) Eigen::Map<Eigen::ArrayXf>(dbias + c0, n).setZero();
+      for (int64_t r = 0; r < rows; ++r) {
+        const Eigen::Map<const Eigen::ArrayXf> dyr(dy.data() + r * D + c0, n);
+        dg += dyr * Eigen::Map<const Eigen::ArrayXf>(xhat + r * D + c0, n);
+        if (dbias) Eigen::Map<Eigen::ArrayXf>(dbias + c0, n) += dyr;
+      }
+    });
     if (ctx.input_grads.empty() || !ctx.input_grads[0].present()) return;
     float* dx = ctx.input_grads[0].data();
-    tbb::parallel_for(int64_t{0}, rows, [&](int64_t r) {
-      const float* dyr = dy.data() + r * D;
-      const float* xh = xhat + r * D;
-      double sum_g = 0.0, sum_gx = 0.0;
-      for (int64_t d = 0; d < D; ++d) {
-        const double g = dyr[d] * gain[d];
-        sum_g += g;
-        sum_gx += g * xh[d];
+    const Eigen::Map<const Eigen::ArrayXf> g(gain, D);
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, 16), [&](const tbb::blocked_range<int64_t>& range) {
+      Eigen::ArrayXf gy(D);
+      for (int64_t r = range.begin(); r < range.end(); ++r) {
+        const Eigen::Map<const Eigen::ArrayXf> dyr(dy.data() + r * D, D), xh(xhat + r * D, D);
+        gy = dyr * g;
+        const float mean_g = centre_ ? gy.mean() : 0.0f;
+        const float mean_gx = (gy * xh).mean();
+        Eigen::Map<Eigen::ArrayXf>(dx + r * D, D) += rstd[r] * (gy - mean_g - xh * mean_gx);
       }
-      const float mean_g = centre_ ? static_cast<float>(sum_g / D) : 0.0f;
-      const float mean_gx = static_cast<float>(sum_gx / D);
-      float* dxr = dx + r * D;
-      for (int64_t d = 0; d < D; ++d) dxr[d] += rstd[r] * (dyr[d] * gain[d] - mean_g - xh[d] * mean_gx);
     });
   }
 

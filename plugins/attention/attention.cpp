@@ -360,18 +360,14 @@ void AttentionNode::forward_decode(const ForwardContext& ctx) const {
     if (keys > L)
       throw std::runtime_error(config_.type + ": decode position " + std::to_string(p + Tq - 1) +
                                " is beyond the cache length " + std::to_string(L));
+    // One product over all B·S new rows (weights stream through once), staged in the query and
+    // head-output scratch buffers (H·d_k ≥ G·d_k and H·d_v ≥ G·d_v columns per row), then copied
+    // into the caches at this position.
+    project(memory.data(), B * S, D, param(pidx_.w_k), G * dk, param(pidx_.b_k), Q);
+    project(memory.data(), B * S, D, param(pidx_.w_v), G * dv, param(pidx_.b_v), O);
     for (int64_t b = 0; b < B; ++b) {
-      const float* x = memory.data() + b * S * D;
-      gemm(Trans::No, Trans::No, S, G * dk, D, 1.0f, x, D, param(pidx_.w_k), G * dk, 0.0f,
-           Kc + (b * L + p) * G * dk, G * dk);
-      gemm(Trans::No, Trans::No, S, G * dv, D, 1.0f, x, D, param(pidx_.w_v), G * dv, 0.0f,
-           Vc + (b * L + p) * G * dv, G * dv);
-      if (config_.bias) {
-        Eigen::Map<RowMajorMatrix>(Kc + (b * L + p) * G * dk, S, G * dk).rowwise() +=
-            Eigen::Map<const Eigen::RowVectorXf>(param(pidx_.b_k), G * dk);
-        Eigen::Map<RowMajorMatrix>(Vc + (b * L + p) * G * dv, S, G * dv).rowwise() +=
-            Eigen::Map<const Eigen::RowVectorXf>(param(pidx_.b_v), G * dv);
-      }
+      std::copy_n(Q + b * S * G * dk, S * G * dk, Kc + (b * L + p) * G * dk);
+      std::copy_n(O + b * S * G * dv, S * G * dv, Vc + (b * L + p) * G * dv);
     }
     if (config_.posenc == PositionScheme::Rotary) rotate(Kc + p * G * dk, S, B, L * G * dk, G, p, false);
   } else {

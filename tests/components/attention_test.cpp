@@ -368,6 +368,33 @@ TEST(AttentionDecode, SelfAttentionStepByStepEqualsCausalForward) {
   }
 }
 
+TEST(AttentionDecode, SelfAttentionInChunksOfTwoPositionsEqualsCausalForward) {
+  const int64_t B = 2, T = 6, D = 8, chunk = 2;
+  for (const auto& c : decode_cases()) {
+    SCOPED_TRACE(describe(c));
+    Tensor x = random_tensor({B, T, D});
+    Attrs causal = c.attrs;
+    causal.set("causal", true);
+    Driven full(c.type, resolved(c.type, causal), {x.view(), x.view()});
+    full.forward();
+
+    Tensor step_x({B, chunk, D});
+    Driven step(c.type, resolved(c.type, c.attrs), {step_x.view(), step_x.view()});
+    step.copy_params_from(full);
+    std::vector<Tensor> cache = allocate(step.node->cache_shapes(std::vector<Shape>{{B, chunk, D}, {B, chunk, D}}, T));
+    const std::vector<TensorView> cache_views = views(cache);
+    for (int64_t p = 0; p < T; p += chunk) {
+      for (int64_t b = 0; b < B; ++b) std::copy_n(x.data() + (b * T + p) * D, chunk * D, step_x.data() + b * chunk * D);
+      DecodeState state{p, cache_views};
+      step.forward(StepInfo{false, 0, &state});
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t k = 0; k < chunk * D; ++k)
+          ASSERT_NEAR(step.outputs[0].data()[b * chunk * D + k], full.outputs[0].data()[(b * T + p) * D + k], 1e-5)
+              << "position " << p + k / D << " batch " << b;
+    }
+  }
+}
+
 TEST(AttentionDecode, CrossAttentionComputesMemoryOnceAndEqualsFullForward) {
   const int64_t B = 2, T = 5, S = 4, D = 8;
   for (const auto& c : decode_cases()) {

@@ -16,6 +16,7 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <vector>
 
 namespace {
 
@@ -58,11 +59,13 @@ class SinusoidalPosenc : public Node {
     const int64_t offset = first_position(ctx.step);
     const float* in = x.data();
     float* out = ctx.outputs[0].data();
+    std::vector<double> inv_freq((D + 1) / 2);  // 10000^(-2i/D) for pair i
+    for (size_t i = 0; i < inv_freq.size(); ++i)
+      inv_freq[i] = std::pow(10000.0, -2.0 * static_cast<double>(i) / static_cast<double>(D));
     tbb::parallel_for(int64_t{0}, S, [&](int64_t s) {
       const double pos = static_cast<double>(offset + s);
       for (int64_t d = 0; d < D; ++d) {
-        const int64_t pair = d / 2;
-        const double angle = pos * std::pow(10000.0, -2.0 * static_cast<double>(pair) / static_cast<double>(D));
+        const double angle = pos * inv_freq[d / 2];
         const float pe = static_cast<float>(d % 2 == 0 ? std::sin(angle) : std::cos(angle));
         for (int64_t b = 0; b < B; ++b) out[(b * S + s) * D + d] = in[(b * S + s) * D + d] + pe;
       }

@@ -1,5 +1,8 @@
 #include "train/checkpoint.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <zlib.h>
 
 #include <fcntl.h>
@@ -45,44 +48,118 @@ uint64_t get_u64(const char* p) {
   return x;
 }
 
-uint32_t crc_of(const char* data, size_t n) {
-  return uint32_t(crc32_z(crc32_z(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(data), n));
+uint32_t crc_update(uint32_t crc, const void* data, size_t n) {
+  return uint32_t(crc32_z(crc, static_cast<const Bytef*>(data), n));
 }
+uint32_t crc_of(const char* data, size_t n) { return crc_update(uint32_t(crc32_z(0L, Z_NULL, 0)), data, n); }
 
 std::string errno_text(int err) { return std::strerror(err); }
 
-std::string read_whole_file(const fs::path& file) {
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw CheckpointError(prefix(file.string()) + "cannot open: " + errno_text(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    throw CheckpointError(prefix(file.string()) + "cannot stat: " + errno_text(err));
+// Writes everything or returns the errno of the failure (0 on success).
+int write_all(int fd, const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return errno;
+    p += w;
+    n -= size_t(w);
   }
-  if (S_ISDIR(st.st_mode)) {
-    ::close(fd);
-    throw CheckpointError(prefix(file.string()) + "is a directory, not a checkpoint file");
-  }
-  std::string bytes(size_t(st.st_size), '\0');
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      throw CheckpointError(prefix(file.string()) + "read error: " + errno_text(err));
-    }
-    if (n == 0) break;  // the file shrank while reading: the checks below report it as truncated
-    done += size_t(n);
-  }
-  bytes.resize(done);
-  ::close(fd);
-  return bytes;
+  return 0;
 }
 
-// Parameters by name, checking each stored tensor's data length against its shape.
+// Reads up to n bytes; returns the count (short only at end of file); throws on a read error.
+size_t read_up_to(int fd, void* data, size_t n, const std::string& source) {
+  char* p = static_cast<char*>(data);
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t r = ::read(fd, p + done, n - done);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) throw CheckpointError(prefix(source) + "read error: " + errno_text(errno));
+    if (r == 0) break;
+    done += size_t(r);
+  }
+  return done;
+}
+
+// The payload's bytes pass through here on the way to the file, so that the CRC is computed
+// without holding the serialized message in memory.
+class CrcFileOutput final : public google::protobuf::io::CopyingOutputStream {
+ public:
+  explicit CrcFileOutput(int fd) : fd_(fd) {}
+  bool Write(const void* buffer, int size) override {
+    crc_ = crc_update(crc_, buffer, size_t(size));
+    bytes_ += uint64_t(size);
+    error_ = write_all(fd_, buffer, size_t(size));
+    return error_ == 0;
+  }
+  uint32_t crc() const { return crc_; }
+  uint64_t bytes() const { return bytes_; }
+  int error() const { return error_; }
+
+ private:
+  int fd_;
+  uint32_t crc_ = uint32_t(crc32_z(0L, Z_NULL, 0));
+  uint64_t bytes_ = 0;
+  int error_ = 0;
+};
+
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  ~FileDescriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+struct Header {
+  uint32_t crc = 0;
+  uint64_t payload = 0;
+};
+
+// Checks the header given the first bytes of the file (up to kCheckpointHeaderBytes) and the file's
+// total size; every error message starts with "checkpoint SOURCE: ".
+Header check_header(std::string_view head, uint64_t file_size, const std::string& source) {
+  const std::string p = prefix(source);
+  if (file_size == 0) throw CheckpointError(p + "empty file (0 bytes)");
+  const size_t magic_seen = std::min(head.size(), kCheckpointMagic.size());
+  if (head.substr(0, magic_seen) != kCheckpointMagic.substr(0, magic_seen))
+    throw CheckpointError(p + "not an attnlab checkpoint (it does not start with \"ATTNCKPT\")");
+  if (file_size < kCheckpointHeaderBytes)
+    throw CheckpointError(p + "truncated: " + std::to_string(file_size) + " bytes, shorter than the " +
+                          std::to_string(kCheckpointHeaderBytes) + "-byte header");
+  const uint32_t version = get_u32(head.data() + 8);
+  if (version != kCheckpointFormatVersion)
+    throw CheckpointError(p + "format version " + std::to_string(version) + " is not supported (this build reads version " +
+                          std::to_string(kCheckpointFormatVersion) + ")");
+  Header h;
+  h.crc = get_u32(head.data() + 12);
+  h.payload = get_u64(head.data() + 16);
+  const uint64_t available = file_size - kCheckpointHeaderBytes;
+  if (available < h.payload)
+    throw CheckpointError(p + "truncated: header says " + std::to_string(h.payload) + " bytes of payload, file has " +
+                          std::to_string(available));
+  if (available > h.payload)
+    throw CheckpointError(p + "corrupt: header says " + std::to_string(h.payload) + " bytes of payload, file has " +
+                          std::to_string(available) + " (" + std::to_string(available - h.payload) + " unexpected bytes at the end)");
+  if (h.payload > uint64_t(INT_MAX))
+    throw CheckpointError(p + "payload of " + std::to_string(h.payload) + " bytes is larger than a protobuf message can be");
+  return h;
+}
+
+void check_crc(uint32_t stored, uint32_t actual, const std::string& source) {
+  if (actual != stored)
+    throw CheckpointError(prefix(source) + "checksum mismatch: header says CRC32 " + hex32(stored) + ", payload has " +
+                          hex32(actual) + " (the file is corrupt)");
+}
+
+// Parameters by name, rejecting a name stored twice.
 std::map<std::string, const ckpt::TensorData*> index_parameters(const ckpt::Checkpoint& c, const std::string& source) {
   std::map<std::string, const ckpt::TensorData*> by_name;
   for (const ckpt::TensorData& t : c.parameters()) {
@@ -102,69 +179,10 @@ void check_data_length(const std::string& what, const Shape& shape, int64_t coun
                           " values) but " + std::to_string(count) + " values are stored");
 }
 
-}  // namespace
-
-// ---- Files -------------------------------------------------------------------------------------
-
-std::string encode_checkpoint(const ckpt::Checkpoint& checkpoint) {
-  const uint32_t version = checkpoint.format_version();
-  if (version != 0 && version != kCheckpointFormatVersion)
-    throw CheckpointError("cannot encode a checkpoint with message format version " + std::to_string(version) +
-                          " (this build writes version " + std::to_string(kCheckpointFormatVersion) + ")");
-  // An unset version is supplied by appending field 1 (varint) after the message: protobuf keeps
-  // the last value of a repeated scalar field, and this avoids copying a large message to set it.
-  static_assert(kCheckpointFormatVersion < 128, "the appended version must fit in one varint byte");
-  const std::string version_field = version == 0 ? std::string{char(0x08), char(kCheckpointFormatVersion)} : std::string();
-  const size_t message_bytes = checkpoint.ByteSizeLong();
-  const size_t payload = message_bytes + version_field.size();
-  if (payload > size_t(INT_MAX))
-    throw CheckpointError("checkpoint of " + std::to_string(payload) +
-                          " bytes is larger than the 2 GiB a protobuf message can hold");
-  std::string bytes(kCheckpointHeaderBytes + payload, '\0');
-  auto* out = reinterpret_cast<uint8_t*>(bytes.data() + kCheckpointHeaderBytes);
-  checkpoint.SerializeWithCachedSizesToArray(out);
-  std::memcpy(out + message_bytes, version_field.data(), version_field.size());
-  std::memcpy(bytes.data(), kCheckpointMagic.data(), kCheckpointMagic.size());
-  put_u32(bytes.data() + 8, kCheckpointFormatVersion);
-  put_u32(bytes.data() + 12, crc_of(bytes.data() + kCheckpointHeaderBytes, payload));
-  put_u64(bytes.data() + 16, payload);
-  return bytes;
-}
-
-ckpt::Checkpoint decode_checkpoint(std::string_view bytes, const std::string& source) {
-  const std::string p = prefix(source);
-  if (bytes.empty()) throw CheckpointError(p + "empty file (0 bytes)");
-  const size_t magic_seen = std::min(bytes.size(), kCheckpointMagic.size());
-  if (bytes.substr(0, magic_seen) != kCheckpointMagic.substr(0, magic_seen))
-    throw CheckpointError(p + "not an attnlab checkpoint (it does not start with \"ATTNCKPT\")");
-  if (bytes.size() < kCheckpointHeaderBytes)
-    throw CheckpointError(p + "truncated: " + std::to_string(bytes.size()) + " bytes, shorter than the " +
-                          std::to_string(kCheckpointHeaderBytes) + "-byte header");
-  const uint32_t version = get_u32(bytes.data() + 8);
-  if (version != kCheckpointFormatVersion)
-    throw CheckpointError(p + "format version " + std::to_string(version) + " is not supported (this build reads version " +
-                          std::to_string(kCheckpointFormatVersion) + ")");
-  const uint32_t stored_crc = get_u32(bytes.data() + 12);
-  const uint64_t length = get_u64(bytes.data() + 16);
-  const uint64_t available = bytes.size() - kCheckpointHeaderBytes;
-  if (available < length)
-    throw CheckpointError(p + "truncated: header says " + std::to_string(length) + " bytes of payload, file has " +
-                          std::to_string(available));
-  if (available > length)
-    throw CheckpointError(p + "corrupt: header says " + std::to_string(length) + " bytes of payload, file has " +
-                          std::to_string(available) + " (" + std::to_string(available - length) + " unexpected bytes at the end)");
-  const char* payload = bytes.data() + kCheckpointHeaderBytes;
-  const uint32_t actual_crc = crc_of(payload, length);
-  if (actual_crc != stored_crc)
-    throw CheckpointError(p + "checksum mismatch: header says CRC32 " + hex32(stored_crc) + ", payload has " +
-                          hex32(actual_crc) + " (the file is corrupt)");
-  if (length > uint64_t(INT_MAX))
-    throw CheckpointError(p + "payload of " + std::to_string(length) + " bytes is larger than a protobuf message can be");
-  ckpt::Checkpoint checkpoint;
-  if (!checkpoint.ParseFromArray(payload, int(length)))
-    throw CheckpointError(p + "payload is not a valid checkpoint message (written by an incompatible build?)");
+// Checks on the parsed message: its version, and every tensor's data against its shape.
+void check_message(const ckpt::Checkpoint& checkpoint, const std::string& source) {
   if (checkpoint.format_version() != kCheckpointFormatVersion)
-    throw CheckpointError(p + "message format version " + std::to_string(checkpoint.format_version()) +
+    throw CheckpointError(prefix(source) + "message format version " + std::to_string(checkpoint.format_version()) +
                           " is not supported (this build reads version " + std::to_string(kCheckpointFormatVersion) + ")");
   for (const ckpt::TensorData& t : checkpoint.parameters())
     check_data_length("parameter '" + t.name() + "'", shape_of(t.shape()), t.data_size(), source);
@@ -172,10 +190,42 @@ ckpt::Checkpoint decode_checkpoint(std::string_view bytes, const std::string& so
     check_data_length("optimizer first moment of '" + s.name() + "'", shape_of(s.shape()), s.m_size(), source);
     check_data_length("optimizer second moment of '" + s.name() + "'", shape_of(s.shape()), s.v_size(), source);
   }
-  return checkpoint;
 }
 
-void write_file_atomically(const fs::path& file, std::string_view bytes) {
+const char* const kUnparsable = "payload is not a valid checkpoint message (written by an incompatible build?)";
+
+// The bytes that supply an unset format_version: field 1 (varint) appended after the message.
+// Protobuf keeps the last value of a scalar field, and this avoids copying a large message.
+std::string version_suffix(const ckpt::Checkpoint& checkpoint) {
+  const uint32_t version = checkpoint.format_version();
+  if (version != 0 && version != kCheckpointFormatVersion)
+    throw CheckpointError("cannot encode a checkpoint with message format version " + std::to_string(version) +
+                          " (this build writes version " + std::to_string(kCheckpointFormatVersion) + ")");
+  static_assert(kCheckpointFormatVersion < 128, "the appended version must fit in one varint byte");
+  return version == 0 ? std::string{char(0x08), char(kCheckpointFormatVersion)} : std::string();
+}
+
+size_t checked_payload_size(const ckpt::Checkpoint& checkpoint, size_t suffix) {
+  const size_t payload = checkpoint.ByteSizeLong() + suffix;
+  if (payload > size_t(INT_MAX))
+    throw CheckpointError("checkpoint of " + std::to_string(payload) + " bytes is larger than the 2 GiB a protobuf message can hold");
+  return payload;
+}
+
+std::string make_header(uint32_t crc, uint64_t payload) {
+  std::string header(kCheckpointHeaderBytes, '\0');
+  std::memcpy(header.data(), kCheckpointMagic.data(), kCheckpointMagic.size());
+  put_u32(header.data() + 8, kCheckpointFormatVersion);
+  put_u32(header.data() + 12, crc);
+  put_u64(header.data() + 16, payload);
+  return header;
+}
+
+// Creates a temporary file next to `file`, lets `fill` write it, fsyncs it, renames it over `file`
+// and fsyncs the directory. `fill` returns 0 or an errno and may throw; the temporary is removed
+// on any failure.
+template <class Fill>
+void write_atomically_with(const fs::path& file, Fill&& fill) {
   static std::atomic<uint64_t> counter{0};
   const fs::path dir = file.has_parent_path() ? file.parent_path() : fs::path(".");
   const fs::path temp = dir / ("." + file.filename().string() + ".tmp." + std::to_string(::getpid()) + "." +
@@ -187,20 +237,21 @@ void write_file_atomically(const fs::path& file, std::string_view bytes) {
 
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) fail("cannot create temporary file " + temp.string(), errno, false);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      fail("write to " + temp.string(), err, true);
-    }
-    done += size_t(n);
+  int err = 0;
+  try {
+    err = fill(fd);
+  } catch (...) {
+    ::close(fd);
+    ::unlink(temp.c_str());
+    throw;
+  }
+  if (err != 0) {
+    ::close(fd);
+    fail("write to " + temp.string(), err, true);
   }
   // The data must be on disk before the rename makes it visible under the target name.
   if (::fsync(fd) != 0) {
-    const int err = errno;
+    err = errno;
     ::close(fd);
     fail("fsync of " + temp.string(), err, true);
   }
@@ -210,24 +261,117 @@ void write_file_atomically(const fs::path& file, std::string_view bytes) {
   const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd < 0) fail("cannot open directory " + dir.string() + " to fsync it", errno, false);
   if (::fsync(dir_fd) != 0 && errno != EINVAL) {  // EINVAL: the file system cannot sync directories
-    const int err = errno;
+    err = errno;
     ::close(dir_fd);
     fail("fsync of directory " + dir.string(), err, false);
   }
   ::close(dir_fd);
 }
 
+}  // namespace
+
+// ---- Files -------------------------------------------------------------------------------------
+
+std::string encode_checkpoint(const ckpt::Checkpoint& checkpoint) {
+  const std::string suffix = version_suffix(checkpoint);
+  const size_t payload = checked_payload_size(checkpoint, suffix.size());
+  std::string bytes(kCheckpointHeaderBytes + payload, '\0');
+  auto* out = reinterpret_cast<uint8_t*>(bytes.data() + kCheckpointHeaderBytes);
+  checkpoint.SerializeWithCachedSizesToArray(out);
+  std::memcpy(out + payload - suffix.size(), suffix.data(), suffix.size());
+  const std::string header = make_header(crc_of(bytes.data() + kCheckpointHeaderBytes, payload), payload);
+  std::memcpy(bytes.data(), header.data(), header.size());
+  return bytes;
+}
+
+ckpt::Checkpoint decode_checkpoint(std::string_view bytes, const std::string& source) {
+  const Header h = check_header(bytes.substr(0, kCheckpointHeaderBytes), bytes.size(), source);
+  const char* payload = bytes.data() + kCheckpointHeaderBytes;
+  check_crc(h.crc, crc_of(payload, h.payload), source);
+  ckpt::Checkpoint checkpoint;
+  if (!checkpoint.ParseFromArray(payload, int(h.payload))) throw CheckpointError(prefix(source) + kUnparsable);
+  check_message(checkpoint, source);
+  return checkpoint;
+}
+
+void write_file_atomically(const fs::path& file, std::string_view bytes) {
+  write_atomically_with(file, [&](int fd) { return write_all(fd, bytes.data(), bytes.size()); });
+}
+
 void write_checkpoint(const fs::path& file, const ckpt::Checkpoint& checkpoint) {
-  std::string bytes;
+  std::string suffix;
+  size_t expected = 0;
   try {
-    bytes = encode_checkpoint(checkpoint);
+    suffix = version_suffix(checkpoint);
+    expected = checked_payload_size(checkpoint, suffix.size());
   } catch (const CheckpointError& e) {
     throw CheckpointError("cannot write " + file.string() + ": " + e.what());
   }
-  write_file_atomically(file, bytes);
+  // Streamed: header placeholder, payload through the CRC, then the real header. Memory use stays
+  // at the message itself, however large.
+  write_atomically_with(file, [&](int fd) -> int {
+    const std::string placeholder(kCheckpointHeaderBytes, '\0');
+    if (int err = write_all(fd, placeholder.data(), placeholder.size())) return err;
+    CrcFileOutput output(fd);
+    {
+      google::protobuf::io::CopyingOutputStreamAdaptor adaptor(&output, 1 << 20);
+      google::protobuf::io::CodedOutputStream coded(&adaptor);
+      checkpoint.SerializeWithCachedSizes(&coded);
+      coded.WriteRaw(suffix.data(), int(suffix.size()));
+      coded.Trim();
+      if (coded.HadError()) return output.error() ? output.error() : EIO;
+      if (!adaptor.Flush()) return output.error() ? output.error() : EIO;
+    }
+    if (output.bytes() != expected)
+      throw CheckpointError("cannot write " + file.string() + ": serialized " + std::to_string(output.bytes()) +
+                            " bytes, expected " + std::to_string(expected) + " (was the message changed while writing?)");
+    const std::string header = make_header(output.crc(), output.bytes());
+    size_t done = 0;
+    while (done < header.size()) {
+      const ssize_t w = ::pwrite(fd, header.data() + done, header.size() - done, off_t(done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return errno;
+      done += size_t(w);
+    }
+    return 0;
+  });
 }
 
-ckpt::Checkpoint read_checkpoint(const fs::path& file) { return decode_checkpoint(read_whole_file(file), file.string()); }
+ckpt::Checkpoint read_checkpoint(const fs::path& file) {
+  const std::string source = file.string();
+  FileDescriptor fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) throw CheckpointError(prefix(source) + "cannot open: " + errno_text(errno));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) throw CheckpointError(prefix(source) + "cannot stat: " + errno_text(errno));
+  if (S_ISDIR(st.st_mode)) throw CheckpointError(prefix(source) + "is a directory, not a checkpoint file");
+  std::string head(kCheckpointHeaderBytes, '\0');
+  head.resize(read_up_to(fd.get(), head.data(), head.size(), source));
+  const Header h = check_header(head, uint64_t(st.st_size), source);
+
+  // First pass: the checksum, in chunks, before anything is parsed.
+  std::vector<char> chunk(size_t(1) << 20);
+  uint32_t crc = uint32_t(crc32_z(0L, Z_NULL, 0));
+  uint64_t left = h.payload;
+  while (left > 0) {
+    const size_t want = size_t(std::min<uint64_t>(left, chunk.size()));
+    const size_t got = read_up_to(fd.get(), chunk.data(), want, source);
+    if (got == 0)
+      throw CheckpointError(prefix(source) + "truncated: header says " + std::to_string(h.payload) + " bytes of payload, file has " +
+                            std::to_string(h.payload - left) + " (it shrank while being read)");
+    crc = crc_update(crc, chunk.data(), got);
+    left -= got;
+  }
+  check_crc(h.crc, crc, source);
+
+  // Second pass: parse exactly the payload, streamed from the file.
+  if (::lseek(fd.get(), off_t(kCheckpointHeaderBytes), SEEK_SET) < 0)
+    throw CheckpointError(prefix(source) + "cannot seek: " + errno_text(errno));
+  google::protobuf::io::FileInputStream input(fd.get(), 1 << 20);
+  ckpt::Checkpoint checkpoint;
+  if (!checkpoint.ParseFromBoundedZeroCopyStream(&input, int(h.payload))) throw CheckpointError(prefix(source) + kUnparsable);
+  check_message(checkpoint, source);
+  return checkpoint;
+}
 
 // ---- Contents ----------------------------------------------------------------------------------
 

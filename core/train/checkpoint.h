@@ -14,6 +14,8 @@
 //   kill at any moment leaves either the previous file or the new one at the target path, never a
 //   mix; at worst a temporary file is left behind, which no reader here mistakes for a checkpoint
 //   (CheckpointDirectory::remove_stale_temporaries() deletes those of dead processes).
+// - Writing and reading stream the payload (the CRC is computed on the way), so neither holds a
+//   second, serialized copy of a large model in memory.
 // - read_checkpoint() checks every part of the header and the payload; any problem is a
 //   CheckpointError whose message starts with "checkpoint FILE: " and says what is wrong (empty
 //   file, not an attnlab checkpoint, unsupported version, truncated with both lengths, trailing

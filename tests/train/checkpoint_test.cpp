@@ -195,6 +195,26 @@ TEST(CheckpointErrors, ValidChecksumButUnparsablePayload) {
   } catch (const CheckpointError& e) {
     EXPECT_EQ(std::string(e.what()), "checkpoint mem: payload is not a valid checkpoint message (written by an incompatible build?)");
   }
+  TempDir dir;  // the same through the streaming reader
+  write_file(dir / "g.ckpt", bytes);
+  EXPECT_EQ(read_error(dir / "g.ckpt"), "checkpoint " + (dir / "g.ckpt").string() +
+                                            ": payload is not a valid checkpoint message (written by an incompatible build?)");
+}
+
+TEST(CheckpointFile, StreamedWriteEqualsInMemoryEncoding) {
+  TempDir dir;
+  ckpt::Checkpoint c = full_checkpoint();
+  Tensor big({300000});
+  for (int64_t i = 0; i < big.numel(); ++i) big.data()[i] = float(i % 1000) * 0.5f;
+  set_tensor(*c.add_parameters(), "big", big);  // several of the writer's 1 MiB buffers
+  write_checkpoint(dir / "s.ckpt", c);
+  EXPECT_EQ(read_file(dir / "s.ckpt"), encode_checkpoint(c));
+  const ckpt::Checkpoint back = read_checkpoint(dir / "s.ckpt");
+  EXPECT_EQ(to_tensor(back.parameters(2), "s.ckpt").data()[299999], float(299999 % 1000) * 0.5f);
+  c.set_format_version(kCheckpointFormatVersion);  // set explicitly: no appended version field
+  write_checkpoint(dir / "t.ckpt", c);
+  EXPECT_EQ(read_file(dir / "t.ckpt"), encode_checkpoint(c));
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(read_checkpoint(dir / "t.ckpt"), back));
 }
 
 TEST(CheckpointErrors, TensorDataThatDoesNotMatchItsShape) {

@@ -1,0 +1,339 @@
+// Elaboration tests with the real plugins (loaded from beside the test executable): the paper's
+// base model and its Table 3 overrides, weight sharing, overrides, imports, experiments.
+#include "dsl/elaborate.h"
+#include "dsl/experiment.h"
+#include "dsl/params.h"
+#include "node/plugin_loader.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+namespace attnlab::dsl {
+namespace {
+
+const Registry& registry() {
+  static Registry* r = [] {
+    auto* reg = new Registry();
+    load_plugins(*reg, plugin_search_path({}));
+    return reg;
+  }();
+  return *r;
+}
+
+const std::string kBase = std::string(ATTNLAB_SOURCE_DIR) + "/experiments/transformer_base.attn";
+
+ElaboratedModel base(const std::vector<std::string>& sets = {}, const std::vector<std::string>& uses = {}) {
+  return elaborate_target(kBase, registry(), sets, uses);
+}
+
+// The base Transformer's parameter count by formula: shared embedding V*D; per attention
+// 2*D*H*dk + 2*H*dv*D (no projection biases); FFN 2*D*F + F + D; LayerNorm 2*D.
+int64_t expected_params(int64_t V, int64_t N, int64_t D, int64_t F, int64_t H, int64_t dk, int64_t dv) {
+  const int64_t attention = 2 * D * H * dk + 2 * H * dv * D;
+  const int64_t ffn = 2 * D * F + F + D;
+  const int64_t norm = 2 * D;
+  return V * D + N * (attention + ffn + 2 * norm) + N * (2 * attention + ffn + 3 * norm);
+}
+
+const ir::NodeDef* find_node(const ir::GraphDef& g, const std::string& name) {
+  for (const auto& n : g.nodes())
+    if (n.name() == name) return &n;
+  return nullptr;
+}
+
+TEST(TransformerBase, ElaboratesToTheGraphContract) {
+  ElaboratedModel m = base();
+  std::vector<std::string> inputs, outputs;
+  for (const auto& i : m.graph.inputs()) {
+    inputs.push_back(i.name());
+    EXPECT_EQ(i.kind(), "ids");
+    EXPECT_EQ(i.bound(), 37000);
+  }
+  for (const auto& o : m.graph.outputs()) outputs.push_back(o.name());
+  EXPECT_EQ(inputs, (std::vector<std::string>{"src", "tgt_in", "tgt_out"}));
+  EXPECT_EQ(outputs, (std::vector<std::string>{"loss", "tokens", "correct", "logits", "memory"}));
+  // Shapes at the representative sizes: batch 2, src_len 7, tgt_len 5.
+  EXPECT_EQ(m.shapes.value_shapes.at(m.graph.outputs(3).value()), (Shape{2, 5, 37000}));
+  EXPECT_EQ(m.shapes.value_shapes.at(m.graph.outputs(4).value()), (Shape{2, 7, 512}));
+  EXPECT_EQ(m.shapes.value_shapes.at(m.graph.outputs(0).value()), Shape{});
+}
+
+TEST(TransformerBase, IsThePapersArchitecture) {
+  ElaboratedModel m = base();
+  std::map<std::string, int> types;
+  for (const auto& n : m.graph.nodes()) ++types[n.type()];
+  EXPECT_EQ(types["attention.scaled_dot"], 6 + 12);
+  EXPECT_EQ(types["ffn.relu"], 12);
+  EXPECT_EQ(types["norm.layer"], 12 + 18);  // post-norm: one per sublayer
+  EXPECT_EQ(types["posenc.sinusoidal"], 2);
+  EXPECT_EQ(types["dropout"], 2 + 30);  // embedding+position sums and every sublayer output
+  EXPECT_EQ(types["embedding"], 2);
+  EXPECT_EQ(types["embedding.project"], 1);
+  // One embedding table: source, target and the pre-softmax projection share a scope.
+  std::set<std::string> scopes;
+  for (const auto& n : m.graph.nodes())
+    if (n.type() == "embedding" || n.type() == "embedding.project") scopes.insert(n.param_scope());
+  ASSERT_EQ(scopes.size(), 1u);
+  EXPECT_FALSE(scopes.begin()->empty());
+  // Embeddings scaled by sqrt(d_model); decoder self-attention causal; encoder's not.
+  for (const auto& n : m.graph.nodes()) {
+    Attrs a = registry().resolve_attrs(n.type(), ir::to_attrs(n));
+    if (n.type() == "embedding") EXPECT_NEAR(a.get_float("scale"), std::sqrt(512.0), 1e-9);
+    if (n.type() == "attention.scaled_dot") {
+      EXPECT_EQ(a.get_int("d_k"), 64);
+      EXPECT_EQ(a.get_int("heads"), 8);
+      EXPECT_EQ(a.get_string("posenc"), "posenc.sinusoidal");
+      const bool decoder_self = n.name().find("decoder") == 0 && n.name().find("self_attention") != std::string::npos;
+      EXPECT_EQ(a.get_bool("causal"), decoder_self) << n.name();
+      EXPECT_NE(n.inputs(2), "") << n.name() << " has no padding mask";
+    }
+    if (n.type() == "dropout") EXPECT_DOUBLE_EQ(a.get_float("p"), 0.1);
+  }
+  const ir::NodeDef* first = find_node(m.graph, "encoder.encoder_layer0.sublayer.self_attention.attention");
+  ASSERT_NE(first, nullptr);
+  EXPECT_EQ(first->loc().line(), 28);
+  EXPECT_NE(first->loc().file().find("transformer_base.attn"), std::string::npos);
+}
+
+TEST(TransformerBase, ParameterCountsForTable3Rows) {
+  EXPECT_EQ(count_params(base()).total, expected_params(37000, 6, 512, 2048, 8, 64, 64));
+  EXPECT_EQ(count_params(base()).total, 63045632);
+  // (A) heads: d_k = d_v = d_model / heads follow.
+  EXPECT_EQ(count_params(base({"heads=1"})).total, expected_params(37000, 6, 512, 2048, 1, 512, 512));
+  EXPECT_EQ(count_params(base({"heads=32"})).total, expected_params(37000, 6, 512, 2048, 32, 16, 16));
+  // (B) keys shrink, values do not.
+  ElaboratedModel b = base({"d_k=16"});
+  EXPECT_EQ(count_params(b).total, expected_params(37000, 6, 512, 2048, 8, 16, 64));
+  for (const auto& n : b.graph.nodes())
+    if (n.type() == "attention.scaled_dot") {
+      EXPECT_EQ(ir::to_attrs(n).get_int("d_k"), 16);
+      EXPECT_EQ(ir::to_attrs(n).get_int("d_v"), 64);
+    }
+  // (C)
+  EXPECT_EQ(count_params(base({"layers=2"})).total, expected_params(37000, 2, 512, 2048, 8, 64, 64));
+  EXPECT_EQ(count_params(base({"d_model=256", "d_k=32", "d_v=32"})).total, expected_params(37000, 6, 256, 2048, 8, 32, 32));
+  EXPECT_EQ(count_params(base({"d_ff=4096"})).total, expected_params(37000, 6, 512, 4096, 8, 64, 64));
+  // (E) learned positions: one table of max_len 1024 for the source and one for the target.
+  ElaboratedModel e = base({}, {"posenc=posenc.learned"});
+  EXPECT_EQ(count_params(e).total, expected_params(37000, 6, 512, 2048, 8, 64, 64) + 2 * 1024 * 512);
+  // big
+  EXPECT_EQ(count_params(base({"d_model=1024", "d_ff=4096", "heads=16", "dropout=0.3"})).total,
+            expected_params(37000, 6, 1024, 4096, 16, 64, 64));
+}
+
+TEST(TransformerBase, ParamsByComponent) {
+  const ParamCount c = count_params(base());
+  EXPECT_EQ(c.by_component.at("embed"), 37000 * 512);
+  EXPECT_EQ(c.by_component.at("encoder") + c.by_component.at("decoder") + c.by_component.at("embed"), c.total);
+  EXPECT_EQ(c.by_slot.at("attention"), 18 * 4 * 512 * 512);
+  EXPECT_EQ(c.by_slot.at("norm"), 30 * 2 * 512);
+}
+
+TEST(TransformerBase, SwapsEverySlot) {
+  for (const char* use : {"attention=attention.additive", "attention=attention.grouped_query", "attention=attention.local",
+                          "norm=norm.rms", "ffn=ffn.gelu", "ffn=ffn.swiglu", "posenc=posenc.rotary", "posenc=posenc.alibi",
+                          "posenc=posenc.none"}) {
+    ElaboratedModel m = base({}, {use});
+    const std::string type = std::string(use).substr(std::string(use).find('=') + 1);
+    bool found = false;
+    for (const auto& n : m.graph.nodes()) found = found || n.type() == type;
+    EXPECT_TRUE(found) << use;
+  }
+}
+
+std::string errors_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const DslError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Overrides, UnknownNameListsTheValidOnesAndTheNearest) {
+  const std::string text = errors_of([] { base({"d_modle=256"}); });
+  EXPECT_NE(text.find("--set d_modle=256:1:1: error: unknown parameter or slot 'd_modle'; valid names: attention, d_ff, d_k, "
+                      "d_model, d_v, dropout, ffn, heads, label_smoothing, layers, norm, posenc, vocab; did you mean 'd_model'?"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("d_modle=256\n^\n"), std::string::npos) << text;
+}
+
+TEST(Overrides, UseChecksSlotAndType) {
+  std::string text = errors_of([] { base({}, {"posenc=posenc.learnt"}); });
+  EXPECT_NE(text.find("unknown node type 'posenc.learnt'"), std::string::npos) << text;
+  EXPECT_NE(text.find("did you mean 'posenc.learned'?"), std::string::npos) << text;
+  text = errors_of([] { base({}, {"heads=4"}); });
+  EXPECT_NE(text.find("'heads' is a parameter, not a slot; use --set heads=VALUE"), std::string::npos) << text;
+  text = errors_of([] { base({}, {"poscenc=posenc.learned"}); });
+  EXPECT_NE(text.find("unknown slot 'poscenc'; valid names: attention, ffn, norm, posenc; did you mean 'posenc'?"),
+            std::string::npos)
+      << text;
+  text = errors_of([] { base({"heads"}); });
+  EXPECT_NE(text.find("--set expects NAME=VALUE, got 'heads'"), std::string::npos) << text;
+}
+
+TEST(Overrides, ValuesAreExpressionsOverParameters) {
+  ElaboratedModel m = base({"d_ff=4 * d_model", "posenc=posenc.learned"});
+  for (const auto& [name, value] : m.params)
+    if (name == "d_ff") EXPECT_EQ(std::get<int64_t>(value), 2048);
+  for (const auto& [slot, type] : m.slots)
+    if (slot == "posenc") EXPECT_EQ(type, "posenc.learned");
+}
+
+TEST(Overrides, InvalidCombinationIsLocatedInTheSpec) {
+  // grouped-query attention needs kv_heads to divide heads: the error points at the attention call.
+  const std::string text = errors_of([] { base({"heads=6"}, {"attention=attention.grouped_query"}); });
+  EXPECT_EQ(text, "") << "kv_heads=1 divides 6; expected success";
+  const std::string bad = errors_of([] { base({"d_k=0"}); });
+  EXPECT_NE(bad.find("transformer_base.attn:28:"), std::string::npos) << bad;
+}
+
+// ---- Small models written in the tests ----------------------------------------------------------
+
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    path = std::filesystem::temp_directory_path() / ("attnlab_dsl_test_" + std::to_string(::getpid()) + "_" +
+                                                     std::to_string(counter()++));
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  static int& counter() {
+    static int c = 0;
+    return c;
+  }
+  std::filesystem::path write(const std::string& name, const std::string& text) const {
+    std::filesystem::create_directories((path / name).parent_path());
+    std::ofstream(path / name) << text;
+    return path / name;
+  }
+};
+
+ElaboratedModel elaborate_text(const std::string& text, const std::vector<std::string>& sets = {}) {
+  TempDir dir;
+  return elaborate_target(dir.write("m.attn", text), registry(), sets, {});
+}
+
+const std::string kHeader = R"(
+  param vocab = 11, d = 8
+  input src: ids(vocab)[batch, src_len]
+)";
+
+TEST(Language, RepeatGivesDistinctWeightsUnlessShared) {
+  const std::string body = kHeader + R"(
+  block layer(x) = x + linear(x, out: d)
+  e = embedding(vocab, d)(src)
+)";
+  ElaboratedModel distinct = elaborate_text("model m {" + body + "  output y = repeat(3) layer(e)\n}\n");
+  ElaboratedModel shared = elaborate_text("model m {" + body + "  output y = repeat(3, shared) layer(e)\n}\n");
+  const int64_t linear = 8 * 8 + 8, table = 11 * 8;
+  EXPECT_EQ(count_params(distinct).total, table + 3 * linear);
+  EXPECT_EQ(count_params(shared).total, table + linear);
+  std::set<std::string> scopes;
+  for (const auto& n : shared.graph.nodes())
+    if (n.type() == "linear") scopes.insert(n.param_scope());
+  EXPECT_EQ(scopes.size(), 1u);
+  EXPECT_FALSE(scopes.begin()->empty());
+  int linears = 0;
+  for (const auto& n : shared.graph.nodes()) linears += n.type() == "linear";
+  EXPECT_EQ(linears, 3);
+  // repeat(0) is the identity.
+  ElaboratedModel none = elaborate_text("model m {" + body + "  output y = repeat(0) layer(e)\n}\n");
+  EXPECT_EQ(count_params(none).total, table);
+}
+
+TEST(Language, AComponentValueAppliedTwiceSharesItsWeights) {
+  ElaboratedModel m = elaborate_text("model m {" + kHeader + R"(
+  proj = linear(out: d)
+  e = embedding(vocab, d)(src)
+  a = proj(e)
+  b = proj(a)
+  c = linear(out: d)(b)
+  output y = c
+}
+)");
+  EXPECT_EQ(count_params(m).total, 11 * 8 + 2 * (8 * 8 + 8));
+}
+
+TEST(Language, ArithmeticAndBuiltins) {
+  ElaboratedModel m = elaborate_text("model m {" + kHeader + R"(
+  param a = 7 div 2, b = -7 div 2, c = 7 mod 3, f = 7 / 2, g = sqrt(16), h = min(3, 2.5), i = max(1, 4)
+  param j = (1 + 2) * 3 - 4
+  output y = embedding(vocab, d)(src)
+}
+)");
+  std::map<std::string, AttrValue> p(m.params.begin(), m.params.end());
+  EXPECT_EQ(std::get<int64_t>(p["a"]), 3);
+  EXPECT_EQ(std::get<int64_t>(p["b"]), -4);  // floor division
+  EXPECT_EQ(std::get<int64_t>(p["c"]), 1);
+  EXPECT_DOUBLE_EQ(std::get<double>(p["f"]), 3.5);
+  EXPECT_DOUBLE_EQ(std::get<double>(p["g"]), 4.0);
+  EXPECT_DOUBLE_EQ(std::get<double>(p["h"]), 2.5);
+  EXPECT_EQ(std::get<int64_t>(p["i"]), 4);
+  EXPECT_EQ(std::get<int64_t>(p["j"]), 5);
+}
+
+TEST(Language, ImportsAreRelativeToTheImportingFile) {
+  TempDir dir;
+  dir.write("lib/blocks.attn", "import \"more.attn\"\nblock residual(x, f) = x + f(x)\n");
+  dir.write("lib/more.attn", "param width = 8\n");
+  auto path = dir.write("models/m.attn", "import \"../lib/blocks.attn\"\nmodel m {\n  param vocab = 5\n"
+                                          "  input src: ids(vocab)[batch, src_len]\n"
+                                          "  output y = residual(embedding(vocab, width)(src), linear(out: width))\n}\n");
+  ElaboratedModel m = elaborate_target(path, registry(), {}, {});
+  EXPECT_EQ(count_params(m).total, 5 * 8 + 8 * 8 + 8);
+}
+
+TEST(Language, SlotUsedAsAValueGivesItsType) {
+  ElaboratedModel m = elaborate_text("model m {" + kHeader + R"(
+  use posenc = posenc.rotary
+  use attention = attention.scaled_dot
+  e = embedding(vocab, d)(src)
+  output y = attention(e, e, heads: 2, d_k: 4, d_v: 4, posenc: posenc)
+}
+)");
+  for (const auto& n : m.graph.nodes())
+    if (n.type() == "attention.scaled_dot") EXPECT_EQ(ir::to_attrs(n).get_string("posenc"), "posenc.rotary");
+}
+
+TEST(Experiment, ReadsSectionsAndAppliesSets) {
+  TempDir dir;
+  std::filesystem::copy_file(kBase, dir.path / "transformer_base.attn");
+  auto path = dir.write("exp.attn", R"(
+experiment small {
+  model = "transformer_base.attn" with { layers = 2, d_model = 64, d_ff = 128, heads = 4, posenc = posenc.learned }
+  data = parallel(src: "de", tgt: "en", dir: "multi30k")
+  train { adam(0.9, 0.98, 1e-9), noam(warmup: 4000), label_smoothing: 0.1, batch_tokens: 4096 }
+  decode { beam: 4, alpha: 0.6 }
+  ablate { heads = [1, 2, 8]; posenc = [posenc.sinusoidal] }
+}
+)");
+  ExperimentSpec spec = load_experiment(path);
+  EXPECT_EQ(spec.name, "small");
+  EXPECT_EQ(spec.model_path, dir.path / "transformer_base.attn");
+  ASSERT_NE(spec.find("train.adam"), nullptr);
+  EXPECT_EQ(spec.find("train.adam")->value.to_string(), "adam(0.9, 0.98, 1e-09)");
+  EXPECT_EQ(spec.find("train.noam")->value.arg("warmup")->i, 4000);
+  EXPECT_EQ(spec.find("decode.alpha")->value.f, 0.6);
+  EXPECT_EQ(spec.find("ablate.heads")->value.items.size(), 3u);
+  EXPECT_EQ(spec.find("data")->value.arg("src")->text, "de");
+  EXPECT_EQ(spec.find("train.max_steps"), nullptr);
+  apply_set(spec, "train.max_steps=200");
+  apply_set(spec, "train.label_smoothing=0.2");
+  apply_set(spec, "layers=3");
+  EXPECT_EQ(spec.find("train.max_steps")->value.i, 200);
+  EXPECT_DOUBLE_EQ(spec.find("train.label_smoothing")->value.f, 0.2);
+  ElaboratedModel m = elaborate_experiment_model(spec, registry());
+  std::map<std::string, AttrValue> p(m.params.begin(), m.params.end());
+  EXPECT_EQ(std::get<int64_t>(p["layers"]), 3);  // the command line wins over `with`
+  EXPECT_EQ(std::get<int64_t>(p["d_model"]), 64);
+  std::map<std::string, std::string> s(m.slots.begin(), m.slots.end());
+  EXPECT_EQ(s["posenc"], "posenc.learned");
+  const std::string text = errors_of([&] { apply_set(spec, "trian.max_steps=1"); });
+  EXPECT_NE(text.find("unknown section 'trian'; valid sections: train, decode, ablate; did you mean 'train'?"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace attnlab::dsl

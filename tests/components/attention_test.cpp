@@ -509,6 +509,20 @@ TEST(AttentionErrors, InputShapeErrors) {
   expect_shape_error("attention.scaled_dot", {}, {{2, 3, 8}, {2, 5, 6}}, "memory width 6 differs from query width 8");
 }
 
+TEST(Attention, TwoDimensionalMaskIsKeyPaddingWhenBatchEqualsQueryLength) {
+  // B = Tq = 2: the documented reading of a [2, Tk] mask is key padding, i.e. the same as [B, 1, Tk].
+  Tensor q = random_tensor({2, 2, 4}), m = random_tensor({2, 3, 4});
+  Tensor padding({2, 3}, {1, 1, 1, 1, 0, 0});
+  Tensor explicit_padding({2, 1, 3}, {1, 1, 1, 1, 0, 0});
+  const Attrs attrs = resolved("attention.scaled_dot", {{"heads", int64_t{2}}, {"d_k", int64_t{2}}, {"d_v", int64_t{2}}});
+  Driven a("attention.scaled_dot", attrs, {q.view(), m.view(), padding.view()});
+  Driven b("attention.scaled_dot", attrs, {q.view(), m.view(), explicit_padding.view()});
+  b.copy_params_from(a);
+  a.forward();
+  b.forward();
+  EXPECT_EQ(max_abs_diff(a.outputs[0].data(), b.outputs[0].data(), a.outputs[0].numel()), 0.0);
+}
+
 TEST(AttentionErrors, AcceptedMaskForms) {
   NodeHandle node = component_registry().create("attention.scaled_dot", {});
   for (const Shape& mask : std::vector<Shape>{{2, 5}, {3, 5}, {2, 3, 5}, {1, 3, 5}, {2, 1, 5}, {1, 1, 5}})

@@ -318,11 +318,22 @@ class Parser {
       error(it_, "expected " + x3::what(p));
     } catch (const x3::expectation_failure<Iterator>& e) {
       const char* where = e.where();
+      if (e.which() == "'\"'") {  // a string runs to the end of its line
+        error(where, "unterminated string");
+        return false;
+      }
+      x3::parse(where, end_, *skipper);  // point at the offending token, not the space before it
       std::string found;
-      if (where == end_) found = "end of file";
-      else {
+      if (where == end_) {
+        found = "end of file";
+      } else {
         const char* w = where;
-        while (w != end_ && w - where < 16 && !std::isspace(static_cast<unsigned char>(*w))) ++w;
+        auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'; };
+        if (word(*w)) {
+          while (w != end_ && w - where < 24 && word(*w)) ++w;
+        } else {
+          ++w;
+        }
         found = "'" + std::string(where, w) + "'";
       }
       error(where, "expected " + e.which() + ", found " + found);
@@ -499,7 +510,7 @@ class Parser {
 
   // Skips from a failed declaration that began at `start` to the beginning of the next line that
   // starts with one of `words` (or with `name =` when stop_at_close, i.e. inside a model), at the
-  // brace depth where the declaration began. With stop_at_close, a '}' that closes the enclosing
+  // brace depth where the declaration began (braces only). With stop_at_close, a '}' that closes the enclosing
   // braces stops the skip (it_ left on it) and the function returns true.
   bool recover(const char* start, std::initializer_list<const char*> words, bool stop_at_close) {
     int depth = 0;
@@ -539,8 +550,10 @@ class Parser {
         while (p != end_ && *p != '\n') ++p;
         continue;
       }
-      if (c == '{' || c == '(' || c == '[') ++depth;
-      if (c == '}' || c == ')' || c == ']') {
+      // Only braces are counted: they delimit models and block bodies, while an unbalanced
+      // parenthesis is usually the error being recovered from.
+      if (c == '{') ++depth;
+      if (c == '}') {
         if (depth == 0 && c == '}' && stop_at_close && p >= it_) {
           it_ = p;
           return true;

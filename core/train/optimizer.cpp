@@ -106,6 +106,19 @@ StepStats Adam::step(std::span<const ParamRef> params, double lr, double grad_sc
   stats.lr = lr;
   double factor = grad_scale;
   stats.grad_norm = norm_from_chunks(params, chunks, grad_scale);  // reported even without clipping
+  if (!std::isfinite(stats.grad_norm)) {
+    // A NaN or infinite gradient would silently poison every parameter it touches.
+    std::string where;
+    for (const ParamRef& p : params) {
+      const float* g = p.grad.data();
+      for (int64_t i = 0; i < p.grad.numel() && where.empty(); ++i)
+        if (!std::isfinite(g[i])) where = "parameter '" + p.name + "' element " + std::to_string(i) + " is " + std::to_string(g[i]);
+      if (!where.empty()) break;
+    }
+    if (where.empty()) where = "the gradients' norm overflows";
+    throw OptimizerError("adam: non-finite gradient at update " + std::to_string(step_ + 1) + " (" + where +
+                         "); no parameter was changed");
+  }
   if (config_.clip_norm > 0.0 && stats.grad_norm > config_.clip_norm) {
     stats.clip_factor = config_.clip_norm / stats.grad_norm;
     stats.clipped = true;

@@ -17,6 +17,8 @@
 // - Clipping by global norm (clip_norm > 0): with N = sqrt(Σ over all parameters of ‖g‖²) after
 //   scaling, every g is multiplied by clip_norm / N when N > clip_norm. The norm is summed in double
 //   per fixed chunk and the chunks added in a fixed order, so it does not depend on thread count.
+// - A non-finite gradient (NaN or infinity, or a norm that overflows) is an OptimizerError naming
+//   the first such parameter and element; nothing is changed (parameters, moments, step count).
 // - The gradients passed in are read, never modified.
 // - Work is split into fixed chunks of elements across all parameters and run with
 //   tbb::parallel_for; the result is bit-identical for any number of threads.

@@ -75,22 +75,40 @@ void y_axis(std::ostringstream& out, const Frame& f, const AxisTicks& ticks, boo
       << "\" stroke=\"black\"/>\n</g>\n";
 }
 
-void legend(std::ostringstream& out, const Frame& f, const std::vector<std::pair<std::string, std::string>>& entries,
-            const std::vector<bool>& dashed) {
+struct LegendEntry {
+  std::string name;
+  std::string colour;
+  bool dashed = false;
+  double x = 0, y = 0;  // placed by layout_legend
+};
+
+// Lays the entries out in rows above the plot, wrapping at the chart's width, so that the legend
+// never covers data. Returns the y just below the legend (the top of the plot area).
+double layout_legend(std::vector<LegendEntry>& entries, int width, bool has_title) {
+  const double row_h = 18, left = 72, right = double(width) - 20;
+  double y = has_title ? 44 : 18;
+  if (entries.empty()) return y - 4;
+  double x = left;
+  for (LegendEntry& e : entries) {
+    const double w = 34 + 7.0 * double(std::min<size_t>(e.name.size(), 60)) + 14;
+    if (x > left && x + w > right) {
+      x = left;
+      y += row_h;
+    }
+    e.x = x;
+    e.y = y;
+    x += w;
+  }
+  return y + 14;
+}
+
+void legend(std::ostringstream& out, const std::vector<LegendEntry>& entries) {
   if (entries.empty()) return;
-  size_t longest = 0;
-  for (const auto& e : entries) longest = std::max(longest, e.first.size());
-  const double box_w = 36 + 7.0 * double(std::min<size_t>(longest, 40));
-  const double box_h = 8 + 18.0 * double(entries.size());
-  const double x0 = f.right - box_w - 8, y0 = f.top + 8;
-  out << "<g class=\"legend\">\n<rect x=\"" << num(x0) << "\" y=\"" << num(y0) << "\" width=\"" << num(box_w) << "\" height=\""
-      << num(box_h) << "\" fill=\"white\" fill-opacity=\"0.85\" stroke=\"#999999\"/>\n";
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const double y = y0 + 15 + 18.0 * double(i);
-    out << "<line x1=\"" << num(x0 + 6) << "\" y1=\"" << num(y - 4) << "\" x2=\"" << num(x0 + 28) << "\" y2=\"" << num(y - 4)
-        << "\" stroke=\"" << xml_escape(entries[i].second) << "\" stroke-width=\"3\""
-        << (i < dashed.size() && dashed[i] ? " stroke-dasharray=\"6 4\"" : "") << "/>\n";
-    out << "<text x=\"" << num(x0 + 32) << "\" y=\"" << num(y) << "\">" << xml_escape(entries[i].first) << "</text>\n";
+  out << "<g class=\"legend\">\n";
+  for (const LegendEntry& e : entries) {
+    out << "<line x1=\"" << num(e.x) << "\" y1=\"" << num(e.y - 4) << "\" x2=\"" << num(e.x + 24) << "\" y2=\"" << num(e.y - 4)
+        << "\" stroke=\"" << xml_escape(e.colour) << "\" stroke-width=\"3\"" << (e.dashed ? " stroke-dasharray=\"6 4\"" : "") << "/>\n";
+    out << "<text x=\"" << num(e.x + 30) << "\" y=\"" << num(e.y) << "\">" << xml_escape(e.name) << "</text>\n";
   }
   out << "</g>\n";
 }
@@ -193,7 +211,11 @@ std::string render_svg(const LineChart& chart) {
 
   std::ostringstream out;
   open_document(out, chart.width, chart.height, chart.title);
-  const Frame f{72, 40, double(chart.width) - 20, double(chart.height) - 52};
+  std::vector<LegendEntry> entries;
+  for (size_t si = 0; si < chart.series.size(); ++si)
+    entries.push_back({chart.series[si].name, colour(chart.series[si].color, int(si)), chart.series[si].dashed});
+  const double plot_top = layout_legend(entries, chart.width, !chart.title.empty());
+  const Frame f{72, plot_top, double(chart.width) - 20, double(chart.height) - 52};
   const AxisTicks xt = linear_ticks(x_min, x_max, 7);
   const AxisTicks yt = chart.log_y ? log_ticks(y_min, y_max) : linear_ticks(y_min, y_max, 6);
   auto px = [&](double x) { return f.left + (x - xt.lo) / (xt.hi - xt.lo) * f.w(); };
@@ -216,13 +238,9 @@ std::string render_svg(const LineChart& chart) {
       << "\" stroke=\"black\"/>\n</g>\n";
   axis_labels(out, f, chart.height, chart.x_label, chart.y_label);
 
-  std::vector<std::pair<std::string, std::string>> entries;
-  std::vector<bool> dashed;
   for (size_t si = 0; si < chart.series.size(); ++si) {
     const LineSeries& s = chart.series[si];
-    const std::string c = colour(s.color, int(si));
-    entries.emplace_back(s.name, c);
-    dashed.push_back(s.dashed);
+    const std::string c = entries[si].colour;
     out << "<g class=\"series\" data-name=\"" << xml_escape(s.name) << "\" stroke=\"" << xml_escape(c) << "\" fill=\"none\">\n";
     // Split into pieces at points that cannot be drawn.
     std::vector<std::vector<std::pair<double, double>>> pieces(1);
@@ -246,7 +264,7 @@ std::string render_svg(const LineChart& chart) {
     out << "</g>\n";
   }
   if (empty) no_data(out, f);
-  legend(out, f, entries, dashed);
+  legend(out, entries);
   out << "</svg>\n";
   return out.str();
 }
@@ -271,7 +289,11 @@ std::string render_svg(const BarChart& chart) {
   const double plot_w = double(chart.width) - 72 - 20;
   const bool rotate = 7.0 * double(longest) > plot_w / n_cat;  // labels that would overlap are slanted
   const double bottom_room = rotate ? std::min(120.0, 20 + 5.0 * double(longest)) : 52;
-  const Frame f{72, 40, double(chart.width) - 20, double(chart.height) - bottom_room};
+  std::vector<LegendEntry> entries;
+  if (chart.series.size() > 1)  // one series needs no legend: the y label names it
+    for (size_t si = 0; si < chart.series.size(); ++si) entries.push_back({chart.series[si].name, colour(chart.series[si].color, int(si))});
+  const double plot_top = layout_legend(entries, chart.width, !chart.title.empty());
+  const Frame f{72, plot_top, double(chart.width) - 20, double(chart.height) - bottom_room};
   const AxisTicks yt = linear_ticks(lo, hi, 6);
   std::function<double(double)> py = [&](double y) { return f.bottom - (y - yt.lo) / (yt.hi - yt.lo) * f.h(); };
   y_axis(out, f, yt, false, py);
@@ -292,11 +314,9 @@ std::string render_svg(const BarChart& chart) {
   out << "</g>\n";
   axis_labels(out, Frame{f.left, f.top, f.right, f.bottom}, chart.height, chart.x_label, chart.y_label);
 
-  std::vector<std::pair<std::string, std::string>> entries;
   for (size_t si = 0; si < chart.series.size(); ++si) {
     const BarSeries& s = chart.series[si];
     const std::string c = colour(s.color, int(si));
-    entries.emplace_back(s.name, c);
     out << "<g class=\"series\" data-name=\"" << xml_escape(s.name) << "\" fill=\"" << xml_escape(c) << "\">\n";
     for (size_t ci = 0; ci < s.values.size(); ++ci) {
       const double v = s.values[ci];
@@ -314,7 +334,7 @@ std::string render_svg(const BarChart& chart) {
     out << "</g>\n";
   }
   if (!any) no_data(out, f);
-  if (chart.series.size() > 1) legend(out, f, entries, {});
+  legend(out, entries);
   out << "</svg>\n";
   return out.str();
 }

@@ -5,7 +5,8 @@
 // - render_svg() returns a complete, well-formed SVG 1.1 document (XML declaration, one <svg>
 //   root) with no external references: no fonts, scripts, stylesheets or images to fetch.
 // - Axes carry "nice" ticks (1, 2 or 5 × 10^k steps; powers of ten on a log axis), tick labels,
-//   axis labels, a title and a legend naming every series. Text is XML-escaped.
+//   axis labels, a title and a legend naming every series (in rows above the plot, so it never
+//   covers data; a bar chart with one series has none). Text is XML-escaped.
 // - Each line series is one <g class="series" data-name="NAME"> group holding <polyline> pieces
 //   (a non-finite point breaks the line; on a log axis, so does a value ≤ 0) and, when `markers`
 //   is set or a piece is a single point, <circle> markers.

@@ -233,6 +233,21 @@ TEST(Adam, UserErrors) {
   expect_error([&] { adam.step(mismatched, 0.1); }, {"'h'", "[2]", "[4]"});
 }
 
+TEST(Adam, NonFiniteGradientChangesNothing) {
+  std::vector<TestParam> params{{"a", Tensor({2}, {1, 2}), Tensor({2}, {0.1f, 0.2f})}, {"b", Tensor({3}, {3, 4, 5}), Tensor({3}, {0, NAN, 0})}};
+  Adam adam;
+  auto p = refs(params);
+  expect_error([&] { adam.step(p, 0.1); }, {"non-finite gradient at update 1", "parameter 'b' element 1 is nan", "no parameter was changed"});
+  EXPECT_EQ(adam.steps(), 0);
+  EXPECT_EQ(params[0].value.data()[0], 1.0f);
+  EXPECT_TRUE(adam.export_state().slots.empty() || adam.export_state().slots[0].m.data()[0] == 0.0f);
+  params[1].grad.data()[1] = INFINITY;
+  expect_error([&] { adam.step(p, 0.1); }, {"'b' element 1 is inf"});
+  params[1].grad.data()[1] = 0;
+  adam.step(p, 0.1);  // recovers once the gradient is finite
+  EXPECT_EQ(adam.steps(), 1);
+}
+
 TEST(GlobalGradNorm, SumsOverAllParameters) {
   std::vector<TestParam> params{{"a", Tensor({2}), Tensor({2}, {1, 2})}, {"b", Tensor({2}), Tensor({2}, {2, 4})}};
   auto p = refs(params);

@@ -64,11 +64,13 @@ class SinusoidalPosenc : public Node {
       inv_freq[i] = std::pow(10000.0, -2.0 * static_cast<double>(i) / static_cast<double>(D));
     tbb::parallel_for(int64_t{0}, S, [&](int64_t s) {
       const double pos = static_cast<double>(offset + s);
+      Eigen::ArrayXf pe(D);
       for (int64_t d = 0; d < D; ++d) {
         const double angle = pos * inv_freq[d / 2];
-        const float pe = static_cast<float>(d % 2 == 0 ? std::sin(angle) : std::cos(angle));
-        for (int64_t b = 0; b < B; ++b) out[(b * S + s) * D + d] = in[(b * S + s) * D + d] + pe;
+        pe[d] = static_cast<float>(d % 2 == 0 ? std::sin(angle) : std::cos(angle));
       }
+      for (int64_t b = 0; b < B; ++b)
+        Eigen::Map<Eigen::ArrayXf>(out + (b * S + s) * D, D) = Eigen::Map<const Eigen::ArrayXf>(in + (b * S + s) * D, D) + pe;
     });
   }
   void backward(const BackwardContext& ctx) const override { add_input_grad(ctx); }

@@ -442,6 +442,36 @@ TEST(AttentionDecode, CentredLocalSelfAttentionCannotDecode) {
   }
 }
 
+void expect_decode_error(const std::string& type, Driven& d, std::vector<Tensor>& cache, int64_t position,
+                         const std::string& message) {
+  const std::vector<TensorView> cache_views = views(cache);
+  DecodeState state{position, cache_views};
+  try {
+    d.forward(StepInfo{false, 0, &state});
+    FAIL() << "expected \"" << message << "\"";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()), type + ": " + message);
+  }
+}
+
+TEST(AttentionDecode, MisuseOfTheCacheIsReported) {
+  const Attrs attrs = resolved("attention.scaled_dot", {{"heads", int64_t{1}}, {"d_k", int64_t{2}}, {"d_v", int64_t{2}}});
+  Tensor x = random_tensor({1, 1, 4});
+  Driven self("attention.scaled_dot", attrs, {x.view(), x.view()});
+  std::vector<Tensor> cache = allocate(self.node->cache_shapes(std::vector<Shape>{{1, 1, 4}, {1, 1, 4}}, 3));
+  expect_decode_error("attention.scaled_dot", self, cache, 3, "decode position 3 is beyond the cache length 3");
+  std::vector<Tensor> too_few(cache.begin(), cache.begin() + 2);
+  expect_decode_error("attention.scaled_dot", self, too_few, 0,
+                      "incremental decoding needs the 5 cache buffers of cache_shapes()");
+  Tensor two = random_tensor({1, 2, 4});
+  Driven wider("attention.scaled_dot", attrs, {two.view(), two.view()});
+  expect_decode_error("attention.scaled_dot", wider, cache, 0,
+                      "decode step of 2 positions does not match the cache planned for 1");
+  Tensor memory = random_tensor({1, 5, 4});
+  Driven cross("attention.scaled_dot", attrs, {x.view(), memory.view()});
+  expect_decode_error("attention.scaled_dot", cross, cache, 0, "memory length 5 exceeds the cache length 3");
+}
+
 // ---- Rejected settings ---------------------------------------------------------------------------
 
 void expect_rejected(const std::string& type, const Attrs& attrs, const std::string& message) {

@@ -44,14 +44,29 @@ MetricsLog::MetricsLog(fs::path file) : file_(std::move(file)) {
   fd_ = ::open(file_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd_ < 0) throw RunLogError("cannot open " + file_.string() + " for appending: " + std::strerror(errno));
   // Drop an incomplete last line left by a killed run, so the next event starts on its own line.
+  // Only the tail is read, backwards, until the last newline.
   struct stat st {};
-  if (::fstat(fd_, &st) == 0 && st.st_size > 0) {
-    const std::string text = slurp(file_);
-    if (!text.empty() && text.back() != '\n') {
-      const size_t keep = text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
-      if (::ftruncate(fd_, off_t(keep)) != 0)
-        throw RunLogError("cannot repair the incomplete last line of " + file_.string() + ": " + std::strerror(errno));
+  if (::fstat(fd_, &st) != 0) throw RunLogError("cannot stat " + file_.string() + ": " + std::strerror(errno));
+  off_t end = st.st_size;
+  char last = '\n';
+  if (end > 0 && ::pread(fd_, &last, 1, end - 1) != 1)
+    throw RunLogError("cannot read " + file_.string() + ": " + std::strerror(errno));
+  if (last != '\n') {
+    off_t keep = 0;
+    char chunk[4096];
+    for (off_t pos = end; pos > 0 && keep == 0;) {
+      const off_t start = std::max<off_t>(0, pos - off_t(sizeof chunk));
+      const ssize_t n = ::pread(fd_, chunk, size_t(pos - start), start);
+      if (n != pos - start) throw RunLogError("cannot read " + file_.string() + ": " + std::strerror(errno));
+      for (ssize_t i = n - 1; i >= 0; --i)
+        if (chunk[i] == '\n') {
+          keep = start + i + 1;
+          break;
+        }
+      pos = start;
     }
+    if (::ftruncate(fd_, keep) != 0)
+      throw RunLogError("cannot repair the incomplete last line of " + file_.string() + ": " + std::strerror(errno));
   }
 }
 

@@ -57,6 +57,18 @@ TEST(MetricsLog, AppendsToAnExistingLogAndDropsAnIncompleteLastLine) {
   EXPECT_EQ(read_file(file), "{\"event\":\"train\",\"step\":1}\n{\"event\":\"train\",\"step\":2}\n");
 }
 
+TEST(MetricsLog, RepairFindsTheLastNewlineFarBack) {
+  TempDir dir;
+  const auto file = dir / "m.jsonl";
+  const std::string first = "{\"event\":\"train\",\"step\":1}\n";
+  write_file(file, first + "{\"event\":\"train\",\"note\":\"" + std::string(10000, 'x'));  // a long cut line
+  { MetricsLog log(file); }
+  EXPECT_EQ(read_file(file), first);
+  write_file(file, "{\"cut");  // no complete line at all
+  { MetricsLog log(file); }
+  EXPECT_EQ(read_file(file), "");
+}
+
 TEST(MetricsLog, Errors) {
   TempDir dir;
   const auto file = dir / "m.jsonl";

@@ -55,9 +55,12 @@ using x3::lexeme;
 using x3::lit;
 using x3::raw;
 
-const auto ident_char = x3::alnum | char_('_');
+// Character sets rather than x3::alnum/space/digit: those assert on bytes >= 0x80 (the standard
+// encoding is ASCII-only), and a spec may contain any bytes.
+const auto ident_char = char_("a-zA-Z0-9_");
+const auto digit = char_("0-9");
 
-const auto skipper = x3::space | (lit("//") >> *(char_ - x3::eol)) | (lit("/*") >> *(char_ - lit("*/")) >> lit("*/"));
+const auto skipper = char_(" \t\r\n\f\v") | (lit("//") >> *(char_ - x3::eol)) | (lit("/*") >> *(char_ - lit("*/")) >> lit("*/"));
 
 // The offset of the next token (after skipped space), consuming nothing: the first member of the
 // one-field nodes (Number, Name, List, ...), which on_success cannot tag reliably.
@@ -160,7 +163,7 @@ const x3::rule<class add_op_id, std::string> add_op = "an operator";
 const auto identifier_def = lexeme[!any_keyword >> char_("a-zA-Z_") >> *ident_char];
 
 const auto number_def =
-    pos >> raw[lexeme[+x3::digit >> -('.' >> !char_("a-zA-Z_") >> *x3::digit) >> -(char_("eE") >> -char_("+-") >> +x3::digit)]];
+    pos >> raw[lexeme[+digit >> -('.' >> !char_("a-zA-Z_") >> *digit) >> -(char_("eE") >> -char_("+-") >> +digit)]];
 
 const auto escaped = lit('\\') >> (lit('n') >> x3::attr('\n') | lit('t') >> x3::attr('\t') | char_("\"\\"));
 const auto string_chars_def = lexeme['"' >> *(escaped | ~char_("\"\\\n")) > '"'];

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <sstream>
 
 namespace attnlab::dsl {
 namespace {
@@ -333,6 +334,65 @@ experiment small {
   EXPECT_EQ(s["posenc"], "posenc.learned");
   const std::string text = errors_of([&] { apply_set(spec, "trian.max_steps=1"); });
   EXPECT_NE(text.find("unknown section 'trian'; valid sections: train, decode, ablate; did you mean 'train'?"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace attnlab::dsl
+
+namespace attnlab::dsl {
+namespace {
+
+// The tutorial in docs/dsl.md, checked.
+TEST(Tutorial, PreNormVariant) {
+  ElaboratedModel pre = elaborate_target(std::string(ATTNLAB_SOURCE_DIR) + "/experiments/transformer_prenorm.attn",
+                                         registry(), {}, {});
+  EXPECT_EQ(count_params(pre).total, count_params(base()).total + 2 * 2 * 512);
+  // The residual path is an identity: the first sublayer's add reads the embedding output directly.
+  bool found = false;
+  for (const auto& n : pre.graph.nodes())
+    if (n.name() == "encoder.encoder_layer0.sublayer.add") {
+      found = true;
+      EXPECT_EQ(n.inputs(0), "encoder.embed_positions.dropout");
+    }
+  EXPECT_TRUE(found);
+  EXPECT_EQ(count_params(elaborate_target(std::string(ATTNLAB_SOURCE_DIR) + "/experiments/transformer_prenorm.attn",
+                                          registry(), {"layers=2"}, {})).total,
+            count_params(base({"layers=2"})).total + 2 * 2 * 512);
+}
+
+std::string tutorial_model(const std::string& use) {
+  std::string text;
+  std::ifstream in(kBase);
+  std::stringstream s;
+  s << in.rdbuf();
+  text = s.str();
+  auto replace = [&](const std::string& from, const std::string& to) {
+    const size_t at = text.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos) text.replace(at, from.size(), to);
+  };
+  replace("use attention = attention.scaled_dot", "use attention = " + use + "\n  param window = 16");
+  replace("attention(x, x, mask, heads: heads, d_k: d_k, d_v: d_v, causal: causal, posenc: posenc)",
+          "attention(x, x, mask, heads: heads, d_k: d_k, d_v: d_v, causal: causal, posenc: posenc, window: window)");
+  return text;
+}
+
+TEST(Tutorial, SwappingTheAttentionAndAddingAParameter) {
+  TempDir dir;
+  auto local = dir.write("local.attn", tutorial_model("attention.local"));
+  ElaboratedModel m = elaborate_target(local, registry(), {"window=64"}, {});
+  int windows = 0;
+  for (const auto& n : m.graph.nodes())
+    if (n.type() == "attention.local" && n.name().find("self_attention") != std::string::npos) {
+      EXPECT_EQ(ir::to_attrs(n).get_int("window"), 64);
+      ++windows;
+    }
+  EXPECT_EQ(windows, 12);  // encoder and decoder self-attention (cross-attention keeps the default)
+  std::string text = errors_of([&] { elaborate_target(local, registry(), {"windw=64"}, {}); });
+  EXPECT_NE(text.find("unknown parameter or slot 'windw'"), std::string::npos) << text;
+  EXPECT_NE(text.find("did you mean 'window'?"), std::string::npos) << text;
+  text = errors_of([&] { elaborate_target(local, registry(), {}, {"attention=attention.scaled_dot"}); });
+  EXPECT_NE(text.find("attention.scaled_dot has no input or attribute 'window'"), std::string::npos) << text;
 }
 
 }  // namespace

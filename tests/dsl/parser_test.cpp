@@ -172,3 +172,17 @@ TEST(Diagnostics, FormatQuotesTheLineWithACaretKeepingTabs) {
 
 }  // namespace
 }  // namespace attnlab::dsl
+
+namespace attnlab::dsl {
+namespace {
+
+TEST(Parser, NonAsciiBytesAreFineInCommentsAndStringsAndAnErrorElsewhere) {
+  auto ok = parse("// ε-smoothing, naïve\nmodel m {\n  x = f(\"größe\")\n}\n");
+  EXPECT_TRUE(ok->diagnostics.empty()) << ok->diagnostics.format();
+  // A byte >= 0x80 where an identifier is expected (found by fuzzing: it used to trip an assertion).
+  auto bad = parse("model m {\n  outpu\x8c\xdfy = f(x)\n}\n");
+  EXPECT_FALSE(bad->diagnostics.empty());
+}
+
+}  // namespace
+}  // namespace attnlab::dsl

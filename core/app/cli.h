@@ -42,5 +42,7 @@ void add_bleu_command(CLI::App& app);
 void add_check_command(CLI::App& app, CommonOptions& options);   // check_command.cpp (needs attnlab_dsl)
 void add_graph_command(CLI::App& app, CommonOptions& options);   // graph_command.cpp
 void add_params_command(CLI::App& app, CommonOptions& options);  // params_command.cpp
+// `attnlab translate --checkpoint RUN_DIR_OR_FILE [--beam N] [--alpha A]` (translate_command.cpp).
+void add_translate_command(CLI::App& app, CommonOptions& options);
 
 }  // namespace attnlab::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   cli::add_check_command(app, options);
   cli::add_graph_command(app, options);
   cli::add_params_command(app, options);
+  cli::add_translate_command(app, options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

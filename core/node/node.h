@@ -120,6 +120,14 @@ struct NodeShapes {
 // per node, shaped by Node::cache_shapes(); they persist across the steps of one decode and are the
 // only state that does. `position` is the target index of the first (usually only) new position in
 // the inputs; position 0 starts a new sequence.
+// Rules for the decoder that drives these calls:
+//   * Dimension 0 of every cache buffer is the batch (the rows of the node's inputs): a beam decoder
+//     reorders hypotheses by gathering whole dimension-0 slices of every buffer, so nothing in a
+//     cache may depend on which row is which.
+//   * The caller calls forward with position 0, 1, 2, ... in order on the same buffers; it does not
+//     clear them between decodes (position 0 starts over).
+//   * A node whose inputs do not depend on the target is not driven incrementally: it runs once per
+//     decode, with StepInfo::decode null.
 struct DecodeState {
   int64_t position = 0;
   std::span<const TensorView> cache;

@@ -1,0 +1,154 @@
+// `attnlab translate --checkpoint RUN_DIR_OR_FILE [--beam N] [--alpha A] [--max-len-extra E]`:
+// raw text on standard input, one translation a line on standard output, in input order.
+//
+// The checkpoint alone is enough: it carries the elaborated graph (Checkpoint.graph), the tokenizer
+// bytes and the parameters by name. RUN_DIR_OR_FILE is resolved by train::find_checkpoint (a file;
+// or a directory's best.ckpt, else its newest step checkpoint, in DIR/checkpoints or DIR). Raw text
+// goes through the tokenizer (a word vocabulary gets normalize_for_word_vocab first). Sentences are
+// decoded in batches of similar length; every user error is one line and exit code 1.
+#include "app/cli.h"
+#include "data/tokenizer.h"
+#include "eval/decoder.h"
+#include "exec/model.h"
+#include "exec/tbb_executor.h"
+#include "train/checkpoint.h"
+
+#include <algorithm>
+#include <iostream>
+#include <numeric>
+
+namespace attnlab::cli {
+
+namespace {
+
+struct TranslateArgs {
+  std::string checkpoint;
+  int beam = 4;
+  double alpha = 0.6;
+  int64_t max_len_extra = 50;
+  int batch_sentences = 32;
+};
+
+std::vector<std::string> read_input_lines() {
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(std::cin, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
+void run_translate(const TranslateArgs& args, const CommonOptions& options) {
+  if (args.beam < 1) throw CliError(1, "--beam must be at least 1, got " + std::to_string(args.beam));
+  if (args.max_len_extra < 0)
+    throw CliError(1, "--max-len-extra must not be negative, got " + std::to_string(args.max_len_extra));
+  if (args.batch_sentences < 1)
+    throw CliError(1, "--batch-sentences must be at least 1, got " + std::to_string(args.batch_sentences));
+
+  std::filesystem::path file;
+  ckpt::Checkpoint checkpoint;
+  try {
+    file = train::find_checkpoint(args.checkpoint);
+    checkpoint = train::read_checkpoint(file);
+  } catch (const train::CheckpointError& e) {
+    throw CliError(1, e.what());
+  }
+  const std::string where = "checkpoint " + file.string();
+  if (checkpoint.graph().empty())
+    throw CliError(1, where + ": no model graph in it (it cannot be translated with; was it written by a trainer that "
+                              "stores the graph?)");
+  if (checkpoint.tokenizer().empty()) throw CliError(1, where + ": no tokenizer in it (it cannot translate raw text)");
+  ir::GraphDef graph;
+  if (!graph.ParseFromString(checkpoint.graph())) throw CliError(1, where + ": the stored model graph is unreadable");
+  std::unique_ptr<data::Tokenizer> tokenizer;
+  try {
+    tokenizer = data::load_tokenizer(checkpoint.tokenizer());
+  } catch (const std::exception& e) {
+    throw CliError(1, where + ": its tokenizer cannot be loaded: " + e.what());
+  }
+
+  auto registry = load_registry(options);
+  ir::DimBindings dims;
+  for (const ir::GraphInput& input : graph.inputs())
+    for (const ir::Dim& dim : input.shape())
+      if (!dim.symbol().empty()) dims[dim.symbol()] = 8;
+  std::unique_ptr<exec::Model> model;
+  try {
+    model = std::make_unique<exec::Model>(graph, *registry, options.seed, dims);
+  } catch (const std::exception& e) {
+    throw CliError(1, where + ": its model graph does not build: " + e.what());
+  }
+  for (const ir::GraphInput& input : graph.inputs())
+    if (input.name() == "src" && input.bound() > 0 && tokenizer->vocab_size() > input.bound())
+      throw CliError(1, where + ": the tokenizer has " + std::to_string(tokenizer->vocab_size()) +
+                            " ids but the model's vocabulary has " + std::to_string(input.bound()));
+  std::vector<train::ParamRef> params;
+  for (exec::Parameter& p : model->parameters()) params.push_back({p.name, p.value.view(), p.grad.view()});
+  try {
+    train::load_parameters(checkpoint, params, file.string());
+  } catch (const train::CheckpointError& e) {
+    throw CliError(1, e.what());
+  }
+
+  const std::vector<std::string> lines = read_input_lines();
+  const bool words = tokenizer->kind() == "word";
+  std::vector<std::vector<int>> sources(lines.size());
+  for (size_t i = 0; i < lines.size(); ++i) {
+    try {
+      sources[i] = tokenizer->encode(words ? data::normalize_for_word_vocab(lines[i]) : lines[i]);
+    } catch (const std::exception& e) {
+      throw CliError(1, "input line " + std::to_string(i + 1) + ": " + e.what());
+    }
+  }
+
+  // Batches of similar source length (less padding), translated in that order, printed in input order.
+  std::vector<size_t> order(lines.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return sources[a].size() < sources[b].size(); });
+  exec::TbbExecutor executor(options.threads);
+  eval::Decoder decoder(*model, executor);
+  eval::DecodeOptions decode;
+  decode.beam = args.beam;
+  decode.alpha = args.alpha;
+  decode.max_len_extra = args.max_len_extra;
+  decode.threads = options.threads;
+  std::vector<std::string> out(lines.size());
+  for (size_t first = 0; first < order.size(); first += args.batch_sentences) {
+    const size_t last = std::min(order.size(), first + args.batch_sentences);
+    std::vector<std::vector<int>> batch;
+    for (size_t k = first; k < last; ++k) batch.push_back(sources[order[k]]);
+    std::vector<eval::Translation> translations;
+    try {
+      translations = decoder.translate(batch, decode);
+    } catch (const std::exception& e) {
+      throw CliError(1, where + ": decoding failed: " + e.what());
+    }
+    for (size_t k = first; k < last; ++k) out[order[k]] = tokenizer->decode(translations[k - first].tokens);
+    if (model->cached_plans() > 16) model->clear_plans();  // one plan pair per source length otherwise
+  }
+  for (const std::string& line : out) std::cout << line << '\n';
+  std::cout.flush();
+}
+
+}  // namespace
+
+void add_translate_command(CLI::App& app, CommonOptions& options) {
+  CLI::App* command = app.add_subcommand(
+      "translate", "Translate raw text (standard input, one sentence a line) with a checkpoint; one line out per line in");
+  auto args = std::make_shared<TranslateArgs>();
+  command
+      ->add_option("--checkpoint", args->checkpoint,
+                   "Checkpoint file, or a run directory (its checkpoints/best.ckpt, else the newest step checkpoint)")
+      ->required();
+  command->add_option("--beam", args->beam, "Beam size; 1 is greedy decoding")->capture_default_str();
+  command->add_option("--alpha", args->alpha, "Length-penalty exponent α of ((5+|Y|)/6)^α")->capture_default_str();
+  command->add_option("--max-len-extra", args->max_len_extra, "Output tokens at most source tokens + this")
+      ->capture_default_str();
+  command->add_option("--batch-sentences", args->batch_sentences, "Sentences decoded together")->capture_default_str();
+  add_common_options(*command, options);
+  command->callback([args, &options] { run_translate(*args, options); });
+}
+
+}  // namespace attnlab::cli

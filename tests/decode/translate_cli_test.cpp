@@ -1,0 +1,163 @@
+// `attnlab translate` end to end: a checkpoint written here (small random model, word tokenizer)
+// translates two raw lines into two lines equal to the library decoder's; missing, corrupt and
+// incomplete checkpoints each give one clear error line and exit code 1.
+#include "data/tokenizer.h"
+#include "eval/decoder.h"
+#include "exec/serial_executor.h"
+#include "model_fixture.h"
+#include "support/run_command.h"
+#include "train/checkpoint.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace attnlab {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::vector<std::string> kCorpus = {"a man rides a horse .", "the dog runs in the park .",
+                                          "ein mann reitet ein pferd .", "der hund läuft im park ."};
+
+struct Fixture {
+  fs::path dir = test::make_temp_dir("attnlab-translate-");
+  ir::GraphDef graph = test::base_graph(test::small_sets());
+  std::unique_ptr<exec::Model> model = test::make_model(graph, 31);
+  std::unique_ptr<data::Tokenizer> tokenizer;
+
+  Fixture() {
+    std::vector<std::string_view> views(kCorpus.begin(), kCorpus.end());
+    tokenizer = data::build_word_vocab(views);
+  }
+  ~Fixture() { fs::remove_all(dir); }
+
+  ckpt::Checkpoint checkpoint(bool with_graph = true, bool with_tokenizer = true) const {
+    ckpt::Checkpoint c;
+    if (with_graph) c.set_graph(graph.SerializeAsString());
+    if (with_tokenizer) {
+      c.set_tokenizer_kind(tokenizer->kind());
+      c.set_tokenizer(tokenizer->serialize());
+    }
+    std::vector<train::ParamRef> params;
+    for (exec::Parameter& p : model->parameters()) params.push_back({p.name, p.value.view(), p.grad.view()});
+    train::store_parameters(c, params);
+    c.set_step(10);
+    return c;
+  }
+
+  fs::path input(const std::string& text) const {
+    const fs::path file = dir / "input.txt";
+    std::ofstream(file) << text;
+    return file;
+  }
+};
+
+std::string translate(const fs::path& checkpoint, const fs::path& input, const std::string& flags = "") {
+  return std::string("(") + ATTNLAB_EXE + " translate --threads 2 --checkpoint '" + checkpoint.string() + "' " + flags +
+         " < '" + input.string() + "')";
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+TEST(TranslateCommand, RunDirectoryTranslatesEachLineLikeTheLibrary) {
+  Fixture f;
+  fs::create_directories(f.dir / "run" / "checkpoints");
+  train::write_checkpoint(f.dir / "run" / "checkpoints" / "best.ckpt", f.checkpoint());
+  const std::vector<std::string> raw = {"A man rides a horse.", "The dog runs!"};
+  const fs::path input = f.input(raw[0] + "\n" + raw[1] + "\n");
+
+  for (int beam : {1, 3}) {
+    const auto result = test::run_command(
+        translate(f.dir / "run", input, "--beam " + std::to_string(beam) + " --alpha 0.6 --max-len-extra 4"));
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    const auto out = lines_of(result.out);
+    ASSERT_EQ(out.size(), 2u) << result.out;
+
+    // The same translation in-process from the same weights and tokenizer.
+    exec::SerialExecutor executor;
+    eval::Decoder decoder(*f.model, executor);
+    std::vector<std::vector<int>> sources;
+    for (const std::string& line : raw) sources.push_back(f.tokenizer->encode(data::normalize_for_word_vocab(line)));
+    eval::DecodeOptions options;
+    options.beam = beam;
+    options.max_len_extra = 4;
+    const auto expected = decoder.translate(sources, options);
+    for (size_t i = 0; i < raw.size(); ++i)
+      EXPECT_EQ(out[i], f.tokenizer->decode(expected[i].tokens)) << "beam " << beam << " line " << i;
+  }
+}
+
+TEST(TranslateCommand, CheckpointFileAndEmptyLines) {
+  Fixture f;
+  const fs::path file = f.dir / "model.ckpt";
+  train::write_checkpoint(file, f.checkpoint());
+  const auto result = test::run_command(translate(file, f.input("\na horse\n\n"), "--beam 2 --max-len-extra 2"));
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(lines_of(result.out).size(), 3u) << result.out;
+}
+
+void expect_one_line_error(const test::CommandResult& result, const std::string& needle) {
+  EXPECT_EQ(result.exit_code, 1) << result.err;
+  EXPECT_TRUE(result.out.empty()) << result.out;
+  EXPECT_EQ(result.err.rfind("attnlab: error: ", 0), 0u) << result.err;
+  EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
+  EXPECT_NE(result.err.find(needle), std::string::npos) << result.err;
+}
+
+TEST(TranslateCommand, MissingCheckpoint) {
+  Fixture f;
+  expect_one_line_error(test::run_command(translate(f.dir / "nowhere", f.input("a horse\n"))),
+                        "no such file or directory");
+  fs::create_directories(f.dir / "empty_run");
+  expect_one_line_error(test::run_command(translate(f.dir / "empty_run", f.input("a horse\n"))), "no checkpoint in");
+}
+
+TEST(TranslateCommand, CorruptCheckpoint) {
+  Fixture f;
+  const fs::path garbage = f.dir / "garbage.ckpt";
+  std::ofstream(garbage) << "this is not a checkpoint at all";
+  expect_one_line_error(test::run_command(translate(garbage, f.input("a horse\n"))), "checkpoint " + garbage.string());
+
+  // A real checkpoint cut short: the checkpoint module's "truncated" message.
+  const fs::path good = f.dir / "good.ckpt";
+  train::write_checkpoint(good, f.checkpoint());
+  const fs::path cut = f.dir / "cut.ckpt";
+  fs::copy_file(good, cut);
+  fs::resize_file(cut, fs::file_size(good) / 2);
+  const auto result = test::run_command(translate(cut, f.input("a horse\n")));
+  expect_one_line_error(result, "truncated");
+}
+
+TEST(TranslateCommand, CheckpointWithoutGraph) {
+  Fixture f;
+  const fs::path file = f.dir / "nograph.ckpt";
+  train::write_checkpoint(file, f.checkpoint(false, true));
+  expect_one_line_error(test::run_command(translate(file, f.input("a horse\n"))), "no model graph");
+}
+
+TEST(TranslateCommand, CheckpointWithoutTokenizer) {
+  Fixture f;
+  const fs::path file = f.dir / "notok.ckpt";
+  train::write_checkpoint(file, f.checkpoint(true, false));
+  expect_one_line_error(test::run_command(translate(file, f.input("a horse\n"))), "no tokenizer");
+}
+
+TEST(TranslateCommand, BadBeam) {
+  Fixture f;
+  const fs::path file = f.dir / "model.ckpt";
+  train::write_checkpoint(file, f.checkpoint());
+  expect_one_line_error(test::run_command(translate(file, f.input("a horse\n"), "--beam 0")),
+                        "--beam must be at least 1");
+}
+
+}  // namespace
+}  // namespace attnlab

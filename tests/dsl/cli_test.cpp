@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <filesystem>
+#include <fstream>
 #include <cstdio>
 #include <string>
 #include <sys/wait.h>
@@ -91,6 +93,29 @@ TEST(Cli, GraphFormats) {
   EXPECT_EQ(pbtxt.exit_code, 0);
   EXPECT_NE(pbtxt.out.find("param_scope: \"embed.embedding\""), std::string::npos);
   EXPECT_NE(run("graph " + kBase + " --format svg").exit_code, 0);
+}
+
+TEST(Cli, CheckAndParamsOnAnExperimentFile) {
+  const std::string dir = ::testing::TempDir() + "attnlab_cli_experiment";
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(kBase, dir + "/transformer_base.attn", std::filesystem::copy_options::overwrite_existing);
+  std::ofstream(dir + "/exp.attn") << "experiment small {\n"
+                                      "  model = \"transformer_base.attn\" with { layers = 2, d_model = 64, d_ff = 128, vocab = 100 }\n"
+                                      "  train { adam(0.9, 0.98, 1e-9), label_smoothing: 0.1 }\n"
+                                      "  ablate { heads = [1, 2] }\n"
+                                      "}\n";
+  Result r = run("check " + dir + "/exp.attn --set train.max_steps=200 --set layers=1");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  Result p = run("params " + dir + "/exp.attn --json --set layers=1", false);
+  ASSERT_EQ(p.exit_code, 0) << p.out;
+  // vocab 100 x 64 embedding + 1 encoder layer + 1 decoder layer at d_model 64, d_ff 128.
+  const int64_t attention = 4 * 64 * 64, ffn = 2 * 64 * 128 + 128 + 64, norm = 2 * 64;
+  EXPECT_EQ(nlohmann::json::parse(p.out)["total"].get<int64_t>(),
+            100 * 64 + (attention + ffn + 2 * norm) + (2 * attention + ffn + 3 * norm));
+  r = run("check " + dir + "/exp.attn --set trian.max_steps=200");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("unknown section 'trian'"), std::string::npos) << r.out;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

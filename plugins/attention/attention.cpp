@@ -462,9 +462,10 @@ void AttentionNode::backward(const BackwardContext& ctx) const {
       const Eigen::Map<const Eigen::RowVectorXf> qi(q + i * H * dk, dk);
       const Eigen::Map<const Eigen::VectorXf> gs(ds + i * Tk, Tk);
       t = (keys.rowwise() + qi).array().tanh().matrix();
-      u = ((gs * w).array() * (1.0f - t.array().square())).matrix();
-      Eigen::Map<Eigen::RowVectorXf>(dq + i * H * dk, dk) = u.colwise().sum();
-      dkeys += u;
+      u = (1.0f - t.array().square()).matrix();  // tanh' at each (key, feature)
+      // Σ_j U_j = w ⊙ (gᵀ (1 − T²)): a vector-matrix product instead of a strided column sum.
+      Eigen::Map<Eigen::RowVectorXf>(dq + i * H * dk, dk) = (gs.transpose() * u).cwiseProduct(w);
+      dkeys.array() += (gs * w).array() * u.array();
       dw.noalias() += gs.transpose() * t;
     }
   });

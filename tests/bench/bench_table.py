@@ -28,11 +28,12 @@ def main(path):
     # gemm/<shape>/<variant>/<threads>[/real_time] -> rows of shapes, columns of variants
     rows, cols, cells = OrderedDict(), OrderedDict(), {}
     for (name, counter), value in best.items():
-        parts = [p for p in name.split("/") if p != "real_time"]
+        parts = [p for p in name.split("/") if p not in ("real_time", "process_time")]
         if parts[0] == "gemm":
-            row, col = parts[1], "/".join(parts[2:]) + " thr"
+            row, col = parts[1], "/".join(parts[2:])
         elif parts[0] == "peak":
-            row, col = "peak (" + parts[1] + ")", "1 thr"
+            print(f"- single-precision peak, {parts[1]} register-blocked FMA loop, 1 thread: {value:.1f} GFLOP/s")
+            continue
         else:  # BM_CrossEntropy/<pass>/rows:R/V:V/threads:N
             row = " ".join(parts[1:-1])
             col = parts[-1].replace("threads:", "") + " thr " + counter
@@ -40,6 +41,7 @@ def main(path):
         cols[col] = True
         cells[(row, col)] = value
     cols = list(cols)
+    print()
     print("| | " + " | ".join(cols) + " |")
     print("|---|" + "---:|" * len(cols))
     for row in rows:

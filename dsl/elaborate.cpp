@@ -237,7 +237,7 @@ class Elaborator {
   }
 
   // ---- declarations ----
-  void declare(const std::string& name, const SourceFile& file, int offset, const char* what);
+  void declare(const std::string& name, const SourceFile& file, int offset);
   void collect(const ast::ParamDecl& d, const SourceFile& file);
   void collect(const ast::UseDecl& d, const SourceFile& file);
   void collect(const ast::BlockDecl& d, const SourceFile& file);
@@ -289,7 +289,7 @@ class Elaborator {
   std::map<std::string, std::vector<int>> identity_nodes_;
 };
 
-void Elaborator::declare(const std::string& name, const SourceFile& file, int offset, const char* what) {
+void Elaborator::declare(const std::string& name, const SourceFile& file, int offset) {
   auto [it, inserted] = declared_.emplace(name, file.loc(offset));
   if (!inserted) {
     const ir::SourceLoc& first = it->second;
@@ -301,10 +301,10 @@ void Elaborator::declare(const std::string& name, const SourceFile& file, int of
 void Elaborator::collect(const ast::ParamDecl& d, const SourceFile& file) {
   for (const ast::ParamDef& p : d.params) {
     if (declared_.count(p.name)) {
-      declare(p.name, file, p.offset, "parameter");
+      declare(p.name, file, p.offset);
       continue;
     }
-    declare(p.name, file, p.offset, "parameter");
+    declare(p.name, file, p.offset);
     param_index_[p.name] = params_.size();
     ParamEntry entry;
     entry.name = p.name;
@@ -317,10 +317,10 @@ void Elaborator::collect(const ast::ParamDecl& d, const SourceFile& file) {
 
 void Elaborator::collect(const ast::UseDecl& d, const SourceFile& file) {
   if (declared_.count(d.slot)) {
-    declare(d.slot, file, d.offset, "slot");
+    declare(d.slot, file, d.offset);
     return;
   }
-  declare(d.slot, file, d.offset, "slot");
+  declare(d.slot, file, d.offset);
   if (!registry_.contains(d.type.text)) diags_.error(file.loc(d.type.offset), registry_.unknown_type_message(d.type.text));
   slot_index_[d.slot] = slots_.size();
   slots_.push_back({d.slot, d.type.text, file.loc(d.type.offset)});
@@ -328,10 +328,10 @@ void Elaborator::collect(const ast::UseDecl& d, const SourceFile& file) {
 
 void Elaborator::collect(const ast::BlockDecl& d, const SourceFile& file) {
   if (declared_.count(d.name)) {
-    declare(d.name, file, d.offset, "block");
+    declare(d.name, file, d.offset);
     return;
   }
-  declare(d.name, file, d.offset, "block");
+  declare(d.name, file, d.offset);
   std::set<std::string> seen;
   for (const std::string& p : d.params)
     if (!seen.insert(p).second) diags_.error(file.loc(d.offset), "block '" + d.name + "' has two parameters named '" + p + "'");
@@ -1125,6 +1125,12 @@ ElaboratedModel Elaborator::run(const ElaborateOptions& options) {
     }
     return n > kMaxTensorElements;
   };
+  for (const ir::GraphInput& input : graph_.inputs()) {
+    auto it = result.shapes.value_shapes.find(input.name());
+    if (it != result.shapes.value_shapes.end() && too_big(it->second))
+      diags_.error(input.loc(), "graph input '" + input.name() + "' " + attnlab::to_string(it->second) + " is larger than " +
+                                    std::to_string(kMaxTensorElements) + " elements");
+  }
   for (int i = 0; i < graph_.nodes_size(); ++i) {
     const ir::NodeDef& node = graph_.nodes(i);
     const NodeShapes& ns = result.shapes.node_shapes[i];

@@ -44,5 +44,6 @@ void add_graph_command(CLI::App& app, CommonOptions& options);   // graph_comman
 void add_params_command(CLI::App& app, CommonOptions& options);  // params_command.cpp
 // `attnlab translate --checkpoint RUN_DIR_OR_FILE [--beam N] [--alpha A]` (translate_command.cpp).
 void add_translate_command(CLI::App& app, CommonOptions& options);
+void add_run_command(CLI::App& app, CommonOptions& options);     // run_command.cpp (needs attnlab_trainer)
 
 }  // namespace attnlab::cli

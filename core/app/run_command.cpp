@@ -1,0 +1,87 @@
+// attnlab run [EXPERIMENT] [--set ...] [--use ...] [--out DIR] [--data DIR] [--resume] [--average K]
+// — train an experiment (the embedded default when no file is given); see core/train/trainer.h.
+#include "app/cli.h"
+#include "dsl/source.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+
+#include <unistd.h>
+
+#include <iostream>
+
+namespace attnlab::cli {
+
+namespace {
+
+struct RunArgs {
+  std::string experiment;
+  std::vector<std::string> sets, uses;
+  std::string out, data;
+  bool resume = false;
+  int average = 0;
+  bool print_default = false;
+};
+
+}  // namespace
+
+void add_run_command(CLI::App& app, CommonOptions& options) {
+  auto args = std::make_shared<RunArgs>();
+  auto argv_text = std::make_shared<std::string>();
+  CLI::App* command = app.add_subcommand("run", "Train an experiment (no argument: the embedded default experiment)");
+  command->add_option("EXPERIMENT", args->experiment, "Experiment file (.attn); omitted: the built-in default experiment");
+  command->add_option("--set", args->sets, "SECTION.KEY=VALUE (train/decode settings) or NAME=VALUE (model parameter); repeatable");
+  command->add_option("--use", args->uses, "SLOT=TYPE: bind a component slot to a node type; repeatable");
+  command->add_option("--out", args->out, "Run directory (default: runs/<experiment>-<UTC time>)");
+  command->add_option("--data", args->data, "Data directory for experiments that read files (default: $ATTNLAB_DATA)");
+  command->add_flag("--resume", args->resume, "Continue the run in --out DIR from its newest checkpoint");
+  command->add_option("--average", args->average, "At the end, average the last K checkpoints and evaluate the average")
+      ->check(CLI::NonNegativeNumber);
+  command->add_flag("--print-default", args->print_default, "Print the built-in default experiment and exit");
+  add_common_options(*command, options);
+  command->callback([args, &options, command] {
+    if (args->print_default) {
+      std::cout << train::default_experiment_text();
+      return;
+    }
+    train::RunOptions run;
+    run.experiment_file = args->experiment;
+    run.sets = args->sets;
+    run.uses = args->uses;
+    run.out_dir = args->out;
+    run.data_root = args->data;
+    run.resume = args->resume;
+    run.average = args->average;
+    run.threads = options.threads;
+    run.seed = command->count("--seed") ? options.seed : 0;
+    std::string line = "attnlab run";
+    if (!args->experiment.empty()) line += " " + args->experiment;
+    for (const auto& s : args->sets) line += " --set " + s;
+    for (const auto& u : args->uses) line += " --use " + u;
+    if (!args->out.empty()) line += " --out " + args->out;
+    if (!args->data.empty()) line += " --data " + args->data;
+    if (args->resume) line += " --resume";
+    if (args->average > 0) line += " --average " + std::to_string(args->average);
+    if (options.threads > 0) line += " --threads " + std::to_string(options.threads);
+    if (command->count("--seed")) line += " --seed " + std::to_string(options.seed);
+    run.command_line = line;
+    run.log = &std::cerr;
+    run.progress_terminal = ::isatty(2) != 0;
+    std::unique_ptr<Registry> registry = load_registry(options);
+    try {
+      train::RunResult result = train::run_experiment(run, *registry);
+      if (result.interrupted) throw CliError(130, "interrupted at step " + std::to_string(result.steps) + "; checkpoint saved");
+      std::cout << "run directory: " << result.run_dir.string() << "\n";
+      if (result.test_bleu >= 0) std::cout << "test BLEU: " << result.test_bleu << "\n";
+    } catch (const train::RunError& e) {
+      throw CliError(1, e.what());
+    } catch (const train::CheckpointError& e) {
+      throw CliError(1, e.what());
+    } catch (const dsl::DslError& e) {
+      std::cerr << e.what();
+      if (!std::string(e.what()).empty() && std::string(e.what()).back() != '\n') std::cerr << '\n';
+      throw CliError(1, "the experiment has errors");
+    }
+  });
+}
+
+}  // namespace attnlab::cli

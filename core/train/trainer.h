@@ -1,0 +1,94 @@
+// core/train/trainer.h — `attnlab run`: an experiment file (or the embedded default) trained,
+// validated, checkpointed and reported in a run directory.
+//
+// Contract:
+// - run_experiment(options, registry) loads the experiment (options.experiment_file, or the
+//   embedded default experiment and its model when empty), applies --set (SECTION.KEY=VALUE reaches
+//   the train/decode sections, NAME=VALUE the model) and --use, prepares the data (the synthetic
+//   task in-process, or parallel text from the data root), builds the tokenizer, elaborates the
+//   model with vocab = the tokenizer's size, and trains with the TBB executor in an arena of
+//   options.threads.
+// - Training step: `accumulate` batches from the Batcher, each forward (fetching loss, tokens,
+//   correct) and backward with the loss gradient seeded with the batch's token count, summed in the
+//   store (BackwardOptions::accumulate); then Adam with grad_scale = 1 / (tokens of the step) — the
+//   gradient of the mean loss over every token of the step — and the schedule's rate. Dropout seeds
+//   come from (seed, micro-batch number, node name) (Executor::node_seed), so a run is a pure
+//   function of its settings and seed.
+// - Stops at train.max_steps, train.max_epochs or train.max_minutes (whichever comes first), or on
+//   SIGINT/SIGTERM (checkpoint, then return with interrupted = true).
+// - Validation every train.valid_every steps and at the end: loss and accuracy on the dev set with
+//   a model elaborated with label_smoothing = 0 (so perplexity = exp(loss) is the true one), and
+//   BLEU of greedy translations of the first train.valid_bleu_sentences dev pairs. "best.ckpt" keeps
+//   the best dev BLEU (dev loss when BLEU is off).
+// - Checkpoints every train.checkpoint_every steps, at the end and on interrupt, in RUN/checkpoints,
+//   keeping the last train.keep_checkpoints plus best. Each holds the experiment and model texts,
+//   the overrides, the resolved settings, the elaborated graph, the tokenizer, weights, Adam state,
+//   step, epoch, seed, data position and data fingerprint.
+// - Resume (options.resume): the newest step checkpoint of RUN/checkpoints is loaded; its experiment
+//   (texts and overrides) and data fingerprint must equal this run's, otherwise RunError says which
+//   differs. The resumed run then computes exactly the losses an uninterrupted run would
+//   (metrics.jsonl events after the checkpoint's step are dropped first).
+// - The run directory holds: experiment.attn and the model file (as run), command.txt,
+//   settings.json, metrics.jsonl, checkpoints/, report.md and learning_curve.svg.
+// - User errors (missing data, unknown settings, bad values, a mismatched checkpoint) throw RunError
+//   with a message naming the problem and what to do; DSL errors propagate as dsl::DslError.
+#pragma once
+
+#include "node/registry.h"
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <iosfwd>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace attnlab::train {
+
+struct RunError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct RunOptions {
+  std::filesystem::path experiment_file;  // empty: the embedded default experiment
+  std::vector<std::string> sets;          // --set
+  std::vector<std::string> uses;          // --use
+  std::filesystem::path out_dir;          // empty: runs/<experiment>-<UTC timestamp>
+  std::filesystem::path data_root;        // empty: $ATTNLAB_DATA
+  bool resume = false;
+  int average = 0;          // > 0: average the last K step checkpoints at the end and evaluate them
+  int threads = 0;          // TBB arena size; 0: every core
+  uint64_t seed = 0;        // 0: the experiment's seed (or 1)
+  std::string command_line; // written to command.txt
+  std::ostream* log = nullptr;   // progress and messages (nullptr: std::cerr)
+  bool progress_terminal = false;  // redraw a progress line in place (else plain log lines)
+  double log_interval_s = 30;      // plain log lines at most this often
+};
+
+struct RunResult {
+  std::filesystem::path run_dir;
+  int64_t steps = 0;           // optimizer steps done (in total, including before a resume)
+  int64_t epoch = 0;
+  bool interrupted = false;
+  double train_seconds = 0;    // this invocation's training time
+  double tokens_per_second = 0;
+  double last_train_loss = 0;  // of the last step
+  double valid_loss = 0, valid_accuracy = 0, valid_bleu = -1;  // BLEU -1: not computed
+  double test_loss = 0, test_accuracy = 0, test_bleu = -1;
+  double average_test_bleu = -1;  // with --average K
+  int64_t parameters = 0;
+};
+
+RunResult run_experiment(const RunOptions& options, const Registry& registry);
+
+// The embedded default experiment and the model file it names (experiments/default.attn,
+// experiments/transformer_base.attn as built into the binary).
+const std::string& default_experiment_text();
+const std::string& default_model_text();
+
+// The train-section settings understood by the trainer (others are an error naming the nearest).
+const std::vector<std::string>& train_setting_names();
+
+}  // namespace attnlab::train

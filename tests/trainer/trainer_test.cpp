@@ -1,0 +1,405 @@
+// Tests of the training loop (core/train/trainer.h) on a tiny model and the synthetic task: a run
+// interrupted and resumed computes exactly the losses of an uninterrupted one; settings reach the
+// train section and the model; the run directory's files; checkpoint averaging; and the user
+// errors (missing data, unknown settings, resuming a checkpoint of another experiment or data).
+#include "train/trainer.h"
+
+#include "dsl/source.h"
+#include "node/plugin_loader.h"
+#include "train/checkpoint.h"
+#include "train/run_log.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace attnlab::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+const Registry& registry() {
+  static const std::unique_ptr<Registry> r = [] {
+    auto reg = std::make_unique<Registry>();
+    load_plugins(*reg, plugin_search_path({}));
+    return reg;
+  }();
+  return *r;
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string pattern = std::string(base && *base ? base : "/tmp") + "/attnlab_trainer_test.XXXXXX";
+    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+void write(const fs::path& path, const std::string& text) {
+  fs::create_directories(path.parent_path());
+  std::ofstream(path) << text;
+}
+
+std::string read(const fs::path& path) {
+  std::ifstream in(path);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+// A tiny model on a small synthetic task: a step takes milliseconds.
+const char* kTinyExperiment = R"(
+experiment tiny {
+  model = "transformer_base.attn" with { layers = 1, d_model = 16, d_ff = 32, heads = 2 }
+  data  = synthetic(train: 300, dev: 20, test: 20, seed: 3)
+  seed  = 5
+  train {
+    adam(0.9, 0.98, 1e-9), noam(factor: 2.0, warmup: 10), label_smoothing: 0.1, dropout: 0.1,
+    batch_tokens: 256, accumulate: 2, max_steps: 12, valid_every: 0, checkpoint_every: 0,
+    valid_bleu_sentences: 0
+  }
+}
+)";
+
+fs::path tiny_experiment(const TempDir& dir, const std::string& text = kTinyExperiment) {
+  write(dir / "exp/tiny.attn", text);
+  fs::copy_file(fs::path(ATTNLAB_SOURCE_DIR) / "experiments/transformer_base.attn", dir / "exp/transformer_base.attn",
+                fs::copy_options::overwrite_existing);
+  return dir / "exp/tiny.attn";
+}
+
+RunOptions options_for(const fs::path& experiment, const fs::path& out, std::vector<std::string> sets = {}) {
+  RunOptions o;
+  o.experiment_file = experiment;
+  o.out_dir = out;
+  o.sets = std::move(sets);
+  o.threads = 2;
+  static std::ostringstream sink;  // keep test output short
+  o.log = &sink;
+  return o;
+}
+
+std::vector<double> train_losses(const fs::path& run_dir) {
+  std::vector<double> losses;
+  for (const nlohmann::json& e : read_metrics(run_dir / "metrics.jsonl"))
+    if (e["event"] == "train") losses.push_back(e["loss"].get<double>());
+  return losses;
+}
+
+std::string error_of(const RunOptions& o) {
+  try {
+    run_experiment(o, registry());
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(Trainer, ResumedRunComputesTheLossesOfAnUninterruptedRun) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  RunResult whole = run_experiment(options_for(exp, dir / "whole"), registry());
+  EXPECT_EQ(whole.steps, 12);
+
+  RunResult first = run_experiment(options_for(exp, dir / "split", {"train.max_steps=6"}), registry());
+  EXPECT_EQ(first.steps, 6);
+  RunOptions again = options_for(exp, dir / "split", {"train.max_steps=12"});
+  again.resume = true;
+  RunResult second = run_experiment(again, registry());
+  EXPECT_EQ(second.steps, 12);
+
+  const std::vector<double> a = train_losses(dir / "whole"), b = train_losses(dir / "split");
+  ASSERT_EQ(a.size(), 12u);
+  ASSERT_EQ(b.size(), 12u) << "the resumed run's log holds each step once";
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-6) << "step " << i + 1;
+  // The weights end equal too.
+  ckpt::Checkpoint wa = read_checkpoint(*CheckpointDirectory(dir / "whole/checkpoints").latest());
+  ckpt::Checkpoint wb = read_checkpoint(*CheckpointDirectory(dir / "split/checkpoints").latest());
+  ASSERT_EQ(wa.parameters_size(), wb.parameters_size());
+  for (int i = 0; i < wa.parameters_size(); ++i)
+    for (int j = 0; j < wa.parameters(i).data_size(); ++j)
+      ASSERT_FLOAT_EQ(wa.parameters(i).data(j), wb.parameters(i).data(j)) << wa.parameters(i).name();
+  // Training learns something even in 12 tiny steps.
+  EXPECT_LT(a.back(), a.front());
+}
+
+TEST(Trainer, CheckpointDescribesTheRun) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  run_experiment(options_for(exp, dir / "run", {"train.max_steps=3", "layers=2"}), registry());
+  ckpt::Checkpoint c = read_checkpoint(*CheckpointDirectory(dir / "run/checkpoints").latest());
+  EXPECT_EQ(c.step(), 3);
+  EXPECT_EQ(c.experiment_text(), kTinyExperiment);
+  EXPECT_NE(c.spec_text().find("model transformer_base"), std::string::npos);
+  ASSERT_EQ(c.overrides_size(), 2);
+  EXPECT_EQ(c.overrides(1), "--set layers=2");
+  EXPECT_EQ(c.settings().at("train.max_steps"), "3");
+  EXPECT_EQ(c.tokenizer_kind(), "word");
+  EXPECT_FALSE(c.tokenizer().empty());
+  ir::GraphDef graph;
+  ASSERT_TRUE(graph.ParseFromString(c.graph()));
+  bool second_layer = false;
+  for (const auto& node : graph.nodes()) second_layer |= node.name().find("encoder_layer1") != std::string::npos;
+  EXPECT_TRUE(second_layer) << "--set layers=2 reached the model";
+  EXPECT_EQ(c.optimizer().step(), 3);
+  EXPECT_NE(c.data_position().fingerprint(), 0u);
+  EXPECT_EQ(c.random().seed(), 5u);
+}
+
+TEST(Trainer, RunDirectoryHoldsSpecMetricsCheckpointsAndReport) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  RunOptions o = options_for(exp, dir / "run",
+                             {"train.max_steps=8", "train.valid_every=4", "train.valid_bleu_sentences=10", "train.checkpoint_every=2",
+                              "train.keep_checkpoints=2"});
+  o.command_line = "attnlab run tiny.attn --set train.max_steps=8";
+  o.average = 2;
+  RunResult r = run_experiment(o, registry());
+  EXPECT_EQ(r.steps, 8);
+  EXPECT_GE(r.test_bleu, 0.0);
+  EXPECT_GE(r.average_test_bleu, 0.0);
+  for (const char* f : {"experiment.attn", "transformer_base.attn", "command.txt", "settings.json", "metrics.jsonl", "report.md",
+                        "learning_curve.svg", "checkpoints/best.ckpt", "checkpoints/average.ckpt"})
+    EXPECT_TRUE(fs::exists(dir / "run" / f)) << f;
+  EXPECT_EQ(read(dir / "run/command.txt"), "attnlab run tiny.attn --set train.max_steps=8\n");
+  // Rotation keeps the last 2 step checkpoints.
+  auto steps = CheckpointDirectory(dir / "run/checkpoints").step_checkpoints();
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(steps.back().first, 8);
+  ckpt::Checkpoint avg = read_checkpoint(dir / "run/checkpoints/average.ckpt");
+  EXPECT_EQ(avg.averaged_from_size(), 2);
+  int valid = 0, test = 0;
+  for (const nlohmann::json& e : read_metrics(dir / "run/metrics.jsonl")) {
+    if (e["event"] == "valid") {
+      ++valid;
+      EXPECT_TRUE(e.contains("bleu"));
+      EXPECT_TRUE(e.contains("ppl"));
+    }
+    test += e["event"] == "test";
+  }
+  EXPECT_EQ(valid, 2);  // steps 4 and 8
+  EXPECT_EQ(test, 1);
+  const std::string report = read(dir / "run/report.md");
+  EXPECT_NE(report.find("| test |"), std::string::npos) << report;
+  EXPECT_NE(report.find("Sample translations"), std::string::npos) << report;
+  EXPECT_NE(report.find("learning_curve.svg"), std::string::npos);
+  const nlohmann::json settings = nlohmann::json::parse(read(dir / "run/settings.json"));
+  EXPECT_EQ(settings["settings"]["train.max_steps"], "8");
+  EXPECT_EQ(settings["model_params"]["d_model"], "16");
+}
+
+TEST(Trainer, MaxEpochsStopsAfterWholeEpochs) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  RunResult r = run_experiment(options_for(exp, dir / "run", {"train.max_steps=0", "train.max_epochs=1", "train.batch_tokens=2048",
+                                                              "train.accumulate=1"}),
+                               registry());
+  EXPECT_EQ(r.epoch, 1);
+  EXPECT_GT(r.steps, 1);
+}
+
+TEST(Trainer, DefaultExperimentIsBuiltIn) {
+  EXPECT_NE(default_experiment_text().find("experiment default"), std::string::npos);
+  EXPECT_NE(default_experiment_text().find("synthetic("), std::string::npos);
+  EXPECT_NE(default_model_text().find("model transformer_base"), std::string::npos);
+  // Two steps of the default with a shrunken model: the embedded files load and train.
+  TempDir dir;
+  RunOptions o = options_for("", dir / "run",
+                             {"train.max_steps=2", "train.valid_bleu_sentences=0", "layers=1", "d_model=16", "d_ff=32", "heads=2"});
+  RunResult r = run_experiment(o, registry());
+  EXPECT_EQ(r.steps, 2);
+  EXPECT_EQ(read(dir / "run/experiment.attn"), default_experiment_text());
+}
+
+// ---- Errors -------------------------------------------------------------------------------------
+
+const char* kParallelExperiment = R"(
+experiment par {
+  model = "transformer_base.attn" with { layers = 1, d_model = 16, d_ff = 32, heads = 2 }
+  data  = parallel(src: "de", tgt: "en", dir: "corpus", train: "train", valid: "val", test: "test")
+  train { batch_tokens: 256, max_steps: 2, valid_every: 0, valid_bleu_sentences: 0 }
+}
+)";
+
+void write_corpus(const fs::path& dir, const std::string& flavour) {
+  for (const char* part : {"train", "val", "test"}) {
+    std::string de, en;
+    for (int i = 0; i < 8; ++i) {
+      de += "ein " + flavour + " hund " + std::to_string(i) + "\n";
+      en += "a " + flavour + " dog " + std::to_string(i) + "\n";
+    }
+    write(dir / (std::string(part) + ".de"), de);
+    write(dir / (std::string(part) + ".en"), en);
+  }
+}
+
+TEST(TrainerErrors, MissingDataDirectoryNamesItAndTheOption) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir, kParallelExperiment);
+  RunOptions o = options_for(exp, dir / "run");
+  o.data_root = dir / "nowhere";
+  const std::string e = error_of(o);
+  EXPECT_NE(e.find("data directory " + (dir / "nowhere").string() + " does not exist"), std::string::npos) << e;
+  EXPECT_NE(e.find("--data DIR"), std::string::npos) << e;
+}
+
+TEST(TrainerErrors, NoDataDirectoryGiven) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir, kParallelExperiment);
+  ::unsetenv("ATTNLAB_DATA");
+  const std::string e = error_of(options_for(exp, dir / "run"));
+  EXPECT_NE(e.find("experiment par reads parallel text: give its data directory with --data DIR or the ATTNLAB_DATA"), std::string::npos) << e;
+}
+
+TEST(TrainerErrors, MissingDataFilesAreListed) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir, kParallelExperiment);
+  write_corpus(dir / "data/corpus", "roter");
+  fs::remove(dir / "data/corpus/val.en");
+  fs::remove(dir / "data/corpus/test.de");
+  RunOptions o = options_for(exp, dir / "run");
+  o.data_root = dir / "data";
+  const std::string e = error_of(o);
+  EXPECT_NE(e.find("missing data files in " + (dir / "data/corpus").string() + ": " + (dir / "data/corpus/val.en").string() + ", " +
+                   (dir / "data/corpus/test.de").string()),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("give the directory holding them with --data DIR or ATTNLAB_DATA"), std::string::npos) << e;
+}
+
+TEST(TrainerErrors, UnknownTrainSettingSuggestsTheNearest) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  const std::string e = error_of(options_for(exp, dir / "run", {"train.max_stpes=3"}));
+  EXPECT_NE(e.find("unknown train setting 'max_stpes'"), std::string::npos) << e;
+  EXPECT_NE(e.find("did you mean 'max_steps'?"), std::string::npos) << e;
+}
+
+TEST(TrainerErrors, BadSetKeysForSectionsAndModelComeFromTheLanguage) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  std::string e = error_of(options_for(exp, dir / "run", {"trian.max_steps=3"}));
+  EXPECT_NE(e.find("unknown section 'trian'"), std::string::npos) << e;
+  e = error_of(options_for(exp, dir / "run2", {"layerz=2"}));
+  EXPECT_NE(e.find("layerz"), std::string::npos) << e;
+  e = error_of(options_for(exp, dir / "run3", {"train.accumulate=0"}));
+  EXPECT_NE(e.find("train.accumulate = 0 is out of range [1, "), std::string::npos) << e;
+}
+
+TEST(TrainerErrors, ResumingAnotherExperimentIsRefused) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  run_experiment(options_for(exp, dir / "run", {"train.max_steps=2"}), registry());
+  RunOptions o = options_for(exp, dir / "run", {"train.max_steps=4", "dropout=0.2"});
+  o.resume = true;
+  const std::string e = error_of(o);
+  EXPECT_NE(e.find("cannot resume: checkpoint " + (dir / "run/checkpoints/step-000000002.ckpt").string() +
+                   " belongs to another experiment (the overrides"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("--set dropout=0.2"), std::string::npos) << e;
+}
+
+TEST(TrainerErrors, ResumingOnOtherDataIsRefusedByFingerprint) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir, kParallelExperiment);
+  write_corpus(dir / "a/corpus", "roter");
+  write_corpus(dir / "b/corpus", "blauer");
+  RunOptions o = options_for(exp, dir / "run");
+  o.data_root = dir / "a";
+  run_experiment(o, registry());
+  const std::string checkpoint = (dir / "run/checkpoints/step-000000002.ckpt").string();
+  o.resume = true;
+  // Other words: the vocabulary differs.
+  o.data_root = dir / "b";
+  std::string e = error_of(o);
+  EXPECT_NE(e.find("cannot resume: checkpoint " + checkpoint + " was trained on other data (its vocabulary differs"), std::string::npos) << e;
+  // The same words in another order: the vocabulary is equal, the batches are not.
+  write_corpus(dir / "c/corpus", "roter");
+  write(dir / "c/corpus/train.de", "ein roter hund 7\nein roter hund 0\nein roter hund 1\nein roter hund 2\n"
+                                   "ein roter hund 3\nein roter hund 4\nein roter hund 5\nein roter hund 6\n");
+  write(dir / "c/corpus/train.en", "a roter dog 7\na roter dog 0\na roter dog 1\na roter dog 2\n"
+                                   "a roter dog 3\na roter dog 4\na roter dog 5\na roter dog 6\n");
+  o.data_root = dir / "c";
+  e = error_of(o);
+  EXPECT_NE(e.find("cannot resume: checkpoint " + checkpoint + " was trained on other data (data fingerprint "), std::string::npos) << e;
+  // The same data resumes fine.
+  o.data_root = dir / "a";
+  o.sets = {"train.max_steps=3"};
+  EXPECT_EQ(run_experiment(o, registry()).steps, 3);
+}
+
+TEST(TrainerErrors, ResumeNeedsARunAndANewRunNeedsAFreshDirectory) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  RunOptions o = options_for(exp, dir / "empty");
+  o.resume = true;
+  EXPECT_NE(error_of(o).find("--resume: " + (dir / "empty").string() + " holds no checkpoints/ directory"), std::string::npos) << error_of(o);
+  run_experiment(options_for(exp, dir / "run", {"train.max_steps=1"}), registry());
+  const std::string e = error_of(options_for(exp, dir / "run", {"train.max_steps=1"}));
+  EXPECT_NE(e.find("already holds a run; give another --out DIR, or --resume"), std::string::npos) << e;
+}
+
+// ---- The command ---------------------------------------------------------------------------------
+
+struct Result {
+  int exit_code;
+  std::string out;
+};
+
+Result run_cli(const std::string& args) {
+  const std::string command = std::string(ATTNLAB_EXE) + " " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(RunCommand, Multi30kWithoutDataExplainsWhereToPointIt) {
+  TempDir dir;
+  Result r = run_cli("run " + std::string(ATTNLAB_SOURCE_DIR) + "/experiments/multi30k.attn --data " + (dir / "none").string() + " --out " +
+                     (dir / "run").string());
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("attnlab: error: data directory " + (dir / "none").string() + " does not exist"), std::string::npos) << r.out;
+}
+
+TEST(RunCommand, TrainsFromTheCommandLineAndResumes) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  const std::string base = "run " + exp.string() + " --threads 2 --out " + (dir / "run").string();
+  Result r = run_cli(base + " --set train.max_steps=3");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("stopped at step 3 (max_steps)"), std::string::npos) << r.out;
+  r = run_cli(base + " --set train.max_steps=5 --resume");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("resuming " + (dir / "run").string() + " at step 3"), std::string::npos) << r.out;
+  EXPECT_EQ(train_losses(dir / "run").size(), 5u);
+  r = run_cli("run " + exp.string() + " --out " + (dir / "run2").string() + " --set train.max_stepz=5");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("attnlab: error: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("unknown train setting 'max_stepz'; known settings: "), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace attnlab::train

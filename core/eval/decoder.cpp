@@ -2,6 +2,7 @@
 
 #include "ir/graph.h"
 
+#include <Eigen/Core>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
@@ -141,10 +142,11 @@ double length_penalty(int64_t length, double alpha) {
 }
 
 double log_normalizer(const float* logits, int64_t vocab) {
-  const float top = *std::max_element(logits, logits + vocab);
-  double sum = 0.0;
-  for (int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(logits[v] - top));
-  return static_cast<double>(top) + std::log(sum);
+  // Eigen's vectorised float exp: this runs over every row's whole vocabulary at every step.
+  const Eigen::Map<const Eigen::ArrayXf> x(logits, vocab);
+  const float top = x.maxCoeff();
+  const float sum = (x - top).exp().sum();
+  return static_cast<double>(top) + std::log(static_cast<double>(sum));
 }
 
 // ---- DecodeSession ------------------------------------------------------------------------------

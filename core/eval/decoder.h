@@ -17,7 +17,7 @@
 //   cache buffer (dimension 0 is the batch: the rule in core/node/node.h).
 // - After construction, step() and reorder() allocate nothing. The plans are cached in the Model
 //   and their buffers are shared: one session per Model at a time.
-// - Scores: log-probabilities (log-softmax of the logits, accumulated in double). The length
+// - Scores: log-probabilities (log-softmax of the logits; summed over tokens in double). The length
 //   penalty is GNMT's (Wu et al. 2016, eq. 14): lp(Y) = ((5 + |Y|) / 6)^α, score = log P(Y) / lp(Y),
 //   where |Y| counts the generated tokens including the final </s> when one was produced.
 // - Limits: a sentence with L source tokens gets at most L + max_len_extra output tokens (the

@@ -124,8 +124,9 @@ struct NodeShapes {
 //   * Dimension 0 of every cache buffer is the batch (the rows of the node's inputs): a beam decoder
 //     reorders hypotheses by gathering whole dimension-0 slices of every buffer, so nothing in a
 //     cache may depend on which row is which.
-//   * The caller calls forward with position 0, 1, 2, ... in order on the same buffers; it does not
-//     clear them between decodes (position 0 starts over).
+//   * Positions advance without gaps on the same buffers: each call's position is the previous call's
+//     position plus its number of new positions. Buffers are not cleared between decodes (position
+//     0 starts over).
 //   * A node whose inputs do not depend on the target is not driven incrementally: it runs once per
 //     decode, with StepInfo::decode null.
 struct DecodeState {

@@ -42,10 +42,11 @@ int main(int argc, char** argv) {
     for (int j = 0; j < 24; ++j) sources[i][j] = 4 + (i * 31 + j * 7) % 7990;
 
   auto now = [] { return std::chrono::steady_clock::now(); };
-  double best_cached = 0.0;
+  double best_cached = 0.0, best_steps = 0.0, setup_seconds = 0.0;
   for (int r = 0; r < reps; ++r) {
     const auto start = now();
     eval::DecodeSession session(*model, executor, sources, 1, tokens, threads);
+    const auto stepping = now();
     std::vector<int> feed(batch, eval::kDecodeBosId);
     for (int p = 0; p < tokens; ++p) {
       const float* logits = session.step(feed);
@@ -55,11 +56,16 @@ int main(int argc, char** argv) {
         if (feed[i] == eval::kDecodeEosId) feed[i] = 4;  // keep going: the measurement is per token
       }
     }
-    const double seconds = std::chrono::duration<double>(now() - start).count();
+    const auto end = now();
+    const double seconds = std::chrono::duration<double>(end - start).count();
+    const double step_seconds = std::chrono::duration<double>(end - stepping).count();
+    if (batch * tokens / seconds > best_cached) setup_seconds = std::chrono::duration<double>(stepping - start).count();
     best_cached = std::max(best_cached, batch * tokens / seconds);
+    best_steps = std::max(best_steps, batch * tokens / step_seconds);
   }
-  std::printf("greedy, key/value cache (incl. encoder): %.0f tokens/s  (batch %d, %d tokens)\n", best_cached, batch,
-              tokens);
+  std::printf("greedy, key/value cache: %.0f tokens/s including the encoder and cache set-up (%.3f s); "
+              "%.0f tokens/s in the decode steps alone  (batch %d, %d tokens)\n",
+              best_cached, setup_seconds, best_steps, batch, tokens);
 
   {  // Decoder::greedy end to end (stops rows at </s>; the limit is source length + extra).
     eval::Decoder decoder(*model, executor);

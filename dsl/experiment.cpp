@@ -222,6 +222,11 @@ bool read_settings(const std::vector<ast::Setting>& in, const SourceFile& file, 
       continue;
     }
     setting.key = s.key;
+    if (setting.key.find('.') != std::string::npos && where != "section 'ablate'") {
+      diags.error(setting.loc, "'" + setting.key + "': a dotted name (SECTION.KEY) is only valid in the ablate section");
+      ok = false;
+      continue;
+    }
     if (setting.key.empty()) {
       if (setting.value.kind != ConstValue::Kind::Call) {
         diags.error(setting.loc, "expected 'name: value' or a call such as adam(0.9, 0.98, 1e-9) in " + where);
@@ -380,6 +385,40 @@ ElaboratedModel elaborate_experiment_model(const ExperimentSpec& spec, const Reg
 
 namespace attnlab::dsl {
 
+void check_ablate(const ExperimentSpec& spec, const ElaboratedModel& model, const Registry& registry) {
+  auto it = spec.sections.find("ablate");
+  if (it == spec.sections.end()) return;
+  Diagnostics diags;
+  auto source = SourceFile::read(spec.file);
+  diags.add_source(source);
+  std::vector<std::string> valid;
+  for (const auto& [name, value] : model.params) valid.push_back(name);
+  for (const auto& [slot, type] : model.slots) valid.push_back(slot);
+  std::sort(valid.begin(), valid.end());
+  for (const ExperimentSetting& s : it->second) {
+    const size_t dot = s.key.find('.');
+    if (dot != std::string::npos) {
+      const std::string section = s.key.substr(0, dot);
+      if (std::find(kExperimentSections.begin(), kExperimentSections.end(), section) == kExperimentSections.end())
+        diags.error(s.loc, "ablate '" + s.key + "': unknown section '" + section + "'; valid sections: " + join(kExperimentSections));
+      continue;
+    }
+    auto slot = std::find_if(model.slots.begin(), model.slots.end(), [&](const auto& p) { return p.first == s.key; });
+    if (slot != model.slots.end()) {
+      for (const ConstValue& v : s.value.items) {
+        const std::string type = v.kind == ConstValue::Kind::String ? v.text : v.kind == ConstValue::Kind::Name ? v.text : "";
+        if (type.empty()) diags.error(v.loc, "ablate '" + s.key + "' is a slot: its values are node types, such as " + slot->second);
+        else if (!registry.contains(type)) diags.error(v.loc, registry.unknown_type_message(type));
+      }
+      continue;
+    }
+    if (std::find(valid.begin(), valid.end(), s.key) == valid.end())
+      diags.error(s.loc, "ablate '" + s.key + "' is not a parameter or slot of the model; valid names: " + join(valid) +
+                             with_nearest(s.key, valid) + " (experiment settings are written SECTION.KEY)");
+  }
+  if (!diags.empty()) throw DslError(diags.format(), diags.items());
+}
+
 ElaboratedModel elaborate_target(const std::filesystem::path& path, const Registry& registry,
                                  const std::vector<std::string>& sets, const std::vector<std::string>& uses,
                                  const std::string& model_name) {
@@ -395,7 +434,9 @@ ElaboratedModel elaborate_target(const std::filesystem::path& path, const Regist
     for (const std::string& s : sets) apply_set(spec, s);
     std::vector<Override> extra;
     for (const std::string& u : uses) extra.push_back(parse_override(u, "--use"));
-    return elaborate_experiment_model(spec, registry, extra);
+    ElaboratedModel model = elaborate_experiment_model(spec, registry, extra);
+    check_ablate(spec, model, registry);
+    return model;
   }
   ElaborateOptions options;
   options.model = model_name;

@@ -83,6 +83,10 @@ ElaboratedModel elaborate_experiment_model(const ExperimentSpec& spec, const Reg
 
 namespace attnlab::dsl {
 
+// Checks an experiment's ablate section against its elaborated model: every key a parameter or slot
+// of the model or SECTION.KEY, and a slot's values registered node types. Throws DslError.
+void check_ablate(const ExperimentSpec& spec, const ElaboratedModel& model, const Registry& registry);
+
 // What `attnlab check/graph/params FILE` elaborate: the model of a model file (`model_name`, or
 // its first), or for an experiment file the model of its experiment (`model_name` selects the
 // experiment) with the experiment's overrides. `sets` ("NAME=VALUE"; "SECTION.KEY=VALUE" for an

@@ -219,10 +219,12 @@ const auto use_decl_def = identifier > '=' > name;
 const auto assign_def = identifier >> '=' > expr;
 const auto input_decl_def = identifier > ':' > identifier > -('(' > expr > ')') > '[' > (expr % ',') > ']';
 const auto output_decl_def = identifier > '=' > expr;
-const auto setting_def = identifier >> (lit('=') | lit(':')) > expr;
+const x3::rule<class setting_key_id, std::string> setting_key = "a setting name";
+const auto setting_key_def = raw[lexeme[identifier >> *('.' >> char_("a-zA-Z_") >> *ident_char)]];
+const auto setting_def = setting_key >> (lit('=') | lit(':')) > expr;
 const auto names_def = -(identifier % ',');
 
-BOOST_SPIRIT_DEFINE(param_def, param_defs, use_decl, assign, input_decl, output_decl, setting, names)
+BOOST_SPIRIT_DEFINE(param_def, param_defs, use_decl, assign, input_decl, output_decl, setting_key, setting, names)
 
 
 // ---- Driver -------------------------------------------------------------------------------------
@@ -449,7 +451,7 @@ class Parser {
       }
       ast::Setting s;
       const char* i = it_;
-      if (x3::phrase_parse(i, end_, x3::with<begin_tag>(begin_)[&(identifier >> (lit('=') | lit(':')))], skipper)) {
+      if (x3::phrase_parse(i, end_, x3::with<begin_tag>(begin_)[&(setting_key >> (lit('=') | lit(':')))], skipper)) {
         if (!run(setting, s)) return false;
       } else {
         s.offset = offset(it_);

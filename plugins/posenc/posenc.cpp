@@ -51,7 +51,10 @@ class SinusoidalPosenc : public Node {
   explicit SinusoidalPosenc(const Attrs&) {}
   NodeShapes infer(std::span<const Shape> in) const override {
     check_input(in);
-    return {{in[0]}, {}, {}, {}};
+    NodeShapes s;
+    s.outputs = {in[0]};
+    s.workspace = {{in[0][1], in[0][2]}};  // the encoding's rows for these positions
+    return s;
   }
   void forward(const ForwardContext& ctx) const override {
     const TensorView& x = ctx.inputs[0];
@@ -59,18 +62,20 @@ class SinusoidalPosenc : public Node {
     const int64_t offset = first_position(ctx.step);
     const float* in = x.data();
     float* out = ctx.outputs[0].data();
-    std::vector<double> inv_freq((D + 1) / 2);  // 10000^(-2i/D) for pair i
-    for (size_t i = 0; i < inv_freq.size(); ++i)
-      inv_freq[i] = std::pow(10000.0, -2.0 * static_cast<double>(i) / static_cast<double>(D));
+    float* table = ctx.workspace[0].data();
+    // Rows are computed in the executor-owned workspace, never in memory allocated here: a
+    // steady-state step allocates nothing. Angles in double: positions reach thousands.
     tbb::parallel_for(int64_t{0}, S, [&](int64_t s) {
       const double pos = static_cast<double>(offset + s);
-      Eigen::ArrayXf pe(D);
+      float* pe = table + s * D;
       for (int64_t d = 0; d < D; ++d) {
-        const double angle = pos * inv_freq[d / 2];
+        const double inv_freq = std::pow(10000.0, -2.0 * static_cast<double>(d / 2) / static_cast<double>(D));
+        const double angle = pos * inv_freq;
         pe[d] = static_cast<float>(d % 2 == 0 ? std::sin(angle) : std::cos(angle));
       }
+      const Eigen::Map<const Eigen::ArrayXf> row(pe, D);
       for (int64_t b = 0; b < B; ++b)
-        Eigen::Map<Eigen::ArrayXf>(out + (b * S + s) * D, D) = Eigen::Map<const Eigen::ArrayXf>(in + (b * S + s) * D, D) + pe;
+        Eigen::Map<Eigen::ArrayXf>(out + (b * S + s) * D, D) = Eigen::Map<const Eigen::ArrayXf>(in + (b * S + s) * D, D) + row;
     });
   }
   void backward(const BackwardContext& ctx) const override { add_input_grad(ctx); }

@@ -57,8 +57,7 @@ TEST(DecodeAllocation, TheCounterSeesSessionAllocations) {
 }
 
 TEST(DecodeAllocation, StepsAndReordersAllocateNothing) {
-  // posenc.sinusoidal is left out: its forward allocates its frequency table per call.
-  for (const char* posenc : {"posenc=posenc.rotary", "posenc=posenc.learned", "posenc=posenc.alibi"}) {
+  for (const char* posenc : {"posenc=posenc.sinusoidal", "posenc=posenc.rotary", "posenc=posenc.learned", "posenc=posenc.alibi"}) {
     auto model = test::make_model(test::base_graph(test::small_sets(), {posenc}), 1);
     exec::TbbExecutor executor(2);
     eval::DecodeSession session(*model, executor, {{5, 6, 7}, {8, 9}}, 2, 6, 2);

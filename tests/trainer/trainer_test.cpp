@@ -12,9 +12,14 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
+#include <atomic>
+#include <chrono>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -139,6 +144,44 @@ TEST(Trainer, ResumedRunComputesTheLossesOfAnUninterruptedRun) {
       ASSERT_FLOAT_EQ(wa.parameters(i).data(j), wb.parameters(i).data(j)) << wa.parameters(i).name();
   // Training learns something even in 12 tiny steps.
   EXPECT_LT(a.back(), a.front());
+}
+
+TEST(Trainer, SigintSavesACheckpointAndStopsThenResumeContinues) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  const fs::path run_dir = dir / "run";
+  // Send SIGINT once training is under way (the first "train" event is written inside the loop,
+  // where the stop handler is installed).
+  std::atomic<bool> finished{false};
+  std::thread signaller([&] {
+    while (!finished) {
+      if (fs::exists(run_dir / "metrics.jsonl") && !train_losses(run_dir).empty()) {
+        ::kill(::getpid(), SIGINT);
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  });
+  RunResult r;
+  try {
+    r = run_experiment(options_for(exp, run_dir, {"train.max_steps=100000"}), registry());
+  } catch (...) {
+    finished = true;
+    signaller.join();
+    throw;
+  }
+  finished = true;
+  signaller.join();
+  EXPECT_TRUE(r.interrupted);
+  ASSERT_LT(r.steps, 100000);
+  auto latest = CheckpointDirectory(run_dir / "checkpoints").latest();
+  ASSERT_TRUE(latest.has_value());
+  EXPECT_EQ(read_checkpoint(*latest).step(), r.steps);
+  EXPECT_FALSE(fs::exists(run_dir / "report.md")) << "an interrupted run stops without the final evaluation";
+  RunOptions again = options_for(exp, run_dir, {"train.max_steps=" + std::to_string(r.steps + 2)});
+  again.resume = true;
+  EXPECT_EQ(run_experiment(again, registry()).steps, r.steps + 2);
+  EXPECT_EQ(train_losses(run_dir).size(), static_cast<size_t>(r.steps + 2));
 }
 
 TEST(Trainer, CheckpointDescribesTheRun) {

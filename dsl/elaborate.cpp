@@ -113,6 +113,9 @@ struct Component {
   std::string display;   // the slot or type name as written (node names derive from it)
   std::string identity;  // the scope of its weights
   std::map<std::string, std::pair<AttrValue, ir::SourceLoc>> attrs;
+  // Attributes bound with the slot (`--use attention=attention.local(window: 4)`): they hold at
+  // every call, over what the call itself says, because the binding is the more specific choice.
+  std::map<std::string, std::pair<AttrValue, ir::SourceLoc>> bound_attrs;
   std::map<std::string, std::string> inputs;  // port -> value
   std::shared_ptr<int> applications = std::make_shared<int>(0);
   bool bare = true;  // a slot or type name with nothing bound yet
@@ -192,6 +195,8 @@ struct SlotEntry {
   std::string name;
   std::string type;
   ir::SourceLoc loc;  // where the binding came from (use declaration or override)
+  const ast::CallArgs* bound = nullptr;  // named attributes given with an override's type
+  const SourceFile* bound_file = nullptr;
 };
 
 struct Frame {
@@ -246,6 +251,7 @@ class Elaborator {
   Value param(ParamEntry& p);
   Value lookup(const ast::Name& name);
   Value make_component(const std::string& type, const std::string& display);
+  bool bind_slot_attrs(Component& c, const SlotEntry& slot);
 
   // ---- evaluation ----
   Value eval(const ast::Expr& e);
@@ -344,25 +350,35 @@ void Elaborator::apply_override(const Override& o) {
   diags_.add_source(o.source);
   if (auto s = slot_index_.find(o.name); s != slot_index_.end()) {
     // The value names a node type: a (qualified) name or a string.
+    // The value names a node type, optionally with named attributes: TYPE or TYPE(name: value, ...).
     std::string type;
+    const ast::CallArgs* bound = nullptr;
+    bool positional = false;
     const ast::Expr& e = o.value;
     if (e.rest.empty()) {
       if (auto* fwd = boost::get<x3::forward_ast<ast::Expr>>(&e.first)) {
         const ast::Expr& inner = fwd->get();
         if (inner.rest.empty())
-          if (auto* pf = boost::get<x3::forward_ast<ast::Postfix>>(&inner.first); pf && pf->get().calls.empty()) {
+          if (auto* pf = boost::get<x3::forward_ast<ast::Postfix>>(&inner.first); pf && pf->get().calls.size() <= 1) {
             if (auto* n = boost::get<ast::Name>(&pf->get().primary)) type = n->text;
             if (auto* st = boost::get<ast::String>(&pf->get().primary)) type = st->value;
+            if (!pf->get().calls.empty()) {
+              bound = &pf->get().calls.front();
+              for (const ast::Arg& a : bound->args) positional = positional || !a.name;
+            }
           }
       }
     }
-    if (type.empty()) {
-      error(e.offset, "slot '" + o.name + "' takes a node type name, such as " + slots_[s->second].type);
+    if (type.empty() || positional) {
+      error(e.offset, "slot '" + o.name + "' takes a node type name, such as " + slots_[s->second].type +
+                          ", optionally with named attributes: " + slots_[s->second].type + "(name: value)");
     } else if (!registry_.contains(type)) {
       error(e.offset, registry_.unknown_type_message(type));
     } else {
       slots_[s->second].type = type;
       slots_[s->second].loc = loc(e.offset);
+      slots_[s->second].bound = bound;
+      slots_[s->second].bound_file = o.source.get();
     }
   } else if (auto p = param_index_.find(o.name); p != param_index_.end() && !o.slot_only) {
     params_[p->second].expr = &o.value;
@@ -429,6 +445,35 @@ Value Elaborator::make_component(const std::string& type, const std::string& dis
   return v;
 }
 
+// Evaluates the attributes an override bound with a slot's type, in the override's own source (so
+// errors point into the --use text), and records them on the component.
+bool Elaborator::bind_slot_attrs(Component& c, const SlotEntry& slot) {
+  const SourceFile* saved = file_;
+  auto saved_locals = std::move(locals_);
+  locals_.clear();
+  file_ = slot.bound_file;
+  const NodeSchema& schema = registry_.schema(c.type);
+  std::vector<std::string> attr_names;
+  for (const AttrSchema& a : schema.attrs) attr_names.push_back(a.name);
+  bool ok = true;
+  const Args args = eval_args(*slot.bound);
+  for (const auto& [name, v, off] : args.named) {
+    const AttrSchema* a = schema.find_attr(name);
+    if (!a) {
+      error(off, c.type + " has no attribute '" + name + "'; attributes: " +
+                     (attr_names.empty() ? "none" : join(attr_names)) + with_nearest(name, attr_names));
+      ok = false;
+    } else if (check_attr_type(c.type, *a, v, off)) {
+      c.bound_attrs[name] = c.attrs[name] = {*to_attr(v), loc(off)};
+    } else {
+      ok = false;
+    }
+  }
+  file_ = saved;
+  locals_ = std::move(saved_locals);
+  return ok;
+}
+
 Value Elaborator::lookup(const ast::Name& name) {
   const std::string& text = name.text;
   const size_t dot = text.find('.');
@@ -461,8 +506,11 @@ Value Elaborator::lookup(const ast::Name& name) {
   if (dot == std::string::npos) {
     if (auto p = param_index_.find(text); p != param_index_.end()) return param(params_[p->second]);
     if (auto s = slot_index_.find(text); s != slot_index_.end()) {
-      if (!registry_.contains(slots_[s->second].type)) return {};  // already reported
-      return make_component(slots_[s->second].type, text);
+      const SlotEntry& slot = slots_[s->second];
+      if (!registry_.contains(slot.type)) return {};  // already reported
+      Value v = make_component(slot.type, text);
+      if (slot.bound && !bind_slot_attrs(*v.component, slot)) return {};
+      return v;
     }
     if (auto b = blocks_.find(text); b != blocks_.end()) {
       Value v;
@@ -870,6 +918,7 @@ Value Elaborator::call_component(const Component& original, const Args& args, in
     else ok = false;
   }
   if (!ok) return {};
+  for (const auto& [name, bound] : c.bound_attrs) c.attrs[name] = bound;
   bool complete = true;
   for (const PortSchema& p : schema.inputs)
     if (!p.optional && !c.inputs.count(p.name)) complete = false;

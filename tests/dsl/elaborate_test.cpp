@@ -191,6 +191,41 @@ TEST(Overrides, InvalidCombinationIsLocatedInTheSpec) {
   EXPECT_NE(bad.find("transformer_base.attn:28:"), std::string::npos) << bad;
 }
 
+TEST(Overrides, UseBindsNamedAttributesWithTheType) {
+  // kv_heads is not a parameter of the spec: the binding reaches it, at every attention call.
+  ElaboratedModel m = base({"heads=8"}, {"attention=attention.grouped_query(kv_heads: heads div 4)"});
+  int attention_nodes = 0;
+  for (const auto& n : m.graph.nodes()) {
+    if (n.type() != "attention.grouped_query") continue;
+    ++attention_nodes;
+    ASSERT_TRUE(n.attrs().count("kv_heads")) << n.name();
+    EXPECT_EQ(n.attrs().at("kv_heads").i(), 2) << n.name();
+    EXPECT_EQ(n.attrs().at("heads").i(), 8) << n.name();  // the call's own attributes still hold
+  }
+  EXPECT_EQ(attention_nodes, 18);  // 6 encoder self, 6 decoder self, 6 decoder cross
+  // Fewer key/value heads, fewer parameters than kv_heads = heads.
+  ElaboratedModel full = base({}, {"attention=attention.grouped_query(kv_heads: 8)"});
+  EXPECT_LT(count_params(m).total, count_params(full).total);
+}
+
+TEST(Overrides, UseAttributeErrorsPointIntoTheOverride) {
+  std::string text = errors_of([] { base({}, {"attention=attention.local(windw: 4)"}); });
+  EXPECT_NE(text.find("--use attention=attention.local(windw: 4):1:27: error: attention.local has no attribute 'windw'; "
+                      "attributes: heads, d_k, d_v, causal, bias, posenc, window, mode; did you mean 'window'?"),
+            std::string::npos)
+      << text;
+  text = errors_of([] { base({}, {"attention=attention.local(4)"}); });
+  EXPECT_NE(text.find("slot 'attention' takes a node type name, such as attention.scaled_dot, optionally with named "
+                      "attributes: attention.scaled_dot(name: value)"),
+            std::string::npos)
+      << text;
+  text = errors_of([] { base({}, {"attention=attention.local(window: true)"}); });
+  EXPECT_NE(text.find("attention.local: attribute 'window' must be int, got"), std::string::npos) << text;
+  text = errors_of([] { base({}, {"attention=attention.local(window: 0)"}); });
+  EXPECT_NE(text.find("transformer_base.attn:28:5: error:"), std::string::npos) << text;
+  EXPECT_NE(text.find("window must be at least 1"), std::string::npos) << text;
+}
+
 // ---- Small models written in the tests ----------------------------------------------------------
 
 struct TempDir {

@@ -904,7 +904,8 @@ RunResult run_experiment(const RunOptions& options, const Registry& registry) {
          << "| test | " << fmt(test.loss) << " | " << fmt(std::exp(test.loss), 2) << " | " << fmt(100 * test.accuracy, 1) << "% | "
          << (test.bleu >= 0 ? fmt(test.bleu, 2) : "—") << " |\n"
          << average_line << "\n"
-         << "Dev and test losses are the plain cross-entropy (no label smoothing), so perplexity = exp(loss); accuracy is the share of "
+         << "The training loss includes label smoothing (so it stays above the smoothed targets' entropy); dev and test losses are "
+            "the plain cross-entropy (no label smoothing), so perplexity = exp(loss); accuracy is the share of "
             "target tokens (with </s>) whose most likely prediction, given the reference prefix, is right. Test BLEU: " << (settings.beam == 1 ? std::string("greedy decoding") : "beam " + std::to_string(settings.beam) + ", length penalty alpha " + fmt(settings.alpha, 2))
          << " (key/value cache; dev BLEU greedy), corpus BLEU as multi-bleu.perl on the tokenized text.\n\n";
   if (test.bleu >= 0) report << "Test BLEU in full: `" << test.bleu_score.to_string() << "`\n\n";

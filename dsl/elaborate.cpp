@@ -1,4 +1,5 @@
 // dsl/elaborate.cpp — loading spec files with their imports, and elaborating a model to the IR.
+#include "node/suggest.h"
 #include "dsl/elaborate.h"
 
 #include "dsl/parser.h"
@@ -171,16 +172,6 @@ std::string describe(const Value& v) {
   return "value";
 }
 
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
-  return out;
-}
-
-std::string with_nearest(const std::string& word, const std::vector<std::string>& candidates) {
-  std::string near = nearest_match(word, candidates);
-  return near.empty() ? "" : "; did you mean '" + near + "'?";
-}
 
 struct ParamEntry {
   std::string name;
@@ -397,7 +388,7 @@ void Elaborator::apply_override(const Override& o) {
       message = "'" + o.name + "' is a parameter, not a slot; use --set " + o.name + "=VALUE";
     } else {
       std::sort(valid.begin(), valid.end());
-      message = "unknown " + what + " '" + o.name + "'; valid names: " + join(valid) + with_nearest(o.name, valid);
+      message = "unknown " + what + " '" + o.name + "'; valid names: " + join_names(valid) + did_you_mean(o.name, valid);
     }
     diags_.error(o.source->loc(o.name_offset), message);
   }
@@ -461,7 +452,7 @@ bool Elaborator::bind_slot_attrs(Component& c, const SlotEntry& slot) {
     const AttrSchema* a = schema.find_attr(name);
     if (!a) {
       error(off, c.type + " has no attribute '" + name + "'; attributes: " +
-                     (attr_names.empty() ? "none" : join(attr_names)) + with_nearest(name, attr_names));
+                     (attr_names.empty() ? "none" : join_names(attr_names)) + did_you_mean(name, attr_names));
       ok = false;
     } else if (check_attr_type(c.type, *a, v, off)) {
       c.bound_attrs[name] = c.attrs[name] = {*to_attr(v), loc(off)};
@@ -496,7 +487,7 @@ Value Elaborator::lookup(const ast::Name& name) {
     const auto& ports = v->tensor.ports;
     auto it = std::find(ports.begin(), ports.end(), port);
     if (it == ports.end()) {
-      error(name.offset, "'" + head + "' has no output '" + port + "'; outputs: " + join(ports) + with_nearest(port, ports));
+      error(name.offset, "'" + head + "' has no output '" + port + "'; outputs: " + join_names(ports) + did_you_mean(port, ports));
       return {};
     }
     Value r = *v;
@@ -542,7 +533,7 @@ Value Elaborator::lookup(const ast::Name& name) {
   std::sort(visible.begin(), visible.end());
   std::string message = "unknown name '" + text + "'";
   if (dot != std::string::npos) message = "unknown name '" + text + "' (not a node type, nor an output of a value)";
-  message += with_nearest(text, candidates);
+  message += did_you_mean(text, candidates);
   error(name.offset, message);
   return {};
 }
@@ -888,8 +879,8 @@ Value Elaborator::call_component(const Component& original, const Args& args, in
     } else {
       std::vector<std::string> valid = port_names;
       valid.insert(valid.end(), attr_names.begin(), attr_names.end());
-      error(off, c.type + " has no input or attribute '" + name + "'; inputs: " + join(port_names) +
-                     "; attributes: " + (attr_names.empty() ? "none" : join(attr_names)) + with_nearest(name, valid));
+      error(off, c.type + " has no input or attribute '" + name + "'; inputs: " + join_names(port_names) +
+                     "; attributes: " + (attr_names.empty() ? "none" : join_names(attr_names)) + did_you_mean(name, valid));
       ok = false;
     }
   }
@@ -899,7 +890,7 @@ Value Elaborator::call_component(const Component& original, const Args& args, in
       auto port = std::find_if(schema.inputs.begin(), schema.inputs.end(),
                                [&](const PortSchema& p) { return !c.inputs.count(p.name); });
       if (port == schema.inputs.end()) {
-        error(off, c.type + " takes " + std::to_string(schema.inputs.size()) + " input(s) (" + join(port_names) +
+        error(off, c.type + " takes " + std::to_string(schema.inputs.size()) + " input(s) (" + join_names(port_names) +
                        "), all already connected");
         ok = false;
       } else {
@@ -909,7 +900,7 @@ Value Elaborator::call_component(const Component& original, const Args& args, in
     }
     while (next_attr < schema.attrs.size() && c.attrs.count(schema.attrs[next_attr].name)) ++next_attr;
     if (next_attr == schema.attrs.size()) {
-      error(off, c.type + ": too many positional attributes (attributes: " + (attr_names.empty() ? "none" : join(attr_names)) + ")");
+      error(off, c.type + ": too many positional attributes (attributes: " + (attr_names.empty() ? "none" : join_names(attr_names)) + ")");
       ok = false;
       continue;
     }
@@ -987,8 +978,8 @@ Value Elaborator::call_block(const BlockClosure& original, const Args& args, int
   bool ok = true;
   for (const auto& [name, v, off] : args.named) {
     if (std::find(decl.params.begin(), decl.params.end(), name) == decl.params.end()) {
-      error(off, "block '" + decl.name + "' has no parameter '" + name + "'; parameters: " + join(decl.params) +
-                     with_nearest(name, decl.params));
+      error(off, "block '" + decl.name + "' has no parameter '" + name + "'; parameters: " + join_names(decl.params) +
+                     did_you_mean(name, decl.params));
       ok = false;
     } else if (b.bound.count(name)) {
       error(off, "block '" + decl.name + "': parameter '" + name + "' is already given");
@@ -1000,7 +991,7 @@ Value Elaborator::call_block(const BlockClosure& original, const Args& args, int
   for (const auto& [v, off] : args.positional) {
     auto p = std::find_if(decl.params.begin(), decl.params.end(), [&](const std::string& n) { return !b.bound.count(n); });
     if (p == decl.params.end()) {
-      error(off, "too many arguments to block '" + decl.name + "' (parameters: " + join(decl.params) + ")");
+      error(off, "too many arguments to block '" + decl.name + "' (parameters: " + join_names(decl.params) + ")");
       ok = false;
       break;
     }
@@ -1054,8 +1045,8 @@ ElaboratedModel Elaborator::run(const ElaborateOptions& options) {
       if (m.name == options.model) model = &m;
     }
     if (!model) {
-      diags_.error(main.source->loc(-1), "no model named '" + options.model + "'; models: " + join(names) +
-                                             with_nearest(options.model, names));
+      diags_.error(main.source->loc(-1), "no model named '" + options.model + "'; models: " + join_names(names) +
+                                             did_you_mean(options.model, names));
       return {};
     }
   }

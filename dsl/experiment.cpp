@@ -1,4 +1,5 @@
 // dsl/experiment.cpp — reading experiment files into ExperimentSpec and checking their structure.
+#include "node/suggest.h"
 #include "dsl/experiment.h"
 
 #include "dsl/parser.h"
@@ -14,16 +15,6 @@ namespace {
 
 namespace x3 = boost::spirit::x3;
 
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
-  return out;
-}
-
-std::string with_nearest(const std::string& word, const std::vector<std::string>& candidates) {
-  std::string near = nearest_match(word, candidates);
-  return near.empty() ? "" : "; did you mean '" + near + "'?";
-}
 
 // Evaluates an expression of constants; returns false after reporting when it is not one.
 class ConstEvaluator {
@@ -285,13 +276,13 @@ std::vector<ExperimentSpec> read_experiments(const Program& program, Diagnostics
     read_settings(e.settings, file, diags, spec.settings, "experiment '" + e.name + "'");
     for (const ExperimentSetting& s : spec.settings)
       if (std::find(kExperimentSettings.begin(), kExperimentSettings.end(), s.key) == kExperimentSettings.end())
-        diags.error(s.loc, "unknown experiment setting '" + s.key + "'; valid settings: model, " + join(kExperimentSettings) +
-                               ", and the sections " + join(kExperimentSections) + with_nearest(s.key, kExperimentSettings));
+        diags.error(s.loc, "unknown experiment setting '" + s.key + "'; valid settings: model, " + join_names(kExperimentSettings) +
+                               ", and the sections " + join_names(kExperimentSections) + did_you_mean(s.key, kExperimentSettings));
     for (const ast::Section& section : e.sections) {
       const ir::SourceLoc loc = file.loc(section.offset);
       if (std::find(kExperimentSections.begin(), kExperimentSections.end(), section.name) == kExperimentSections.end()) {
-        diags.error(loc, "unknown section '" + section.name + "'; valid sections: " + join(kExperimentSections) +
-                             with_nearest(section.name, kExperimentSections));
+        diags.error(loc, "unknown section '" + section.name + "'; valid sections: " + join_names(kExperimentSections) +
+                             did_you_mean(section.name, kExperimentSections));
         continue;
       }
       if (spec.sections.count(section.name)) {
@@ -326,7 +317,7 @@ ExperimentSpec load_experiment(const std::filesystem::path& path, const std::str
   }
   if (!found && diags.empty()) {
     if (specs.empty()) diags.error(program->main().source->loc(-1), "no experiment in this file");
-    else diags.error(program->main().source->loc(-1), "no experiment named '" + name + "'; experiments: " + join(names) + with_nearest(name, names));
+    else diags.error(program->main().source->loc(-1), "no experiment named '" + name + "'; experiments: " + join_names(names) + did_you_mean(name, names));
   }
   if (!diags.empty()) throw DslError(diags.format(), diags.items());
   return *found;
@@ -345,8 +336,8 @@ void apply_set(ExperimentSpec& spec, const std::string& text) {
   const std::string section = o.name.substr(0, dot);
   const std::string key = o.name.substr(dot + 1);
   if (std::find(kExperimentSections.begin(), kExperimentSections.end(), section) == kExperimentSections.end()) {
-    diags.error(o.source->loc(0), "unknown section '" + section + "'; valid sections: " + join(kExperimentSections) +
-                                      with_nearest(section, kExperimentSections));
+    diags.error(o.source->loc(0), "unknown section '" + section + "'; valid sections: " + join_names(kExperimentSections) +
+                                      did_you_mean(section, kExperimentSections));
     throw DslError(diags.format(), diags.items());
   }
   ExperimentSetting setting;
@@ -400,7 +391,7 @@ void check_ablate(const ExperimentSpec& spec, const ElaboratedModel& model, cons
     if (dot != std::string::npos) {
       const std::string section = s.key.substr(0, dot);
       if (std::find(kExperimentSections.begin(), kExperimentSections.end(), section) == kExperimentSections.end())
-        diags.error(s.loc, "ablate '" + s.key + "': unknown section '" + section + "'; valid sections: " + join(kExperimentSections));
+        diags.error(s.loc, "ablate '" + s.key + "': unknown section '" + section + "'; valid sections: " + join_names(kExperimentSections));
       continue;
     }
     auto slot = std::find_if(model.slots.begin(), model.slots.end(), [&](const auto& p) { return p.first == s.key; });
@@ -413,8 +404,8 @@ void check_ablate(const ExperimentSpec& spec, const ElaboratedModel& model, cons
       continue;
     }
     if (std::find(valid.begin(), valid.end(), s.key) == valid.end())
-      diags.error(s.loc, "ablate '" + s.key + "' is not a parameter or slot of the model; valid names: " + join(valid) +
-                             with_nearest(s.key, valid) + " (experiment settings are written SECTION.KEY)");
+      diags.error(s.loc, "ablate '" + s.key + "' is not a parameter or slot of the model; valid names: " + join_names(valid) +
+                             did_you_mean(s.key, valid) + " (experiment settings are written SECTION.KEY)");
   }
   if (!diags.empty()) throw DslError(diags.format(), diags.items());
 }

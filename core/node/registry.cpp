@@ -1,5 +1,7 @@
 #include "node/registry.h"
 
+#include "node/suggest.h"
+
 #include <algorithm>
 #include <numeric>
 
@@ -47,19 +49,12 @@ std::vector<std::string> Registry::type_names() const {
   return names;
 }
 
-static std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
-  return out;
-}
 
 std::string Registry::unknown_type_message(const std::string& type) const {
   std::vector<std::string> names = type_names();
   std::string message = "unknown node type '" + type + "'";
   if (names.empty()) return message + "; no node types are loaded (are the plugins on the search path?)";
-  message += "; known types: " + join(names);
-  if (std::string near = nearest_match(type, names); !near.empty()) message += "; did you mean '" + near + "'?";
-  return message;
+  return message + "; known types: " + join_names(names) + did_you_mean(type, names);
 }
 
 Attrs Registry::resolve_attrs(const std::string& type, const Attrs& given) const {
@@ -70,8 +65,8 @@ Attrs Registry::resolve_attrs(const std::string& type, const Attrs& given) const
     const AttrSchema* a = s.find_attr(name);
     if (!a) {
       std::string message = type + ": unknown attribute '" + name + "'";
-      message += valid.empty() ? "; it takes no attributes" : "; valid attributes: " + join(valid);
-      if (std::string near = nearest_match(name, valid); !near.empty()) message += "; did you mean '" + near + "'?";
+      message += valid.empty() ? "; it takes no attributes" : "; valid attributes: " + join_names(valid);
+      message += did_you_mean(name, valid);
       throw RegistryError(message);
     }
     const AttrType got = type_of(value);

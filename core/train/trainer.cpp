@@ -1,4 +1,5 @@
 // core/train/trainer.cpp — the training loop behind `attnlab run` (see trainer.h).
+#include "node/suggest.h"
 #include "train/trainer.h"
 
 #include "data/batcher.h"
@@ -66,37 +67,6 @@ const std::set<std::string> kResumableChanges = {"train.max_steps", "train.max_e
 
 // ---- Settings ------------------------------------------------------------------------------------
 
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
-}
-
-std::string nearest_hint(const std::string& word, const std::vector<std::string>& known) {
-  std::string best;
-  size_t best_distance = 3;
-  for (const std::string& k : known) {
-    const size_t d = edit_distance(word, k);
-    if (d < best_distance) best_distance = d, best = k;
-  }
-  return best.empty() ? "" : "; did you mean '" + best + "'?";
-}
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const std::string& s : items) out += (out.empty() ? "" : ", ") + s;
-  return out;
-}
-
 // "file:line:col: " for a setting's location (nothing for settings from the command line).
 std::string where(const ir::SourceLoc& loc) {
   return loc.file().empty() || loc.file() == "--set" ? "" : ir::format_location(loc) + ": ";
@@ -110,8 +80,8 @@ class Section {
     if (it == spec.sections.end()) return;
     for (const ExperimentSetting& s : it->second) {
       if (std::find(known.begin(), known.end(), s.key) == known.end())
-        throw RunError(where(s.loc) + "unknown " + name_ + " setting '" + s.key + "'; known settings: " + join(known) +
-                       nearest_hint(s.key, known));
+        throw RunError(where(s.loc) + "unknown " + name_ + " setting '" + s.key + "'; known settings: " + join_names(known) +
+                       did_you_mean(s.key, known));
       settings_[s.key] = &s;
     }
   }
@@ -161,11 +131,11 @@ double call_number(const ConstValue& call, const std::string& name, size_t posit
 
 void check_call_args(const ConstValue& call, const std::vector<std::string>& names) {
   if (call.items.size() > names.size())
-    throw RunError(where(call.loc) + call.text + " takes at most " + std::to_string(names.size()) + " arguments (" + join(names) + ")");
+    throw RunError(where(call.loc) + call.text + " takes at most " + std::to_string(names.size()) + " arguments (" + join_names(names) + ")");
   for (const auto& [name, value] : call.named)
     if (std::find(names.begin(), names.end(), name) == names.end())
-      throw RunError(where(value.loc) + call.text + " has no argument '" + name + "'; its arguments: " + join(names) +
-                     nearest_hint(name, names));
+      throw RunError(where(value.loc) + call.text + " has no argument '" + name + "'; its arguments: " + join_names(names) +
+                     did_you_mean(name, names));
 }
 
 struct TrainSettings {
@@ -325,7 +295,7 @@ Corpus load_corpus(const ExperimentSpec& spec, const RunOptions& options, std::o
     std::string paths[3][2];
     for (int i = 0; i < 3; ++i) paths[i][0] = file(parts[i], src), paths[i][1] = file(parts[i], tgt);
     if (!missing.empty())
-      throw RunError("missing data file" + std::string(missing.size() > 1 ? "s" : "") + " in " + base.string() + ": " + join(missing) +
+      throw RunError("missing data file" + std::string(missing.size() > 1 ? "s" : "") + " in " + base.string() + ": " + join_names(missing) +
                      "; give the directory holding them with --data DIR or ATTNLAB_DATA");
     data::ParallelTextOptions po;
     po.max_tokens = int_arg(call, "max_tokens", 250, 0);
@@ -656,12 +626,12 @@ RunResult run_experiment(const RunOptions& options, const Registry& registry) {
     if (c.spec_text() != model_text) differs.push_back("the model file");
     const std::vector<std::string> saved_overrides(c.overrides().begin(), c.overrides().end());
     if (identity_overrides(saved_overrides) != identity_overrides(override_texts))
-      differs.push_back("the overrides (" + join(identity_overrides(saved_overrides)) + " then, " +
-                        join(identity_overrides(override_texts)) + " now)");
+      differs.push_back("the overrides (" + join_names(identity_overrides(saved_overrides)) + " then, " +
+                        join_names(identity_overrides(override_texts)) + " now)");
     if (c.random().seed() != seed)
       differs.push_back("the seed (" + std::to_string(c.random().seed()) + " then, " + std::to_string(seed) + " now)");
     if (!differs.empty())
-      throw RunError("cannot resume: checkpoint " + source + " belongs to another experiment (" + join(differs) +
+      throw RunError("cannot resume: checkpoint " + source + " belongs to another experiment (" + join_names(differs) +
                      " differ from this run's); resume with the same experiment and overrides, or start a new run with another --out");
     if (c.data_position().fingerprint() != batcher->fingerprint())
       throw RunError("cannot resume: checkpoint " + source + " was trained on other data (data fingerprint " +

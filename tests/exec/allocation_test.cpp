@@ -1,6 +1,7 @@
 // Steady state allocates nothing: after the first step on a plan, forward and backward make no
 // call to the global operator new (counted here by replacing it for the whole test binary, which
 // libattnlab_core and TBB resolve to as well).
+#include "../support/allocation_counter.h"
 #include "exec/executor.h"
 #include "exec/serial_executor.h"
 #include "exec/tbb_executor.h"
@@ -12,37 +13,6 @@
 #include <cstdlib>
 #include <new>
 
-namespace {
-std::atomic<long> allocations{0};
-
-void* counted_alloc(std::size_t size, std::size_t alignment = 0) {
-  allocations.fetch_add(1, std::memory_order_relaxed);
-  if (size == 0) size = 1;
-  void* p = alignment > alignof(std::max_align_t) ? std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment)
-                                                  : std::malloc(size);
-  if (!p) throw std::bad_alloc();
-  return p;
-}
-}  // namespace
-
-void* operator new(std::size_t size) { return counted_alloc(size); }
-void* operator new[](std::size_t size) { return counted_alloc(size); }
-void* operator new(std::size_t size, std::align_val_t a) { return counted_alloc(size, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t size, std::align_val_t a) { return counted_alloc(size, static_cast<std::size_t>(a)); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  try { return counted_alloc(size); } catch (...) { return nullptr; }
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  try { return counted_alloc(size); } catch (...) { return nullptr; }
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 namespace attnlab {
 namespace {
@@ -51,9 +21,9 @@ TEST(Allocation, TheCounterSeesLibraryAllocations) {
   // A plan is built inside libattnlab_core: if the replacement were not in effect there, this
   // would count nothing and the steady-state test below would prove nothing.
   test::Fixture fx(test::branchy_graph());
-  const long before = allocations.load();
+  const long before = test::allocation_count();
   fx.model->plan({{"batch", 2}}, {"x", "target"}, {"loss"});
-  EXPECT_GT(allocations.load() - before, 10);
+  EXPECT_GT(test::allocation_count() - before, 10);
 }
 
 TEST(Allocation, SteadyStateStepsAllocateNothing) {
@@ -70,14 +40,14 @@ TEST(Allocation, SteadyStateStepsAllocateNothing) {
       ex->forward(plan, feeds, {true, 11}, 0);
       ex->backward(plan, {}, options);
 
-      const long before = allocations.load();
+      const long before = test::allocation_count();
       float loss_sum = 0;
       for (uint64_t step = 1; step <= 2; ++step) {
         ex->forward(plan, feeds, {true, 11}, step);
         loss_sum += plan.value("loss").data()[0];
         ex->backward(plan, {}, options);
       }
-      const long during = allocations.load() - before;
+      const long during = test::allocation_count() - before;
       EXPECT_EQ(during, 0) << ex->name() << (accumulate ? " accumulating" : "");
       EXPECT_GT(loss_sum, 0.0f);
     }

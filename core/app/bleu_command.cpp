@@ -7,20 +7,6 @@
 
 namespace attnlab::cli {
 
-namespace {
-
-std::vector<std::string> read_stdin_lines() {
-  std::vector<std::string> lines;
-  std::string line;
-  while (std::getline(std::cin, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    lines.push_back(std::move(line));
-  }
-  return lines;
-}
-
-}  // namespace
-
 void add_bleu_command(CLI::App& app) {
   CLI::App* command = app.add_subcommand("bleu", "Corpus BLEU of tokenized text (as multi-bleu.perl)");
   auto ref = std::make_shared<std::string>();
@@ -31,7 +17,7 @@ void add_bleu_command(CLI::App& app) {
     std::vector<std::string> references, hypotheses;
     try {
       references = data::read_lines(*ref);
-      hypotheses = hyp->empty() ? read_stdin_lines() : data::read_lines(*hyp);
+      hypotheses = hyp->empty() ? read_lines(std::cin) : data::read_lines(*hyp);
     } catch (const data::DataError& e) {
       throw CliError(1, e.what());
     }

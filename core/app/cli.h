@@ -32,6 +32,9 @@ struct CommonOptions {
 // Adds --threads, --seed and --plugin-path to a subcommand, bound to `options`.
 void add_common_options(CLI::App& command, CommonOptions& options);
 
+// Every line of a stream (a trailing CR dropped): text given on standard input.
+std::vector<std::string> read_lines(std::istream& in);
+
 // Loads every plugin on the search path (throws PluginError on the first that fails).
 std::unique_ptr<Registry> load_registry(const CommonOptions& options);
 

@@ -10,6 +10,16 @@ void add_common_options(CLI::App& command, CommonOptions& options) {
   command.add_option("--plugin-path", options.plugin_path, "Another directory to load plugins from (repeatable)");
 }
 
+std::vector<std::string> read_lines(std::istream& in) {
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
 std::unique_ptr<Registry> load_registry(const CommonOptions& options) {
   auto registry = std::make_unique<Registry>();
   load_plugins(*registry, plugin_search_path(options.plugin_path));

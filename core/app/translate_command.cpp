@@ -29,15 +29,6 @@ struct TranslateArgs {
   int batch_sentences = 32;
 };
 
-std::vector<std::string> read_input_lines() {
-  std::vector<std::string> lines;
-  std::string line;
-  while (std::getline(std::cin, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    lines.push_back(std::move(line));
-  }
-  return lines;
-}
 
 void run_translate(const TranslateArgs& args, const CommonOptions& options) {
   if (args.beam < 1) throw CliError(1, "--beam must be at least 1, got " + std::to_string(args.beam));
@@ -91,7 +82,7 @@ void run_translate(const TranslateArgs& args, const CommonOptions& options) {
     throw CliError(1, e.what());
   }
 
-  const std::vector<std::string> lines = read_input_lines();
+  const std::vector<std::string> lines = read_lines(std::cin);
   const bool words = tokenizer->kind() == "word";
   std::vector<std::vector<int>> sources(lines.size());
   for (size_t i = 0; i < lines.size(); ++i) {

@@ -1,3 +1,4 @@
+#include "../support/error_of.h"
 #include "data/batcher.h"
 #include "data/parallel_text.h"
 #include "data/tokenizer.h"
@@ -27,14 +28,7 @@ std::vector<EncodedPair> make_pairs(int count, uint64_t seed = 7) {
   return pairs;
 }
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const DataError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+std::string error_of(const std::function<void()>& action) { return attnlab::test::error_of<DataError>(action); }
 
 }  // namespace
 

@@ -1,3 +1,4 @@
+#include "../support/error_of.h"
 #include "data/parallel_text.h"
 #include "test_files.h"
 
@@ -14,14 +15,7 @@ using attnlab::test::write_gzip;
 
 namespace {
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const DataError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+std::string error_of(const std::function<void()>& action) { return attnlab::test::error_of<DataError>(action); }
 
 }  // namespace
 

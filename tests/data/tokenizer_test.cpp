@@ -1,3 +1,4 @@
+#include "../support/error_of.h"
 #include "data/synthetic.h"
 #include "data/tokenizer.h"
 #include "test_files.h"
@@ -12,14 +13,7 @@ using namespace attnlab::data;
 
 namespace {
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const DataError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+std::string error_of(const std::function<void()>& action) { return attnlab::test::error_of<DataError>(action); }
 
 std::vector<std::string_view> views(const std::vector<std::string>& lines) { return {lines.begin(), lines.end()}; }
 

@@ -1,4 +1,5 @@
 // The registry: attribute checking with defaults, and messages for unknown names.
+#include "../support/error_of.h"
 #include "node/registry.h"
 
 #include <gtest/gtest.h>
@@ -36,14 +37,7 @@ Registry& test_registry() {
   return registry;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const RegistryError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+std::string error_of(const std::function<void()>& f) { return attnlab::test::error_of<RegistryError>(f); }
 
 }  // namespace
 

@@ -474,14 +474,6 @@ TEST(AttentionDecode, MisuseOfTheCacheIsReported) {
 
 // ---- Rejected settings ---------------------------------------------------------------------------
 
-void expect_rejected(const std::string& type, const Attrs& attrs, const std::string& message) {
-  try {
-    component_registry().create(type, attrs);
-    FAIL() << type << ": expected \"" << message << "\"";
-  } catch (const RegistryError& e) {
-    EXPECT_EQ(std::string(e.what()), type + ": " + message);
-  }
-}
 
 TEST(AttentionErrors, InvalidSettingsAreRejectedAtConstruction) {
   expect_rejected("attention.local", {{"window", int64_t{0}}}, "window must be at least 1, got 0");

@@ -103,4 +103,14 @@ inline double max_abs_diff(const float* a, const float* b, int64_t n) {
   return m;
 }
 
+// Creating TYPE with ATTRS fails with exactly "TYPE: MESSAGE".
+inline void expect_rejected(const std::string& type, const Attrs& attrs, const std::string& message) {
+  try {
+    component_registry().create(type, attrs);
+    FAIL() << type << ": expected \"" << message << "\"";
+  } catch (const RegistryError& e) {
+    EXPECT_EQ(std::string(e.what()), type + ": " + message);
+  }
+}
+
 }  // namespace attnlab::components_test

@@ -9,14 +9,6 @@ namespace {
 
 Attrs resolved(const std::string& type, Attrs a) { return component_registry().resolve_attrs(type, a); }
 
-void expect_rejected(const std::string& type, const Attrs& attrs, const std::string& message) {
-  try {
-    component_registry().create(type, attrs);
-    FAIL() << type << ": expected \"" << message << "\"";
-  } catch (const RegistryError& e) {
-    EXPECT_EQ(std::string(e.what()), type + ": " + message);
-  }
-}
 
 // ---- Positional encodings ------------------------------------------------------------------------
 

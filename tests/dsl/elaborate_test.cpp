@@ -1,5 +1,6 @@
 // Elaboration tests with the real plugins (loaded from beside the test executable): the paper's
 // base model and its Table 3 overrides, weight sharing, overrides, imports, experiments.
+#include "../support/installed_plugins.h"
 #include "dsl/elaborate.h"
 #include "dsl/experiment.h"
 #include "dsl/params.h"
@@ -13,14 +14,7 @@
 namespace attnlab::dsl {
 namespace {
 
-const Registry& registry() {
-  static Registry* r = [] {
-    auto* reg = new Registry();
-    load_plugins(*reg, plugin_search_path({}));
-    return reg;
-  }();
-  return *r;
-}
+const Registry& registry() { return test::plugins_beside_executable(); }
 
 const std::string kBase = std::string(ATTNLAB_SOURCE_DIR) + "/experiments/transformer_base.attn";
 

@@ -1,6 +1,7 @@
 // Golden diagnostics: every tests/dsl/broken/NAME.attn is checked (as `attnlab check` would) and its
 // formatted errors compared with NAME.expected. A first line "// args: --set K=V --use S=T" gives
 // overrides. Run with ATTNLAB_UPDATE_GOLDEN=1 to rewrite the .expected files (then review them).
+#include "../support/installed_plugins.h"
 #include "dsl/experiment.h"
 #include "node/plugin_loader.h"
 
@@ -12,14 +13,7 @@
 namespace attnlab::dsl {
 namespace {
 
-const Registry& registry() {
-  static Registry* r = [] {
-    auto* reg = new Registry();
-    load_plugins(*reg, plugin_search_path({}));
-    return reg;
-  }();
-  return *r;
-}
+const Registry& registry() { return test::plugins_beside_executable(); }
 
 std::string read(const std::filesystem::path& p) {
   std::ifstream in(p);

@@ -2,6 +2,7 @@
 // interrupted and resumed computes exactly the losses of an uninterrupted one; settings reach the
 // train section and the model; the run directory's files; checkpoint averaging; and the user
 // errors (missing data, unknown settings, resuming a checkpoint of another experiment or data).
+#include "../support/installed_plugins.h"
 #include "train/trainer.h"
 
 #include "dsl/source.h"
@@ -31,14 +32,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const Registry& registry() {
-  static const std::unique_ptr<Registry> r = [] {
-    auto reg = std::make_unique<Registry>();
-    load_plugins(*reg, plugin_search_path({}));
-    return reg;
-  }();
-  return *r;
-}
+const Registry& registry() { return test::plugins_beside_executable(); }
 
 class TempDir {
  public:

@@ -13,6 +13,7 @@
 //   sets. Plans reference the Model: it can be neither copied nor moved.
 #pragma once
 
+#include "exec/buffer_pool.h"
 #include "exec/parameters.h"
 #include "ir/graph.h"
 #include "node/registry.h"
@@ -51,7 +52,9 @@ class Model {
   // names or value names the caller reads (and may seed gradients at).
   Plan& plan(const ir::DimBindings& dims, std::vector<std::string> feeds, std::vector<std::string> fetches);
   size_t cached_plans() const { return plans_.size(); }
-  void clear_plans();
+  void clear_plans();  // their memory goes back to the pool, for the next plans
+  // Where every plan's buffers come from (see exec/buffer_pool.h).
+  BufferPool& buffer_pool() { return pool_; }
 
  private:
   ir::GraphDef graph_;
@@ -61,6 +64,7 @@ class Model {
   std::vector<std::vector<size_t>> node_params_;
   std::map<std::string, int> node_index_;
   ParameterStore store_;
+  BufferPool pool_;  // declared before plans_: outlives them
   using PlanKey = std::tuple<ir::DimBindings, std::vector<std::string>, std::vector<std::string>>;
   std::map<PlanKey, std::unique_ptr<Plan>> plans_;
 };

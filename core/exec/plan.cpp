@@ -26,10 +26,11 @@ const TensorView& absent_view() {
 
 Plan::~Plan() = default;
 
-Tensor& Plan::allocate(Shape shape) {
-  buffers_.push_back(std::make_unique<Tensor>(std::move(shape)));
-  bytes_ += static_cast<int64_t>(sizeof(float)) * buffers_.back()->numel();
-  return *buffers_.back();
+TensorView Plan::allocate(Shape shape) {
+  const int64_t n = numel(shape);
+  buffers_.push_back(model_.buffer_pool().acquire(n));
+  bytes_ += static_cast<int64_t>(sizeof(float)) * n;
+  return TensorView(buffers_.back().data(), std::move(shape));
 }
 
 const std::string& Plan::resolve(const std::string& name) const {
@@ -207,14 +208,14 @@ Plan::Plan(Model& model, ir::DimBindings dims, std::vector<std::string> feeds, s
   };
 
   // Value buffers: fed values, then every output of every needed node.
-  for (const std::string& value : feeds_) values_[value] = allocate(shapes.at(value)).view();
+  for (const std::string& value : feeds_) values_[value] = allocate(shapes.at(value));
   std::vector<int> order;
   for (int i : model.inferred().order)
     if (needed[i]) order.push_back(i);
   for (int i : order)
     for (size_t k = 0; k < model.schema(i).outputs.size(); ++k) {
       const std::string name = ir::value_name(graph.nodes(i).name(), static_cast<int>(k));
-      values_[name] = allocate(shapes.at(name)).view();
+      values_[name] = allocate(shapes.at(name));
     }
 
   // Gradient flow, in reverse topological order.
@@ -241,7 +242,7 @@ Plan::Plan(Model& model, ir::DimBindings dims, std::vector<std::string> feeds, s
     with_grad.insert(grad_inputs.begin(), grad_inputs.end());
   }
   for (const std::string& value : with_grad) {
-    grads_[value] = allocate(shapes.at(value)).view();
+    grads_[value] = allocate(shapes.at(value));
     value_grad_views_.push_back(grads_[value]);
   }
 
@@ -281,8 +282,8 @@ Plan::Plan(Model& model, ir::DimBindings dims, std::vector<std::string> feeds, s
       step.param_grads.push_back(TensorView());
       if (active[i]) param_users[params[k]].push_back({static_cast<int>(s), static_cast<int>(k)});
     }
-    for (const Shape& shape : ns.saved) step.saved.push_back(allocate(shape).view());
-    for (const Shape& shape : ns.workspace) step.workspace.push_back(allocate(shape).view());
+    for (const Shape& shape : ns.saved) step.saved.push_back(allocate(shape));
+    for (const Shape& shape : ns.workspace) step.workspace.push_back(allocate(shape));
   }
 
   // Parameter gradients: a single user writes the store; several users get a buffer each.
@@ -296,7 +297,7 @@ Plan::Plan(Model& model, ir::DimBindings dims, std::vector<std::string> feeds, s
       pg.single_slot = users[0].second;
     } else {
       for (auto [s, k] : users) {
-        TensorView use = allocate(p.spec.shape).view();
+        TensorView use = allocate(p.spec.shape);
         steps_[s].param_grads[k] = use;
         pg.uses.push_back(use);
       }
@@ -346,7 +347,7 @@ void Plan::prepare_accumulation() {
   for (Step& step : steps_) step.param_grads_staged = step.param_grads;
   for (ParamGradient& pg : param_gradients_) {
     if (pg.single_step < 0) continue;
-    pg.staged = allocate(model_.parameters()[pg.param].spec.shape).view();
+    pg.staged = allocate(model_.parameters()[pg.param].spec.shape);
     steps_[pg.single_step].param_grads_staged[pg.single_slot] = pg.staged;
   }
   accumulation_ready_ = true;

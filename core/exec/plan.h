@@ -9,7 +9,9 @@
 // - Every buffer is allocated once, here: values, gradients of values, each node's saved and
 //   workspace buffers, and the per-use gradient of a parameter that several planned nodes use (a
 //   parameter with a single user gets the ParameterStore's gradient directly). Executors only read
-//   and write these buffers; a steady-state step allocates nothing.
+//   and write these buffers; a steady-state step allocates nothing. The memory comes from the
+//   Model's BufferPool (exec/buffer_pool.h): recycled, so its contents are unspecified until
+//   written.
 // - Gradients: a value has a gradient buffer when a gradient can flow to it from a fetched
 //   differentiable value; a node runs backward when one of its outputs has a gradient and it has
 //   parameters or a differentiable input. Non-differentiable ports (PortSchema::differentiable) and
@@ -19,6 +21,7 @@
 //   buffer, so no two of them ever run at once.
 #pragma once
 
+#include "exec/buffer_pool.h"
 #include "exec/parameters.h"
 #include "ir/graph.h"
 #include "node/node.h"
@@ -110,13 +113,13 @@ class Plan {
   const std::string& resolve(const std::string& name) const;
 
  private:
-  Tensor& allocate(Shape shape);
+  TensorView allocate(Shape shape);
 
   Model& model_;
   ir::DimBindings dims_;
   std::vector<std::string> feeds_, fetches_;
   std::map<std::string, std::string> output_values_;  // graph output name -> value name
-  std::vector<std::unique_ptr<Tensor>> buffers_;
+  std::vector<PooledBlock> buffers_;
   std::map<std::string, TensorView> values_;
   std::map<std::string, TensorView> grads_;
   std::vector<TensorView> value_grad_views_;

@@ -48,5 +48,7 @@ void add_params_command(CLI::App& app, CommonOptions& options);  // params_comma
 // `attnlab translate --checkpoint RUN_DIR_OR_FILE [--beam N] [--alpha A]` (translate_command.cpp).
 void add_translate_command(CLI::App& app, CommonOptions& options);
 void add_run_command(CLI::App& app, CommonOptions& options);     // run_command.cpp (needs attnlab_trainer)
+// `attnlab bench`: training and decoding throughput against the PyTorch reference (bench_command.cpp).
+void add_bench_command(CLI::App& app, CommonOptions& options);
 
 }  // namespace attnlab::cli

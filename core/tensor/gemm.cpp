@@ -6,6 +6,7 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
+#include <atomic>
 
 #if defined(ATTNLAB_GEMM_OPENBLAS)
 #include <cblas.h>
@@ -69,6 +70,13 @@ void gemm_serial(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alph
 #endif
 }
 
+std::atomic<bool> g_count_enabled{false};
+std::atomic<int64_t> g_counted_madds{0};
+
+void count_madds(int64_t madds) {
+  if (g_count_enabled.load(std::memory_order_relaxed)) g_counted_madds.fetch_add(madds, std::memory_order_relaxed);
+}
+
 // Below this many multiply-adds (~25 µs of work) a product is not worth splitting across tasks.
 constexpr int64_t kSplitFlops = int64_t{1} << 21;
 // Blocks are cut with tbb::simple_partitioner: the split points depend only on the shape, never on
@@ -84,6 +92,7 @@ constexpr int64_t kMinCols = 256;
 
 void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  count_madds(m * n * k);
 #if defined(ATTNLAB_GEMM_OPENBLAS)
   constexpr bool can_split = false;  // calls are serialised anyway (see openblas_mutex)
 #else
@@ -120,6 +129,7 @@ void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, cons
 void gemm_batched(Trans ta, Trans tb, int64_t batch, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                   int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float beta, float* c,
                   int64_t ldc, int64_t stride_c) {
+  count_madds(batch * m * n * k);
   // Small per-head products: group several into one task so that scheduling does not dominate.
   const int64_t per_task = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, m * n * k));
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, batch, per_task), [&](const tbb::blocked_range<int64_t>& r) {
@@ -127,6 +137,10 @@ void gemm_batched(Trans ta, Trans tb, int64_t batch, int64_t m, int64_t n, int64
       gemm_serial(ta, tb, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
   });
 }
+
+void gemm_count_enable(bool enabled) { g_count_enabled.store(enabled, std::memory_order_relaxed); }
+void gemm_count_reset() { g_counted_madds.store(0, std::memory_order_relaxed); }
+int64_t gemm_counted_madds() { return g_counted_madds.load(std::memory_order_relaxed); }
 
 const char* gemm_backend() {
 #if defined(ATTNLAB_GEMM_OPENBLAS)

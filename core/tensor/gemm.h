@@ -24,6 +24,14 @@ void gemm_batched(Trans trans_a, Trans trans_b, int64_t batch, int64_t m, int64_
                   const float* a, int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b,
                   float beta, float* c, int64_t ldc, int64_t stride_c);
 
+// Flop accounting for benchmarks (`attnlab bench`). While enabled, every gemm() and gemm_batched()
+// call adds its multiply-adds (m·n·k, times batch) to one process-wide counter (a relaxed atomic
+// add per call; when disabled, a relaxed load per call and nothing else). Off by default. Counts
+// matrix products only: element-wise work, softmax and norms are not included.
+void gemm_count_enable(bool enabled);
+void gemm_count_reset();
+int64_t gemm_counted_madds();
+
 // Which backend this build uses ("openblas-serial" or "eigen"), for reports and benchmarks.
 const char* gemm_backend();
 

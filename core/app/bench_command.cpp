@@ -1,0 +1,420 @@
+// attnlab bench [FILE] [--set ...] [--use ...] --batch B --src-len S --tgt-len T --vocab V
+//               [--threads N] [--steps K] [--peak [--peak-size N]] [--json]
+//
+// The same work as the PyTorch reference (/work/shared/bench/torch_transformer.py, described in
+// docs/performance.md "attnlab bench"), timed the same way:
+// - a model file (default: the built-in copy of experiments/transformer_base.attn) elaborated with
+//   --set/--use and vocab = --vocab; dropout and label smoothing are the file's (0.1 and 0.1);
+// - full training steps on fixed random tokens: forward, backward (gradient of the mean loss),
+//   Adam (0.9, 0.98, 1e-9; core/train/optimizer.h), with the TBB executor in an arena of --threads;
+//   one warm-up step, then K timed steps (default 3). Train tokens/s = B·(S+T) / step time, as the
+//   reference counts them;
+// - greedy decoding of B sentences with the key/value cache (eval::DecodeSession), always exactly
+//   T steps (like the reference, which decodes T tokens whatever they are); the timing includes
+//   running the encoder and setting up the session. Decode tokens/s = B·T / decode time;
+// - gflops: multiply-adds of every gemm()/gemm_batched() call during the timed steps (the counter
+//   in core/tensor/gemm.h), ×2 / step time: matrix products only;
+// - peak_rss_mb: getrusage's ru_maxrss of this process, read after decoding (before --peak);
+// - --peak: the machine's single-precision rate on the same threads, measured after everything
+//   else: attnlab::gemm() on a square product of --peak-size (default 2048; best of 5), and a
+//   register-blocked FMA loop on every arena thread at once (the method of docs/performance.md's
+//   GEMM section), with gflops as a fraction of each.
+// Random tokens avoid the reserved ids 0–3 (<pad>, <unk>, <s>, </s>), so there is no padding.
+#include "app/cli.h"
+#include "dsl/experiment.h"
+#include "eval/decoder.h"
+#include "exec/tbb_executor.h"
+#include "tensor/gemm.h"
+#include "train/optimizer.h"
+#include "train/trainer.h"
+
+#include <nlohmann/json.hpp>
+#include <sys/resource.h>
+#include <tbb/global_control.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+#include <unistd.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <random>
+
+namespace attnlab::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Ids 0..3 are <pad>, <unk>, <s>, </s> (core/data/tokenizer.h); random tokens are drawn above.
+constexpr int kFirstWordId = 4;
+
+struct BenchOptions {
+  std::string file;
+  std::vector<std::string> sets;
+  std::vector<std::string> uses;
+  std::string model;
+  int64_t batch = 0, src_len = 0, tgt_len = 0, vocab = 0;
+  int64_t steps = 3;
+  bool peak = false;
+  int64_t peak_size = 2048;
+  bool json = false;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void check_options(const BenchOptions& o) {
+  auto at_least = [](const char* flag, int64_t value, int64_t minimum, const std::string& why = "") {
+    if (value < minimum)
+      throw CliError(1, std::string(flag) + " must be at least " + std::to_string(minimum) + ", got " +
+                            std::to_string(value) + why);
+  };
+  at_least("--batch", o.batch, 1);
+  at_least("--src-len", o.src_len, 1);
+  at_least("--tgt-len", o.tgt_len, 1);
+  at_least("--vocab", o.vocab, kFirstWordId + 1, " (ids 0-3 are reserved for <pad>, <unk>, <s>, </s>)");
+  at_least("--steps", o.steps, 1);
+  if (o.peak) at_least("--peak-size", o.peak_size, 1);
+  for (const std::string& s : o.sets) {
+    std::string name = s.substr(0, s.find('='));
+    name.erase(0, name.find_first_not_of(' '));
+    name.erase(name.find_last_not_of(' ') + 1);
+    if (name == "vocab") throw CliError(1, "--set vocab=... is not allowed here: the vocabulary size is --vocab");
+  }
+}
+
+// The built-in copy of experiments/transformer_base.attn, written to a scratch directory (the
+// language reads files) and removed when this goes out of scope.
+struct DefaultModelFile {
+  fs::path dir;
+  fs::path path;
+  DefaultModelFile() {
+    dir = fs::temp_directory_path() / ("attnlab-bench-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    path = dir / "transformer_base.attn";
+    std::ofstream(path) << train::default_model_text();
+  }
+  ~DefaultModelFile() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+};
+
+#if defined(__x86_64__)
+// 12 independent accumulators of 16 lanes hide the FMA latency: 384 flops per iteration, no
+// memory traffic (docs/performance.md, GEMM section).
+__attribute__((target("avx512f"))) float fma_loop_avx512(int64_t iterations) {
+  __m512 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(0.001f * static_cast<float>(i));
+  const __m512 mul = _mm512_set1_ps(0.999999f), add = _mm512_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iterations; ++it)
+    for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], mul, add);
+  __m512 sum = acc[0];
+  for (int i = 1; i < 12; ++i) sum = _mm512_add_ps(sum, acc[i]);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, sum);
+  float total = 0;
+  for (float f : lanes) total += f;
+  return total;
+}
+
+__attribute__((target("avx2,fma"))) float fma_loop_avx2(int64_t iterations) {
+  __m256 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(0.001f * static_cast<float>(i));
+  const __m256 mul = _mm256_set1_ps(0.999999f), add = _mm256_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iterations; ++it)
+    for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], mul, add);
+  __m256 sum = acc[0];
+  for (int i = 1; i < 12; ++i) sum = _mm256_add_ps(sum, acc[i]);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, sum);
+  float total = 0;
+  for (float f : lanes) total += f;
+  return total;
+}
+#endif
+
+struct PeakFigures {
+  double gemm_gflops = 0;  // attnlab::gemm() on a square product
+  double fma_gflops = 0;   // the FMA loop on every thread (0: not measured on this CPU)
+  std::string fma_isa;
+};
+
+PeakFigures measure_peak(tbb::task_arena& arena, int64_t n) {
+  PeakFigures out;
+  std::vector<float> a(static_cast<size_t>(n * n)), b(a.size()), c(a.size());
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = uniform(rng), b[i] = uniform(rng);
+  auto product = [&] {
+    arena.execute([&] { gemm(Trans::No, Trans::No, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n); });
+  };
+  product();  // warm-up: pages touched, threads started
+  double best = 1e30;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    product();
+    best = std::min(best, seconds_since(t0));
+  }
+  out.gemm_gflops = 2.0 * static_cast<double>(n) * n * n / best * 1e-9;
+
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (avx512 || avx2) {
+    out.fma_isa = avx512 ? "avx512" : "avx2";
+    const double flops_per_iteration = avx512 ? 384.0 : 192.0;
+    const int threads = arena.max_concurrency();
+    const int64_t iterations = int64_t{1} << 22;  // ~10 ms per thread at ~150 GFLOP/s
+    std::vector<float> sink(static_cast<size_t>(threads));
+    auto run = [&] {
+      arena.execute([&] {
+        tbb::parallel_for(
+            tbb::blocked_range<int>(0, threads, 1),
+            [&](const tbb::blocked_range<int>& r) {
+              for (int t = r.begin(); t < r.end(); ++t)
+                sink[static_cast<size_t>(t)] = avx512 ? fma_loop_avx512(iterations) : fma_loop_avx2(iterations);
+            },
+            tbb::simple_partitioner());
+      });
+    };
+    run();
+    double best_fma = 1e30;
+    for (int rep = 0; rep < 5; ++rep) {
+      const auto t0 = std::chrono::steady_clock::now();
+      run();
+      best_fma = std::min(best_fma, seconds_since(t0));
+    }
+    out.fma_gflops = flops_per_iteration * static_cast<double>(iterations) * threads / best_fma * 1e-9;
+    volatile float keep = sink[0];
+    (void)keep;
+  }
+#endif
+  return out;
+}
+
+int64_t int_param(const dsl::ElaboratedModel& model, const std::string& name) {
+  for (const auto& [key, value] : model.params)
+    if (key == name && std::holds_alternative<int64_t>(value)) return std::get<int64_t>(value);
+  return -1;
+}
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux: kilobytes
+}
+
+void run_bench(const BenchOptions& o, const CommonOptions& common) {
+  check_options(o);
+  std::unique_ptr<Registry> registry = load_registry(common);
+
+  std::unique_ptr<DefaultModelFile> default_file;
+  fs::path file = o.file;
+  if (file.empty()) {
+    default_file = std::make_unique<DefaultModelFile>();
+    file = default_file->path;
+  }
+  std::vector<std::string> sets = o.sets;
+  sets.push_back("vocab=" + std::to_string(o.vocab));
+  dsl::ElaboratedModel elaborated;
+  try {
+    elaborated = dsl::elaborate_target(file, *registry, sets, o.uses, o.model);
+  } catch (const dsl::DslError& e) {
+    std::cerr << e.what();
+    const size_t n = e.diagnostics.size();
+    throw CliError(1, (o.file.empty() ? std::string("the default model") : o.file) + ": " + std::to_string(n) +
+                          (n == 1 ? " error" : " errors"));
+  }
+  for (const char* input : {"src", "tgt_in", "tgt_out"}) {
+    bool found = false;
+    for (const auto& in : elaborated.graph.inputs()) found = found || in.name() == input;
+    if (!found)
+      throw CliError(1, "model " + elaborated.name + " has no input '" + input +
+                            "': bench needs an encoder-decoder with inputs src, tgt_in, tgt_out");
+  }
+  for (const char* output : {"loss", "memory", "logits"}) {
+    bool found = false;
+    for (const auto& out : elaborated.graph.outputs()) found = found || out.name() == output;
+    if (!found)
+      throw CliError(1, "model " + elaborated.name + " has no output '" + output +
+                            "': bench needs outputs loss, logits and memory");
+  }
+
+  const int threads = common.threads;
+  tbb::global_control parallelism(tbb::global_control::max_allowed_parallelism,
+                                  threads > 0 ? static_cast<size_t>(threads)
+                                              : static_cast<size_t>(tbb::this_task_arena::max_concurrency()));
+  exec::TbbExecutor executor(threads);
+  const uint64_t seed = common.seed;
+  exec::Model model(elaborated.graph, *registry, seed, dsl::default_dims());
+  std::vector<train::ParamRef> refs;
+  for (exec::Parameter& p : model.parameters()) refs.push_back({p.name, p.value.view(), p.grad.view()});
+  train::Adam adam(train::AdamConfig{0.9, 0.98, 1e-9, 0.0});
+
+  const int64_t B = o.batch, S = o.src_len, T = o.tgt_len, V = o.vocab;
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> word(kFirstWordId, static_cast<int>(V) - 1);
+  Tensor src({B, S}), tgt_in({B, T}), tgt_out({B, T});
+  std::vector<std::vector<int>> sources(static_cast<size_t>(B));
+  for (int64_t r = 0; r < B; ++r) {
+    for (int64_t i = 0; i < S; ++i) {
+      const int id = word(rng);
+      src.data()[r * S + i] = static_cast<float>(id);
+      sources[static_cast<size_t>(r)].push_back(id);
+    }
+    int previous = word(rng);  // target sequence of T+1 tokens: tgt_in = [:-1], tgt_out = [1:]
+    for (int64_t i = 0; i < T; ++i) {
+      const int next = word(rng);
+      tgt_in.data()[r * T + i] = static_cast<float>(previous);
+      tgt_out.data()[r * T + i] = static_cast<float>(next);
+      previous = next;
+    }
+  }
+
+  const ir::DimBindings dims = {{"batch", B}, {"src_len", S}, {"tgt_len", T}};
+  const exec::TensorMap feeds = {{"src", src.view()}, {"tgt_in", tgt_in.view()}, {"tgt_out", tgt_out.view()}};
+  double last_loss = 0;
+  auto train_step = [&](uint64_t step) {
+    exec::Plan& plan = model.plan(dims, {"src", "tgt_in", "tgt_out"}, {"loss", "tokens", "correct"});
+    executor.forward(plan, feeds, StepInfo{true, seed, nullptr}, step);
+    executor.backward(plan);  // d loss = 1: the gradient of the mean loss, as the reference
+    adam.step(refs, 1e-4);
+    last_loss = plan.value("loss").data()[0];
+  };
+  train_step(0);  // warm-up: plans, buffers, optimizer moments
+  gemm_count_reset();
+  gemm_count_enable(true);
+  const auto train_t0 = std::chrono::steady_clock::now();
+  for (int64_t k = 0; k < o.steps; ++k) train_step(static_cast<uint64_t>(k + 1));
+  const double train_s = seconds_since(train_t0);
+  gemm_count_enable(false);
+  const double step_s = train_s / static_cast<double>(o.steps);
+  const double madds_per_step = static_cast<double>(gemm_counted_madds()) / static_cast<double>(o.steps);
+  if (!std::isfinite(last_loss)) throw CliError(1, "the training loss is not finite: " + std::to_string(last_loss));
+  model.clear_plans();  // training buffers go back to the pool for the decoder's plans
+
+  const auto decode_t0 = std::chrono::steady_clock::now();
+  int64_t eos_tokens = 0;
+  {
+    eval::DecodeSession session(model, executor, sources, 1, T, threads);
+    std::vector<int> tokens(static_cast<size_t>(B), eval::kDecodeBosId);
+    for (int64_t t = 0; t < T; ++t) {
+      const float* logits = session.step(tokens);
+      for (int64_t r = 0; r < B; ++r) {
+        const float* row = logits + r * session.vocab();
+        tokens[static_cast<size_t>(r)] = static_cast<int>(std::max_element(row, row + session.vocab()) - row);
+        eos_tokens += tokens[static_cast<size_t>(r)] == eval::kDecodeEosId;
+      }
+    }
+  }
+  const double decode_s = seconds_since(decode_t0);
+  const double rss_mb = peak_rss_mb();
+
+  std::optional<PeakFigures> peak;
+  if (o.peak) {
+    tbb::task_arena arena(threads > 0 ? threads : tbb::task_arena::automatic);
+    peak = measure_peak(arena, o.peak_size);
+  }
+
+  const double train_tps = static_cast<double>(B * (S + T)) / step_s;
+  const double decode_tps = static_cast<double>(B * T) / decode_s;
+  const double gflops = 2.0 * madds_per_step / step_s * 1e-9;
+  nlohmann::ordered_json out;
+  out["engine"] = std::string("attnlab-") + ATTNLAB_VERSION;
+  out["model"] = elaborated.name;
+  out["threads"] = executor.threads();
+  out["batch"] = B;
+  out["src_len"] = S;
+  out["tgt_len"] = T;
+  out["vocab"] = V;
+  for (const char* name : {"d_model", "layers", "d_ff", "heads"})
+    if (int_param(elaborated, name) >= 0) out[name] = int_param(elaborated, name);
+  out["parameters"] = model.parameters().element_count();
+  out["executor"] = executor.name();
+  out["backend"] = gemm_backend();
+  out["steps"] = o.steps;
+  out["train_step_s"] = step_s;
+  out["train_tokens_per_s"] = train_tps;
+  out["train_loss"] = last_loss;
+  out["gemm_gflop_per_step"] = 2.0 * madds_per_step * 1e-9;
+  out["gflops"] = gflops;
+  out["decode_steps"] = T;
+  out["decode_eos_tokens"] = eos_tokens;
+  out["decode_s"] = decode_s;
+  out["decode_tokens_per_s"] = decode_tps;
+  out["peak_rss_mb"] = rss_mb;
+  if (peak) {
+    out["peak_size"] = o.peak_size;
+    out["gemm_peak_gflops"] = peak->gemm_gflops;
+    out["gemm_peak_fraction"] = gflops / peak->gemm_gflops;
+    if (peak->fma_gflops > 0) {
+      out["fma_peak_isa"] = peak->fma_isa;
+      out["fma_peak_gflops"] = peak->fma_gflops;
+      out["fma_peak_fraction"] = gflops / peak->fma_gflops;
+    }
+  }
+  if (o.json) {
+    std::cout << out.dump() << '\n';
+    return;
+  }
+  char line[160];
+  std::cout << "model " << elaborated.name << ", " << model.parameters().element_count() << " parameters; batch " << B
+            << ", " << S << "+" << T << " tokens, vocab " << V << "; " << executor.threads() << " threads ("
+            << executor.name() << " executor, " << gemm_backend() << " gemm)\n";
+  std::snprintf(line, sizeof line, "  train   %10.1f tokens/s   %8.4f s/step   %7.1f GFLOP/s (matrix products)\n",
+                train_tps, step_s, gflops);
+  std::cout << line;
+  std::snprintf(line, sizeof line, "  decode  %10.1f tokens/s   %8.4f s (greedy, %lld steps, cached)\n", decode_tps,
+                decode_s, static_cast<long long>(T));
+  std::cout << line;
+  std::snprintf(line, sizeof line, "  peak RSS %9.1f MB\n", rss_mb);
+  std::cout << line;
+  if (peak) {
+    std::snprintf(line, sizeof line, "  peak    %10.1f GFLOP/s gemm %lld^3 (training reaches %.0f%%)\n",
+                  peak->gemm_gflops, static_cast<long long>(o.peak_size), 100.0 * gflops / peak->gemm_gflops);
+    std::cout << line;
+    if (peak->fma_gflops > 0) {
+      std::snprintf(line, sizeof line, "          %10.1f GFLOP/s %s FMA loop (training reaches %.0f%%)\n",
+                    peak->fma_gflops, peak->fma_isa.c_str(), 100.0 * gflops / peak->fma_gflops);
+      std::cout << line;
+    }
+  }
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app, CommonOptions& options) {
+  auto bench = std::make_shared<BenchOptions>();
+  CLI::App* command = app.add_subcommand(
+      "bench", "Time training steps and greedy decoding on random tokens (the PyTorch reference's work)");
+  command->add_option("file", bench->file,
+                      "A model (.attn) or experiment file; default the built-in experiments/transformer_base.attn");
+  command->add_option("--set", bench->sets, "Override a model parameter: NAME=VALUE")->allow_extra_args(false);
+  command->add_option("--use", bench->uses, "Bind a slot to a node type: SLOT=TYPE")->allow_extra_args(false);
+  command->add_option("--model", bench->model, "Which model (or experiment) of the file; default the first");
+  command->add_option("--batch", bench->batch, "Sentences per batch")->required();
+  command->add_option("--src-len", bench->src_len, "Source tokens per sentence")->required();
+  command->add_option("--tgt-len", bench->tgt_len, "Target tokens per sentence (and greedy decode steps)")->required();
+  command->add_option("--vocab", bench->vocab, "Vocabulary size (sets the model's vocab)")->required();
+  command->add_option("--steps", bench->steps, "Timed training steps after one warm-up step (default 3)");
+  command->add_flag("--peak", bench->peak, "Also measure the machine's GEMM and FMA peak on the same threads");
+  command->add_option("--peak-size", bench->peak_size, "Side of the square product --peak times (default 2048)");
+  command->add_flag("--json", bench->json, "Print one JSON object");
+  add_common_options(*command, options);
+  command->callback([bench, &options] { run_bench(*bench, options); });
+}
+
+}  // namespace attnlab::cli

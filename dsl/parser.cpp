@@ -380,6 +380,35 @@ class Parser {
     return run(lit('}'));
   }
 
+  // The items of a body whose '{' has been read, up to and including its '}'. `parse_item` reads
+  // one item and returns false after reporting a syntax error; the parser then skips to the next
+  // line starting with one of `words` (or `name =`) and goes on, so one pass reports several
+  // errors. `commas`: items may also be separated by ','.
+  template <class ParseItem>
+  void parse_braced_items(const std::string& what, std::initializer_list<const char*> words, bool commas,
+                          ParseItem parse_item) {
+    while (true) {
+      skip_semicolons();
+      while (commas && it_ != end_ && *it_ == ',') {
+        ++it_;
+        skip_semicolons();
+      }
+      if (it_ == end_) {
+        error(it_, "expected '}' closing " + what);
+        return;
+      }
+      if (*it_ == '}') {
+        ++it_;
+        return;
+      }
+      const char* item_start = it_;
+      if (!parse_item() && recover(item_start, words, /*stop_at_close=*/true) && it_ != end_ && *it_ == '}') {
+        ++it_;
+        return;
+      }
+    }
+  }
+
   void parse_model(ast::File& file) {
     ast::Model model;
     skip();
@@ -389,47 +418,36 @@ class Parser {
       recover(start, {"import", "param", "use", "block", "model", "experiment"}, false);
       return;
     }
-    const std::initializer_list<const char*> item_words = {"param", "use", "block", "input", "output"};
-    while (true) {
-      skip_semicolons();
-      if (it_ == end_) {
-        error(it_, "expected '}' closing model '" + model.name + "'");
-        break;
-      }
-      if (*it_ == '}') {
-        ++it_;
-        break;
-      }
-      const char* item_start = it_;
-      bool ok = true;
+    parse_braced_items("model '" + model.name + "'", {"param", "use", "block", "input", "output"}, /*commas=*/false, [&] {
       if (at(kw_param)) {
         ast::ParamDecl decl;
-        if ((ok = parse_param_decl(decl))) model.items.emplace_back(std::move(decl));
+        if (!parse_param_decl(decl)) return false;
+        model.items.emplace_back(std::move(decl));
       } else if (at(kw_use)) {
         ast::UseDecl decl;
-        if ((ok = run(kw_use) && run(use_decl, decl))) model.items.emplace_back(std::move(decl));
+        if (!run(kw_use) || !run(use_decl, decl)) return false;
+        model.items.emplace_back(std::move(decl));
       } else if (at(kw_block)) {
         ast::BlockDecl decl;
-        if ((ok = parse_block(decl))) model.items.emplace_back(std::move(decl));
+        if (!parse_block(decl)) return false;
+        model.items.emplace_back(std::move(decl));
       } else if (at(kw_input)) {
         ast::InputDecl decl;
         decl.offset = offset(it_);
-        if ((ok = run(kw_input) && run(input_decl, decl))) model.items.emplace_back(std::move(decl));
+        if (!run(kw_input) || !run(input_decl, decl)) return false;
+        model.items.emplace_back(std::move(decl));
       } else if (at(kw_output)) {
         ast::OutputDecl decl;
         decl.offset = offset(it_);
-        if ((ok = run(kw_output) && run(output_decl, decl))) model.items.emplace_back(std::move(decl));
+        if (!run(kw_output) || !run(output_decl, decl)) return false;
+        model.items.emplace_back(std::move(decl));
       } else {
         ast::Assign a;
-        if ((ok = run(assign, a))) model.items.emplace_back(std::move(a));
+        if (!run(assign, a)) return false;
+        model.items.emplace_back(std::move(a));
       }
-      if (!ok && recover(item_start, item_words, /*stop_at_close=*/true)) {
-        if (it_ != end_ && *it_ == '}') {
-          ++it_;
-          break;
-        }
-      }
-    }
+      return true;
+    });
     file.models.push_back(std::move(model));
   }
 
@@ -471,45 +489,28 @@ class Parser {
       recover(start, top_words, false);
       return;
     }
-    while (true) {
-      skip_semicolons();
-      while (it_ != end_ && *it_ == ',') {
-        ++it_;
-        skip_semicolons();
-      }
-      if (it_ == end_) {
-        error(it_, "expected '}' closing experiment '" + exp.name + "'");
-        break;
-      }
-      if (*it_ == '}') {
-        ++it_;
-        break;
-      }
-      const char* item_start = it_;
-      bool ok = true;
+    parse_braced_items("experiment '" + exp.name + "'", {"model"}, /*commas=*/true, [&] {
       const char* i = it_;
       if (at(kw_model)) {
         ast::ModelRef ref;
         ref.offset = offset(it_);
-        ok = run(kw_model) && run(lit('=')) && run(string_literal, ref.path);
-        if (ok && at(kw_with)) ok = run(kw_with) && run(lit('{')) && parse_settings(ref.overrides, "the model overrides");
-        if (ok) exp.models.push_back(std::move(ref));
+        if (!run(kw_model) || !run(lit('=')) || !run(string_literal, ref.path)) return false;
+        if (at(kw_with) && !(run(kw_with) && run(lit('{')) && parse_settings(ref.overrides, "the model overrides"))) return false;
+        exp.models.push_back(std::move(ref));
       } else if (x3::phrase_parse(i, end_, x3::with<begin_tag>(begin_)[&(identifier >> '{')], skipper)) {
         ast::Section section;
         section.offset = offset(it_);
-        ok = run(identifier, section.name) && run(lit('{')) && parse_settings(section.settings, "section '" + section.name + "'");
-        if (ok) exp.sections.push_back(std::move(section));
+        if (!run(identifier, section.name) || !run(lit('{')) ||
+            !parse_settings(section.settings, "section '" + section.name + "'"))
+          return false;
+        exp.sections.push_back(std::move(section));
       } else {
-        ast::Setting s;
-        if ((ok = run(setting, s))) exp.settings.push_back(std::move(s));
+        ast::Setting setting_item;
+        if (!run(setting, setting_item)) return false;
+        exp.settings.push_back(std::move(setting_item));
       }
-      if (!ok && recover(item_start, {"model"}, true)) {
-        if (it_ != end_ && *it_ == '}') {
-          ++it_;
-          break;
-        }
-      }
-    }
+      return true;
+    });
     file.experiments.push_back(std::move(exp));
   }
 

@@ -15,6 +15,7 @@
 // - gflops: multiply-adds of every gemm()/gemm_batched() call during the timed steps (the counter
 //   in core/tensor/gemm.h), ×2 / step time: matrix products only;
 // - peak_rss_mb: getrusage's ru_maxrss of this process, read after decoding (before --peak);
+//   train_peak_rss_mb: the same read after the timed training steps (before decoding);
 // - --peak: the machine's single-precision rate on the same threads, measured after everything
 //   else: attnlab::gemm() on a square product of --peak-size (default 2048; best of 5), and a
 //   register-blocked FMA loop on every arena thread at once (the method of docs/performance.md's
@@ -303,6 +304,7 @@ void run_bench(const BenchOptions& o, const CommonOptions& common) {
   gemm_count_enable(false);
   const double step_s = train_s / static_cast<double>(o.steps);
   const double madds_per_step = static_cast<double>(gemm_counted_madds()) / static_cast<double>(o.steps);
+  const double train_rss_mb = peak_rss_mb();
   if (!std::isfinite(last_loss)) throw CliError(1, "the training loss is not finite: " + std::to_string(last_loss));
   model.clear_plans();  // training buffers go back to the pool for the decoder's plans
 
@@ -355,6 +357,7 @@ void run_bench(const BenchOptions& o, const CommonOptions& common) {
   out["decode_eos_tokens"] = eos_tokens;
   out["decode_s"] = decode_s;
   out["decode_tokens_per_s"] = decode_tps;
+  out["train_peak_rss_mb"] = train_rss_mb;
   out["peak_rss_mb"] = rss_mb;
   if (peak) {
     out["peak_size"] = o.peak_size;
@@ -380,7 +383,7 @@ void run_bench(const BenchOptions& o, const CommonOptions& common) {
   std::snprintf(line, sizeof line, "  decode  %10.1f tokens/s   %8.4f s (greedy, %lld steps, cached)\n", decode_tps,
                 decode_s, static_cast<long long>(T));
   std::cout << line;
-  std::snprintf(line, sizeof line, "  peak RSS %9.1f MB\n", rss_mb);
+  std::snprintf(line, sizeof line, "  peak RSS %9.1f MB (%.1f MB after training)\n", rss_mb, train_rss_mb);
   std::cout << line;
   if (peak) {
     std::snprintf(line, sizeof line, "  peak    %10.1f GFLOP/s gemm %lld^3 (training reaches %.0f%%)\n",

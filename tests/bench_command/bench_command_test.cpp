@@ -42,7 +42,7 @@ TEST(BenchCommand, JsonFiguresArePositiveFiniteAndConsistent) {
   ASSERT_TRUE(j.is_object());
   for (const char* key : {"train_tokens_per_s", "decode_tokens_per_s", "train_step_s", "gflops", "peak_rss_mb",
                           "parameters", "threads", "batch", "src_len", "tgt_len", "vocab", "d_model", "layers",
-                          "d_ff", "heads", "steps", "train_loss", "gemm_gflop_per_step", "decode_s", "decode_steps",
+                          "d_ff", "heads", "steps", "train_loss", "gemm_gflop_per_step", "decode_s", "decode_steps", "train_peak_rss_mb",
                           "gemm_peak_gflops", "gemm_peak_fraction"})
     positive_number(j, key);
   EXPECT_EQ(j["threads"], 2);
@@ -56,6 +56,7 @@ TEST(BenchCommand, JsonFiguresArePositiveFiniteAndConsistent) {
   EXPECT_EQ(j["executor"], "tbb");
   EXPECT_TRUE(j["backend"].is_string() && !j["backend"].get<std::string>().empty());
   if (j.contains("fma_peak_gflops")) positive_number(j, "fma_peak_gflops");
+  EXPECT_LE(j["train_peak_rss_mb"].get<double>(), j["peak_rss_mb"].get<double>());  // a running maximum
 
   const double step_s = j["train_step_s"], decode_s = j["decode_s"];
   EXPECT_NEAR(j["train_tokens_per_s"].get<double>(), 2.0 * (4 + 4) / step_s, 1e-6 * 16 / step_s);

@@ -80,6 +80,12 @@ AttentionConfig config_from_attrs(const std::string& type, const Attrs& attrs) {
     else if (mode == "centred") c.mode = WindowMode::Centred;
     else throw std::invalid_argument("mode must be \"causal\" or \"centred\", got \"" + mode + "\"");
   }
+  if (attrs.has("tile")) {
+    c.tile = attrs.get_int("tile");
+    if (c.tile < -1)
+      throw std::invalid_argument("tile must be 0 (automatic), -1 (materialise the scores) or a positive tile size, got " +
+                                  std::to_string(c.tile));
+  }
   const std::string& posenc = attrs.get_string("posenc");
   const auto& known = known_posenc();
   if (std::find(known.begin(), known.end(), posenc) == known.end())
@@ -188,6 +194,15 @@ NodeShapes AttentionNode::infer(std::span<const Shape> in) const {
     s.params.push_back({"b_v", {G * dv}, Init::Zeros});
     s.params.push_back({"b_o", {D}, Init::Zeros});
   }
+  if (const int64_t tile = tile_for(Tq, Tk); tile > 0) {
+    // saved: Q, K, V, log-sum-exp per query row, O
+    s.saved = {{B, Tq, H * dk}, {B, Tk, G * dk}, {B, Tk, G * dv}, {B, H, Tq}, {B, Tq, H * dv}};
+    // workspace: dO, scratch tiles per chunk (scores, score gradients, running max and sum), dQ, dK,
+    // dV, rowsum(dO ∘ O) per query row
+    s.workspace = {{B, Tq, H * dv}, {kTileChunks, 2 * tile * tile + 2 * tile}, {B, Tq, H * dk}, {B, Tk, G * dk},
+                   {B, Tk, G * dv}, {B, H, Tq}};
+    return s;
+  }
   // saved: Q, K, V, P, O
   s.saved = {{B, Tq, H * dk}, {B, Tk, G * dk}, {B, Tk, G * dv}, {B, H, Tq, Tk}, {B, Tq, H * dv}};
   // workspace: dO, dS, dQ, dK, dV, per-batch gradient of the additive score vector
@@ -226,11 +241,8 @@ void AttentionNode::rotate(float* x, int64_t rows_per_batch, int64_t batch, int6
   });
 }
 
-// Adds the positional bias, applies causal/window/mask restrictions and normalises one score row in
-// place. Keys not allowed get probability 0; a row with no allowed key becomes all zeros.
-void AttentionNode::score_row_softmax(float* row, int64_t keys, int64_t qpos, int64_t head, const float* mask_row,
-                                      bool causal) const {
-  int64_t lo = 0, hi = keys - 1;  // allowed key positions [lo, hi] before the mask
+std::pair<int64_t, int64_t> AttentionNode::key_range(int64_t qpos, int64_t keys, bool causal) const {
+  int64_t lo = 0, hi = keys - 1;
   if (causal) hi = std::min(hi, qpos);
   if (config_.window > 0) {
     if (config_.mode == WindowMode::Causal) {
@@ -241,6 +253,20 @@ void AttentionNode::score_row_softmax(float* row, int64_t keys, int64_t qpos, in
       hi = std::min(hi, qpos + (config_.window - 1) / 2);
     }
   }
+  return {lo, hi};
+}
+
+int64_t AttentionNode::tile_for(int64_t queries, int64_t keys) const {
+  if (config_.kind != ScoreKind::Dot || config_.tile < 0) return 0;
+  if (config_.tile > 0) return config_.tile;
+  return queries * keys >= kTiledFromScores ? kDefaultTile : 0;
+}
+
+// Adds the positional bias, applies causal/window/mask restrictions and normalises one score row in
+// place. Keys not allowed get probability 0; a row with no allowed key becomes all zeros.
+void AttentionNode::score_row_softmax(float* row, int64_t keys, int64_t qpos, int64_t head, const float* mask_row,
+                                      bool causal) const {
+  const auto [lo, hi] = key_range(qpos, keys, causal);
   const float slope = config_.posenc == PositionScheme::Alibi ? slopes_[head] : 0.0f;
   float max_score = -std::numeric_limits<float>::infinity();
   for (int64_t j = lo; j <= hi; ++j) {
@@ -294,6 +320,193 @@ void AttentionNode::attend(const AttendArgs& a, int64_t B, int64_t Tq, int64_t T
   });
 }
 
+// ---- Tiled kernel (online softmax) --------------------------------------------------------------
+//
+// Tasks are (batch, head, query block) in forward and in the first backward pass, (batch, key/value
+// head, key block) in the second. Task t runs in chunk t mod C (C = min(kTileChunks, tasks)), which
+// owns one set of scratch tiles; every task computes the same values whatever the chunking or the
+// thread count, and each writes only its own rows, so results are deterministic.
+
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+int64_t tile_chunk_floats(int64_t tile) { return 2 * tile * tile + 2 * tile; }
+
+}  // namespace
+
+// Prepares one score-tile row in place: keys not allowed (range or mask) become -inf, allowed ones
+// get the ALiBi bias. Returns the row's maximum (-inf when no key of the tile is allowed).
+static float bias_and_mask_tile_row(float* row, int64_t first_key, int64_t count, int64_t qpos,
+                                    std::pair<int64_t, int64_t> allowed, float slope, const float* mask_row) {
+  float max_score = -kInf;
+  for (int64_t jj = 0; jj < count; ++jj) {
+    const int64_t j = first_key + jj;
+    if (j < allowed.first || j > allowed.second || (mask_row && mask_row[j] == 0.0f)) {
+      row[jj] = -kInf;
+      continue;
+    }
+    if (slope != 0.0f) row[jj] -= slope * static_cast<float>(std::abs(qpos - j));
+    max_score = std::max(max_score, row[jj]);
+  }
+  return max_score;
+}
+
+void AttentionNode::attend_tiled(const AttendArgs& a, int64_t B, int64_t Tq, int64_t Tk, int64_t tile, float* lse,
+                                 float* scratch) const {
+  const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+  const int64_t q_blocks = (Tq + tile - 1) / tile;
+  const int64_t tasks = B * H * q_blocks;
+  const int64_t chunks = std::min(kTileChunks, tasks);
+  tbb::parallel_for(int64_t{0}, chunks, [&](int64_t c) {
+    float* s = scratch + c * tile_chunk_floats(tile);
+    float* m = s + 2 * tile * tile;  // running maximum per row
+    float* l = m + tile;             // running sum of exp(score - m) per row
+    for (int64_t t = c; t < tasks; t += chunks) {
+      const int64_t bh = t / q_blocks, qb = t % q_blocks, b = bh / H, h = bh % H, g = h / group_size_;
+      const int64_t i0 = qb * tile, nq = std::min(tile, Tq - i0);
+      const float* q = a.q + (b * Tq + i0) * H * dk + h * dk;
+      const float* k = a.k + b * a.k_batch_stride + g * dk;
+      const float* v = a.v + b * a.v_batch_stride + g * dv;
+      float* o = a.heads_out + (b * Tq + i0) * H * dv + h * dv;  // the accumulator, normalised at the end
+      const float slope = config_.posenc == PositionScheme::Alibi ? slopes_[h] : 0.0f;
+      for (int64_t r = 0; r < nq; ++r) {
+        std::fill_n(o + r * H * dv, dv, 0.0f);
+        m[r] = -kInf;
+        l[r] = 0.0f;
+      }
+      // Allowed ranges move monotonically with the query position: the block needs the keys from
+      // its first row's first allowed key to its last row's last one.
+      const int64_t first = key_range(a.query_offset + i0, Tk, a.causal).first;
+      const int64_t last = key_range(a.query_offset + i0 + nq - 1, Tk, a.causal).second;
+      for (int64_t j0 = std::max<int64_t>(0, first) / tile * tile; j0 <= last; j0 += tile) {
+        const int64_t nk = std::min(tile, Tk - j0);
+        gemm(Trans::No, Trans::Yes, nq, nk, dk, scale, q, H * dk, k + j0 * G * dk, G * dk, 0.0f, s, tile);
+        for (int64_t r = 0; r < nq; ++r) {
+          float* row = s + r * tile;
+          const int64_t qpos = a.query_offset + i0 + r;
+          const float* mask_row =
+              a.use_mask ? a.mask + b * a.mask_layout.batch_stride + (i0 + r) * a.mask_layout.query_stride : nullptr;
+          const float row_max =
+              bias_and_mask_tile_row(row, j0, nk, qpos, key_range(qpos, Tk, a.causal), slope, mask_row);
+          if (row_max == -kInf) {
+            std::fill_n(row, nk, 0.0f);
+            continue;
+          }
+          const float m_new = std::max(m[r], row_max);
+          const float rescale = std::exp(m[r] - m_new);  // 0 for the row's first allowed tile
+          Eigen::Map<Eigen::ArrayXf> p(row, nk);
+          p = (p - m_new).exp();  // exp(-inf) = 0 for keys not allowed
+          if (rescale != 1.0f) Eigen::Map<Eigen::ArrayXf>(o + r * H * dv, dv) *= rescale;
+          l[r] = l[r] * rescale + p.sum();
+          m[r] = m_new;
+        }
+        gemm(Trans::No, Trans::No, nq, dv, nk, 1.0f, s, tile, v + j0 * G * dv, G * dv, 1.0f, o, H * dv);
+      }
+      float* lse_rows = lse + bh * Tq + i0;
+      for (int64_t r = 0; r < nq; ++r) {
+        Eigen::Map<Eigen::ArrayXf> orow(o + r * H * dv, dv);
+        if (l[r] == 0.0f) {  // no allowed key: a zero distribution, and zero probabilities in backward
+          orow.setZero();
+          lse_rows[r] = kInf;
+        } else {
+          orow *= 1.0f / l[r];
+          lse_rows[r] = m[r] + std::log(l[r]);
+        }
+      }
+    }
+  });
+}
+
+void AttentionNode::backward_tiled(const AttendArgs& a, int64_t B, int64_t Tq, int64_t Tk, int64_t tile,
+                                   const float* lse, const float* dO, float* dQ, float* dK, float* dV,
+                                   float* row_dots, float* scratch) const {
+  const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+  const int64_t q_blocks = (Tq + tile - 1) / tile, k_blocks = (Tk + tile - 1) / tile;
+
+  // For queries [i0, i0+nq) of head h and keys [j0, j0+nk): the probabilities P = exp(S − lse) into
+  // s and the score gradients dS = P ∘ (dO Vᵀ − D) into ds.
+  auto tile_grads = [&](float* s, float* ds, int64_t b, int64_t h, int64_t i0, int64_t nq, int64_t j0, int64_t nk) {
+    const int64_t g = h / group_size_, bh = b * H + h;
+    const float slope = config_.posenc == PositionScheme::Alibi ? slopes_[h] : 0.0f;
+    gemm(Trans::No, Trans::Yes, nq, nk, dk, scale, a.q + (b * Tq + i0) * H * dk + h * dk, H * dk,
+         a.k + b * a.k_batch_stride + j0 * G * dk + g * dk, G * dk, 0.0f, s, tile);
+    gemm(Trans::No, Trans::Yes, nq, nk, dv, 1.0f, dO + (b * Tq + i0) * H * dv + h * dv, H * dv,
+         a.v + b * a.v_batch_stride + j0 * G * dv + g * dv, G * dv, 0.0f, ds, tile);
+    for (int64_t r = 0; r < nq; ++r) {
+      const int64_t qpos = a.query_offset + i0 + r;
+      const float* mask_row =
+          a.use_mask ? a.mask + b * a.mask_layout.batch_stride + (i0 + r) * a.mask_layout.query_stride : nullptr;
+      float* row = s + r * tile;
+      bias_and_mask_tile_row(row, j0, nk, qpos, key_range(qpos, Tk, a.causal), slope, mask_row);
+      Eigen::Map<Eigen::ArrayXf> p(row, nk);
+      p = (p - lse[bh * Tq + i0 + r]).exp();
+      Eigen::Map<Eigen::ArrayXf> d(ds + r * tile, nk);
+      d = p * (d - row_dots[bh * Tq + i0 + r]);
+    }
+  };
+
+  // Pass 1, per (batch, head, query block): D_i = rowsum(dO_i ∘ O_i), then dQ = scale · dS K.
+  const int64_t q_tasks = B * H * q_blocks, q_chunks = std::min(kTileChunks, q_tasks);
+  tbb::parallel_for(int64_t{0}, q_chunks, [&](int64_t c) {
+    float* s = scratch + c * tile_chunk_floats(tile);
+    float* ds = s + tile * tile;
+    for (int64_t t = c; t < q_tasks; t += q_chunks) {
+      const int64_t bh = t / q_blocks, qb = t % q_blocks, b = bh / H, h = bh % H, g = h / group_size_;
+      const int64_t i0 = qb * tile, nq = std::min(tile, Tq - i0);
+      float* dq = dQ + (b * Tq + i0) * H * dk + h * dk;
+      for (int64_t r = 0; r < nq; ++r) {
+        const int64_t row = (b * Tq + i0 + r) * H * dv + h * dv;
+        row_dots[bh * Tq + i0 + r] = Eigen::Map<const Eigen::VectorXf>(dO + row, dv).dot(
+            Eigen::Map<const Eigen::VectorXf>(a.heads_out + row, dv));
+        std::fill_n(dq + r * H * dk, dk, 0.0f);
+      }
+      const int64_t first = key_range(a.query_offset + i0, Tk, a.causal).first;
+      const int64_t last = key_range(a.query_offset + i0 + nq - 1, Tk, a.causal).second;
+      for (int64_t j0 = std::max<int64_t>(0, first) / tile * tile; j0 <= last; j0 += tile) {
+        const int64_t nk = std::min(tile, Tk - j0);
+        tile_grads(s, ds, b, h, i0, nq, j0, nk);
+        gemm(Trans::No, Trans::No, nq, dk, nk, scale, ds, tile, a.k + b * a.k_batch_stride + j0 * G * dk + g * dk,
+             G * dk, 1.0f, dq, H * dk);
+      }
+    }
+  });
+
+  // Pass 2, per (batch, key/value head, key block), over the query heads that share it:
+  // dV = Pᵀ dO and dK = scale · dSᵀ Q.
+  const int64_t k_tasks = B * G * k_blocks, k_chunks = std::min(kTileChunks, k_tasks);
+  tbb::parallel_for(int64_t{0}, k_chunks, [&](int64_t c) {
+    float* s = scratch + c * tile_chunk_floats(tile);
+    float* ds = s + tile * tile;
+    for (int64_t t = c; t < k_tasks; t += k_chunks) {
+      const int64_t bg = t / k_blocks, kb = t % k_blocks, b = bg / G, g = bg % G;
+      const int64_t j0 = kb * tile, nk = std::min(tile, Tk - j0);
+      float* dk_rows = dK + (b * Tk + j0) * G * dk + g * dk;
+      float* dv_rows = dV + (b * Tk + j0) * G * dv + g * dv;
+      for (int64_t jj = 0; jj < nk; ++jj) {
+        std::fill_n(dk_rows + jj * G * dk, dk, 0.0f);
+        std::fill_n(dv_rows + jj * G * dv, dv, 0.0f);
+      }
+      for (int64_t r = 0; r < group_size_; ++r) {
+        const int64_t h = g * group_size_ + r;
+        for (int64_t qb = 0; qb < q_blocks; ++qb) {
+          const int64_t i0 = qb * tile, nq = std::min(tile, Tq - i0);
+          const int64_t first = key_range(a.query_offset + i0, Tk, a.causal).first;
+          const int64_t last = key_range(a.query_offset + i0 + nq - 1, Tk, a.causal).second;
+          if (last < j0 || first > j0 + nk - 1) continue;  // no query of the block sees these keys
+          tile_grads(s, ds, b, h, i0, nq, j0, nk);
+          gemm(Trans::Yes, Trans::No, nk, dv, nq, 1.0f, s, tile, dO + (b * Tq + i0) * H * dv + h * dv, H * dv, 1.0f,
+               dv_rows, G * dv);
+          gemm(Trans::Yes, Trans::No, nk, dk, nq, scale, ds, tile, a.q + (b * Tq + i0) * H * dk + h * dk, H * dk,
+               1.0f, dk_rows, G * dk);
+        }
+      }
+    }
+  });
+}
+
 void AttentionNode::forward(const ForwardContext& ctx) const {
   if (ctx.step.decode) {
     forward_decode(ctx);
@@ -323,7 +536,9 @@ void AttentionNode::forward(const ForwardContext& ctx) const {
     a.mask = ctx.inputs[2].data();
     a.mask_layout = mask_layout(ctx.inputs[2].shape(), B, Tq, Tk);
   }
-  attend(a, B, Tq, Tk);
+  // Tiled: saved[3] holds the log-sum-exp per query row instead of P.
+  if (const int64_t tile = tile_for(Tq, Tk); tile > 0) attend_tiled(a, B, Tq, Tk, tile, P, ctx.workspace[1].data());
+  else attend(a, B, Tq, Tk);
   project(O, B * Tq, H * dv, param(pidx_.w_o), D, param(pidx_.b_o), ctx.outputs[0].data());
 }
 
@@ -403,13 +618,12 @@ void AttentionNode::backward(const BackwardContext& ctx) const {
   const TensorView& memory = ctx.inputs[1];
   const int64_t B = query.dim(0), Tq = query.dim(1), D = query.dim(2), Tk = memory.dim(1);
   const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
   auto param = [&](int i) { return i < 0 ? nullptr : ctx.params[i].data(); };
   auto grad = [&](int i) { return i < 0 ? nullptr : ctx.param_grads[i].data(); };
   const float* Q = ctx.saved[0].data();
   const float* K = ctx.saved[1].data();
   const float* V = ctx.saved[2].data();
-  const float* P = ctx.saved[3].data();
+  const float* P = ctx.saved[3].data();  // the log-sum-exp per query row on the tiled path
   const float* O = ctx.saved[4].data();
   float* dO = ctx.workspace[0].data();
   float* dS = ctx.workspace[1].data();
@@ -417,12 +631,41 @@ void AttentionNode::backward(const BackwardContext& ctx) const {
   float* dK = ctx.workspace[3].data();
   float* dV = ctx.workspace[4].data();
   const float* dY = ctx.output_grads[0].data();
-  const bool additive = config_.kind == ScoreKind::Additive;
 
   // Output projection.
   gemm(Trans::Yes, Trans::No, H * dv, D, B * Tq, 1.0f, O, H * dv, dY, D, 0.0f, grad(pidx_.w_o), D);
   if (config_.bias) column_sums(dY, B * Tq, D, grad(pidx_.b_o));
   gemm(Trans::No, Trans::Yes, B * Tq, H * dv, D, 1.0f, dY, D, param(pidx_.w_o), D, 0.0f, dO, H * dv);
+
+  if (const int64_t tile = tile_for(Tq, Tk); tile > 0) {
+    AttendArgs a{Q, K, Tk * G * dk, V, Tk * G * dv, nullptr, nullptr, const_cast<float*>(O), nullptr, {}, 0,
+                 config_.causal, ctx.inputs.size() > 2 && ctx.inputs[2].present()};
+    if (a.use_mask) {
+      a.mask = ctx.inputs[2].data();
+      a.mask_layout = mask_layout(ctx.inputs[2].shape(), B, Tq, Tk);
+    }
+    backward_tiled(a, B, Tq, Tk, tile, P, dO, dQ, dK, dV, ctx.workspace[5].data(), dS);
+  } else {
+    backward_scores(ctx, dO, dS, dQ, dK, dV);
+  }
+  finish_backward(ctx, dQ, dK, dV);
+}
+
+// The materialised path's score, query, key and value gradients (P saved in full).
+void AttentionNode::backward_scores(const BackwardContext& ctx, const float* dO, float* dS, float* dQ, float* dK,
+                                    float* dV) const {
+  const TensorView& query = ctx.inputs[0];
+  const TensorView& memory = ctx.inputs[1];
+  const int64_t B = query.dim(0), Tq = query.dim(1), Tk = memory.dim(1);
+  const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+  auto param = [&](int i) { return i < 0 ? nullptr : ctx.params[i].data(); };
+  auto grad = [&](int i) { return i < 0 ? nullptr : ctx.param_grads[i].data(); };
+  const float* Q = ctx.saved[0].data();
+  const float* K = ctx.saved[1].data();
+  const float* V = ctx.saved[2].data();
+  const float* P = ctx.saved[3].data();
+  const bool additive = config_.kind == ScoreKind::Additive;
 
   // Per (batch, head): score gradients through the softmax, then query gradients.
   const float* additive_v = param(pidx_.v);
@@ -490,6 +733,16 @@ void AttentionNode::backward(const BackwardContext& ctx) const {
     out.setZero();
     for (int64_t b = 0; b < B; ++b) out += Eigen::Map<const Eigen::RowVectorXf>(dv_partial + b * H * dk, H * dk);
   }
+}
+
+// Rotary's inverse rotation and the input projections' gradients, shared by both kernels.
+void AttentionNode::finish_backward(const BackwardContext& ctx, float* dQ, float* dK, float* dV) const {
+  const TensorView& query = ctx.inputs[0];
+  const TensorView& memory = ctx.inputs[1];
+  const int64_t B = query.dim(0), Tq = query.dim(1), D = query.dim(2), Tk = memory.dim(1);
+  const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
+  auto param = [&](int i) { return i < 0 ? nullptr : ctx.params[i].data(); };
+  auto grad = [&](int i) { return i < 0 ? nullptr : ctx.param_grads[i].data(); };
 
   if (config_.posenc == PositionScheme::Rotary) {
     rotate(dQ, Tq, B, Tq * H * dk, H, 0, true);

@@ -26,7 +26,12 @@
 // memory sequences (offset by the decode position for queries during incremental decoding).
 //
 // Saved for backward: projected (and rotated) Q, K, V, the attention probabilities P and the
-// concatenated head outputs O. Backward ADDS into query/memory gradients and ASSIGNS every parameter
+// concatenated head outputs O. Long sequences (see AttentionConfig::tile) use the tiled kernel
+// instead (FlashAttention, Dao et al. 2022): for each block of queries the key/value blocks are
+// streamed with a running maximum and sum per row (online softmax), and only the per-row
+// log-sum-exp [B,H,Tq] is saved in place of P; backward recomputes each tile's probabilities from
+// Q, K and the log-sum-exp, with D_i = rowsum(dO_i ∘ O_i). Saved and workspace memory is then
+// linear in the lengths (no [B,H,Tq,Tk] buffer). Both kernels fuse mask, bias and softmax. Backward ADDS into query/memory gradients and ASSIGNS every parameter
 // gradient.
 //
 // Incremental decoding (StepInfo::decode set): the node needs only its cache buffers
@@ -45,6 +50,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace attnlab::attention {
@@ -65,7 +71,19 @@ struct AttentionConfig {
   PositionScheme posenc = PositionScheme::Absolute;
   int64_t window = 0;  // 0: unrestricted; otherwise the number of key positions a query may see
   WindowMode mode = WindowMode::Causal;
+  // Score computation for dot-product types (attribute `tile`): 0 chooses from the shapes (tiled
+  // when one head's score matrix has at least kTiledFromScores elements), n > 0 always streams
+  // n×n tiles, -1 always materialises the score matrix. Additive scores are always materialised.
+  int64_t tile = 0;
 };
+
+// The automatic choice: a [Tq, Tk] score matrix per (batch, head) of at least this many elements is
+// computed in tiles of kDefaultTile × kDefaultTile (queries × keys) instead of materialised.
+inline constexpr int64_t kTiledFromScores = 512 * 512;
+inline constexpr int64_t kDefaultTile = 64;
+// The tiled kernels split their (batch, head, block) tasks over this many chunks, each with its own
+// scratch tiles declared by infer(): a constant, so buffers depend on shapes only, never threads.
+inline constexpr int64_t kTileChunks = 16;
 
 // Reads and validates attributes for `type`; throws std::invalid_argument with a message that
 // needs no further context beyond the type name the registry prefixes.
@@ -120,6 +138,17 @@ class AttentionNode : public Node {
   };
 
   Dims dims_of(std::span<const Shape> inputs) const;
+  // Tile size for these lengths (0: materialise the scores). Depends on shapes and attributes only.
+  int64_t tile_for(int64_t queries, int64_t keys) const;
+  // Allowed key positions [first, last] for a query at `qpos` before the mask (empty if first > last).
+  std::pair<int64_t, int64_t> key_range(int64_t qpos, int64_t keys, bool causal) const;
+  void attend_tiled(const AttendArgs& a, int64_t batch, int64_t queries, int64_t keys, int64_t tile, float* lse,
+                    float* scratch) const;
+  void backward_tiled(const AttendArgs& a, int64_t batch, int64_t queries, int64_t keys, int64_t tile,
+                      const float* lse, const float* dO, float* dQ, float* dK, float* dV, float* row_dots,
+                      float* scratch) const;
+  void backward_scores(const BackwardContext& ctx, const float* dO, float* dS, float* dQ, float* dK, float* dV) const;
+  void finish_backward(const BackwardContext& ctx, float* dQ, float* dK, float* dV) const;
   void attend(const AttendArgs& a, int64_t batch, int64_t queries, int64_t keys) const;
   void score_row_softmax(float* row, int64_t keys, int64_t query_pos, int64_t head, const float* mask_row,
                          bool causal) const;

@@ -57,6 +57,13 @@ CheckInput full_mask(int64_t tq, int64_t tk) {
   return CheckInput::fixed({2, tq, tk}, v);
 }
 
+// The dot-product types' choice of kernel (AttentionConfig::tile in attention.h).
+AttrSchema tile_attr() {
+  return {"tile", AttrType::Int, I(0),
+          "score kernel: 0 chooses from the shapes (tiled online softmax with 64x64 tiles when Tq*Tk >= 512*512, "
+          "else the materialised score matrix); n > 0 always streams n x n tiles; -1 always materialises"};
+}
+
 CheckInput x(int64_t b, int64_t t, int64_t d) { return CheckInput::real({b, t, d}); }
 
 GradCheckExample example(std::string name, Attrs attrs, std::vector<CheckInput> in) {
@@ -86,6 +93,16 @@ std::vector<GradCheckExample> scaled_dot_examples() {
               {x(2, 3, 4), x(2, 4, 4), key_padding(4, 1)}),
       example("alibi_cross", {{"heads", I(3)}, {"d_k", I(2)}, {"d_v", I(2)}, {"posenc", S("posenc.alibi")}},
               {x(2, 3, 5), x(2, 4, 5), key_padding(4, 1)}),
+      // The tiled kernel, forced with tiles smaller than the lengths so that blocks are partial.
+      example("tiled_causal_padding", {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(2)}, {"causal", Bo(true)}, {"tile", I(2)}},
+              {x(2, 5, 4), x(2, 5, 4), key_padding(5, 2)}),
+      example("tiled_cross_full_mask_alibi",
+              {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(2)}, {"posenc", S("posenc.alibi")}, {"tile", I(2)}},
+              {x(2, 3, 4), x(2, 5, 4), full_mask(3, 5)}),
+      example("tiled_rotary_bias_cross",
+              {{"heads", I(2)}, {"d_k", I(4)}, {"d_v", I(3)}, {"bias", Bo(true)}, {"posenc", S("posenc.rotary")},
+               {"tile", I(3)}},
+              {x(2, 5, 6), x(2, 4, 6)}),
   };
 }
 
@@ -111,6 +128,10 @@ std::vector<GradCheckExample> grouped_query_examples() {
                                 {"posenc", S("posenc.rotary")}}, {x(2, 4, 4), x(2, 4, 4)}),
       example("alibi", {{"heads", I(2)}, {"kv_heads", I(1)}, {"d_k", I(2)}, {"d_v", I(2)}, {"posenc", S("posenc.alibi")}},
               {x(2, 4, 4), x(2, 4, 4)}),
+      example("tiled_rotary_causal_padding",
+              {{"heads", I(4)}, {"kv_heads", I(2)}, {"d_k", I(2)}, {"d_v", I(2)}, {"causal", Bo(true)},
+               {"posenc", S("posenc.rotary")}, {"tile", I(2)}},
+              {x(2, 5, 4), x(2, 5, 4), key_padding(5, 1)}),
   };
 }
 
@@ -132,6 +153,10 @@ std::vector<GradCheckExample> local_examples() {
                         {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(3)}, {"window", I(2)}, {"bias", Bo(true)},
                          {"posenc", S("posenc.rotary")}},
                         {x(2, 4, 5), x(2, 4, 5)}));
+  out.push_back(example("tiled_centred_padding_alibi",
+                        {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(2)}, {"window", I(3)}, {"mode", S("centred")},
+                         {"posenc", S("posenc.alibi")}, {"tile", I(2)}},
+                        {x(2, 5, 4), x(2, 5, 4), key_padding(5, 2)}));
   return out;
 }
 
@@ -158,17 +183,18 @@ void add(PluginRegistrar& registrar, NodeSchema s) {
 }  // namespace
 
 ATTNLAB_PLUGIN(registrar) {
-  add(registrar, schema("attention.scaled_dot", "multi-head scaled dot-product attention (Vaswani et al. 2017)", {},
-                        scaled_dot_examples()));
+  add(registrar, schema("attention.scaled_dot", "multi-head scaled dot-product attention (Vaswani et al. 2017)",
+                        {tile_attr()}, scaled_dot_examples()));
   add(registrar, schema("attention.additive", "multi-head additive (MLP) attention, scores v^T tanh(q + k) (Bahdanau et al. 2015)",
                         {}, additive_examples()));
   add(registrar, schema("attention.grouped_query",
                         "grouped-query attention: kv_heads key/value heads shared by the query heads (kv_heads=1: multi-query)",
-                        {{"kv_heads", AttrType::Int, I(1), "number of key/value heads; must divide heads"}},
+                        {{"kv_heads", AttrType::Int, I(1), "number of key/value heads; must divide heads"}, tile_attr()},
                         grouped_query_examples()));
   add(registrar, schema("attention.local", "scaled dot-product attention restricted to a window of key positions",
                         {{"window", AttrType::Int, I(16), "number of key positions each query may see (at least 1)"},
                          {"mode", AttrType::String, S("causal"),
-                          "\"causal\": the window ends at the query; \"centred\": the window is centred on it"}},
+                          "\"causal\": the window ends at the query; \"centred\": the window is centred on it"},
+                         tile_attr()},
                         local_examples()));
 }

@@ -3,6 +3,9 @@
 // and every rejected setting with its message.
 #include "harness.h"
 
+#include <tbb/task_arena.h>
+
+#include <algorithm>
 #include <cmath>
 
 namespace attnlab::components_test {
@@ -549,6 +552,205 @@ TEST(AttentionErrors, AcceptedMaskForms) {
   NodeHandle node = component_registry().create("attention.scaled_dot", {});
   for (const Shape& mask : std::vector<Shape>{{2, 5}, {3, 5}, {2, 3, 5}, {1, 3, 5}, {2, 1, 5}, {1, 1, 5}})
     EXPECT_NO_THROW(node->infer(std::vector<Shape>{{2, 3, 8}, {2, 5, 8}, mask})) << to_string(mask);
+}
+
+// ---- The tiled (online-softmax) kernel against the materialised one ------------------------------
+
+enum class MaskKind { None, KeyPadding, Full };
+
+// Key padding [B, Tk]: batch b masks its last b keys. Full [B, Tq, Tk]: a scattered pattern in which
+// query row 1 of batch 0 sees no key at all (a zero distribution on both paths).
+Tensor tiled_test_mask(MaskKind kind, int64_t B, int64_t Tq, int64_t Tk) {
+  if (kind == MaskKind::KeyPadding) {
+    Tensor m({B, Tk}, 1.0f);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t j = std::max<int64_t>(0, Tk - b); j < Tk; ++j) m.data()[b * Tk + j] = 0.0f;
+    return m;
+  }
+  Tensor m({B, Tq, Tk});
+  for (int64_t i = 0; i < m.numel(); ++i) m.data()[i] = (i % Tk == 0 || (i * 7) % 3 != 0) ? 1.0f : 0.0f;
+  if (Tq > 1) std::fill_n(m.data() + Tk, Tk, 0.0f);
+  return m;
+}
+
+struct TiledCase {
+  std::string name, type;
+  Attrs attrs;
+  int64_t batch, queries, keys, width;
+  bool self;
+  MaskKind mask;
+};
+
+std::vector<TiledCase> tiled_cases() {
+  using I = int64_t;
+  const std::string sd = "attention.scaled_dot", gq = "attention.grouped_query", lo = "attention.local";
+  const Attrs base = {{"heads", I{3}}, {"d_k", I{4}}, {"d_v", I{5}}};
+  auto with = [&](Attrs a, std::initializer_list<std::pair<const std::string, AttrValue>> extra) {
+    for (const auto& [k, v] : extra) a.set(k, v);
+    return a;
+  };
+  return {
+      {"plain_self", sd, base, 2, 13, 13, 12, true, MaskKind::None},
+      {"cross_key_padding", sd, base, 3, 11, 17, 12, false, MaskKind::KeyPadding},
+      {"causal_attribute", sd, with(base, {{"causal", true}}), 2, 13, 13, 12, true, MaskKind::None},
+      {"causal_and_padding", sd, with(base, {{"causal", true}}), 3, 13, 13, 12, true, MaskKind::KeyPadding},
+      {"full_mask_with_empty_row", sd, base, 2, 9, 14, 12, false, MaskKind::Full},
+      {"causal_cross_longer_queries", sd, with(base, {{"causal", true}}), 2, 15, 7, 12, false, MaskKind::None},
+      {"alibi_causal_padding", sd, with(base, {{"causal", true}, {"posenc", std::string("posenc.alibi")}}), 2, 13, 13, 12,
+       true, MaskKind::KeyPadding},
+      {"rotary_bias_cross", sd, with(base, {{"bias", true}, {"posenc", std::string("posenc.rotary")}}), 2, 10, 13, 12,
+       false, MaskKind::KeyPadding},
+      {"grouped_rotary_causal", gq,
+       {{"heads", I{4}}, {"kv_heads", I{2}}, {"d_k", I{4}}, {"d_v", I{3}}, {"causal", true},
+        {"posenc", std::string("posenc.rotary")}},
+       2, 13, 13, 10, true, MaskKind::KeyPadding},
+      {"multi_query_alibi_full_mask", gq,
+       {{"heads", I{4}}, {"kv_heads", I{1}}, {"d_k", I{2}}, {"d_v", I{3}}, {"posenc", std::string("posenc.alibi")}}, 2, 9,
+       11, 8, false, MaskKind::Full},
+      {"local_causal_window", lo, with(base, {{"window", I{4}}}), 2, 13, 13, 12, true, MaskKind::None},
+      {"local_centred_window_padding", lo, with(base, {{"window", I{5}}, {"mode", std::string("centred")}}), 2, 13, 13,
+       12, true, MaskKind::KeyPadding},
+  };
+}
+
+void expect_all_close(const Tensor& got, const Tensor& want, double tol, const std::string& what) {
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  for (int64_t i = 0; i < got.numel(); ++i)
+    ASSERT_NEAR(got.data()[i], want.data()[i], tol * (1.0 + std::abs(want.data()[i]))) << what << " element " << i;
+}
+
+// Forward output and every gradient (query, memory, each parameter) of the tiled kernel against the
+// materialised one, with tiles that leave partial blocks at both ends.
+TEST(AttentionTiled, EqualsMaterialisedForwardAndEveryGradient) {
+  for (const TiledCase& c : tiled_cases()) {
+    for (int64_t tile : {1, 4, 5, 64}) {
+      SCOPED_TRACE(c.name + " / tile " + std::to_string(tile));
+      const Tensor query = random_tensor({c.batch, c.queries, c.width});
+      const Tensor memory = c.self ? query : random_tensor({c.batch, c.keys, c.width});
+      Tensor mask;
+      std::vector<TensorView> in = {query.view(), c.self ? query.view() : memory.view()};
+      if (c.mask != MaskKind::None) {
+        mask = tiled_test_mask(c.mask, c.batch, c.queries, c.keys);
+        in.push_back(mask.view());
+      }
+      Attrs dense_attrs = c.attrs, tiled_attrs = c.attrs;
+      dense_attrs.set("tile", int64_t{-1});
+      tiled_attrs.set("tile", tile);
+      Driven dense(c.type, resolved(c.type, dense_attrs), in), tiled(c.type, resolved(c.type, tiled_attrs), in);
+      tiled.copy_params_from(dense);
+      const int64_t H = c.attrs.get_int("heads");
+      ASSERT_EQ(dense.shapes.saved[3], (Shape{c.batch, H, c.queries, c.keys}));
+      ASSERT_EQ(tiled.shapes.saved[3], (Shape{c.batch, H, c.queries}));  // only the log-sum-exp
+      dense.forward();
+      tiled.forward();
+      expect_all_close(tiled.outputs[0], dense.outputs[0], 1e-5, "y");
+
+      const Tensor dy = random_tensor(dense.outputs[0].shape());
+      auto run_backward = [&](Driven& d, std::vector<Tensor>& input_grads, std::vector<Tensor>& param_grads) {
+        // Gradients are added into: start both from the same non-zero values.
+        input_grads = {Tensor(query.shape(), 0.25f), Tensor(memory.shape(), 0.25f)};
+        for (const auto& p : d.params) param_grads.emplace_back(p.shape(), std::nanf(""));
+        d.backward({dy}, {input_grads[0].view(), input_grads[1].view()}, param_grads);
+      };
+      std::vector<Tensor> dense_in, tiled_in, dense_param, tiled_param;
+      run_backward(dense, dense_in, dense_param);
+      run_backward(tiled, tiled_in, tiled_param);
+      expect_all_close(tiled_in[0], dense_in[0], 1e-4, "d query");
+      expect_all_close(tiled_in[1], dense_in[1], 1e-4, "d memory");
+      for (size_t i = 0; i < dense_param.size(); ++i)
+        expect_all_close(tiled_param[i], dense_param[i], 1e-4, "d " + dense.shapes.params[i].name);
+    }
+  }
+}
+
+TEST(AttentionTiled, FullyMaskedQueryGivesOutputBias) {
+  Tensor q = random_tensor({1, 2, 4}), m = random_tensor({1, 3, 4});
+  Tensor mask({1, 2, 3}, {1, 0, 1, 0, 0, 0});  // the second query sees no key
+  Driven d("attention.scaled_dot",
+           resolved("attention.scaled_dot",
+                    {{"heads", int64_t{2}}, {"d_k", int64_t{2}}, {"d_v", int64_t{2}}, {"bias", true}, {"tile", int64_t{2}}}),
+           {q.view(), m.view(), mask.view()});
+  ASSERT_EQ(d.shapes.saved[3], (Shape{1, 2, 2}));
+  d.forward();
+  for (int64_t o = 0; o < 4; ++o) EXPECT_FLOAT_EQ(d.outputs[0].data()[4 + o], d.param("b_o").data()[o]);
+}
+
+// The same result whatever the number of threads (tasks own their rows; chunks are fixed).
+TEST(AttentionTiled, ResultDoesNotDependOnThreadCount) {
+  Tensor x = random_tensor({2, 37, 16});
+  const Attrs attrs = resolved("attention.scaled_dot", {{"heads", int64_t{4}}, {"d_k", int64_t{4}}, {"d_v", int64_t{4}},
+                                                        {"causal", true}, {"tile", int64_t{8}}});
+  Driven one("attention.scaled_dot", attrs, {x.view(), x.view()});
+  Driven two("attention.scaled_dot", attrs, {x.view(), x.view()});
+  two.copy_params_from(one);
+  const Tensor dy = random_tensor({2, 37, 16});
+  std::vector<Tensor> grads_one, grads_two;
+  for (const auto& p : one.params) grads_one.emplace_back(p.shape());
+  for (const auto& p : two.params) grads_two.emplace_back(p.shape());
+  Tensor dx_one({2, 37, 16}, 0.0f), dx_two({2, 37, 16}, 0.0f);
+  tbb::task_arena(1).execute([&] {
+    one.forward();
+    one.backward({dy}, {dx_one.view(), dx_one.view()}, grads_one);
+  });
+  tbb::task_arena(2).execute([&] {
+    two.forward();
+    two.backward({dy}, {dx_two.view(), dx_two.view()}, grads_two);
+  });
+  EXPECT_EQ(max_abs_diff(one.outputs[0].data(), two.outputs[0].data(), one.outputs[0].numel()), 0.0);
+  EXPECT_EQ(max_abs_diff(dx_one.data(), dx_two.data(), dx_one.numel()), 0.0);
+  for (size_t i = 0; i < grads_one.size(); ++i)
+    EXPECT_EQ(max_abs_diff(grads_one[i].data(), grads_two[i].data(), grads_one[i].numel()), 0.0);
+}
+
+int64_t declared_bytes(const NodeShapes& s) {
+  int64_t floats = 0;
+  for (const auto* list : {&s.saved, &s.workspace})
+    for (const Shape& shape : *list) floats += numel(shape);
+  return 4 * floats;
+}
+
+// Self-attention at the shape (batch 1, 8 heads of 64, d_model 512): the automatic choice
+// takes the tiled kernel at 4096 tokens, and its saved + workspace bytes grow linearly with the
+// length; the materialised kernel's grow quadratically.
+TEST(AttentionTiled, DeclaredMemoryIsLinearInLength) {
+  auto bytes_at = [](int64_t tile, int64_t len) {
+    NodeHandle node = component_registry().create("attention.scaled_dot", {{"tile", tile}});
+    return declared_bytes(node->infer(std::vector<Shape>{{1, len, 512}, {1, len, 512}}));
+  };
+  // The scratch tiles (kTileChunks sets, 0.5 MB) are a constant term: ratios fall just short of 2.
+  const double tiled_ratio = static_cast<double>(bytes_at(0, 8192)) / static_cast<double>(bytes_at(0, 4096));
+  EXPECT_NEAR(tiled_ratio, 2.0, 0.02);
+  EXPECT_NEAR(static_cast<double>(bytes_at(0, 4096)) / static_cast<double>(bytes_at(0, 2048)), 2.0, 0.03);
+  // Linear, not merely smaller: bytes(2L) − 2·bytes(L) is the same negative constant at every L.
+  EXPECT_EQ(bytes_at(0, 8192) - 2 * bytes_at(0, 4096), bytes_at(0, 2048) - 2 * bytes_at(0, 1024));
+  const double dense_ratio = static_cast<double>(bytes_at(-1, 8192)) / static_cast<double>(bytes_at(-1, 4096));
+  EXPECT_GT(dense_ratio, 3.8);
+  // No buffer of the tiled kernel at 4096 tokens has Tq·Tk elements (8 heads: 2^27).
+  NodeHandle node = component_registry().create("attention.scaled_dot", {});
+  const NodeShapes s = node->infer(std::vector<Shape>{{1, 4096, 512}, {1, 4096, 512}});
+  for (const auto* list : {&s.saved, &s.workspace})
+    for (const Shape& shape : *list) EXPECT_LT(numel(shape), 4096 * 4096) << to_string(shape);
+  EXPECT_EQ(s.saved[3], (Shape{1, 8, 4096}));
+}
+
+// The automatic choice depends on the shapes only: short sequences keep the materialised scores.
+TEST(AttentionTiled, AutomaticChoiceFollowsTheScoreCount) {
+  NodeHandle node = component_registry().create("attention.scaled_dot", {});
+  auto saved_scores = [&](int64_t tq, int64_t tk) {
+    return node->infer(std::vector<Shape>{{2, tq, 16}, {2, tk, 16}}).saved[3].size();
+  };
+  EXPECT_EQ(saved_scores(32, 32), 4u);      // [B, H, Tq, Tk]
+  EXPECT_EQ(saved_scores(511, 512), 4u);
+  EXPECT_EQ(saved_scores(512, 512), 3u);    // [B, H, Tq]: the tiled kernel
+  EXPECT_EQ(saved_scores(1, 300000), 3u);
+  // Additive scores are always materialised.
+  NodeHandle additive = component_registry().create("attention.additive", {});
+  EXPECT_EQ(additive->infer(std::vector<Shape>{{1, 1024, 16}, {1, 1024, 16}}).saved[3].size(), 4u);
+}
+
+TEST(AttentionErrors, TileBelowMinusOneIsRejected) {
+  expect_rejected("attention.scaled_dot", {{"tile", int64_t{-2}}},
+                  "tile must be 0 (automatic), -1 (materialise the scores) or a positive tile size, got -2");
 }
 
 }  // namespace

@@ -177,12 +177,12 @@ DecodeSession::DecodeSession(exec::Model& model, exec::Executor& encoder_executo
   // Encoder: once, on the N sentences.
   Tensor src({sentences_, S});
   fill_sources(sources, 1, S, src.data());
-  exec::Plan& encoder = model.plan(names.bind(graph, sentences_, S, 1), {"src"}, {"memory"});
+  exec::Plan& encoder = model.plan(names.bind(graph, sentences_, S, 1), {"src"}, {"memory"}, exec::Pass::ForwardOnly);
   encoder_executor.forward(encoder, {{"src", src.view()}}, StepInfo{}, 0);
   const TensorView& memory = encoder.value("memory");
 
   // Decoder: one position at a time on N·beams rows.
-  plan_ = &model.plan(names.bind(graph, rows_, S, 1), {"src", "memory", "tgt_in"}, {"logits"});
+  plan_ = &model.plan(names.bind(graph, rows_, S, 1), {"src", "memory", "tgt_in"}, {"logits"}, exec::Pass::ForwardOnly);
   const TensorView& dec_memory = plan_->value("memory");
   if (dec_memory.numel() != memory.numel() * beams)
     throw DecodeError("the encoder output has " + to_string(memory.shape()) +
@@ -348,7 +348,7 @@ std::vector<Translation> Decoder::greedy_without_cache(const std::vector<std::ve
         Tensor tgt({n, p + 1});
         for (int64_t i = 0; i < n; ++i)
           for (int64_t t = 0; t <= p; ++t) tgt.data()[i * (p + 1) + t] = static_cast<float>(prefixes[i][t]);
-        exec::Plan& plan = model_.plan(names.bind(graph, n, S, p + 1), {"src", "tgt_in"}, {"logits"});
+        exec::Plan& plan = model_.plan(names.bind(graph, n, S, p + 1), {"src", "tgt_in"}, {"logits"}, exec::Pass::ForwardOnly);
         executor_.forward(plan, {{"src", src.view()}, {"tgt_in", tgt.view()}}, StepInfo{}, 0);
         const TensorView& logits = plan.value("logits");
         vocab = logits.dim(-1);

@@ -110,6 +110,7 @@ void reduce_param_gradient(void* ctx, size_t i) {
 static const std::string loss_name = "loss";
 
 void Executor::backward(Plan& plan, const TensorMap& seeds, BackwardOptions options) {
+  if (plan.pass() == Pass::ForwardOnly) throw ExecError("backward: the plan was made forward-only (Pass::ForwardOnly)");
   if (!plan.last_forward.done) throw ExecError("backward: no completed forward on this plan");
   for (const auto& [name, seed] : seeds) {
     if (!plan.has_value(name)) throw ExecError("backward: seed for '" + name + "', which this plan does not fetch");

@@ -31,15 +31,16 @@ int Model::node_index(const std::string& name) const {
   return it == node_index_.end() ? -1 : it->second;
 }
 
-Plan& Model::plan(const ir::DimBindings& dims, std::vector<std::string> feeds, std::vector<std::string> fetches) {
+Plan& Model::plan(const ir::DimBindings& dims, std::vector<std::string> feeds, std::vector<std::string> fetches,
+                  Pass pass) {
   std::sort(feeds.begin(), feeds.end());
   feeds.erase(std::unique(feeds.begin(), feeds.end()), feeds.end());
   std::sort(fetches.begin(), fetches.end());
   fetches.erase(std::unique(fetches.begin(), fetches.end()), fetches.end());
-  PlanKey key{dims, feeds, fetches};
+  PlanKey key{dims, feeds, fetches, pass};
   auto it = plans_.find(key);
   if (it != plans_.end()) return *it->second;
-  auto plan = std::make_unique<Plan>(*this, dims, std::move(feeds), std::move(fetches));
+  auto plan = std::make_unique<Plan>(*this, dims, std::move(feeds), std::move(fetches), pass);
   return *plans_.emplace(std::move(key), std::move(plan)).first->second;
 }
 

@@ -8,13 +8,14 @@
 //   `seed`. Parameter shapes must not depend on the batch/length sizes.
 // - The registry is only used during construction; node instances keep their plugin library loaded
 //   for as long as the Model lives.
-// - plan(dims, feeds, fetches) returns the Plan for that combination, building it on first use and
+// - plan(dims, feeds, fetches, pass) returns the Plan for that combination, building it on first use and
 //   caching it: the same batch shape reuses the same buffers. Feeds and fetches are compared as
 //   sets. Plans reference the Model: it can be neither copied nor moved.
 #pragma once
 
 #include "exec/buffer_pool.h"
 #include "exec/parameters.h"
+#include "exec/plan.h"
 #include "ir/graph.h"
 #include "node/registry.h"
 
@@ -50,7 +51,8 @@ class Model {
 
   // `feeds`: values supplied from outside (graph inputs or node outputs); `fetches`: graph output
   // names or value names the caller reads (and may seed gradients at).
-  Plan& plan(const ir::DimBindings& dims, std::vector<std::string> feeds, std::vector<std::string> fetches);
+  Plan& plan(const ir::DimBindings& dims, std::vector<std::string> feeds, std::vector<std::string> fetches,
+             Pass pass = Pass::ForwardAndBackward);
   size_t cached_plans() const { return plans_.size(); }
   void clear_plans();  // their memory goes back to the pool, for the next plans
   // Where every plan's buffers come from (see exec/buffer_pool.h).
@@ -65,7 +67,7 @@ class Model {
   std::map<std::string, int> node_index_;
   ParameterStore store_;
   BufferPool pool_;  // declared before plans_: outlives them
-  using PlanKey = std::tuple<ir::DimBindings, std::vector<std::string>, std::vector<std::string>>;
+  using PlanKey = std::tuple<ir::DimBindings, std::vector<std::string>, std::vector<std::string>, Pass>;
   std::map<PlanKey, std::unique_ptr<Plan>> plans_;
 };
 

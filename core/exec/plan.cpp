@@ -53,8 +53,9 @@ const TensorView& Plan::grad(const std::string& name) const {
   return it == grads_.end() ? absent_view() : it->second;
 }
 
-Plan::Plan(Model& model, ir::DimBindings dims, std::vector<std::string> feeds, std::vector<std::string> fetches)
-    : model_(model), dims_(std::move(dims)), fetches_(std::move(fetches)) {
+Plan::Plan(Model& model, ir::DimBindings dims, std::vector<std::string> feeds, std::vector<std::string> fetches,
+           Pass pass)
+    : model_(model), dims_(std::move(dims)), pass_(pass), fetches_(std::move(fetches)) {
   const ir::GraphDef& graph = model.graph();
   const int n = graph.nodes_size();
   std::map<std::string, int> input_index;
@@ -221,7 +222,7 @@ Plan::Plan(Model& model, ir::DimBindings dims, std::vector<std::string> feeds, s
   // Gradient flow, in reverse topological order.
   std::set<std::string> with_grad;
   for (const std::string& value : fetched_values)
-    if (differentiable(value)) with_grad.insert(value);
+    if (pass_ == Pass::ForwardAndBackward && differentiable(value)) with_grad.insert(value);
   std::vector<bool> active(n, false);
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     const int i = *it;

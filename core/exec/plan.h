@@ -36,6 +36,10 @@ namespace attnlab::exec {
 
 class Model;
 
+// What a plan is for. Forward-only plans (evaluation, decoding) get no gradient buffers: no value
+// gradients, no per-use parameter gradients, no node runs backward; backward() on one is an error.
+enum class Pass { ForwardAndBackward, ForwardOnly };
+
 // A request the plan cannot satisfy: an unknown or unfed value, a conflicting feed.
 struct PlanError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -70,7 +74,8 @@ class Plan {
     int single_step = -1, single_slot = -1;  // where the single user's param_grads entry sits
   };
 
-  Plan(Model& model, ir::DimBindings dims, std::vector<std::string> feeds, std::vector<std::string> fetches);
+  Plan(Model& model, ir::DimBindings dims, std::vector<std::string> feeds, std::vector<std::string> fetches,
+       Pass pass = Pass::ForwardAndBackward);
   ~Plan();
   Plan(const Plan&) = delete;
   Plan& operator=(const Plan&) = delete;
@@ -79,6 +84,7 @@ class Plan {
   const ir::DimBindings& dims() const { return dims_; }
   const std::vector<std::string>& feeds() const { return feeds_; }      // value names
   const std::vector<std::string>& fetches() const { return fetches_; }  // as given
+  Pass pass() const { return pass_; }
 
   // A planned value by value name or graph output name: its buffer, and its gradient (absent when
   // it has none). Throws std::out_of_range naming it when the plan does not hold it.
@@ -117,6 +123,7 @@ class Plan {
 
   Model& model_;
   ir::DimBindings dims_;
+  Pass pass_;
   std::vector<std::string> feeds_, fetches_;
   std::map<std::string, std::string> output_values_;  // graph output name -> value name
   std::vector<PooledBlock> buffers_;

@@ -387,7 +387,8 @@ void evaluate_loss(exec::Model& model, exec::Executor& executor, const data::Bat
   double loss_sum = 0, tokens = 0, correct = 0;
   for (const std::vector<int64_t>& indices : batcher.epoch_plan(0)) {
     data::Batch b = batcher.make_batch(indices);
-    exec::Plan& plan = model.plan(batch_dims(b), {"src", "tgt_in", "tgt_out"}, {"loss", "tokens", "correct"});
+    exec::Plan& plan = model.plan(batch_dims(b), {"src", "tgt_in", "tgt_out"}, {"loss", "tokens", "correct"},
+                                  exec::Pass::ForwardOnly);
     executor.forward(plan, {{"src", b.src}, {"tgt_in", b.tgt_in}, {"tgt_out", b.tgt_out}}, StepInfo{false, 0, nullptr}, 0);
     const double n = plan.value("tokens").data()[0];
     loss_sum += plan.value("loss").data()[0] * n;

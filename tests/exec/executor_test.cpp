@@ -309,6 +309,30 @@ TEST(Plans, CachedByDimsFeedsAndFetches) {
   EXPECT_GT(a.bytes(), 0);
 }
 
+TEST(Plans, AForwardOnlyPlanComputesTheSameValuesWithoutGradientBuffers) {
+  Fixture fx(test::branchy_graph());
+  exec::SerialExecutor ex;
+  Plan& full = fx.model->plan({{"batch", 2}}, {"x", "target"}, {"loss"});
+  Plan& inference = fx.model->plan({{"batch", 2}}, {"x", "target"}, {"loss"}, exec::Pass::ForwardOnly);
+  EXPECT_NE(&full, &inference);
+  EXPECT_EQ(inference.pass(), exec::Pass::ForwardOnly);
+  EXPECT_TRUE(inference.value_grads().empty());
+  EXPECT_TRUE(inference.param_gradients().empty());
+  EXPECT_FALSE(inference.grad("loss").present());
+  for (const Plan::Step& step : inference.steps()) EXPECT_FALSE(step.runs_backward) << step.name;
+  EXPECT_LT(inference.bytes(), full.bytes());
+  Tensor x = pattern({2, 4}, 0.1f), target = pattern({2, 5}, 1.3f);
+  ex.forward(full, {{"x", x}, {"target", target}}, {false, 1}, 0);
+  ex.forward(inference, {{"x", x}, {"target", target}}, {false, 1}, 0);
+  EXPECT_EQ(full.value("loss").data()[0], inference.value("loss").data()[0]);
+  try {
+    ex.backward(inference);
+    ADD_FAILURE() << "backward on a forward-only plan ran";
+  } catch (const exec::ExecError& e) {
+    EXPECT_STREQ(e.what(), "backward: the plan was made forward-only (Pass::ForwardOnly)");
+  }
+}
+
 TEST(Plans, FeedErrors) {
   Fixture fx(test::branchy_graph());
   exec::SerialExecutor ex;

@@ -336,20 +336,21 @@ int64_t tile_chunk_floats(int64_t tile) { return 2 * tile * tile + 2 * tile; }
 }  // namespace
 
 // Prepares one score-tile row in place: keys not allowed (range or mask) become -inf, allowed ones
-// get the ALiBi bias. Returns the row's maximum (-inf when no key of the tile is allowed).
+// get the ALiBi bias. Returns the row's maximum (-inf when no key of the tile is allowed). The
+// range is cut out by position so that the common case (no mask, no bias, whole tile allowed) is
+// one vectorised maximum.
 static float bias_and_mask_tile_row(float* row, int64_t first_key, int64_t count, int64_t qpos,
                                     std::pair<int64_t, int64_t> allowed, float slope, const float* mask_row) {
-  float max_score = -kInf;
-  for (int64_t jj = 0; jj < count; ++jj) {
-    const int64_t j = first_key + jj;
-    if (j < allowed.first || j > allowed.second || (mask_row && mask_row[j] == 0.0f)) {
-      row[jj] = -kInf;
-      continue;
-    }
-    if (slope != 0.0f) row[jj] -= slope * static_cast<float>(std::abs(qpos - j));
-    max_score = std::max(max_score, row[jj]);
-  }
-  return max_score;
+  const int64_t begin = std::clamp<int64_t>(allowed.first - first_key, 0, count);
+  const int64_t end = std::clamp<int64_t>(allowed.second - first_key + 1, begin, count);
+  std::fill(row, row + begin, -kInf);
+  std::fill(row + end, row + count, -kInf);
+  if (end == begin) return -kInf;
+  if (slope != 0.0f)
+    for (int64_t jj = begin; jj < end; ++jj) row[jj] -= slope * static_cast<float>(std::abs(qpos - (first_key + jj)));
+  if (mask_row)
+    for (int64_t jj = begin; jj < end; ++jj) row[jj] = mask_row[first_key + jj] == 0.0f ? -kInf : row[jj];
+  return Eigen::Map<const Eigen::ArrayXf>(row + begin, end - begin).maxCoeff();
 }
 
 void AttentionNode::attend_tiled(const AttendArgs& a, int64_t B, int64_t Tq, int64_t Tk, int64_t tile, float* lse,

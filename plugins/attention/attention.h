@@ -79,8 +79,8 @@ struct AttentionConfig {
 
 // The automatic choice: a [Tq, Tk] score matrix per (batch, head) of at least this many elements is
 // computed in tiles of kDefaultTile × kDefaultTile (queries × keys) instead of materialised.
-inline constexpr int64_t kTiledFromScores = 512 * 512;
-inline constexpr int64_t kDefaultTile = 64;
+inline constexpr int64_t kTiledFromScores = 256 * 256;
+inline constexpr int64_t kDefaultTile = 128;
 // The tiled kernels split their (batch, head, block) tasks over this many chunks, each with its own
 // scratch tiles declared by infer(): a constant, so buffers depend on shapes only, never threads.
 inline constexpr int64_t kTileChunks = 16;

@@ -60,7 +60,7 @@ CheckInput full_mask(int64_t tq, int64_t tk) {
 // The dot-product types' choice of kernel (AttentionConfig::tile in attention.h).
 AttrSchema tile_attr() {
   return {"tile", AttrType::Int, I(0),
-          "score kernel: 0 chooses from the shapes (tiled online softmax with 64x64 tiles when Tq*Tk >= 512*512, "
+          "score kernel: 0 chooses from the shapes (tiled online softmax with 128x128 tiles when Tq*Tk >= 256*256, "
           "else the materialised score matrix); n > 0 always streams n x n tiles; -1 always materialises"};
 }
 

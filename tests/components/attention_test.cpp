@@ -717,10 +717,11 @@ TEST(AttentionTiled, DeclaredMemoryIsLinearInLength) {
     NodeHandle node = component_registry().create("attention.scaled_dot", {{"tile", tile}});
     return declared_bytes(node->infer(std::vector<Shape>{{1, len, 512}, {1, len, 512}}));
   };
-  // The scratch tiles (kTileChunks sets, 0.5 MB) are a constant term: ratios fall just short of 2.
+  // The scratch tiles (kTileChunks sets of two 128×128 tiles, 2 MB) are a constant term: the ratios
+  // fall a little short of 2 (1.97 from 4096 to 8192).
   const double tiled_ratio = static_cast<double>(bytes_at(0, 8192)) / static_cast<double>(bytes_at(0, 4096));
-  EXPECT_NEAR(tiled_ratio, 2.0, 0.02);
-  EXPECT_NEAR(static_cast<double>(bytes_at(0, 4096)) / static_cast<double>(bytes_at(0, 2048)), 2.0, 0.03);
+  EXPECT_NEAR(tiled_ratio, 2.0, 0.05);
+  EXPECT_NEAR(static_cast<double>(bytes_at(0, 4096)) / static_cast<double>(bytes_at(0, 2048)), 2.0, 0.08);
   // Linear, not merely smaller: bytes(2L) − 2·bytes(L) is the same negative constant at every L.
   EXPECT_EQ(bytes_at(0, 8192) - 2 * bytes_at(0, 4096), bytes_at(0, 2048) - 2 * bytes_at(0, 1024));
   const double dense_ratio = static_cast<double>(bytes_at(-1, 8192)) / static_cast<double>(bytes_at(-1, 4096));
@@ -740,8 +741,8 @@ TEST(AttentionTiled, AutomaticChoiceFollowsTheScoreCount) {
     return node->infer(std::vector<Shape>{{2, tq, 16}, {2, tk, 16}}).saved[3].size();
   };
   EXPECT_EQ(saved_scores(32, 32), 4u);      // [B, H, Tq, Tk]
-  EXPECT_EQ(saved_scores(511, 512), 4u);
-  EXPECT_EQ(saved_scores(512, 512), 3u);    // [B, H, Tq]: the tiled kernel
+  EXPECT_EQ(saved_scores(255, 256), 4u);
+  EXPECT_EQ(saved_scores(256, 256), 3u);  // [B, H, Tq]: the tiled kernel
   EXPECT_EQ(saved_scores(1, 300000), 3u);
   // Additive scores are always materialised.
   NodeHandle additive = component_registry().create("attention.additive", {});

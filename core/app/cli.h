@@ -48,6 +48,8 @@ void add_params_command(CLI::App& app, CommonOptions& options);  // params_comma
 // `attnlab translate --checkpoint RUN_DIR_OR_FILE [--beam N] [--alpha A]` (translate_command.cpp).
 void add_translate_command(CLI::App& app, CommonOptions& options);
 void add_run_command(CLI::App& app, CommonOptions& options);     // run_command.cpp (needs attnlab_trainer)
+// `attnlab ablate [EXPERIMENT] [--vary K=V1,V2]... [--grid] [--out DIR]` (ablate_command.cpp).
+void add_ablate_command(CLI::App& app, CommonOptions& options);
 // `attnlab bench`: training and decoding throughput against the PyTorch reference (bench_command.cpp).
 void add_bench_command(CLI::App& app, CommonOptions& options);
 

@@ -1,0 +1,326 @@
+// Tests of ablation sweeps (core/train/ablate.h) and `attnlab ablate`: variants from --vary, --grid
+// and the ablate section (grouped set(...) values included); the rows of results.md/csv/json; a
+// sweep run again skips finished variants and resumes an interrupted one to the very losses of an
+// uninterrupted sweep; failing variants are recorded while the sweep goes on; user errors.
+#include "../support/installed_plugins.h"
+#include "../support/run_command.h"
+#include "train/ablate.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+namespace attnlab::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+const Registry& registry() { return test::plugins_beside_executable(); }
+
+struct TempDir {
+  fs::path path = test::make_temp_dir("attnlab-ablate-test-");
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+// A tiny model on a small synthetic task: a step takes milliseconds.
+const char* kTiny = R"(
+experiment tiny {
+  model = "transformer_base.attn" with { layers = 1, d_model = 16, d_ff = 32, heads = 2 }
+  data  = synthetic(train: 300, dev: 20, test: 20, seed: 3)
+  seed  = 5
+  train {
+    adam(0.9, 0.98, 1e-9), noam(factor: 2.0, warmup: 10), label_smoothing: 0.1, dropout: 0.1,
+    batch_tokens: 256, max_steps: 6, valid_every: 0, checkpoint_every: 0, valid_bleu_sentences: 4
+  }
+  ABLATE
+}
+)";
+
+fs::path write_experiment(const TempDir& dir, const std::string& ablate = "") {
+  std::string text = kTiny;
+  text.replace(text.find("ABLATE"), 6, ablate);
+  std::ofstream(dir.path / "tiny.attn") << text;
+  fs::copy_file(fs::path(ATTNLAB_SOURCE_DIR) / "experiments/transformer_base.attn", dir.path / "transformer_base.attn",
+                fs::copy_options::overwrite_existing);
+  return dir.path / "tiny.attn";
+}
+
+std::vector<std::string> ids(const std::vector<AblateVariant>& variants) {
+  std::vector<std::string> out;
+  for (const auto& v : variants) out.push_back(v.id);
+  return out;
+}
+
+std::vector<AblateVariant> expand(const fs::path& exp, const std::vector<std::string>& vary, bool grid) {
+  AblateBaseline baseline = load_baseline(exp, {}, {}, registry());
+  return expand_variants(sweep_axes(baseline, vary, registry()), baseline, grid);
+}
+
+nlohmann::json read_json(const fs::path& file) {
+  std::ifstream in(file);
+  return nlohmann::json::parse(in);
+}
+
+TEST(AblateValues, CommasInsideParenthesesDoNotSplit) {
+  EXPECT_EQ(split_values("attention.grouped_query(kv_heads: 2), attention.scaled_dot"),
+            (std::vector<std::string>{"attention.grouped_query(kv_heads: 2)", "attention.scaled_dot"}));
+  EXPECT_EQ(split_values("noam(factor: 2, warmup: 10),[1, 2],\"a,b\""),
+            (std::vector<std::string>{"noam(factor: 2, warmup: 10)", "[1, 2]", "\"a,b\""}));
+  AblateAxis axis = parse_vary("heads=1,4,16,32");
+  EXPECT_EQ(axis.key, "heads");
+  EXPECT_EQ(axis.values, (std::vector<std::string>{"1", "4", "16", "32"}));
+}
+
+TEST(AblateVariants, OneAtATimeFromVaryResolvesParamsSlotsAndSettings) {
+  TempDir dir;
+  const fs::path exp = write_experiment(dir);
+  // heads=2 is the baseline's value: no variant repeats the baseline.
+  std::vector<AblateVariant> v = expand(exp, {"heads=1,2,4", "posenc=posenc.learned,posenc.rotary",
+                                               "attention=attention.grouped_query(kv_heads: 1)", "train.label_smoothing=0,0.2"},
+                                        false);
+  ASSERT_EQ(v.size(), 1u + 2 + 2 + 1 + 2);
+  EXPECT_EQ(v[0].id, "baseline");
+  EXPECT_TRUE(v[0].changes.empty());
+  EXPECT_EQ(v[1].id, "heads=1");
+  EXPECT_EQ(v[1].changes[0].kind, AblateChange::Kind::Param);
+  EXPECT_EQ(v[2].id, "heads=4");
+  EXPECT_EQ(v[3].changes[0].kind, AblateChange::Kind::Slot);
+  EXPECT_EQ(v[3].changes[0].value, "posenc.learned");
+  EXPECT_EQ(v[5].changes[0].value, "attention.grouped_query(kv_heads: 1)");
+  EXPECT_EQ(v[5].group, "attention");
+  EXPECT_EQ(v[6].changes[0].kind, AblateChange::Kind::Setting);
+  EXPECT_EQ(v[6].changes[0].key, "train.label_smoothing");
+  for (size_t i = 1; i < v.size(); ++i) EXPECT_EQ(v[i].changes.size(), 1u) << v[i].id;
+}
+
+TEST(AblateVariants, GridIsTheProductWithoutTheBaselineCombination) {
+  TempDir dir;
+  const fs::path exp = write_experiment(dir);
+  std::vector<AblateVariant> v = expand(exp, {"heads=2,4", "train.dropout=0.1,0,0.3"}, true);
+  // 2 × 3 = 6 combinations; (heads 2, dropout 0.1) is the baseline itself.
+  EXPECT_EQ(ids(v), (std::vector<std::string>{"baseline", "train.dropout=0", "train.dropout=0.3", "heads=4",
+                                              "heads=4+train.dropout=0", "heads=4+train.dropout=0.3"}));
+  EXPECT_EQ(v[4].changes.size(), 2u);
+}
+
+TEST(AblateVariants, AblateSectionWithGroupedSetsAndVaryReplacingAnEntry) {
+  TempDir dir;
+  const fs::path exp = write_experiment(
+      dir, "ablate { heads = [set(heads: 1, d_k: 16, d_v: 16), set(heads: 4, d_k: 4, d_v: 4)]; train.label_smoothing = [0] }");
+  std::vector<AblateVariant> v = expand(exp, {}, false);
+  ASSERT_EQ(ids(v), (std::vector<std::string>{"baseline", "heads=1+d_k=16+d_v=16", "heads=4+d_k=4+d_v=4", "train.label_smoothing=0"}));
+  EXPECT_EQ(v[1].group, "heads");
+  EXPECT_EQ(v[1].changes.size(), 3u);
+  // --vary with the key of an entry replaces it.
+  v = expand(exp, {"heads=8"}, false);
+  EXPECT_EQ(ids(v), (std::vector<std::string>{"baseline", "heads=8", "train.label_smoothing=0"}));
+}
+
+TEST(AblateVariants, UserErrorsNameTheProblem) {
+  TempDir dir;
+  const fs::path exp = write_experiment(dir);
+  auto message = [&](const std::string& vary) -> std::string {
+    try {
+      expand(exp, {vary}, false);
+    } catch (const AblateError& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  EXPECT_NE(message("heads").find("expected KEY=V1,V2"), std::string::npos);
+  EXPECT_NE(message("heads=").find("the list of values is empty"), std::string::npos);
+  EXPECT_NE(message("heads=1,,2").find("an empty value in the list"), std::string::npos);
+  EXPECT_NE(message("=1").find("the key before '=' is empty"), std::string::npos);
+  EXPECT_NE(message("hedas=1").find("'hedas' is not a parameter or slot of the experiment's model; valid names: attention"),
+            std::string::npos);
+  EXPECT_NE(message("train.max_stpes=3").find("'train.max_stpes' is not a train setting"), std::string::npos);
+  EXPECT_NE(message("model.heads=3").find("unknown section 'model'"), std::string::npos);
+  EXPECT_NE(message("posenc=posenc.nope").find("unknown node type 'posenc.nope'"), std::string::npos);
+}
+
+// The rows of every results file for a sweep with a variant that fails at construction
+// (kv_heads 3 does not divide heads 2) and one that diverges (a huge learning rate).
+TEST(AblateSweep, ResultsHoldEveryRowAndFailuresDoNotStopTheSweep) {
+  TempDir dir;
+  const fs::path exp = write_experiment(dir);
+  AblateOptions o;
+  o.experiment_file = exp;
+  o.vary = {"heads=1", "attention=attention.grouped_query(kv_heads: 3)", "train.noam=noam(factor: 1e20, warmup: 1)",
+            "train.label_smoothing=0"};
+  o.out_dir = dir.path / "sweep";
+  o.threads = 1;
+  std::ostringstream log;
+  o.log = &log;
+  AblationResult r = run_ablation(o, registry());
+  ASSERT_EQ(r.variants.size(), 5u);
+  EXPECT_FALSE(r.interrupted);
+  EXPECT_EQ(r.variants[0].status, "ok");
+  EXPECT_EQ(r.variants[1].status, "ok");
+  EXPECT_EQ(r.variants[2].status, "failed");
+  EXPECT_NE(r.variants[2].reason.find("kv_heads"), std::string::npos) << r.variants[2].reason;
+  EXPECT_EQ(r.variants[3].status, "failed");
+  EXPECT_NE(r.variants[3].reason.find("non-finite"), std::string::npos) << r.variants[3].reason;
+  EXPECT_EQ(r.variants[4].status, "ok");  // after two failures, the sweep went on
+  EXPECT_GT(r.variants[1].parameters, 0);
+  // heads=1 gets d_k = d_v = d_model div heads = 16: the projections keep their sizes.
+  EXPECT_EQ(r.variants[1].parameters, r.variants[0].parameters);
+
+  const nlohmann::json json = read_json(o.out_dir / "results.json");
+  ASSERT_EQ(json["variants"].size(), 5u);
+  EXPECT_EQ(json["baseline"]["heads"], "2");
+  EXPECT_EQ(json["variants"][1]["changes"][0]["key"], "heads");
+  EXPECT_EQ(json["variants"][3]["status"], "failed");
+  EXPECT_TRUE(json["variants"][0]["dev_perplexity"].is_number());
+  EXPECT_TRUE(json["variants"][0]["dev_bleu"].is_number());  // the synthetic task has BLEU
+  for (const auto& v : r.variants) {
+    const nlohmann::json own = read_json(o.out_dir / v.variant.id / "result.json");
+    EXPECT_EQ(own["status"], v.status);
+  }
+
+  const std::string csv = test::read_text_file(o.out_dir / "results.csv");
+  std::istringstream lines(csv);
+  std::vector<std::string> rows;
+  for (std::string line; std::getline(lines, line);) rows.push_back(line);
+  ASSERT_EQ(rows.size(), 6u) << csv;
+  EXPECT_EQ(rows[0].rfind("variant,group,heads,attention,train.noam,train.label_smoothing,parameters", 0), 0u) << rows[0];
+  EXPECT_EQ(rows[1].rfind("baseline,,2,attention.scaled_dot,", 0), 0u) << rows[1];
+  // A failed row: no figures, its status and its reason on the same line.
+  EXPECT_NE(rows[3].find(",,,,,,,,failed,"), std::string::npos) << rows[3];
+  EXPECT_NE(rows[3].find("kv_heads (3) must divide heads (2)"), std::string::npos) << rows[3];
+
+  const std::string md = test::read_text_file(o.out_dir / "results.md");
+  EXPECT_NE(md.find("| | heads | attention | train.noam | train.label_smoothing | params |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| base | 2 | attention.scaled_dot | noam(factor: 2.0, warmup: 10) | 0.1 |"), std::string::npos) << md;
+  // A variant row leaves the baseline's values blank.
+  EXPECT_NE(md.find("| heads | 1 |  |  |  |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| train.label_smoothing |  |  |  | 0 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| failed: adam: non-finite gradient"), std::string::npos) << md;
+
+  const std::string curves = test::read_text_file(o.out_dir / "curves.svg");
+  EXPECT_NE(curves.find("data-name=\"baseline\""), std::string::npos);
+  EXPECT_NE(curves.find("data-name=\"heads=1\""), std::string::npos);
+  EXPECT_NE(test::read_text_file(o.out_dir / "quality.svg").find("dev BLEU"), std::string::npos);
+
+  // Run again: every variant, failed ones included, is finished and skipped.
+  std::ostringstream again;
+  o.log = &again;
+  AblationResult r2 = run_ablation(o, registry());
+  EXPECT_EQ(r2.variants.size(), 5u);
+  size_t skipped = 0;
+  for (size_t at = again.str().find("finished earlier"); at != std::string::npos; at = again.str().find("finished earlier", at + 1)) ++skipped;
+  EXPECT_EQ(skipped, 5u) << again.str();
+  EXPECT_EQ(r2.variants[4].last_train_loss, r.variants[4].last_train_loss);
+}
+
+// An interrupted sweep, run again, skips the finished baseline and resumes the interrupted variant
+// from its checkpoint to the losses of a sweep that was never interrupted.
+TEST(AblateSweep, InterruptedSweepResumesToTheUninterruptedResult) {
+  TempDir dir;
+  const fs::path exp = write_experiment(dir);
+  AblateOptions o;
+  o.experiment_file = exp;
+  o.vary = {"heads=1", "train.label_smoothing=0"};
+  o.sets = {"train.max_steps=300", "train.checkpoint_every=5"};
+  o.threads = 1;
+  std::ostringstream quiet;
+  o.log = &quiet;
+
+  o.out_dir = dir.path / "reference";
+  AblationResult reference = run_ablation(o, registry());
+  ASSERT_EQ(reference.variants.size(), 3u);
+
+  o.out_dir = dir.path / "sweep";
+  const fs::path victim = o.out_dir / "heads=1";
+  std::atomic<bool> finished{false};
+  std::thread signaller([&] {
+    while (!finished) {
+      if (fs::exists(victim / "checkpoints") && !fs::is_empty(victim / "checkpoints")) {
+        ::kill(::getpid(), SIGINT);
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  AblationResult first = run_ablation(o, registry());
+  finished = true;
+  signaller.join();
+  ASSERT_TRUE(first.interrupted) << "the variant finished before the signal arrived";
+  EXPECT_EQ(first.variants[0].status, "ok");
+  EXPECT_EQ(first.variants[1].status, "not run");
+  EXPECT_EQ(first.variants[2].status, "not run");
+  EXPECT_FALSE(fs::exists(victim / "result.json"));
+  const auto baseline_written = fs::last_write_time(o.out_dir / "baseline" / "result.json");
+
+  std::ostringstream log;
+  o.log = &log;
+  AblationResult second = run_ablation(o, registry());
+  EXPECT_FALSE(second.interrupted);
+  EXPECT_NE(log.str().find("[1/3] baseline: finished earlier (ok), skipped"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("[2/3] heads=1: resuming from its checkpoint"), std::string::npos) << log.str();
+  EXPECT_EQ(fs::last_write_time(o.out_dir / "baseline" / "result.json"), baseline_written);
+  ASSERT_EQ(second.variants.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(second.variants[i].status, "ok");
+    EXPECT_EQ(second.variants[i].steps, reference.variants[i].steps);
+    EXPECT_EQ(second.variants[i].last_train_loss, reference.variants[i].last_train_loss) << second.variants[i].variant.id;
+    EXPECT_EQ(second.variants[i].dev_perplexity, reference.variants[i].dev_perplexity) << second.variants[i].variant.id;
+  }
+}
+
+// The command: exit codes and messages of user errors, and the table3 experiment checks.
+TEST(AblateCommand, UserErrorsExitNonZeroWithAMessage) {
+  TempDir dir;
+  const fs::path exp = write_experiment(dir);
+  const std::string base = std::string(ATTNLAB_EXE) + " ablate " + exp.string() + " --out " + (dir.path / "out").string();
+  struct Case {
+    std::string args, message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"", "nothing to vary: give --vary KEY=V1,V2"},
+           {"--vary heads", "--vary 'heads': expected KEY=V1,V2,..."},
+           {"--vary heads=", "--vary heads: the list of values is empty"},
+           {"--vary hedas=1,2", "--vary hedas=1: 'hedas' is not a parameter or slot"},
+           {"--vary 'heads=1,,2'", "--vary 'heads=1,,2': an empty value in the list"},
+           {"--vary heads=1 --parallel 2", "--parallel 2: only 1 is supported"},
+       }) {
+    test::CommandResult r = test::run_command(base + " " + c.args);
+    EXPECT_EQ(r.exit_code, 1) << c.args << "\n" << r.err;
+    EXPECT_NE(r.err.find("attnlab: error: " + c.message), std::string::npos) << c.args << "\n" << r.err;
+  }
+  test::CommandResult missing = test::run_command(std::string(ATTNLAB_EXE) + " ablate " + (dir.path / "nope.attn").string() + " --vary heads=1");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("the experiment has errors"), std::string::npos) << missing.err;
+  // The command writes its tables and names them.
+  test::CommandResult ok = test::run_command(base + " --vary heads=1 --threads 1");
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_NE(ok.out.find("results: "), std::string::npos);
+  EXPECT_TRUE(fs::exists(dir.path / "out" / "results.md"));
+}
+
+TEST(AblateCommand, Table3ExperimentChecksAndExpands) {
+  const fs::path exp = fs::path(ATTNLAB_SOURCE_DIR) / "experiments/table3.attn";
+  test::CommandResult check = test::run_command(std::string(ATTNLAB_EXE) + " check " + exp.string());
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+  AblateBaseline baseline = load_baseline(exp, {}, {}, registry());
+  std::vector<AblateVariant> v = expand_variants(sweep_axes(baseline, {}, registry()), baseline, false);
+  EXPECT_GE(v.size(), 15u);
+  std::set<std::string> groups;
+  for (const auto& variant : v) groups.insert(variant.group);
+  for (const char* g : {"heads", "d_k", "layers", "d_model", "d_ff", "train.dropout", "train.label_smoothing", "posenc"})
+    EXPECT_TRUE(groups.count(g)) << g;
+}
+
+}  // namespace
+}  // namespace attnlab::train

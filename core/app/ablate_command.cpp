@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <iostream>
 
 namespace attnlab::cli {
@@ -35,14 +36,12 @@ void add_ablate_command(CLI::App& app, CommonOptions& options) {
   command->add_option("--use", args->uses, "SLOT=TYPE applied to the baseline and every variant; repeatable");
   command->add_option("--data", args->data, "Data directory for experiments that read files (default: $ATTNLAB_DATA)");
   command->add_option("--parallel", args->parallel,
-                      "Variants run at once (only 1: variants run one after another with all threads; see docs/experiments.md)")
-      ->check(CLI::PositiveNumber);
+                      "Variants at once: 1 runs them one after another in this process with all threads; N > 1 runs N "
+                      "`attnlab run` processes with threads/N each (docs/experiments.md compares them)");
   add_common_options(*command, options);
   command->callback([args, &options, command] {
-    if (args->parallel != 1)
-      throw CliError(1, "--parallel " + std::to_string(args->parallel) +
-                            ": only 1 is supported; a training run installs the process's signal handler, so two runs cannot share a "
-                            "process (run two sweeps with --out in separate processes instead)");
+    if (args->parallel < 1)
+      throw CliError(1, "--parallel " + std::to_string(args->parallel) + ": give the number of variants to run at once, 1 or more");
     std::unique_ptr<Registry> registry = load_registry(options);
     train::AblateOptions ablate;
     ablate.experiment_file = args->experiment;
@@ -54,6 +53,9 @@ void add_ablate_command(CLI::App& app, CommonOptions& options) {
     ablate.data_root = args->data;
     ablate.threads = options.threads;
     ablate.seed = command->count("--seed") ? options.seed : 0;
+    ablate.parallel = args->parallel;
+    std::error_code ec;
+    ablate.executable = std::filesystem::read_symlink("/proc/self/exe", ec);
     ablate.log = &std::cerr;
     ablate.progress_terminal = ::isatty(2) != 0;
     try {

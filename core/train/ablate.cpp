@@ -5,10 +5,15 @@
 #include "dsl/source.h"
 #include "train/checkpoint.h"
 #include "train/run_log.h"
+#include "train/interrupt.h"
 #include "train/svg_chart.h"
 
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +27,9 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <chrono>
+#include <cstring>
+#include <thread>
 
 namespace attnlab::train {
 
@@ -373,6 +381,69 @@ std::vector<AblateVariant> expand_variants(const std::vector<AblateAxis>& axes, 
   }
 }
 
+namespace {
+
+std::string label_of(size_t i, const std::vector<AblateVariant>& variants) {
+  const AblateVariant& v = variants[i];
+  return "[" + std::to_string(i + 1) + "/" + std::to_string(variants.size()) + "] " +
+         (v.changes.empty() ? std::string("baseline") : describe_changes(v.changes));
+}
+
+// Starts `args` with stdout and stderr appended to `log_file`; returns its pid.
+pid_t spawn_logged(const std::vector<std::string>& args, const fs::path& log_file) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw AblateError("cannot start " + args[0] + ": " + std::strerror(rc));
+  return pid;
+}
+
+// The figures of a finished `attnlab run` directory (settings.json and metrics.jsonl).
+VariantResult read_run_directory(const fs::path& dir, const AblateVariant& variant) {
+  VariantResult r;
+  r.variant = variant;
+  r.status = "ok";
+  std::ifstream in(dir / "settings.json");
+  nlohmann::json settings = nlohmann::json::parse(in, nullptr, false);
+  if (!settings.is_discarded()) r.parameters = settings.value("parameters", int64_t{0});
+  for (const nlohmann::json& e : read_metrics(dir / "metrics.jsonl")) {
+    const std::string event = e.value("event", "");
+    if (event == "train") {
+      r.steps = e.value("step", r.steps);
+      r.last_train_loss = num(e, "loss", NAN);
+      r.tokens_per_second = num(e, "tokens_per_s", NAN);
+      r.train_seconds = num(e, "elapsed_s", NAN);
+    } else if (event == "valid") {
+      r.dev_loss = num(e, "loss", NAN);
+      r.dev_perplexity = std::exp(r.dev_loss);
+      r.dev_bleu = num(e, "bleu", -1);
+    } else if (event == "test") {
+      r.test_bleu = num(e, "bleu", -1);
+    }
+  }
+  return r;
+}
+
+// Why a child run failed: the error lines of its log (DSL diagnostics and "attnlab: error: ...").
+std::string error_lines(const fs::path& log_file, int code) {
+  std::ifstream in(log_file);
+  std::string out;
+  for (std::string line; std::getline(in, line);)
+    if (line.find("error:") != std::string::npos) out += (out.empty() ? "" : "\n") + line;
+  const std::string prefix = "attnlab: error: ";
+  if (out.rfind(prefix, 0) == 0) out = out.substr(prefix.size());
+  return out.empty() ? "attnlab run exited with code " + std::to_string(code) + " (see " + log_file.string() + ")" : out;
+}
+
+}  // namespace
+
 AblationResult run_ablation(const AblateOptions& options, const Registry& registry) {
   std::ostream& log = options.log ? *options.log : std::cerr;
   AblateBaseline baseline = load_baseline(options.experiment_file, options.sets, options.uses, registry);
@@ -387,29 +458,33 @@ AblationResult run_ablation(const AblateOptions& options, const Registry& regist
   log << "ablation of " << baseline.experiment_name << ": " << variants.size() << " runs (baseline and " << variants.size() - 1
       << " variants) in " << result.out_dir.string() << "\n";
 
+  // Each variant's slot in the results (baseline first), filled as variants finish.
+  result.variants.resize(variants.size());
+  std::vector<size_t> pending;
   for (size_t i = 0; i < variants.size(); ++i) {
     const AblateVariant& variant = variants[i];
-    const fs::path dir = result.out_dir / variant.id;
-    const fs::path result_file = dir / "result.json";
-    const std::string label = "[" + std::to_string(i + 1) + "/" + std::to_string(variants.size()) + "] " +
-                              (variant.changes.empty() ? std::string("baseline") : describe_changes(variant.changes));
-    if (result.interrupted) {
-      VariantResult r;
-      r.variant = variant;
-      r.status = "not run";
-      r.reason = "the sweep was interrupted";
-      result.variants.push_back(r);
-      continue;
-    }
+    VariantResult& r = result.variants[i];
+    r.variant = variant;
+    r.status = "not run";
+    r.reason = "the sweep was interrupted";
+    const fs::path result_file = result.out_dir / variant.id / "result.json";
     if (fs::exists(result_file)) {
       std::ifstream in(result_file);
       nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
       if (!j.is_discarded()) {
-        log << label << ": finished earlier (" << j.value("status", "?") << "), skipped\n";
-        result.variants.push_back(from_json(j, variant));
+        log << label_of(i, variants) << ": finished earlier (" << j.value("status", "?") << "), skipped\n";
+        r = from_json(j, variant);
         continue;
       }
     }
+    pending.push_back(i);
+  }
+
+  // Prepares a variant's run: its options, and its directory (cleared when it holds a start that
+  // saved no checkpoint, which cannot be resumed).
+  auto prepare = [&](size_t i) {
+    const AblateVariant& variant = variants[i];
+    const fs::path dir = result.out_dir / variant.id;
     RunOptions run;
     run.experiment_file = options.experiment_file;
     run.sets = options.sets;
@@ -423,7 +498,7 @@ AblationResult run_ablation(const AblateOptions& options, const Registry& regist
     run.log = &log;
     run.progress_terminal = options.progress_terminal;
     const bool has_checkpoints = fs::is_directory(dir / "checkpoints") && !fs::is_empty(dir / "checkpoints");
-    if (!has_checkpoints && fs::exists(dir)) fs::remove_all(dir);  // a start that saved nothing: start again
+    if (!has_checkpoints && fs::exists(dir)) fs::remove_all(dir);
     run.resume = has_checkpoints;
     std::string line = "attnlab run";
     if (!options.experiment_file.empty()) line += " " + options.experiment_file.string();
@@ -431,47 +506,113 @@ AblationResult run_ablation(const AblateOptions& options, const Registry& regist
     for (const auto& u : run.uses) line += " --use '" + u + "'";
     line += " --out " + dir.string();
     run.command_line = line;
-    log << label << (run.resume ? ": resuming from its checkpoint" : ": running") << "\n";
+    log << label_of(i, variants) << (run.resume ? ": resuming from its checkpoint" : ": running") << "\n";
+    return run;
+  };
+  auto record = [&](size_t i, VariantResult r) {
+    const fs::path dir = result.out_dir / variants[i].id;
+    if (r.status == "failed") log << label_of(i, variants) << ": FAILED: " << r.reason << "\n";
+    if (r.status == "ok" || r.status == "failed") {
+      fs::create_directories(dir);
+      write_atomically(dir / "result.json", to_json(r).dump(2) + "\n");
+    }
+    result.variants[i] = std::move(r);
+  };
 
-    VariantResult r;
-    r.variant = variant;
-    try {
-      RunResult rr = run_experiment(run, registry);
-      if (rr.interrupted) {
-        log << label << ": interrupted at step " << rr.steps << " (checkpoint saved); run the same command again to resume\n";
+  if (options.parallel <= 1) {
+    for (size_t i : pending) {
+      if (result.interrupted) break;
+      RunOptions run = prepare(i);
+      VariantResult r;
+      r.variant = variants[i];
+      try {
+        RunResult rr = run_experiment(run, registry);
+        if (rr.interrupted) {
+          log << label_of(i, variants) << ": interrupted at step " << rr.steps << " (checkpoint saved); run the same command again to resume\n";
+          result.interrupted = true;
+          r.status = "not run";
+          r.reason = "interrupted at step " + std::to_string(rr.steps);
+          record(i, r);
+          continue;
+        }
+        r.status = "ok";
+        r.parameters = rr.parameters;
+        r.steps = rr.steps;
+        r.train_seconds = rr.train_seconds;
+        r.tokens_per_second = rr.tokens_per_second;
+        r.last_train_loss = rr.last_train_loss;
+        r.dev_loss = rr.valid_loss;
+        r.dev_perplexity = std::exp(rr.valid_loss);
+        r.dev_bleu = rr.valid_bleu;
+        r.test_bleu = rr.test_bleu;
+        if (run.resume) {
+          // This invocation's time covers only the part after the checkpoint: take the whole run's
+          // training time from the last train event of metrics.jsonl.
+          for (const nlohmann::json& e : read_metrics(run.out_dir / "metrics.jsonl"))
+            if (e.value("event", "") == "train" && e.contains("elapsed_s")) r.train_seconds = num(e, "elapsed_s", r.train_seconds);
+        }
+      } catch (const std::exception& e) {  // DslError, RunError, CheckpointError, errors of the data or plugins
+        r.status = "failed";
+        r.reason = trim(e.what());
+      }
+      record(i, r);
+    }
+  } else {
+    if (options.executable.empty()) throw AblateError("parallel variants need the attnlab executable to start");
+    int total_threads = options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int child_threads = std::max(1, total_threads / options.parallel);
+    InterruptGuard interrupt;  // the children get their own SIGINT from the terminal; a signal to us alone is passed on
+    std::map<pid_t, size_t> running;
+    size_t next = 0;
+    bool forwarded = false;
+    while (next < pending.size() || !running.empty()) {
+      if (interrupt.stop_requested()) {
         result.interrupted = true;
-        r.status = "not run";
-        r.reason = "interrupted at step " + std::to_string(rr.steps);
-        result.variants.push_back(r);
+        if (!forwarded)
+          for (const auto& [pid, i] : running) ::kill(pid, SIGINT);
+        forwarded = true;
+      }
+      while (!result.interrupted && next < pending.size() && static_cast<int>(running.size()) < options.parallel) {
+        const size_t i = pending[next++];
+        RunOptions run = prepare(i);
+        fs::create_directories(run.out_dir);
+        std::vector<std::string> args = {options.executable.string(), "run"};
+        if (!run.experiment_file.empty()) args.push_back(run.experiment_file.string());
+        for (const auto& s : run.sets) args.insert(args.end(), {"--set", s});
+        for (const auto& u : run.uses) args.insert(args.end(), {"--use", u});
+        args.insert(args.end(), {"--out", run.out_dir.string(), "--threads", std::to_string(child_threads)});
+        if (run.resume) args.push_back("--resume");
+        if (options.seed != 0) args.insert(args.end(), {"--seed", std::to_string(options.seed)});
+        if (!options.data_root.empty()) args.insert(args.end(), {"--data", options.data_root.string()});
+        running[spawn_logged(args, run.out_dir / "run.log")] = i;
+      }
+      int status = 0;
+      const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+      if (pid <= 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
         continue;
       }
-      r.status = "ok";
-      r.parameters = rr.parameters;
-      r.steps = rr.steps;
-      r.train_seconds = rr.train_seconds;
-      r.tokens_per_second = rr.tokens_per_second;
-      r.last_train_loss = rr.last_train_loss;
-      r.dev_loss = rr.valid_loss;
-      r.dev_perplexity = std::exp(rr.valid_loss);
-      r.dev_bleu = rr.valid_bleu;
-      r.test_bleu = rr.test_bleu;
-      if (run.resume) {
-        // This invocation's time covers only the part after the checkpoint: take the whole run's
-        // training time from the last train event of metrics.jsonl.
-        for (const nlohmann::json& e : read_metrics(dir / "metrics.jsonl"))
-          if (e.value("event", "") == "train" && e.contains("elapsed_s")) r.train_seconds = num(e, "elapsed_s", r.train_seconds);
+      auto it = running.find(pid);
+      if (it == running.end()) continue;
+      const size_t i = it->second;
+      running.erase(it);
+      const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      const fs::path dir = result.out_dir / variants[i].id;
+      VariantResult r;
+      r.variant = variants[i];
+      if (code == 0) {
+        r = read_run_directory(dir, variants[i]);
+      } else if (code == 130 || code == 143) {
+        result.interrupted = true;
+        r.status = "not run";
+        r.reason = "interrupted (checkpoint saved)";
+        log << label_of(i, variants) << ": interrupted (checkpoint saved); run the same command again to resume\n";
+      } else {
+        r.status = "failed";
+        r.reason = error_lines(dir / "run.log", code);
       }
-    } catch (const dsl::DslError& e) {
-      r.status = "failed";
-      r.reason = trim(e.what());
-    } catch (const std::exception& e) {  // RunError, CheckpointError, errors of the data or plugins
-      r.status = "failed";
-      r.reason = trim(e.what());
+      record(i, r);
     }
-    if (r.status == "failed") log << label << ": FAILED: " << r.reason << "\n";
-    fs::create_directories(dir);
-    write_atomically(result_file, to_json(r).dump(2) + "\n");
-    result.variants.push_back(r);
   }
   write_ablation_results(result.out_dir, baseline.experiment_name, baseline, result.variants);
   return result;

@@ -28,9 +28,15 @@
 //   and the sweep goes on. When run_experiment returns interrupted (SIGINT/SIGTERM: it saved a
 //   checkpoint), the sweep stops at once and AblationResult::interrupted is set; the tables are
 //   written with the variants done so far.
-// - Variants run one after another, each with all options.threads (the measured choice; see
-//   docs/experiments.md "Ablations"). run_experiment installs a process-wide InterruptGuard, of
-//   which only one may exist, so it is not called from two threads at once.
+// - parallel = 1: variants run one after another in this process, each with all options.threads.
+//   run_experiment installs a process-wide InterruptGuard, of which only one may exist, so it is
+//   never called from two threads at once. parallel = N > 1: up to N variants run at once, each an
+//   `attnlab run` child process (options.executable) with threads / N threads (at least 1) and its
+//   output in OUT/<id>/run.log; its figures are read back from its settings.json and
+//   metrics.jsonl; exit code 130/143 is an interruption, any other non-zero a failure whose reason
+//   is the log's error lines. SIGINT/SIGTERM to the sweep is passed on to the children, which
+//   checkpoint; the sweep then stops as in the serial case. See docs/experiments.md "Ablations"
+//   for the measured comparison.
 // - Outputs in OUT: results.md (grouped like Table 3: a column per changed key, the baseline row
 //   in full, variant cells blank where equal to the baseline), results.csv, results.json (one row
 //   per variant plus the baseline: changes, parameters, train seconds, tokens/s, final train loss,
@@ -131,8 +137,10 @@ struct AblateOptions {
   bool grid = false;
   std::filesystem::path out_dir;          // empty: ablations/<experiment>
   std::filesystem::path data_root;
-  int threads = 0;
+  int threads = 0;                        // 0: every core
   uint64_t seed = 0;
+  int parallel = 1;                       // variants at once (> 1: child processes)
+  std::filesystem::path executable;       // the attnlab binary, for parallel > 1
   std::ostream* log = nullptr;            // nullptr: std::cerr
   bool progress_terminal = false;
 };

@@ -279,6 +279,38 @@ TEST(AblateSweep, InterruptedSweepResumesToTheUninterruptedResult) {
   }
 }
 
+// Variants run as concurrent `attnlab run` processes give the very figures of the serial sweep
+// (runs are pure functions of their settings and seed), and a failing child is recorded.
+TEST(AblateSweep, ParallelProcessesGiveTheSerialResults) {
+  TempDir dir;
+  const fs::path exp = write_experiment(dir);
+  AblateOptions o;
+  o.experiment_file = exp;
+  o.vary = {"heads=1,4", "attention=attention.grouped_query(kv_heads: 3)"};
+  o.threads = 2;
+  std::ostringstream quiet;
+  o.log = &quiet;
+  o.out_dir = dir.path / "serial";
+  AblationResult serial = run_ablation(o, registry());
+  o.out_dir = dir.path / "parallel";
+  o.parallel = 2;
+  o.executable = ATTNLAB_EXE;
+  AblationResult parallel = run_ablation(o, registry());
+  ASSERT_EQ(parallel.variants.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(parallel.variants[i].status, serial.variants[i].status) << i;
+    EXPECT_EQ(parallel.variants[i].parameters, serial.variants[i].parameters) << i;
+    EXPECT_EQ(parallel.variants[i].steps, serial.variants[i].steps) << i;
+    if (serial.variants[i].status == "ok") {
+      EXPECT_NEAR(parallel.variants[i].last_train_loss, serial.variants[i].last_train_loss, 1e-9) << i;
+      EXPECT_NEAR(parallel.variants[i].dev_perplexity, serial.variants[i].dev_perplexity, 1e-6) << i;
+    }
+  }
+  EXPECT_EQ(parallel.variants[3].status, "failed");
+  EXPECT_NE(parallel.variants[3].reason.find("kv_heads (3) must divide heads (2)"), std::string::npos) << parallel.variants[3].reason;
+  EXPECT_TRUE(fs::exists(o.out_dir / "heads=1" / "run.log"));
+}
+
 // The command: exit codes and messages of user errors, and the table3 experiment checks.
 TEST(AblateCommand, UserErrorsExitNonZeroWithAMessage) {
   TempDir dir;
@@ -293,7 +325,7 @@ TEST(AblateCommand, UserErrorsExitNonZeroWithAMessage) {
            {"--vary heads=", "--vary heads: the list of values is empty"},
            {"--vary hedas=1,2", "--vary hedas=1: 'hedas' is not a parameter or slot"},
            {"--vary 'heads=1,,2'", "--vary 'heads=1,,2': an empty value in the list"},
-           {"--vary heads=1 --parallel 2", "--parallel 2: only 1 is supported"},
+           {"--vary heads=1 --parallel 0", "--parallel 0: give the number of variants to run at once, 1 or more"},
        }) {
     test::CommandResult r = test::run_command(base + " " + c.args);
     EXPECT_EQ(r.exit_code, 1) << c.args << "\n" << r.err;

@@ -389,6 +389,19 @@ std::string label_of(size_t i, const std::vector<AblateVariant>& variants) {
          (v.changes.empty() ? std::string("baseline") : describe_changes(v.changes));
 }
 
+// The training time of a run over all its invocations: a train event's elapsed_s counts from the
+// start of its invocation, so it drops where a resumed invocation begins; the segments add up.
+double total_train_seconds(const std::vector<nlohmann::json>& events) {
+  double done = 0, segment = 0;
+  for (const nlohmann::json& e : events) {
+    if (e.value("event", "") != "train" || !e.contains("elapsed_s") || !e["elapsed_s"].is_number()) continue;
+    const double t = e["elapsed_s"].get<double>();
+    if (t < segment) done += segment;
+    segment = t;
+  }
+  return done + segment;
+}
+
 // Starts `args` with stdout and stderr appended to `log_file`; returns its pid.
 pid_t spawn_logged(const std::vector<std::string>& args, const fs::path& log_file) {
   posix_spawn_file_actions_t actions;
@@ -410,16 +423,18 @@ VariantResult read_run_directory(const fs::path& dir, const AblateVariant& varia
   VariantResult r;
   r.variant = variant;
   r.status = "ok";
+  r.dev_loss = r.dev_perplexity = NAN;  // unless a "valid" event says
   std::ifstream in(dir / "settings.json");
   nlohmann::json settings = nlohmann::json::parse(in, nullptr, false);
   if (!settings.is_discarded()) r.parameters = settings.value("parameters", int64_t{0});
-  for (const nlohmann::json& e : read_metrics(dir / "metrics.jsonl")) {
+  const std::vector<nlohmann::json> events = read_metrics(dir / "metrics.jsonl");
+  r.train_seconds = total_train_seconds(events);
+  for (const nlohmann::json& e : events) {
     const std::string event = e.value("event", "");
     if (event == "train") {
       r.steps = e.value("step", r.steps);
       r.last_train_loss = num(e, "loss", NAN);
       r.tokens_per_second = num(e, "tokens_per_s", NAN);
-      r.train_seconds = num(e, "elapsed_s", NAN);
     } else if (event == "valid") {
       r.dev_loss = num(e, "loss", NAN);
       r.dev_perplexity = std::exp(r.dev_loss);
@@ -545,12 +560,8 @@ AblationResult run_ablation(const AblateOptions& options, const Registry& regist
         r.dev_perplexity = std::exp(rr.valid_loss);
         r.dev_bleu = rr.valid_bleu;
         r.test_bleu = rr.test_bleu;
-        if (run.resume) {
-          // This invocation's time covers only the part after the checkpoint: take the whole run's
-          // training time from the last train event of metrics.jsonl.
-          for (const nlohmann::json& e : read_metrics(run.out_dir / "metrics.jsonl"))
-            if (e.value("event", "") == "train" && e.contains("elapsed_s")) r.train_seconds = num(e, "elapsed_s", r.train_seconds);
-        }
+        // This invocation's time covers only the part after a resumed checkpoint: the whole run's.
+        if (run.resume) r.train_seconds = total_train_seconds(read_metrics(run.out_dir / "metrics.jsonl"));
       } catch (const std::exception& e) {  // DslError, RunError, CheckpointError, errors of the data or plugins
         r.status = "failed";
         r.reason = trim(e.what());

@@ -576,7 +576,7 @@ AblationResult run_ablation(const AblateOptions& options, const Registry& regist
     std::map<pid_t, size_t> running;
     size_t next = 0;
     bool forwarded = false;
-    while (next < pending.size() || !running.empty()) {
+    while ((!result.interrupted && next < pending.size()) || !running.empty()) {
       if (interrupt.stop_requested()) {
         result.interrupted = true;
         if (!forwarded)

@@ -311,6 +311,52 @@ TEST(AblateSweep, ParallelProcessesGiveTheSerialResults) {
   EXPECT_TRUE(fs::exists(o.out_dir / "heads=1" / "run.log"));
 }
 
+// A parallel sweep passes a stop request on to its children, which checkpoint; it returns (and
+// starts no more variants), and the same sweep run again resumes them to the serial figures.
+TEST(AblateSweep, InterruptedParallelSweepStopsAndResumes) {
+  TempDir dir;
+  const fs::path exp = write_experiment(dir);
+  AblateOptions o;
+  o.experiment_file = exp;
+  o.vary = {"heads=1", "train.label_smoothing=0"};
+  o.sets = {"train.max_steps=300", "train.checkpoint_every=5"};
+  o.threads = 2;
+  std::ostringstream quiet;
+  o.log = &quiet;
+  o.out_dir = dir.path / "reference";
+  AblationResult reference = run_ablation(o, registry());
+
+  o.out_dir = dir.path / "sweep";
+  o.parallel = 2;
+  o.executable = ATTNLAB_EXE;
+  const fs::path first_child = o.out_dir / "baseline";
+  std::atomic<bool> finished{false};
+  std::thread signaller([&] {
+    while (!finished) {
+      if (fs::exists(first_child / "checkpoints") && !fs::is_empty(first_child / "checkpoints")) {
+        ::kill(::getpid(), SIGINT);
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  AblationResult first = run_ablation(o, registry());
+  finished = true;
+  signaller.join();
+  ASSERT_TRUE(first.interrupted) << "the variants finished before the signal arrived";
+  EXPECT_EQ(first.variants[0].status, "not run");
+  EXPECT_EQ(first.variants[2].status, "not run");  // never started: no third process after the stop
+  EXPECT_FALSE(fs::exists(o.out_dir / "train.label_smoothing=0"));
+
+  AblationResult second = run_ablation(o, registry());
+  EXPECT_FALSE(second.interrupted);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(second.variants[i].status, "ok") << i;
+    EXPECT_EQ(second.variants[i].steps, reference.variants[i].steps) << i;
+    EXPECT_NEAR(second.variants[i].last_train_loss, reference.variants[i].last_train_loss, 1e-9) << i;
+  }
+}
+
 // The command: exit codes and messages of user errors, and the table3 experiment checks.
 TEST(AblateCommand, UserErrorsExitNonZeroWithAMessage) {
   TempDir dir;

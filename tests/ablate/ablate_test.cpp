@@ -213,6 +213,18 @@ TEST(AblateSweep, ResultsHoldEveryRowAndFailuresDoNotStopTheSweep) {
   EXPECT_NE(curves.find("data-name=\"heads=1\""), std::string::npos);
   EXPECT_NE(test::read_text_file(o.out_dir / "quality.svg").find("dev BLEU"), std::string::npos);
 
+  // A variant directory left by a start that saved no checkpoint is started afresh (the trainer
+  // would refuse a directory that already holds metrics.jsonl).
+  fs::remove(o.out_dir / "heads=1" / "result.json");
+  fs::remove_all(o.out_dir / "heads=1" / "checkpoints");
+  ASSERT_TRUE(fs::exists(o.out_dir / "heads=1" / "metrics.jsonl"));
+  std::ostringstream restart;
+  o.log = &restart;
+  AblationResult restarted = run_ablation(o, registry());
+  EXPECT_NE(restart.str().find("[2/5] heads=1: running"), std::string::npos) << restart.str();
+  EXPECT_EQ(restarted.variants[1].status, "ok") << restarted.variants[1].reason;
+  EXPECT_EQ(restarted.variants[1].last_train_loss, r.variants[1].last_train_loss);
+
   // Run again: every variant, failed ones included, is finished and skipped.
   std::ostringstream again;
   o.log = &again;
@@ -380,8 +392,9 @@ TEST(AblateCommand, UserErrorsExitNonZeroWithAMessage) {
   test::CommandResult missing = test::run_command(std::string(ATTNLAB_EXE) + " ablate " + (dir.path / "nope.attn").string() + " --vary heads=1");
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.err.find("the experiment has errors"), std::string::npos) << missing.err;
-  // The command writes its tables and names them.
-  test::CommandResult ok = test::run_command(base + " --vary heads=1 --threads 1");
+  // The command writes its tables and names them; EXPERIMENT may follow the options.
+  test::CommandResult ok = test::run_command(std::string(ATTNLAB_EXE) + " ablate --vary heads=1 --set train.max_steps=3 " + exp.string() +
+                                             " --out " + (dir.path / "out").string() + " --threads 1");
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_NE(ok.out.find("results: "), std::string::npos);
   EXPECT_TRUE(fs::exists(dir.path / "out" / "results.md"));

@@ -524,10 +524,15 @@ AblationResult run_ablation(const AblateOptions& options, const Registry& regist
     log << label_of(i, variants) << (run.resume ? ": resuming from its checkpoint" : ": running") << "\n";
     return run;
   };
+  // A failing baseline stops the sweep: without it nothing can be compared, and its cause (a
+  // missing data directory, a bad --set) would most likely fail every variant too. Neither it nor
+  // a variant failing meanwhile is recorded as finished, so that the next invocation tries again.
+  std::string baseline_failure;
   auto record = [&](size_t i, VariantResult r) {
     const fs::path dir = result.out_dir / variants[i].id;
     if (r.status == "failed") log << label_of(i, variants) << ": FAILED: " << r.reason << "\n";
-    if (r.status == "ok" || r.status == "failed") {
+    if (r.status == "failed" && variants[i].changes.empty()) baseline_failure = r.reason;
+    if (r.status == "ok" || (r.status == "failed" && baseline_failure.empty())) {
       fs::create_directories(dir);
       write_atomically(dir / "result.json", to_json(r).dump(2) + "\n");
     }
@@ -536,7 +541,7 @@ AblationResult run_ablation(const AblateOptions& options, const Registry& regist
 
   if (options.parallel <= 1) {
     for (size_t i : pending) {
-      if (result.interrupted) break;
+      if (result.interrupted || !baseline_failure.empty()) break;
       RunOptions run = prepare(i);
       VariantResult r;
       r.variant = variants[i];
@@ -576,14 +581,15 @@ AblationResult run_ablation(const AblateOptions& options, const Registry& regist
     std::map<pid_t, size_t> running;
     size_t next = 0;
     bool forwarded = false;
-    while ((!result.interrupted && next < pending.size()) || !running.empty()) {
+    while ((!result.interrupted && baseline_failure.empty() && next < pending.size()) || !running.empty()) {
       if (interrupt.stop_requested()) {
         result.interrupted = true;
         if (!forwarded)
           for (const auto& [pid, i] : running) ::kill(pid, SIGINT);
         forwarded = true;
       }
-      while (!result.interrupted && next < pending.size() && static_cast<int>(running.size()) < options.parallel) {
+      while (!result.interrupted && baseline_failure.empty() && next < pending.size() &&
+             static_cast<int>(running.size()) < options.parallel) {
         const size_t i = pending[next++];
         RunOptions run = prepare(i);
         fs::create_directories(run.out_dir);
@@ -625,6 +631,8 @@ AblationResult run_ablation(const AblateOptions& options, const Registry& regist
       record(i, r);
     }
   }
+  if (!baseline_failure.empty())
+    throw AblateError("the baseline run failed, so the sweep stopped (fix the cause and run the same command again):\n" + baseline_failure);
   write_ablation_results(result.out_dir, baseline.experiment_name, baseline, result.variants);
   return result;
 }

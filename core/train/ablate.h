@@ -25,7 +25,9 @@
 //   result resumes from its newest checkpoint (RunOptions::resume); one with neither starts
 //   afresh (a partial directory without checkpoints is cleared). A variant that throws (RunError,
 //   DslError, CheckpointError — a rejected combination, divergence to NaN) is recorded as failed
-//   and the sweep goes on. When run_experiment returns interrupted (SIGINT/SIGTERM: it saved a
+//   and the sweep goes on. A failing baseline instead stops the sweep with an AblateError giving
+//   its reason, and is not recorded (nor is a variant that failed meanwhile): its cause, such as
+//   missing data, would fail every variant, and nothing could be compared without it. When run_experiment returns interrupted (SIGINT/SIGTERM: it saved a
 //   checkpoint), the sweep stops at once and AblationResult::interrupted is set; the tables are
 //   written with the variants done so far.
 // - parallel = 1: variants run one after another in this process, each with all options.threads.

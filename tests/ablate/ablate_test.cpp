@@ -389,6 +389,21 @@ TEST(AblateCommand, UserErrorsExitNonZeroWithAMessage) {
     EXPECT_EQ(r.exit_code, 1) << c.args << "\n" << r.err;
     EXPECT_NE(r.err.find("attnlab: error: " + c.message), std::string::npos) << c.args << "\n" << r.err;
   }
+  // A baseline that cannot run (here: a data directory that does not exist) stops the sweep and
+  // is not recorded as finished.
+  const fs::path parallel_exp = dir.path / "parallel.attn";
+  {
+    std::string text = test::read_text_file(exp);
+    text.replace(text.find("synthetic(train: 300, dev: 20, test: 20, seed: 3)"), 50, "parallel(src: \"de\", tgt: \"en\", dir: \"nowhere\")");
+    std::ofstream(parallel_exp) << text;
+  }
+  test::CommandResult no_data = test::run_command(std::string(ATTNLAB_EXE) + " ablate " + parallel_exp.string() + " --vary heads=1 --out " +
+                                                  (dir.path / "nodata").string() + " --data " + (dir.path / "nowhere").string());
+  EXPECT_EQ(no_data.exit_code, 1);
+  EXPECT_NE(no_data.err.find("attnlab: error: the baseline run failed, so the sweep stopped"), std::string::npos) << no_data.err;
+  EXPECT_EQ(no_data.err.find("[2/2] heads=1: running"), std::string::npos) << no_data.err;
+  EXPECT_FALSE(fs::exists(dir.path / "nodata" / "baseline" / "result.json"));
+
   test::CommandResult missing = test::run_command(std::string(ATTNLAB_EXE) + " ablate " + (dir.path / "nope.attn").string() + " --vary heads=1");
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.err.find("the experiment has errors"), std::string::npos) << missing.err;

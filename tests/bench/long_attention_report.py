@@ -4,13 +4,15 @@ and prints a Markdown table (standard library only).
 
 Usage:
   long_attention_report.py --bench build/long_attention_bench [--json OUT.json] [--svg docs/long_attention.svg]
-  long_attention_report.py --from-json OUT.json [--svg docs/long_attention.svg]
+  long_attention_report.py --from-json OUT.json [MORE.json ...] [--svg docs/long_attention.svg]
 
 Each configuration (kernel, length, threads) runs in its own processes (--repetitions, default 3;
 the fastest is kept), so that the peak resident set
 (getrusage) belongs to that configuration alone. The table and chart show, per configuration, the
 wall-clock time of one forward+backward step, the bytes the node declares (saved + workspace) and the
 process's peak resident set (inputs, parameters, their gradients, outputs and the declared buffers).
+Several JSON files (runs at different times) are merged configuration by configuration, keeping the
+fastest run of each.
 """
 import argparse
 import json
@@ -133,7 +135,7 @@ def panel(x0, y0, w, h, title, ylabel, series):
     return e
 
 
-def svg(rs, subtitle):
+def svg(rs, subtitle, note):
     def pts(kernel, threads, key):
         return [(r["len"], r[key]) for r in rs if r["kernel"] == kernel and r["threads"] == threads]
 
@@ -143,11 +145,14 @@ def svg(rs, subtitle):
                      for k in ("tiled", "materialised")]
     memory_series += [(f"{k}: peak RSS", COLOURS[k], True, pts(k, 1, "peak_rss_mb")) for k in ("tiled", "materialised")]
     w, h = 520, 380
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * w}" height="{h + 30}" '
-             f'font-family="sans-serif">', f'<rect width="{2 * w}" height="{h + 30}" fill="white"/>']
+    extra = 16 if note else 0
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * w}" height="{h + 30 + extra}" '
+             f'font-family="sans-serif">', f'<rect width="{2 * w}" height="{h + 30 + extra}" fill="white"/>']
     parts += panel(0, 0, w, h, "forward+backward time (ms)", "ms per step", time_series)
     parts += panel(w, 0, w, h, "memory (MiB)", "MiB", memory_series)
     parts.append(f'<text x="{w}" y="{h + 20}" text-anchor="middle" font-size="11" fill="#555">{subtitle}</text>')
+    if note:
+        parts.append(f'<text x="{w}" y="{h + 36}" text-anchor="middle" font-size="11" fill="#555">{note}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
@@ -156,9 +161,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--bench", help="path of long_attention_bench")
-    src.add_argument("--from-json", help="a JSON file written by an earlier --bench run")
+    src.add_argument("--from-json", nargs="+", help="JSON files written by earlier --bench runs")
     ap.add_argument("--json", help="write the combined benchmark JSON here (with --bench)")
     ap.add_argument("--svg", default="docs/long_attention.svg")
+    ap.add_argument("--note", default="", help="a line printed under the chart (e.g. the conditions of the runs)")
     ap.add_argument("--repetitions", type=int, default=3, help="processes per configuration; the fastest is kept")
     args = ap.parse_args()
     if args.bench:
@@ -167,8 +173,14 @@ def main():
             with open(args.json, "w") as f:
                 json.dump(data, f, indent=1)
     else:
-        with open(args.from_json) as f:
-            data = json.load(f)
+        best = {}
+        for path in args.from_json:
+            with open(path) as f:
+                data = json.load(f)
+            for b in data["benchmarks"]:
+                if b["name"] not in best or b["real_time"] < best[b["name"]]["real_time"]:
+                    best[b["name"]] = b
+        data = {"context": data["context"], "benchmarks": list(best.values())}
     rs = rows(data)
     if not rs:
         sys.exit("no tiled/ or materialised/ benchmarks in the results")
@@ -177,7 +189,7 @@ def main():
                 f"{ctx.get('num_cpus', '?')} CPUs, load average {', '.join(f'{x:.2f}' for x in ctx.get('load_avg', []))}"
                 f"; {ctx.get('date', '')}")
     with open(args.svg, "w") as f:
-        f.write(svg(rs, subtitle))
+        f.write(svg(rs, subtitle, args.note))
     print(table(rs))
 
 

@@ -205,7 +205,7 @@ TEST(Overrides, UseBindsNamedAttributesWithTheType) {
 TEST(Overrides, UseAttributeErrorsPointIntoTheOverride) {
   std::string text = errors_of([] { base({}, {"attention=attention.local(windw: 4)"}); });
   EXPECT_NE(text.find("--use attention=attention.local(windw: 4):1:27: error: attention.local has no attribute 'windw'; "
-                      "attributes: heads, d_k, d_v, causal, bias, posenc, window, mode; did you mean 'window'?"),
+                      "attributes: heads, d_k, d_v, causal, bias, posenc, window, mode, tile; did you mean 'window'?"),
             std::string::npos)
       << text;
   text = errors_of([] { base({}, {"attention=attention.local(4)"}); });

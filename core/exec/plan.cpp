@@ -284,7 +284,6 @@ Plan::Plan(Model& model, ir::DimBindings dims, std::vector<std::string> feeds, s
       if (active[i]) param_users[params[k]].push_back({static_cast<int>(s), static_cast<int>(k)});
     }
     for (const Shape& shape : ns.saved) step.saved.push_back(allocate(shape));
-    for (const Shape& shape : ns.workspace) step.workspace.push_back(allocate(shape));
   }
 
   // Parameter gradients: a single user writes the store; several users get a buffer each.
@@ -341,6 +340,92 @@ Plan::Plan(Model& model, ir::DimBindings dims, std::vector<std::string> feeds, s
         for (int w : it->second) backward_after[s].insert(w);
   }
   for (size_t s = 0; s < steps_.size(); ++s) steps_[s].backward_after.assign(backward_after[s].begin(), backward_after[s].end());
+
+  std::vector<std::vector<Shape>> workspace_shapes(steps_.size());
+  for (size_t s = 0; s < steps_.size(); ++s) workspace_shapes[s] = node_shapes[steps_[s].node].workspace;
+  share_workspaces(workspace_shapes);
+}
+
+namespace {
+
+// Reachability in a DAG given each vertex's direct predecessors: reach[v][u] says u must finish
+// before v starts.
+std::vector<std::vector<bool>> predecessors_closure(const std::vector<std::vector<int>>& after) {
+  const size_t n = after.size();
+  std::vector<std::vector<bool>> reach(n, std::vector<bool>(n, false));
+  std::vector<int> state(n, 0);  // 0 new, 1 in progress, 2 done
+  std::function<void(int)> visit = [&](int v) {
+    if (state[v] == 2) return;
+    state[v] = 1;
+    for (int p : after[v]) {
+      visit(p);
+      reach[v][p] = true;
+      for (size_t u = 0; u < n; ++u)
+        if (reach[p][u]) reach[v][u] = true;
+    }
+    state[v] = 2;
+  };
+  for (size_t v = 0; v < n; ++v) visit(static_cast<int>(v));
+  return reach;
+}
+
+}  // namespace
+
+void Plan::share_workspaces(const std::vector<std::vector<Shape>>& shapes) {
+  // Workspace is scratch for the duration of one forward or backward call (core/node/node.h), so
+  // two steps may use the same memory when they can never run at the same time: one is ordered
+  // before the other in the forward dependencies, and, when both run backward, in the backward
+  // dependencies too (the executors finish every forward before any backward). Steps are put
+  // greedily into groups of mutually ordered steps; each group gets one block as large as its
+  // largest member. A chain of layers shares one block instead of a block per layer.
+  const size_t n = steps_.size();
+  std::vector<std::vector<int>> forward_deps(n), backward_deps(n);
+  for (size_t s = 0; s < n; ++s) {
+    forward_deps[s] = steps_[s].forward_after;
+    backward_deps[s] = steps_[s].backward_after;
+  }
+  const auto forward_reach = predecessors_closure(forward_deps);
+  const auto backward_reach = predecessors_closure(backward_deps);
+  auto never_concurrent = [&](size_t a, size_t b) {
+    if (!forward_reach[a][b] && !forward_reach[b][a]) return false;
+    if (steps_[a].runs_backward && steps_[b].runs_backward) return backward_reach[a][b] || backward_reach[b][a];
+    return true;
+  };
+  auto aligned = [](int64_t floats) { return (floats + 15) / 16 * 16; };  // 64-byte lines
+  struct Group {
+    std::vector<size_t> members;
+    int64_t floats = 0;
+  };
+  std::vector<Group> groups;
+  std::vector<size_t> group_of(n, 0);
+  for (size_t s = 0; s < n; ++s) {
+    if (shapes[s].empty()) continue;
+    int64_t floats = 0;
+    for (const Shape& shape : shapes[s]) floats += aligned(numel(shape));
+    size_t g = 0;
+    while (g < groups.size() &&
+           !std::all_of(groups[g].members.begin(), groups[g].members.end(), [&](size_t m) { return never_concurrent(s, m); }))
+      ++g;
+    if (g == groups.size()) groups.emplace_back();
+    groups[g].members.push_back(s);
+    groups[g].floats = std::max(groups[g].floats, floats);
+    group_of[s] = g;
+  }
+  std::vector<float*> base(groups.size());
+  for (size_t g = 0; g < groups.size(); ++g) {
+    buffers_.push_back(model_.buffer_pool().acquire(groups[g].floats));
+    bytes_ += static_cast<int64_t>(sizeof(float)) * groups[g].floats;
+    base[g] = buffers_.back().data();
+  }
+  for (size_t s = 0; s < n; ++s) {
+    if (shapes[s].empty()) continue;
+    float* next = base[group_of[s]];
+    for (const Shape& shape : shapes[s]) {
+      steps_[s].workspace.emplace_back(next, shape);
+      next += aligned(numel(shape));
+    }
+  }
+  workspace_groups_ = groups.size();
 }
 
 void Plan::prepare_accumulation() {

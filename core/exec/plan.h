@@ -8,7 +8,9 @@
 //   is an error.
 // - Every buffer is allocated once, here: values, gradients of values, each node's saved and
 //   workspace buffers, and the per-use gradient of a parameter that several planned nodes use (a
-//   parameter with a single user gets the ParameterStore's gradient directly). Executors only read
+//   parameter with a single user gets the ParameterStore's gradient directly). Steps that can never
+//   run at the same time (ordered by the forward and backward dependencies) share their workspace
+//   memory, which the node contract makes scratch for one call. Executors only read
 //   and write these buffers; a steady-state step allocates nothing. The memory comes from the
 //   Model's BufferPool (exec/buffer_pool.h): recycled, so its contents are unspecified until
 //   written.
@@ -98,6 +100,8 @@ class Plan {
   const std::vector<size_t>& unused_params() const { return unused_params_; }  // params no backward step writes
   const std::vector<TensorView>& value_grads() const { return value_grad_views_; }  // every gradient buffer
   int64_t bytes() const { return bytes_; }  // all buffers the plan owns
+  // Workspace blocks: steps that can never run at the same time share one (see plan.cpp).
+  size_t workspace_groups() const { return workspace_groups_; }
 
   // Per-use buffers for parameters with a single user, so that backward can add into the store
   // instead of assigning. Allocated on first call only.
@@ -120,6 +124,7 @@ class Plan {
 
  private:
   TensorView allocate(Shape shape);
+  void share_workspaces(const std::vector<std::vector<Shape>>& shapes);  // per step
 
   Model& model_;
   ir::DimBindings dims_;
@@ -135,6 +140,7 @@ class Plan {
   std::vector<size_t> unused_params_;
   bool accumulation_ready_ = false;
   int64_t bytes_ = 0;
+  size_t workspace_groups_ = 0;
   std::map<uint64_t, std::unique_ptr<ExecutorState>> executor_state_;
 };
 

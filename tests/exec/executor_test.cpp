@@ -333,6 +333,53 @@ TEST(Plans, AForwardOnlyPlanComputesTheSameValuesWithoutGradientBuffers) {
   }
 }
 
+TEST(Plans, StepsThatNeverRunAtOnceShareWorkspaceAndIndependentBranchesDoNot) {
+  // A chain: every tanh is ordered after the previous one, forward and backward.
+  test::GraphBuilder chain;
+  chain.input("x", {std::string("batch"), int64_t{3}});
+  chain.input("target", {std::string("batch"), int64_t{3}});
+  chain.node("t1", "test.tanh", {"x"}, {}, 2, 1);
+  chain.node("t2", "test.tanh", {"t1"}, {}, 3, 1);
+  chain.node("t3", "test.tanh", {"t2"}, {}, 4, 1);
+  chain.node("loss", "test.loss", {"t3", "target"}, {}, 5, 1);
+  chain.output("loss", "loss");
+  Fixture linear(chain.graph);
+  Plan& plan = linear.model->plan({{"batch", 2}}, {"x", "target"}, {"loss"});
+  EXPECT_EQ(plan.workspace_groups(), 1u);
+  std::vector<const float*> workspaces;
+  for (const Plan::Step& step : plan.steps())
+    if (!step.workspace.empty()) workspaces.push_back(step.workspace[0].data());
+  ASSERT_EQ(workspaces.size(), 3u);
+  EXPECT_EQ(workspaces[0], workspaces[1]);
+  EXPECT_EQ(workspaces[1], workspaces[2]);
+
+  // Two branches the TBB executor may run at once: separate memory.
+  test::GraphBuilder fork;
+  fork.input("x", {std::string("batch"), int64_t{3}});
+  fork.input("target", {std::string("batch"), int64_t{3}});
+  fork.node("left", "test.tanh", {"x"}, {}, 2, 1);
+  fork.node("right", "test.tanh", {"x"}, {}, 3, 1);
+  fork.node("sum", "test.add", {"left", "right"}, {}, 4, 1);
+  fork.node("loss", "test.loss", {"sum", "target"}, {}, 5, 1);
+  fork.output("loss", "loss");
+  Fixture branches(fork.graph);
+  Plan& forked = branches.model->plan({{"batch", 2}}, {"x", "target"}, {"loss"});
+  EXPECT_EQ(forked.workspace_groups(), 2u);
+
+  // Shared workspace changes no result: the chain's gradients equal the serial executor's on a
+  // fresh model with the same seed, through the TBB executor.
+  Fixture again(chain.graph);
+  Plan& other = again.model->plan({{"batch", 2}}, {"x", "target"}, {"loss"});
+  Tensor x = pattern({2, 3}, 0.3f), target = pattern({2, 3}, 1.1f);
+  exec::SerialExecutor serial;
+  exec::TbbExecutor tbb(2);
+  serial.forward(plan, {{"x", x}, {"target", target}}, {true, 5}, 1);
+  serial.backward(plan);
+  tbb.forward(other, {{"x", x}, {"target", target}}, {true, 5}, 1);
+  tbb.backward(other);
+  EXPECT_EQ(copy_of(plan.grad("x")), copy_of(other.grad("x")));
+}
+
 TEST(Plans, FeedErrors) {
   Fixture fx(test::branchy_graph());
   exec::SerialExecutor ex;

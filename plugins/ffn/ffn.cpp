@@ -59,8 +59,11 @@ class FeedForward : public Node {
       s.workspace = {{rows, H}, {rows, H}};         // d(x·w1), d(x·w3)
     } else {
       s.params = {{"w1", {D, H}}, {"b1", {H}, Init::Zeros}, {"w2", {H, D}}, {"b2", {D}, Init::Zeros}};
-      s.saved = {{rows, H}, {rows, H}};  // pre-activation, activated
-      s.workspace = {{rows, H}};         // d(pre-activation)
+      // ReLU's derivative is read off its output (relu(z) > 0 exactly when z > 0), so only the
+      // activation is kept: half the FFN's saved memory, the largest activations of a layer.
+      if (act_ == Activation::Relu) s.saved = {{rows, H}};  // activated
+      else s.saved = {{rows, H}, {rows, H}};                // pre-activation, activated
+      s.workspace = {{rows, H}};                            // d(pre-activation)
     }
     return s;
   }
@@ -79,22 +82,26 @@ class FeedForward : public Node {
       gemm(Trans::No, Trans::No, N, D, H, 1.0f, a, H, ctx.params[2].data(), D, 0.0f, y, D);
       return;
     }
+    const float* b1 = ctx.params[1].data();
+    if (act_ == Activation::Relu) {
+      float* a = ctx.saved[0].data();  // x·w1 + b1, then its ReLU in place
+      gemm(Trans::No, Trans::No, N, H, D, 1.0f, x.data(), D, ctx.params[0].data(), H, 0.0f, a, H);
+      elementwise(N * H, [&](int64_t i) {
+        const float z = a[i] + b1[i % H];
+        a[i] = z > 0.0f ? z : 0.0f;
+      });
+      gemm(Trans::No, Trans::No, N, D, H, 1.0f, a, H, ctx.params[2].data(), D, 0.0f, y, D);
+      Eigen::Map<RowMajorMatrix>(y, N, D).rowwise() += Eigen::Map<const Eigen::RowVectorXf>(ctx.params[3].data(), D);
+      return;
+    }
     float* h = ctx.saved[0].data();
     float* a = ctx.saved[1].data();
-    const float* b1 = ctx.params[1].data();
     gemm(Trans::No, Trans::No, N, H, D, 1.0f, x.data(), D, ctx.params[0].data(), H, 0.0f, h, H);
-    if (act_ == Activation::Relu) {
-      elementwise(N * H, [&](int64_t i) {
-        h[i] += b1[i % H];
-        a[i] = h[i] > 0.0f ? h[i] : 0.0f;
-      });
-    } else {
-      elementwise(N * H, [&](int64_t i) {
-        h[i] += b1[i % H];
-        const float z = h[i];
-        a[i] = 0.5f * z * (1.0f + std::tanh(kSqrt2OverPi * (z + kGeluCubic * z * z * z)));
-      });
-    }
+    elementwise(N * H, [&](int64_t i) {  // GELU, tanh form
+      h[i] += b1[i % H];
+      const float z = h[i];
+      a[i] = 0.5f * z * (1.0f + std::tanh(kSqrt2OverPi * (z + kGeluCubic * z * z * z)));
+    });
     gemm(Trans::No, Trans::No, N, D, H, 1.0f, a, H, ctx.params[2].data(), D, 0.0f, y, D);
     Eigen::Map<RowMajorMatrix>(y, N, D).rowwise() += Eigen::Map<const Eigen::RowVectorXf>(ctx.params[3].data(), D);
   }
@@ -129,14 +136,15 @@ class FeedForward : public Node {
       }
       return;
     }
-    const float* h = ctx.saved[0].data();
-    const float* a = ctx.saved[1].data();
+    const bool relu = act_ == Activation::Relu;
+    const float* h = relu ? nullptr : ctx.saved[0].data();
+    const float* a = ctx.saved[relu ? 0 : 1].data();
     float* dh = ctx.workspace[0].data();
     gemm(Trans::Yes, Trans::No, H, D, N, 1.0f, a, H, dy, D, 0.0f, ctx.param_grads[2].data(), D);
     column_sums(dy, N, D, ctx.param_grads[3].data());
     gemm(Trans::No, Trans::Yes, N, H, D, 1.0f, dy, D, ctx.params[2].data(), D, 0.0f, dh, H);
-    if (act_ == Activation::Relu) {
-      elementwise(N * H, [&](int64_t i) { dh[i] = h[i] > 0.0f ? dh[i] : 0.0f; });
+    if (relu) {
+      elementwise(N * H, [&](int64_t i) { dh[i] = a[i] > 0.0f ? dh[i] : 0.0f; });
     } else {
       elementwise(N * H, [&](int64_t i) {
         const float z = h[i];

@@ -1,8 +1,8 @@
 // attnlab bench [FILE] [--set ...] [--use ...] --batch B --src-len S --tgt-len T --vocab V
 //               [--threads N] [--steps K] [--peak [--peak-size N]] [--json]
 //
-// The same work as the PyTorch reference (/work/shared/bench/torch_transformer.py, described in
-// docs/performance.md "attnlab bench"), timed the same way:
+// The same work as the PyTorch reference (../shared/bench/torch_transformer.py, seen from the
+// repository root; described in docs/performance.md "attnlab bench"), timed the same way:
 // - a model file (default: the built-in copy of experiments/transformer_base.attn) elaborated with
 //   --set/--use and vocab = --vocab; dropout and label smoothing are the file's (0.1 and 0.1);
 // - full training steps on fixed random tokens: forward, backward (gradient of the mean loss),

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""attnlab against the PyTorch reference on the issue's two shapes, in one go, 2 threads each.
+"""attnlab against the PyTorch reference on the two benchmark shapes, in one go, 2 threads each.
 
 For each shape runs
   attnlab bench [--set ...] --batch B --src-len S --tgt-len T --vocab V --threads 2 --peak --json

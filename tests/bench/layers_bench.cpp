@@ -1,7 +1,7 @@
 // tests/bench/layers_bench.cpp — attention and norms as the training step runs them: nodes created
 // through the registry from the plugins beside this executable (attention, norm), driven directly
 // (no executor), forward and forward+backward, on one layer's activations at the two shapes of
-// `attnlab bench` / issue 7:
+// `attnlab bench`:
 //   small: batch 128, 24 positions, d_model 256, 8 heads of 32   (B·T = 3072 rows)
 //   base:  batch 64,  32 positions, d_model 512, 8 heads of 64   (B·T = 2048 rows)
 // Attention is self-attention with a key-padding mask [B, T] (all ones: the encoder's case), or

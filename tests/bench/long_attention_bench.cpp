@@ -1,6 +1,6 @@
 // tests/bench/long_attention_bench.cpp — self-attention over long inputs: time and memory of one
 // forward+backward of attention.scaled_dot against the sequence length, for the tiled online-softmax
-// kernel (tile = 64) and the materialised score matrix (tile = -1), at issue 7's shape: batch 1,
+// kernel (tile = 64) and the materialised score matrix (tile = -1), at the long-input benchmark's shape: batch 1,
 // 8 heads, d_k = d_v = 64, d_model 512, no mask, lengths 256, 512, ..., 8192 (the materialised kernel
 // up to 4096: at 8192 its probabilities and score gradients alone take 4 GiB).
 //

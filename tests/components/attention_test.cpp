@@ -709,7 +709,7 @@ int64_t declared_bytes(const NodeShapes& s) {
   return 4 * floats;
 }
 
-// Self-attention at the shape (batch 1, 8 heads of 64, d_model 512): the automatic choice
+// Self-attention at the long-input benchmark's shape (batch 1, 8 heads of 64, d_model 512): the automatic choice
 // takes the tiled kernel at 4096 tokens, and its saved + workspace bytes grow linearly with the
 // length; the materialised kernel's grow quadratically.
 TEST(AttentionTiled, DeclaredMemoryIsLinearInLength) {

@@ -142,7 +142,7 @@ TEST(Trainer, ResumedRunComputesTheLossesOfAnUninterruptedRun) {
 }
 
 TEST(Trainer, EveryComponentSwapTrains) {
-  // Issue contract: every slot swap into transformer_base.attn elaborates, counts and trains.
+  // Every slot swap into transformer_base.attn elaborates, counts and trains.
   // Each swap trains the tiny model for 24 steps; the loss must stay finite and fall.
   const std::vector<std::string> swaps = {
       "attention=attention.additive",      "attention=attention.grouped_query", "attention=attention.local",

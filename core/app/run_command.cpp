@@ -29,8 +29,11 @@ void add_run_command(CLI::App& app, CommonOptions& options) {
   auto argv_text = std::make_shared<std::string>();
   CLI::App* command = app.add_subcommand("run", "Train an experiment (no argument: the embedded default experiment)");
   command->add_option("EXPERIMENT", args->experiment, "Experiment file (.attn); omitted: the built-in default experiment");
-  command->add_option("--set", args->sets, "SECTION.KEY=VALUE (train/decode settings) or NAME=VALUE (model parameter); repeatable");
-  command->add_option("--use", args->uses, "SLOT=TYPE: bind a component slot to a node type; repeatable");
+  // One value per flag, so that EXPERIMENT may come after them.
+  command->add_option("--set", args->sets, "SECTION.KEY=VALUE (train/decode settings) or NAME=VALUE (model parameter); repeatable")
+      ->allow_extra_args(false);
+  command->add_option("--use", args->uses, "SLOT=TYPE: bind a component slot to a node type; repeatable")
+      ->allow_extra_args(false);
   command->add_option("--out", args->out, "Run directory (default: runs/<experiment>-<UTC time>)");
   command->add_option("--data", args->data, "Data directory for experiments that read files (default: $ATTNLAB_DATA)");
   command->add_flag("--resume", args->resume, "Continue the run in --out DIR from its newest checkpoint");

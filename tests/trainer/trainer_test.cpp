@@ -455,6 +455,10 @@ TEST(RunCommand, TrainsFromTheCommandLineAndResumes) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("resuming " + (dir / "run").string() + " at step 3"), std::string::npos) << r.out;
   EXPECT_EQ(train_losses(dir / "run").size(), 5u);
+  // The experiment may follow the flags: each --set takes one value.
+  r = run_cli("run --set train.max_steps=2 --set train.valid_every=0 " + exp.string() + " --out " + (dir / "run3").string());
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("stopped at step 2 (max_steps)"), std::string::npos) << r.out;
   r = run_cli("run " + exp.string() + " --out " + (dir / "run2").string() + " --set train.max_stepz=5");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.out.find("attnlab: error: "), std::string::npos) << r.out;

@@ -1,0 +1,35 @@
+// core/train/run_corpus.h — the data section of an experiment for `attnlab run`: the sentence
+// pairs and the tokenizer learned from them.
+//
+// Contract:
+// - load_corpus(spec, options, log) reads `data = synthetic(train:, dev:, test:, seed:)` (the
+//   invented language pair generated in-process) or `data = parallel(src:, tgt:, dir:, train:,
+//   valid:, test:, suffix:, vocab:, min_count:, vocab_size:, max_tokens:)` (files
+//   <part><suffix>.<lang>[.gz] in DATA/<dir> or DATA itself, DATA from options.data_root or
+//   $ATTNLAB_DATA), then learns the joint tokenizer on the training pairs: a word vocabulary
+//   (min_count) or SentencePiece BPE (vocab_size). Skipped lines are reported on `log`.
+// - A missing data setting or directory, missing files (all named), bad arguments and unreadable
+//   data are RunErrors that say what to do.
+#pragma once
+
+#include "data/parallel_text.h"
+#include "data/tokenizer.h"
+#include "dsl/experiment.h"
+#include "train/trainer.h"
+
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace attnlab::train {
+
+struct Corpus {
+  std::string description;
+  std::vector<data::SentencePair> train, dev, test;
+  std::unique_ptr<data::Tokenizer> tokenizer;
+};
+
+Corpus load_corpus(const dsl::ExperimentSpec& spec, const RunOptions& options, std::ostream& log);
+
+}  // namespace attnlab::train

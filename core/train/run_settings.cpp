@@ -1,0 +1,145 @@
+// core/train/run_settings.cpp — see run_settings.h.
+#include "train/run_settings.h"
+
+#include "node/suggest.h"
+
+#include <algorithm>
+#include <sstream>
+
+namespace attnlab::train {
+
+using dsl::ConstValue;
+using dsl::ExperimentSetting;
+using dsl::ExperimentSpec;
+
+std::string where(const ir::SourceLoc& loc) {
+  return loc.file().empty() || loc.file() == "--set" ? "" : ir::format_location(loc) + ": ";
+}
+
+Section::Section(const ExperimentSpec& spec, std::string name, const std::vector<std::string>& known) : name_(std::move(name)) {
+  auto it = spec.sections.find(name_);
+  if (it == spec.sections.end()) return;
+  for (const ExperimentSetting& s : it->second) {
+    if (std::find(known.begin(), known.end(), s.key) == known.end())
+      throw RunError(where(s.loc) + "unknown " + name_ + " setting '" + s.key + "'; known settings: " + join_names(known) +
+                     did_you_mean(s.key, known));
+    settings_[s.key] = &s;
+  }
+}
+
+const ExperimentSetting* Section::find(const std::string& key) const {
+  auto it = settings_.find(key);
+  return it == settings_.end() ? nullptr : it->second;
+}
+
+namespace {
+std::string format_number(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+}  // namespace
+
+double Section::number(const std::string& key, double fallback, double min, double max) const {
+  const ExperimentSetting* s = find(key);
+  if (!s) return fallback;
+  if (!s->value.is_number()) throw RunError(where(s->loc) + name_ + "." + key + " must be a number, got " + s->value.to_string());
+  const double v = s->value.number();
+  if (!(v >= min && v <= max))
+    throw RunError(where(s->loc) + name_ + "." + key + " = " + s->value.to_string() + " is out of range [" +
+                   format_number(min) + ", " + format_number(max) + "]");
+  return v;
+}
+
+int64_t Section::integer(const std::string& key, int64_t fallback, int64_t min, int64_t max) const {
+  const ExperimentSetting* s = find(key);
+  if (!s) return fallback;
+  if (s->value.kind != ConstValue::Kind::Int)
+    throw RunError(where(s->loc) + name_ + "." + key + " must be a whole number, got " + s->value.to_string());
+  return static_cast<int64_t>(number(key, 0, static_cast<double>(min), static_cast<double>(max)));
+}
+
+double call_number(const ConstValue& call, const std::string& name, size_t position, double fallback) {
+  if (const ConstValue* v = call.arg(name)) {
+    if (!v->is_number()) throw RunError(where(v->loc) + call.text + "(" + name + ": ...) must be a number");
+    return v->number();
+  }
+  if (position < call.items.size()) {
+    if (!call.items[position].is_number()) throw RunError(where(call.loc) + call.text + ": argument " + std::to_string(position + 1) + " must be a number");
+    return call.items[position].number();
+  }
+  return fallback;
+}
+
+void check_call_args(const ConstValue& call, const std::vector<std::string>& names) {
+  if (call.items.size() > names.size())
+    throw RunError(where(call.loc) + call.text + " takes at most " + std::to_string(names.size()) + " arguments (" + join_names(names) + ")");
+  for (const auto& [name, value] : call.named)
+    if (std::find(names.begin(), names.end(), name) == names.end())
+      throw RunError(where(value.loc) + call.text + " has no argument '" + name + "'; its arguments: " + join_names(names) +
+                     did_you_mean(name, names));
+}
+
+
+
+TrainSettings read_settings(const ExperimentSpec& spec, int64_t d_model) {
+  TrainSettings t;
+  Section train(spec, "train", train_setting_names());
+  Section decode(spec, "decode", kDecodeSettingNames);
+  if (const ExperimentSetting* s = train.find("adam")) {
+    if (s->value.kind != ConstValue::Kind::Call) throw RunError(where(s->loc) + "train: write adam(beta1, beta2, eps)");
+    check_call_args(s->value, {"beta1", "beta2", "eps"});
+    t.adam.beta1 = call_number(s->value, "beta1", 0, 0.9);
+    t.adam.beta2 = call_number(s->value, "beta2", 1, 0.98);
+    t.adam.eps = call_number(s->value, "eps", 2, 1e-9);
+  }
+  t.adam.clip_norm = train.number("clip_norm", 0.0, 0.0, 1e9);
+  try {
+    validate(t.adam);
+  } catch (const OptimizerError& e) {
+    throw RunError(std::string("train: ") + e.what());
+  }
+  const ExperimentSetting* noam = train.find("noam");
+  const ExperimentSetting* constant = train.find("constant");
+  if (noam && constant) throw RunError(where(constant->loc) + "train: give either noam(...) or constant(...), not both");
+  t.schedule.d_model = d_model;
+  if (constant) {
+    if (constant->value.kind != ConstValue::Kind::Call) throw RunError(where(constant->loc) + "train: write constant(lr: RATE)");
+    check_call_args(constant->value, {"lr"});
+    t.schedule.kind = "constant";
+    t.schedule.lr = call_number(constant->value, "lr", 0, 1e-4);
+  } else if (noam) {
+    if (noam->value.kind != ConstValue::Kind::Call) throw RunError(where(noam->loc) + "train: write noam(factor: F, warmup: STEPS)");
+    check_call_args(noam->value, {"factor", "warmup"});
+    t.schedule.factor = call_number(noam->value, "factor", 0, 1.0);
+    t.schedule.warmup = static_cast<int64_t>(call_number(noam->value, "warmup", 1, 4000));
+  }
+  try {
+    make_schedule(t.schedule);
+  } catch (const ScheduleError& e) {
+    throw RunError(std::string("train: ") + e.what());
+  }
+  t.batch_tokens = train.integer("batch_tokens", 4096, 8, int64_t{1} << 30);
+  t.accumulate = train.integer("accumulate", 1, 1, 1 << 20);
+  t.max_steps = train.integer("max_steps", 0, 0, int64_t{1} << 40);
+  t.max_epochs = train.integer("max_epochs", 0, 0, int64_t{1} << 30);
+  t.max_minutes = train.number("max_minutes", 0, 0, 1e7);
+  if (t.max_steps == 0 && t.max_epochs == 0 && t.max_minutes == 0)
+    throw RunError("train: no stopping rule; set train.max_steps, train.max_epochs or train.max_minutes");
+  t.valid_every = train.integer("valid_every", 1000, 0, int64_t{1} << 40);
+  t.checkpoint_every = train.integer("checkpoint_every", t.valid_every, 0, int64_t{1} << 40);
+  t.keep_checkpoints = train.integer("keep_checkpoints", 5, 1, 100000);
+  t.valid_bleu_sentences = train.integer("valid_bleu_sentences", 500, 0, int64_t{1} << 30);
+  t.samples = train.integer("samples", 5, 0, 1000);
+  t.pad_to = train.integer("pad_to", 1, 1, 256);
+  t.plan_memory_mb = train.number("plan_memory_mb", 3000, 16, 1e7);
+  t.log_every_s = train.number("log_every_s", 0, 0, 1e7);
+  if (train.find("label_smoothing")) t.label_smoothing = train.number("label_smoothing", 0, 0, 1);
+  if (train.find("dropout")) t.dropout = train.number("dropout", 0, 0, 1);
+  t.beam = decode.integer("beam", 1, 1, 64);
+  t.alpha = decode.number("alpha", 0.6, 0, 10);
+  t.max_length_extra = decode.integer("max_length_extra", 50, 1, 10000);
+  return t;
+}
+
+}  // namespace attnlab::train

@@ -1,0 +1,69 @@
+// core/train/run_settings.h — the train and decode sections of an experiment, read and checked
+// for `attnlab run` (part of the trainer; see trainer.h for the settings' meaning).
+//
+// Contract:
+// - read_settings(spec, d_model) reads every setting of the experiment's `train` and `decode`
+//   sections into TrainSettings, with the defaults written there. An unknown setting, a value of
+//   the wrong type or out of range, a malformed adam(...)/noam(...)/constant(...) call, both
+//   noam and constant, or no stopping rule (max_steps, max_epochs, max_minutes all 0) is a
+//   RunError that starts with the setting's "file:line:col: " when it has one.
+// - The helpers below are shared with the data section's reader (run_corpus.h).
+#pragma once
+
+#include "dsl/experiment.h"
+#include "train/optimizer.h"
+#include "train/schedule.h"
+#include "train/trainer.h"
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace attnlab::train {
+
+inline const std::vector<std::string> kDecodeSettingNames = {"beam", "alpha", "max_length_extra"};
+
+struct TrainSettings {
+  AdamConfig adam;
+  ScheduleConfig schedule;
+  int64_t batch_tokens = 4096;
+  int64_t accumulate = 1;
+  int64_t max_steps = 0, max_epochs = 0;
+  double max_minutes = 0;
+  int64_t valid_every = 1000, checkpoint_every = 0, keep_checkpoints = 5;
+  int64_t valid_bleu_sentences = 500, samples = 5;
+  int64_t pad_to = 1;
+  double plan_memory_mb = 3000;
+  double log_every_s = 0;  // 0: the run option's interval
+  std::optional<double> label_smoothing, dropout;
+  int64_t max_length_extra = 50;
+  int64_t beam = 1;
+  double alpha = 0.6;
+};
+
+TrainSettings read_settings(const dsl::ExperimentSpec& spec, int64_t d_model);
+
+// "file:line:col: " for a setting's location (nothing for settings from the command line).
+std::string where(const ir::SourceLoc& loc);
+
+// A section's settings with typed, checked access; constructing it rejects unknown keys.
+class Section {
+ public:
+  Section(const dsl::ExperimentSpec& spec, std::string name, const std::vector<std::string>& known);
+  const dsl::ExperimentSetting* find(const std::string& key) const;
+  double number(const std::string& key, double fallback, double min, double max) const;
+  int64_t integer(const std::string& key, int64_t fallback, int64_t min, int64_t max) const;
+
+ private:
+  std::string name_;
+  std::map<std::string, const dsl::ExperimentSetting*> settings_;
+};
+
+// Argument `name` (or the one at `position`) of a call such as noam(factor: 1, warmup: 4000).
+double call_number(const dsl::ConstValue& call, const std::string& name, size_t position, double fallback);
+// Rejects more positional arguments than `names` and any named argument not among them.
+void check_call_args(const dsl::ConstValue& call, const std::vector<std::string>& names);
+
+}  // namespace attnlab::train

@@ -16,6 +16,11 @@ namespace attnlab::attention {
 
 namespace {
 
+// Access to slots the configuration may lack (biases, additive attention's v): index -1 is absent.
+auto optional_data(std::span<const TensorView> views) {
+  return [views](int index) -> float* { return index < 0 ? nullptr : views[index].data(); };
+}
+
 constexpr float kRotaryBase = 10000.0f;
 
 const std::vector<std::string>& known_posenc() {
@@ -518,7 +523,7 @@ void AttentionNode::forward(const ForwardContext& ctx) const {
   const bool has_mask = ctx.inputs.size() > 2 && ctx.inputs[2].present();
   const int64_t B = query.dim(0), Tq = query.dim(1), D = query.dim(2), Tk = memory.dim(1);
   const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
-  auto param = [&](int i) { return i < 0 ? nullptr : ctx.params[i].data(); };
+  const auto param = optional_data(ctx.params);
   float* Q = ctx.saved[0].data();
   float* K = ctx.saved[1].data();
   float* V = ctx.saved[2].data();
@@ -559,7 +564,7 @@ void AttentionNode::forward_decode(const ForwardContext& ctx) const {
     throw std::runtime_error(config_.type + ": decode step of " + std::to_string(Tq) +
                              " positions does not match the cache planned for " +
                              std::to_string(state.cache[2].dim(1)));
-  auto param = [&](int i) { return i < 0 ? nullptr : ctx.params[i].data(); };
+  const auto param = optional_data(ctx.params);
   float* Kc = key_cache.data();
   float* Vc = value_cache.data();
   float* Q = state.cache[2].data();
@@ -619,8 +624,8 @@ void AttentionNode::backward(const BackwardContext& ctx) const {
   const TensorView& memory = ctx.inputs[1];
   const int64_t B = query.dim(0), Tq = query.dim(1), D = query.dim(2), Tk = memory.dim(1);
   const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
-  auto param = [&](int i) { return i < 0 ? nullptr : ctx.params[i].data(); };
-  auto grad = [&](int i) { return i < 0 ? nullptr : ctx.param_grads[i].data(); };
+  const auto param = optional_data(ctx.params);
+  const auto grad = optional_data(ctx.param_grads);
   const float* Q = ctx.saved[0].data();
   const float* K = ctx.saved[1].data();
   const float* V = ctx.saved[2].data();
@@ -660,8 +665,8 @@ void AttentionNode::backward_scores(const BackwardContext& ctx, const float* dO,
   const int64_t B = query.dim(0), Tq = query.dim(1), Tk = memory.dim(1);
   const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
-  auto param = [&](int i) { return i < 0 ? nullptr : ctx.params[i].data(); };
-  auto grad = [&](int i) { return i < 0 ? nullptr : ctx.param_grads[i].data(); };
+  const auto param = optional_data(ctx.params);
+  const auto grad = optional_data(ctx.param_grads);
   const float* Q = ctx.saved[0].data();
   const float* K = ctx.saved[1].data();
   const float* V = ctx.saved[2].data();
@@ -742,8 +747,8 @@ void AttentionNode::finish_backward(const BackwardContext& ctx, float* dQ, float
   const TensorView& memory = ctx.inputs[1];
   const int64_t B = query.dim(0), Tq = query.dim(1), D = query.dim(2), Tk = memory.dim(1);
   const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
-  auto param = [&](int i) { return i < 0 ? nullptr : ctx.params[i].data(); };
-  auto grad = [&](int i) { return i < 0 ? nullptr : ctx.param_grads[i].data(); };
+  const auto param = optional_data(ctx.params);
+  const auto grad = optional_data(ctx.param_grads);
 
   if (config_.posenc == PositionScheme::Rotary) {
     rotate(dQ, Tq, B, Tq * H * dk, H, 0, true);

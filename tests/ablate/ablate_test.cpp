@@ -4,6 +4,7 @@
 // uninterrupted sweep; failing variants are recorded while the sweep goes on; user errors.
 #include "../support/installed_plugins.h"
 #include "../support/run_command.h"
+#include "../support/tiny_experiment.h"
 #include "train/ablate.h"
 
 #include <gtest/gtest.h>
@@ -34,27 +35,11 @@ struct TempDir {
   }
 };
 
-// A tiny model on a small synthetic task: a step takes milliseconds.
-const char* kTiny = R"(
-experiment tiny {
-  model = "transformer_base.attn" with { layers = 1, d_model = 16, d_ff = 32, heads = 2 }
-  data  = synthetic(train: 300, dev: 20, test: 20, seed: 3)
-  seed  = 5
-  train {
-    adam(0.9, 0.98, 1e-9), noam(factor: 2.0, warmup: 10), label_smoothing: 0.1, dropout: 0.1,
-    batch_tokens: 256, max_steps: 6, valid_every: 0, checkpoint_every: 0, valid_bleu_sentences: 4
-  }
-  ABLATE
-}
-)";
 
 fs::path write_experiment(const TempDir& dir, const std::string& ablate = "") {
-  std::string text = kTiny;
-  text.replace(text.find("ABLATE"), 6, ablate);
-  std::ofstream(dir.path / "tiny.attn") << text;
-  fs::copy_file(fs::path(ATTNLAB_SOURCE_DIR) / "experiments/transformer_base.attn", dir.path / "transformer_base.attn",
-                fs::copy_options::overwrite_existing);
-  return dir.path / "tiny.attn";
+  const std::string text = test::tiny_experiment_text(
+      "batch_tokens: 256, max_steps: 6, valid_every: 0, checkpoint_every: 0, valid_bleu_sentences: 4", ablate);
+  return test::write_tiny_experiment(dir.path / "tiny.attn", text, ATTNLAB_SOURCE_DIR);
 }
 
 std::vector<std::string> ids(const std::vector<AblateVariant>& variants) {
@@ -71,6 +56,36 @@ std::vector<AblateVariant> expand(const fs::path& exp, const std::vector<std::st
 nlohmann::json read_json(const fs::path& file) {
   std::ifstream in(file);
   return nlohmann::json::parse(in);
+}
+
+
+// A sweep of `experiment` along `vary`, on `threads` threads, logging into `log`.
+AblateOptions sweep_options(const fs::path& experiment, std::vector<std::string> vary, int threads, std::ostream& log) {
+  AblateOptions options;
+  options.experiment_file = experiment;
+  options.vary = std::move(vary);
+  options.threads = threads;
+  options.log = &log;
+  return options;
+}
+
+// Runs the sweep, sending this process SIGINT as soon as `run_dir` holds a checkpoint (the way a
+// user's Ctrl-C interrupts a variant part-way).
+AblationResult run_interrupted_once_checkpointed(const AblateOptions& options, const fs::path& run_dir) {
+  std::atomic<bool> finished{false};
+  std::thread signaller([&] {
+    while (!finished) {
+      if (fs::exists(run_dir / "checkpoints") && !fs::is_empty(run_dir / "checkpoints")) {
+        ::kill(::getpid(), SIGINT);
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  AblationResult result = run_ablation(options, registry());
+  finished = true;
+  signaller.join();
+  return result;
 }
 
 TEST(AblateValues, CommasInsideParenthesesDoNotSplit) {
@@ -155,14 +170,12 @@ TEST(AblateVariants, UserErrorsNameTheProblem) {
 TEST(AblateSweep, ResultsHoldEveryRowAndFailuresDoNotStopTheSweep) {
   TempDir dir;
   const fs::path exp = write_experiment(dir);
-  AblateOptions o;
-  o.experiment_file = exp;
-  o.vary = {"heads=1", "attention=attention.grouped_query(kv_heads: 3)", "train.noam=noam(factor: 1e20, warmup: 1)",
-            "train.label_smoothing=0"};
-  o.out_dir = dir.path / "sweep";
-  o.threads = 1;
   std::ostringstream log;
-  o.log = &log;
+  AblateOptions o = sweep_options(exp,
+                                  {"heads=1", "attention=attention.grouped_query(kv_heads: 3)",
+                                   "train.noam=noam(factor: 1e20, warmup: 1)", "train.label_smoothing=0"},
+                                  1, log);
+  o.out_dir = dir.path / "sweep";
   AblationResult r = run_ablation(o, registry());
   ASSERT_EQ(r.variants.size(), 5u);
   EXPECT_FALSE(r.interrupted);
@@ -241,13 +254,9 @@ TEST(AblateSweep, ResultsHoldEveryRowAndFailuresDoNotStopTheSweep) {
 TEST(AblateSweep, InterruptedSweepResumesToTheUninterruptedResult) {
   TempDir dir;
   const fs::path exp = write_experiment(dir);
-  AblateOptions o;
-  o.experiment_file = exp;
-  o.vary = {"heads=1", "train.label_smoothing=0"};
-  o.sets = {"train.max_steps=300", "train.checkpoint_every=5"};
-  o.threads = 1;
   std::ostringstream quiet;
-  o.log = &quiet;
+  AblateOptions o = sweep_options(exp, {"heads=1", "train.label_smoothing=0"}, 1, quiet);
+  o.sets = {"train.max_steps=300", "train.checkpoint_every=5"};
 
   o.out_dir = dir.path / "reference";
   AblationResult reference = run_ablation(o, registry());
@@ -255,19 +264,7 @@ TEST(AblateSweep, InterruptedSweepResumesToTheUninterruptedResult) {
 
   o.out_dir = dir.path / "sweep";
   const fs::path victim = o.out_dir / "heads=1";
-  std::atomic<bool> finished{false};
-  std::thread signaller([&] {
-    while (!finished) {
-      if (fs::exists(victim / "checkpoints") && !fs::is_empty(victim / "checkpoints")) {
-        ::kill(::getpid(), SIGINT);
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-  });
-  AblationResult first = run_ablation(o, registry());
-  finished = true;
-  signaller.join();
+  AblationResult first = run_interrupted_once_checkpointed(o, victim);
   ASSERT_TRUE(first.interrupted) << "the variant finished before the signal arrived";
   EXPECT_EQ(first.variants[0].status, "ok");
   EXPECT_EQ(first.variants[1].status, "not run");
@@ -296,12 +293,8 @@ TEST(AblateSweep, InterruptedSweepResumesToTheUninterruptedResult) {
 TEST(AblateSweep, ParallelProcessesGiveTheSerialResults) {
   TempDir dir;
   const fs::path exp = write_experiment(dir);
-  AblateOptions o;
-  o.experiment_file = exp;
-  o.vary = {"heads=1,4", "attention=attention.grouped_query(kv_heads: 3)"};
-  o.threads = 2;
   std::ostringstream quiet;
-  o.log = &quiet;
+  AblateOptions o = sweep_options(exp, {"heads=1,4", "attention=attention.grouped_query(kv_heads: 3)"}, 2, quiet);
   o.out_dir = dir.path / "serial";
   AblationResult serial = run_ablation(o, registry());
   o.out_dir = dir.path / "parallel";
@@ -328,13 +321,9 @@ TEST(AblateSweep, ParallelProcessesGiveTheSerialResults) {
 TEST(AblateSweep, InterruptedParallelSweepStopsAndResumes) {
   TempDir dir;
   const fs::path exp = write_experiment(dir);
-  AblateOptions o;
-  o.experiment_file = exp;
-  o.vary = {"heads=1", "train.label_smoothing=0"};
-  o.sets = {"train.max_steps=300", "train.checkpoint_every=5"};
-  o.threads = 2;
   std::ostringstream quiet;
-  o.log = &quiet;
+  AblateOptions o = sweep_options(exp, {"heads=1", "train.label_smoothing=0"}, 2, quiet);
+  o.sets = {"train.max_steps=300", "train.checkpoint_every=5"};
   o.out_dir = dir.path / "reference";
   AblationResult reference = run_ablation(o, registry());
 
@@ -342,19 +331,7 @@ TEST(AblateSweep, InterruptedParallelSweepStopsAndResumes) {
   o.parallel = 2;
   o.executable = ATTNLAB_EXE;
   const fs::path first_child = o.out_dir / "baseline";
-  std::atomic<bool> finished{false};
-  std::thread signaller([&] {
-    while (!finished) {
-      if (fs::exists(first_child / "checkpoints") && !fs::is_empty(first_child / "checkpoints")) {
-        ::kill(::getpid(), SIGINT);
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-  });
-  AblationResult first = run_ablation(o, registry());
-  finished = true;
-  signaller.join();
+  AblationResult first = run_interrupted_once_checkpointed(o, first_child);
   ASSERT_TRUE(first.interrupted) << "the variants finished before the signal arrived";
   EXPECT_EQ(first.variants[0].status, "not run");
   EXPECT_EQ(first.variants[2].status, "not run");  // never started: no third process after the stop

@@ -58,6 +58,9 @@ void check_family(const std::string& prefix) {
     EXPECT_FALSE(schema.examples.empty()) << type << " has no gradient-check examples";
     for (const auto& ex : schema.examples) {
       SCOPED_TRACE(type + " / " + ex.name);
+      // Each example's data depends on its name only, not on which tests ran before: a shared
+      // generator let a new example elsewhere move a ReLU input onto its kink here.
+      rng().seed(static_cast<std::mt19937::result_type>(std::hash<std::string>{}(type + "/" + ex.name)));
       std::vector<Tensor> inputs = make_inputs(ex);
       Driven d(type, registry.resolve_attrs(type, ex.attrs), views(inputs));
       d.forward();

@@ -3,6 +3,7 @@
 // train section and the model; the run directory's files; checkpoint averaging; and the user
 // errors (missing data, unknown settings, resuming a checkpoint of another experiment or data).
 #include "../support/installed_plugins.h"
+#include "../support/tiny_experiment.h"
 #include "train/trainer.h"
 
 #include "dsl/source.h"
@@ -65,25 +66,11 @@ std::string read(const fs::path& path) {
   return out.str();
 }
 
-// A tiny model on a small synthetic task: a step takes milliseconds.
-const char* kTinyExperiment = R"(
-experiment tiny {
-  model = "transformer_base.attn" with { layers = 1, d_model = 16, d_ff = 32, heads = 2 }
-  data  = synthetic(train: 300, dev: 20, test: 20, seed: 3)
-  seed  = 5
-  train {
-    adam(0.9, 0.98, 1e-9), noam(factor: 2.0, warmup: 10), label_smoothing: 0.1, dropout: 0.1,
-    batch_tokens: 256, accumulate: 2, max_steps: 12, valid_every: 0, checkpoint_every: 0,
-    valid_bleu_sentences: 0
-  }
-}
-)";
+const std::string kTinyExperiment = test::tiny_experiment_text(
+    "batch_tokens: 256, accumulate: 2, max_steps: 12, valid_every: 0, checkpoint_every: 0, valid_bleu_sentences: 0");
 
 fs::path tiny_experiment(const TempDir& dir, const std::string& text = kTinyExperiment) {
-  write(dir / "exp/tiny.attn", text);
-  fs::copy_file(fs::path(ATTNLAB_SOURCE_DIR) / "experiments/transformer_base.attn", dir / "exp/transformer_base.attn",
-                fs::copy_options::overwrite_existing);
-  return dir / "exp/tiny.attn";
+  return test::write_tiny_experiment(dir / "exp/tiny.attn", text, ATTNLAB_SOURCE_DIR);
 }
 
 RunOptions options_for(const fs::path& experiment, const fs::path& out, std::vector<std::string> sets = {}) {

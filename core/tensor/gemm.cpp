@@ -1,12 +1,17 @@
 // core/tensor/gemm.cpp — see gemm.h. The backend is chosen at build time (ATTNLAB_GEMM in
-// core/CMakeLists.txt); docs/performance.md records the measurements behind the default.
+// core/CMakeLists.txt); docs/performance.md records the measurements behind the default. In the
+// Eigen build, products run on attnlab's own AVX-512 kernel (tensor/sgemm_avx512.h) when the CPU
+// has AVX-512, with Eigen as the fallback (and selectable: ATTNLAB_GEMM_KERNEL=eigen).
 #include "tensor/gemm.h"
+
+#include "tensor/sgemm_avx512.h"
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 
 #if defined(ATTNLAB_GEMM_OPENBLAS)
 #include <cblas.h>
@@ -70,6 +75,16 @@ void gemm_serial(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alph
 #endif
 }
 
+#if !defined(ATTNLAB_GEMM_OPENBLAS)
+// ATTNLAB_GEMM_KERNEL, read once (sgemm_avx512.h describes the values).
+bool use_avx512() {
+  static const bool use = sgemm_avx512::kernel_from_setting(std::getenv("ATTNLAB_GEMM_KERNEL"),
+                                                            sgemm_avx512::cpu_supported()) ==
+                          sgemm_avx512::KernelChoice::Avx512;
+  return use;
+}
+#endif
+
 std::atomic<bool> g_count_enabled{false};
 std::atomic<int64_t> g_counted_madds{0};
 
@@ -88,6 +103,15 @@ constexpr int64_t kSplitFlops = int64_t{1} << 21;
 constexpr int64_t kMinRows = 64;
 constexpr int64_t kMinCols = 256;
 
+#if !defined(ATTNLAB_GEMM_OPENBLAS)
+// Whether gemm_batched() runs a shape's products on the packed kernel or on Eigen. Depends only
+// on the shape, so a batch is always computed the same way.
+bool batched_uses_avx512(int64_t m, int64_t n, int64_t k) {
+  (void)m, (void)n, (void)k;
+  return true;
+}
+#endif
+
 }  // namespace
 
 void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
@@ -97,6 +121,12 @@ void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, cons
   constexpr bool can_split = false;  // calls are serialised anyway (see openblas_mutex)
 #else
   constexpr bool can_split = true;
+  if (use_avx512()) {
+    // Splits rows (and, for few rows, columns) into tasks that share one packed copy of B; the
+    // result does not depend on the split at all (sgemm_avx512.h).
+    sgemm_avx512::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, m * n * k >= kSplitFlops);
+    return;
+  }
 #endif
   if (!can_split || m * n * k < kSplitFlops || (m < 2 * kMinRows && n < 2 * kMinCols)) {
     gemm_serial(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -132,9 +162,19 @@ void gemm_batched(Trans ta, Trans tb, int64_t batch, int64_t m, int64_t n, int64
   count_madds(batch * m * n * k);
   // Small per-head products: group several into one task so that scheduling does not dominate.
   const int64_t per_task = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, m * n * k));
+#if !defined(ATTNLAB_GEMM_OPENBLAS)
+  const bool packed = use_avx512() && batched_uses_avx512(m, n, k);
+#else
+  constexpr bool packed = false;
+#endif
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, batch, per_task), [&](const tbb::blocked_range<int64_t>& r) {
-    for (int64_t i = r.begin(); i < r.end(); ++i)
-      gemm_serial(ta, tb, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
+    for (int64_t i = r.begin(); i < r.end(); ++i) {
+      if (packed)
+        sgemm_avx512::sgemm(ta, tb, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
+                            c + i * stride_c, ldc, false);
+      else
+        gemm_serial(ta, tb, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
+    }
   });
 }
 
@@ -146,7 +186,7 @@ const char* gemm_backend() {
 #if defined(ATTNLAB_GEMM_OPENBLAS)
   return "openblas-serial";
 #else
-  return "eigen";
+  return use_avx512() ? "avx512-packed" : "eigen";
 #endif
 }
 

@@ -1,8 +1,11 @@
 // tests/bench/gemm_bench.cpp — GEMM backends on the products a Transformer step runs.
 //
 // Compares, on each shape: Eigen's product (serial), OpenBLAS (Debian's serial build), each of
-// them split across a 2-thread TBB arena the way attnlab::gemm() splits (row blocks), and
-// attnlab::gemm() itself (whatever backend this build chose). Also measures the machine's
+// them split across a 2-thread TBB arena the way attnlab::gemm() split before it had its own
+// kernel (row blocks, each packing all of B), attnlab's packed AVX-512 kernel
+// (core/tensor/sgemm_avx512.h: "packed/1" serial, "packed/2" its own split with one shared packed
+// B, per-item products for batches), and attnlab::gemm() itself (whatever kernel this build and
+// CPU choose; ATTNLAB_GEMM_KERNEL=eigen selects the Eigen fallback). Also measures the machine's
 // single-precision peak with a register-blocked AVX-512 FMA loop, for reference, and checks that
 // each split variant computes the same product as its serial form (OpenBLAS's serial build is not
 // safe to call from several threads at once: see docs/performance.md).
@@ -11,6 +14,7 @@
 // product) per second of: the benchmark thread's CPU time (1 thread); wall-clock time (2 threads,
 // "/wall"); the whole process's CPU time (2 threads, "/cpu", i.e. per busy core).
 #include "tensor/gemm.h"
+#include "tensor/sgemm_avx512.h"
 
 #include <benchmark/benchmark.h>
 #include <cblas.h>
@@ -27,6 +31,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -52,6 +57,11 @@ void openblas_gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, const fl
                    int64_t ldb, float* c, int64_t ldc) {
   cblas_sgemm(CblasRowMajor, ta == Trans::Yes ? CblasTrans : CblasNoTrans, tb == Trans::Yes ? CblasTrans : CblasNoTrans,
               int(m), int(n), int(k), 1.0f, a, int(lda), b, int(ldb), 0.0f, c, int(ldc));
+}
+
+void packed_gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                 int64_t ldb, float* c, int64_t ldc) {
+  attnlab::sgemm_avx512::sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc, false);
 }
 
 using Kernel = void (*)(Trans, Trans, int64_t, int64_t, int64_t, const float*, int64_t, const float*, int64_t, float*,
@@ -124,7 +134,7 @@ Operands make_operands(const Problem& p) {
   return o;
 }
 
-enum class Variant { Eigen1, OpenBlas1, Eigen2, OpenBlas2, Attnlab1, Attnlab2 };
+enum class Variant { Eigen1, OpenBlas1, Packed1, Attnlab1, Eigen2, OpenBlas2, Packed2, Attnlab2 };
 
 void run(const Problem& p, Operands& o, Variant v) {
   auto serial_batch = [&](Kernel kernel) {
@@ -156,13 +166,20 @@ void run(const Problem& p, Operands& o, Variant v) {
     case Variant::OpenBlas1: serial_batch(openblas_gemm); break;
     case Variant::Eigen2: split_variant(eigen_gemm); break;
     case Variant::OpenBlas2: split_variant(openblas_gemm); break;
+    case Variant::Packed1: serial_batch(packed_gemm); break;
+    case Variant::Packed2:
+      if (p.batch > 1) split_variant(packed_gemm);
+      else
+        attnlab::sgemm_avx512::sgemm(p.ta, p.tb, p.m, p.n, p.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
+                                     o.c.data(), o.ldc, true);
+      break;
     case Variant::Attnlab1:
     case Variant::Attnlab2: attnlab_gemm(); break;
   }
 }
 
 int threads_of(Variant v) {
-  return v == Variant::Eigen2 || v == Variant::OpenBlas2 || v == Variant::Attnlab2 ? 2 : 1;
+  return v == Variant::Eigen2 || v == Variant::OpenBlas2 || v == Variant::Packed2 || v == Variant::Attnlab2 ? 2 : 1;
 }
 
 void BM_Gemm(benchmark::State& state, Problem p, Variant v) {
@@ -214,8 +231,10 @@ __attribute__((target("avx2,fma"))) void BM_PeakFma256(benchmark::State& state) 
 // a benchmark of a wrong product is worthless, and a racing BLAS shows up here.
 void check_split_variants() {
   const Problem p{"check", Trans::No, Trans::Yes, 256, 300, 32};
-  for (auto [name, serial, split] : {std::tuple{"eigen", Variant::Eigen1, Variant::Eigen2},
-                                     std::tuple{"openblas", Variant::OpenBlas1, Variant::OpenBlas2}}) {
+  std::vector<std::tuple<const char*, Variant, Variant>> pairs = {{"eigen", Variant::Eigen1, Variant::Eigen2},
+                                                                   {"openblas", Variant::OpenBlas1, Variant::OpenBlas2}};
+  if (attnlab::sgemm_avx512::cpu_supported()) pairs.emplace_back("packed", Variant::Packed1, Variant::Packed2);
+  for (auto [name, serial, split] : pairs) {
     Operands o = make_operands(p);
     run(p, o, serial);
     const std::vector<float> reference = o.c;
@@ -246,10 +265,13 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("peak/fma_avx512", BM_PeakFma512);
   benchmark::RegisterBenchmark("peak/fma_avx2", BM_PeakFma256);
   const std::pair<Variant, const char*> variants[] = {
-      {Variant::Eigen1, "eigen/1"},     {Variant::OpenBlas1, "openblas/1"}, {Variant::Attnlab1, "attnlab/1"},
-      {Variant::Eigen2, "eigen/2"},     {Variant::OpenBlas2, "openblas/2"}, {Variant::Attnlab2, "attnlab/2"}};
+      {Variant::Eigen1, "eigen/1"}, {Variant::OpenBlas1, "openblas/1"}, {Variant::Packed1, "packed/1"},
+      {Variant::Attnlab1, "attnlab/1"}, {Variant::Eigen2, "eigen/2"}, {Variant::OpenBlas2, "openblas/2"},
+      {Variant::Packed2, "packed/2"}, {Variant::Attnlab2, "attnlab/2"}};
+  const bool packed_runs = attnlab::sgemm_avx512::cpu_supported();
   for (const Problem& p : kProblems)
     for (const auto& [v, name] : variants) {
+      if (!packed_runs && (v == Variant::Packed1 || v == Variant::Packed2)) continue;
       const std::string base = std::string("gemm/") + p.what + "/" + name;
       if (threads_of(v) == 1) {
         benchmark::RegisterBenchmark(base.c_str(), BM_Gemm, p, v);

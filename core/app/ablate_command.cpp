@@ -59,6 +59,7 @@ void add_ablate_command(CLI::App& app, CommonOptions& options) {
     ablate.parallel = args->parallel;
     std::error_code ec;
     ablate.executable = std::filesystem::read_symlink("/proc/self/exe", ec);
+    ablate.plugin_paths.assign(options.plugin_path.begin(), options.plugin_path.end());
     ablate.log = &std::cerr;
     ablate.progress_terminal = ::isatty(2) != 0;
     try {

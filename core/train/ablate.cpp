@@ -601,6 +601,7 @@ AblationResult run_ablation(const AblateOptions& options, const Registry& regist
         if (run.resume) args.push_back("--resume");
         if (options.seed != 0) args.insert(args.end(), {"--seed", std::to_string(options.seed)});
         if (!options.data_root.empty()) args.insert(args.end(), {"--data", options.data_root.string()});
+        for (const auto& dir : options.plugin_paths) args.insert(args.end(), {"--plugin-path", fs::absolute(dir).string()});
         running[spawn_logged(args, run.out_dir / "run.log")] = i;
       }
       int status = 0;

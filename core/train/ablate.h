@@ -143,6 +143,7 @@ struct AblateOptions {
   uint64_t seed = 0;
   int parallel = 1;                       // variants at once (> 1: child processes)
   std::filesystem::path executable;       // the attnlab binary, for parallel > 1
+  std::vector<std::filesystem::path> plugin_paths;  // --plugin-path directories, passed on to the child runs
   std::ostream* log = nullptr;            // nullptr: std::cerr
   bool progress_terminal = false;
 };

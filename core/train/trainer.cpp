@@ -148,333 +148,426 @@ std::string fmt(double v, int precision = 4) {
 
 nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
-}  // namespace
+// A directory removed with everything in it when the run ends (the embedded default experiment's
+// scratch copy, which elaboration reads the model file from).
+class ScratchDirectory {
+ public:
+  ScratchDirectory() = default;
+  ScratchDirectory(const ScratchDirectory&) = delete;
+  ScratchDirectory& operator=(const ScratchDirectory&) = delete;
+  ~ScratchDirectory() {
+    std::error_code ec;
+    if (!path_.empty()) fs::remove_all(path_, ec);
+  }
+  const fs::path& create(const std::string& name) {
+    path_ = fs::temp_directory_path() / name;
+    fs::create_directories(path_);
+    return path_;
+  }
+
+ private:
+  fs::path path_;
+};
 
 // ---- The run --------------------------------------------------------------------------------------
 
-RunResult run_experiment(const RunOptions& options, const Registry& registry) {
-  std::ostream& log = options.log ? *options.log : std::cerr;
-  RunResult result;
+// One invocation of `attnlab run`, in the order the phases happen: the constructor loads the
+// experiment, the data and the models and writes the run directory's description; run() resumes
+// if asked, trains until a stop condition, then validates, tests, averages and reports. The
+// members are the state those phases share (the loop's counters travel in checkpoints).
+class TrainingRun {
+ public:
+  TrainingRun(const RunOptions& options, const Registry& registry);
+  RunResult run();
 
-  // 1. The experiment: the named file, or the embedded default written into the run directory.
-  std::string experiment_text, model_text;
-  fs::path experiment_path = options.experiment_file;
+ private:
+  void load_experiment();
+  void prepare_run_directory();
+  void read_seed();
+  void build_models();
+  void make_batchers();
+  void describe_run();
+  ckpt::Checkpoint make_checkpoint() const;
+  void resume_from_latest_checkpoint();
+  EvalFigures evaluate(const data::Batcher& set, const std::vector<data::SentencePair>& pairs, int64_t bleu_sentences,
+                       Translator& translator);
+  void validate(double elapsed);
+  std::string train(InterruptGuard& interrupt);  // returns why it stopped
+  EvalFigures test_and_save_translations();
+  std::string evaluate_average();                // the report's table row, empty without --average
+  void write_report(const std::string& reason, const EvalFigures& test, const std::string& average_row);
+  double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+  const RunOptions& options_;
+  const Registry& registry_;
+  std::ostream& log_;
+  RunResult result_;
+
+  ScratchDirectory scratch_;
+  std::string experiment_text_, model_text_;
+  ExperimentSpec spec_;
+  std::vector<dsl::Override> uses_;
+  fs::path run_dir_;
+  uint64_t seed_ = 1;
+  Corpus corpus_;
+  int64_t vocab_ = 0;
+  dsl::ElaboratedModel elaborated_, eval_elaborated_;  // training (dropout, label smoothing) and evaluation
+  TrainSettings settings_;
+
+  std::unique_ptr<tbb::global_control> parallelism_;
+  std::unique_ptr<exec::TbbExecutor> executor_;
+  std::unique_ptr<exec::Model> model_, eval_model_;
+  std::vector<ParamRef> refs_;
+  std::unique_ptr<data::Batcher> batcher_, dev_batcher_, test_batcher_;
+
+  // What identifies the run for a resume, and what checkpoints record of it.
+  std::vector<std::string> override_texts_;
+  std::map<std::string, std::string> resolved_;
+  std::string graph_bytes_;
+
+  std::unique_ptr<CheckpointDirectory> checkpoints_;
+  std::unique_ptr<Adam> adam_;
+  std::unique_ptr<LearningRateSchedule> schedule_;
+  std::unique_ptr<MetricsLog> metrics_;
+  std::unique_ptr<Translator> valid_translator_, test_translator_;
+  std::unique_ptr<ProgressDisplay> progress_;
+
+  // The loop's state.
+  int64_t step_ = 0;
+  bool has_best_ = false;
+  double best_score_ = 0;
+  int64_t best_step_ = 0;
+  bool bleu_on_ = false;
+  double last_loss_ = 0;
+  int64_t last_validated_ = -1;
+  std::chrono::steady_clock::time_point start_;
+};
+
+TrainingRun::TrainingRun(const RunOptions& options, const Registry& registry)
+    : options_(options), registry_(registry), log_(options.log ? *options.log : std::cerr) {
+  load_experiment();
+  prepare_run_directory();
+  // d_model for the schedule comes from the elaborated model, so the settings are read once the
+  // model is known; load_experiment() has already checked the sections' keys, so that a typo fails
+  // before any data is read.
+  read_seed();
+  corpus_ = load_corpus(spec_, options_, log_);
+  vocab_ = corpus_.tokenizer->vocab_size();
+  build_models();
+  make_batchers();
+  describe_run();
+  checkpoints_ = std::make_unique<CheckpointDirectory>(run_dir_ / "checkpoints", static_cast<int>(settings_.keep_checkpoints));
+  checkpoints_->remove_stale_temporaries();
+  adam_ = std::make_unique<Adam>(settings_.adam);
+  schedule_ = make_schedule(settings_.schedule);
+  bleu_on_ = settings_.valid_bleu_sentences > 0;
+}
+
+// The named experiment file, or the embedded default (loaded from a scratch copy, since the
+// experiment names its model file), with --set applied.
+void TrainingRun::load_experiment() {
+  fs::path experiment_path = options_.experiment_file;
   if (!experiment_path.empty()) {
     if (!fs::exists(experiment_path)) throw RunError("experiment file " + experiment_path.string() + " does not exist");
-    experiment_text = read_text(experiment_path);
+    experiment_text_ = read_text(experiment_path);
   } else {
-    experiment_text = default_experiment_text();
+    experiment_text_ = default_experiment_text();
+    const fs::path& dir = scratch_.create("attnlab-default-" + std::to_string(::getpid()));
+    write_text(dir / "default.attn", default_experiment_text());
+    write_text(dir / "transformer_base.attn", default_model_text());
+    experiment_path = dir / "default.attn";
   }
-
-  // The run directory needs the experiment's name; read it from a first load of the file (the
-  // default is loaded from a scratch copy).
-  fs::path scratch;
-  if (experiment_path.empty()) {
-    scratch = fs::temp_directory_path() / ("attnlab-default-" + std::to_string(::getpid()));
-    fs::create_directories(scratch);
-    write_text(scratch / "default.attn", default_experiment_text());
-    write_text(scratch / "transformer_base.attn", default_model_text());
-    experiment_path = scratch / "default.attn";
-  }
-  struct ScratchCleanup {
-    fs::path dir;
-    ~ScratchCleanup() {
-      std::error_code ec;
-      if (!dir.empty()) fs::remove_all(dir, ec);
-    }
-  } cleanup{scratch};
-
-  ExperimentSpec spec = dsl::load_experiment(experiment_path);
-  for (const std::string& s : options.sets) dsl::apply_set(spec, s);
-  std::vector<dsl::Override> uses;
-  for (const std::string& u : options.uses) uses.push_back(dsl::parse_override(u, "--use"));
-  model_text = read_text(spec.model_path);
+  spec_ = dsl::load_experiment(experiment_path);
+  for (const std::string& s : options_.sets) dsl::apply_set(spec_, s);
+  for (const std::string& u : options_.uses) uses_.push_back(dsl::parse_override(u, "--use"));
+  model_text_ = read_text(spec_.model_path);
 
   // Unknown section keys fail before anything is written.
-  (void)Section(spec, "train", train_setting_names());
-  (void)Section(spec, "decode", kDecodeSettingNames);
+  (void)Section(spec_, "train", train_setting_names());
+  (void)Section(spec_, "decode", kDecodeSettingNames);
+}
 
-  fs::path run_dir = options.out_dir;
-  if (run_dir.empty()) {
-    if (options.resume) throw RunError("--resume needs --out DIR: the run directory to continue");
-    run_dir = fs::path("runs") / (spec.name + "-" + utc_stamp("%Y%m%d-%H%M%S"));
+void TrainingRun::prepare_run_directory() {
+  run_dir_ = options_.out_dir;
+  if (run_dir_.empty()) {
+    if (options_.resume) throw RunError("--resume needs --out DIR: the run directory to continue");
+    run_dir_ = fs::path("runs") / (spec_.name + "-" + utc_stamp("%Y%m%d-%H%M%S"));
   }
-  if (options.resume && !fs::is_directory(run_dir / "checkpoints"))
-    throw RunError("--resume: " + run_dir.string() + " holds no checkpoints/ directory to resume from");
-  if (!options.resume && fs::exists(run_dir / "metrics.jsonl"))
-    throw RunError("run directory " + run_dir.string() + " already holds a run; give another --out DIR, or --resume to continue it");
-  fs::create_directories(run_dir);
-  result.run_dir = run_dir;
+  if (options_.resume && !fs::is_directory(run_dir_ / "checkpoints"))
+    throw RunError("--resume: " + run_dir_.string() + " holds no checkpoints/ directory to resume from");
+  if (!options_.resume && fs::exists(run_dir_ / "metrics.jsonl"))
+    throw RunError("run directory " + run_dir_.string() + " already holds a run; give another --out DIR, or --resume to continue it");
+  fs::create_directories(run_dir_);
+  result_.run_dir = run_dir_;
+}
 
-  // 2. Settings, data, tokenizer.
-  // d_model for the schedule comes from the elaborated model; read the settings once the model is
-  // known, but check section keys first so that a typo fails before any data is read.
-  uint64_t seed = options.seed;
-  if (seed == 0) {
-    seed = 1;
-    if (const ExperimentSetting* s = spec.find("seed")) {
-      if (s->value.kind != ConstValue::Kind::Int || s->value.i < 0) throw RunError(where(s->loc) + "seed must be a whole number ≥ 0");
-      seed = static_cast<uint64_t>(s->value.i);
-    }
+void TrainingRun::read_seed() {
+  seed_ = options_.seed;
+  if (seed_ != 0) return;
+  seed_ = 1;
+  if (const ExperimentSetting* s = spec_.find("seed")) {
+    if (s->value.kind != ConstValue::Kind::Int || s->value.i < 0) throw RunError(where(s->loc) + "seed must be a whole number ≥ 0");
+    seed_ = static_cast<uint64_t>(s->value.i);
   }
+}
 
-  Corpus corpus = load_corpus(spec, options, log);
-  const int64_t vocab = corpus.tokenizer->vocab_size();
-
-  // 3. The model: the experiment's overrides, then the train section's label_smoothing/dropout
-  // (unless the model overrides name them), --use, and the tokenizer's vocabulary size.
+// The model with the experiment's overrides, then the train section's label_smoothing/dropout
+// (unless the model overrides name them), --use, and the tokenizer's vocabulary size; and the same
+// with label_smoothing 0 for evaluation (so that perplexity is the true one).
+void TrainingRun::build_models() {
   auto overrides_name = [&](const std::string& name) {
-    for (const dsl::Override& o : spec.model_overrides)
+    for (const dsl::Override& o : spec_.model_overrides)
       if (o.name == name) return true;
     return false;
   };
-  // Peek at train.label_smoothing / train.dropout (validated fully below).
+  // Peek at train.label_smoothing / train.dropout (validated fully by read_settings).
   std::vector<dsl::Override> extra;
   for (const char* key : {"label_smoothing", "dropout"}) {
-    const ExperimentSetting* s = spec.find(std::string("train.") + key);
+    const ExperimentSetting* s = spec_.find(std::string("train.") + key);
     if (s && !overrides_name(key)) extra.push_back(dsl::parse_override(std::string(key) + "=" + s->value.to_string(), "--set"));
   }
-  for (const dsl::Override& u : uses) extra.push_back(u);
-  extra.push_back(dsl::parse_override("vocab=" + std::to_string(vocab), "--set"));
-  dsl::ElaboratedModel elaborated = dsl::elaborate_experiment_model(spec, registry, extra);
-  std::vector<dsl::Override> eval_extra = extra;
-  eval_extra.push_back(dsl::parse_override("label_smoothing=0", "--set"));
-  dsl::ElaboratedModel eval_elaborated = dsl::elaborate_experiment_model(spec, registry, eval_extra);
+  for (const dsl::Override& u : uses_) extra.push_back(u);
+  extra.push_back(dsl::parse_override("vocab=" + std::to_string(vocab_), "--set"));
+  elaborated_ = dsl::elaborate_experiment_model(spec_, registry_, extra);
+  extra.push_back(dsl::parse_override("label_smoothing=0", "--set"));
+  eval_elaborated_ = dsl::elaborate_experiment_model(spec_, registry_, extra);
 
   int64_t d_model = 512;
-  for (const auto& [name, value] : elaborated.params)
+  for (const auto& [name, value] : elaborated_.params)
     if (name == "d_model" && std::holds_alternative<int64_t>(value)) d_model = std::get<int64_t>(value);
-  TrainSettings settings = read_settings(spec, d_model);
+  settings_ = read_settings(spec_, d_model);
 
-  tbb::global_control parallelism(tbb::global_control::max_allowed_parallelism,
-                                  options.threads > 0 ? static_cast<size_t>(options.threads)
-                                                      : tbb::this_task_arena::max_concurrency());
-  exec::TbbExecutor executor(options.threads);
+  parallelism_ = std::make_unique<tbb::global_control>(
+      tbb::global_control::max_allowed_parallelism,
+      options_.threads > 0 ? static_cast<size_t>(options_.threads) : tbb::this_task_arena::max_concurrency());
+  executor_ = std::make_unique<exec::TbbExecutor>(options_.threads);
   const ir::DimBindings rep = dsl::default_dims();
-  exec::Model model(elaborated.graph, registry, seed, rep);
-  exec::Model eval_model(eval_elaborated.graph, registry, seed, rep);
-  result.parameters = model.parameters().element_count();
-  std::vector<ParamRef> refs = param_refs(model.parameters());
+  model_ = std::make_unique<exec::Model>(elaborated_.graph, registry_, seed_, rep);
+  eval_model_ = std::make_unique<exec::Model>(eval_elaborated_.graph, registry_, seed_, rep);
+  result_.parameters = model_->parameters().element_count();
+  refs_ = param_refs(model_->parameters());
+  graph_bytes_ = elaborated_.graph.SerializeAsString();
+}
 
-  auto copy_weights_to_eval = [&] {
-    for (exec::Parameter& p : eval_model.parameters()) p.value.view().copy_from(model.parameters().at(p.name).value.view());
-  };
-
-  // 4. Batching.
+void TrainingRun::make_batchers() {
   data::BatcherOptions bo;
-  bo.batch_tokens = settings.batch_tokens;
-  bo.seed = seed;
-  std::unique_ptr<data::Batcher> batcher, dev_batcher, test_batcher;
+  bo.batch_tokens = settings_.batch_tokens;
+  bo.seed = seed_;
   try {
-    batcher = std::make_unique<data::Batcher>(data::encode_pairs(*corpus.tokenizer, corpus.train), bo);
-    dev_batcher = std::make_unique<data::Batcher>(data::encode_pairs(*corpus.tokenizer, corpus.dev), bo);
-    test_batcher = std::make_unique<data::Batcher>(data::encode_pairs(*corpus.tokenizer, corpus.test), bo);
+    batcher_ = std::make_unique<data::Batcher>(data::encode_pairs(*corpus_.tokenizer, corpus_.train), bo);
+    dev_batcher_ = std::make_unique<data::Batcher>(data::encode_pairs(*corpus_.tokenizer, corpus_.dev), bo);
+    test_batcher_ = std::make_unique<data::Batcher>(data::encode_pairs(*corpus_.tokenizer, corpus_.test), bo);
   } catch (const data::DataError& e) {
     throw RunError(std::string(e.what()) + " (raise train.batch_tokens)");
   }
+}
 
-  // 5. Identity of the run (for resume) and the run directory's descriptive files.
-  std::vector<std::string> override_texts;
-  for (const std::string& s : options.sets) override_texts.push_back("--set " + s);
-  for (const std::string& u : options.uses) override_texts.push_back("--use " + u);
-  std::map<std::string, std::string> resolved;
-  for (const ExperimentSetting& s : spec.settings) resolved[s.key] = s.value.to_string();
-  for (const auto& [section, list] : spec.sections)
-    for (const ExperimentSetting& s : list) resolved[section + "." + s.key] = s.value.to_string();
-  resolved["seed"] = std::to_string(seed);
-  // What must match for a resume: the overrides except those that only decide when to stop.
-  auto identity_overrides = [&](const std::vector<std::string>& all) {
-    std::vector<std::string> out;
-    for (const std::string& o : all) {
-      const size_t eq = o.find('=');
-      const std::string key = o.rfind("--set ", 0) == 0 && eq != std::string::npos ? o.substr(6, eq - 6) : "";
-      if (!kResumableChanges.count(key)) out.push_back(o);
+// The run's identity (for resume) and the run directory's descriptive files.
+void TrainingRun::describe_run() {
+  for (const std::string& s : options_.sets) override_texts_.push_back("--set " + s);
+  for (const std::string& u : options_.uses) override_texts_.push_back("--use " + u);
+  for (const ExperimentSetting& s : spec_.settings) resolved_[s.key] = s.value.to_string();
+  for (const auto& [section, list] : spec_.sections)
+    for (const ExperimentSetting& s : list) resolved_[section + "." + s.key] = s.value.to_string();
+  resolved_["seed"] = std::to_string(seed_);
+
+  write_text(run_dir_ / "experiment.attn", experiment_text_);
+  write_text(run_dir_ / spec_.model_path.filename(), model_text_);
+  const std::string command = options_.command_line.empty() ? "attnlab run" : options_.command_line;
+  write_text(run_dir_ / "command.txt", command + "\n");
+  nlohmann::ordered_json sj;
+  sj["experiment"] = spec_.name;
+  sj["model"] = elaborated_.name;
+  sj["data"] = corpus_.description;
+  sj["vocab"] = vocab_;
+  sj["parameters"] = result_.parameters;
+  sj["settings"] = resolved_;
+  sj["overrides"] = override_texts_;
+  nlohmann::ordered_json params;
+  for (const auto& [name, value] : elaborated_.params) params[name] = to_string(value);
+  sj["model_params"] = params;
+  nlohmann::ordered_json slots;
+  for (const auto& [slot, type] : elaborated_.slots) slots[slot] = type;
+  sj["slots"] = slots;
+  write_text(run_dir_ / "settings.json", sj.dump(2) + "\n");
+}
+
+ckpt::Checkpoint TrainingRun::make_checkpoint() const {
+  ckpt::Checkpoint c;
+  c.set_spec_text(model_text_);
+  c.set_experiment_text(experiment_text_);
+  for (const std::string& o : override_texts_) c.add_overrides(o);
+  for (const auto& [k, v] : resolved_) (*c.mutable_settings())[k] = v;
+  c.set_tokenizer_kind(corpus_.tokenizer->kind());
+  c.set_tokenizer(corpus_.tokenizer->serialize());
+  c.set_graph(graph_bytes_);
+  store_parameters(c, refs_);
+  store_optimizer(c, *adam_);
+  c.set_step(step_);
+  c.set_epoch(batcher_->position().epoch);
+  c.mutable_data_position()->set_epoch(batcher_->position().epoch);
+  c.mutable_data_position()->set_batch_index(batcher_->position().batch);
+  c.mutable_data_position()->set_fingerprint(batcher_->fingerprint());
+  c.mutable_random()->set_seed(seed_);
+  (*c.mutable_random()->mutable_counters())["micro_batches"] = static_cast<uint64_t>(step_ * settings_.accumulate);
+  c.mutable_metrics()->set_best_metric(bleu_on_ ? "valid_bleu" : "valid_loss");
+  c.mutable_metrics()->set_has_best(has_best_);
+  c.mutable_metrics()->set_best_score(best_score_);
+  c.mutable_metrics()->set_best_step(best_step_);
+  c.set_created_utc(utc_stamp("%Y-%m-%dT%H:%M:%SZ"));
+  return c;
+}
+
+// What must match for a resume: the overrides except those that only decide when to stop.
+std::vector<std::string> identity_overrides(const std::vector<std::string>& all) {
+  std::vector<std::string> out;
+  for (const std::string& o : all) {
+    const size_t eq = o.find('=');
+    const std::string key = o.rfind("--set ", 0) == 0 && eq != std::string::npos ? o.substr(6, eq - 6) : "";
+    if (!kResumableChanges.count(key)) out.push_back(o);
+  }
+  return out;
+}
+
+void TrainingRun::resume_from_latest_checkpoint() {
+  std::optional<fs::path> latest = checkpoints_->latest();
+  if (!latest) throw RunError("--resume: no step checkpoint in " + checkpoints_->dir().string());
+  ckpt::Checkpoint c = read_checkpoint(*latest);
+  const std::string source = latest->string();
+  std::vector<std::string> differs;
+  if (c.experiment_text() != experiment_text_) differs.push_back("the experiment file");
+  if (c.spec_text() != model_text_) differs.push_back("the model file");
+  const std::vector<std::string> saved_overrides(c.overrides().begin(), c.overrides().end());
+  if (identity_overrides(saved_overrides) != identity_overrides(override_texts_))
+    differs.push_back("the overrides (" + join_names(identity_overrides(saved_overrides)) + " then, " +
+                      join_names(identity_overrides(override_texts_)) + " now)");
+  if (c.random().seed() != seed_)
+    differs.push_back("the seed (" + std::to_string(c.random().seed()) + " then, " + std::to_string(seed_) + " now)");
+  if (!differs.empty())
+    throw RunError("cannot resume: checkpoint " + source + " belongs to another experiment (" + join_names(differs) +
+                   " differ from this run's); resume with the same experiment and overrides, or start a new run with another --out");
+  if (c.data_position().fingerprint() != batcher_->fingerprint())
+    throw RunError("cannot resume: checkpoint " + source + " was trained on other data (data fingerprint " +
+                   std::to_string(c.data_position().fingerprint()) + ", this run's " + std::to_string(batcher_->fingerprint()) +
+                   "); resume with the same data, or start a new run with another --out");
+  if (c.tokenizer() != corpus_.tokenizer->serialize())
+    throw RunError("cannot resume: checkpoint " + source + " was trained on other data (its vocabulary differs from the one built "
+                   "from this run's data); resume with the same data, or start a new run with another --out");
+  load_parameters(c, refs_, source);
+  adam_->import_state(adam_state_from(c, source), refs_, source);
+  step_ = c.step();
+  batcher_->set_position({c.data_position().epoch(), c.data_position().batch_index()});
+  has_best_ = c.metrics().has_best();
+  best_score_ = c.metrics().best_score();
+  best_step_ = c.metrics().best_step();
+  const fs::path metrics_path = run_dir_ / "metrics.jsonl";
+  if (fs::exists(metrics_path)) truncate_metrics_after(metrics_path, step_);
+  log_ << "resuming " << run_dir_.string() << " at step " << step_ << " (epoch " << c.data_position().epoch() << ", batch "
+       << c.data_position().batch_index() << ")\n";
+}
+
+// Loss and accuracy of `set` with the current weights, and BLEU of the first `bleu_sentences`
+// of `pairs` translated by `translator`.
+EvalFigures TrainingRun::evaluate(const data::Batcher& set, const std::vector<data::SentencePair>& pairs, int64_t bleu_sentences,
+                                  Translator& translator) {
+  for (exec::Parameter& p : eval_model_->parameters()) p.value.view().copy_from(model_->parameters().at(p.name).value.view());
+  EvalFigures f;
+  evaluate_loss(*eval_model_, *executor_, set, f);
+  if (bleu_sentences > 0) {
+    const size_t n = std::min<size_t>(pairs.size(), static_cast<size_t>(bleu_sentences));
+    std::vector<std::vector<int>> sources;
+    std::vector<std::string> references;
+    for (size_t i = 0; i < n; ++i) {
+      sources.push_back(corpus_.tokenizer->encode(pairs[i].source));
+      references.push_back(pairs[i].target);
     }
-    return out;
-  };
-
-  write_text(run_dir / "experiment.attn", experiment_text);
-  write_text(run_dir / spec.model_path.filename(), model_text);
-  {
-    std::string command = options.command_line.empty() ? "attnlab run" : options.command_line;
-    write_text(run_dir / "command.txt", command + "\n");
-    nlohmann::ordered_json sj;
-    sj["experiment"] = spec.name;
-    sj["model"] = elaborated.name;
-    sj["data"] = corpus.description;
-    sj["vocab"] = vocab;
-    sj["parameters"] = result.parameters;
-    sj["settings"] = resolved;
-    sj["overrides"] = override_texts;
-    nlohmann::ordered_json params;
-    for (const auto& [name, value] : elaborated.params) params[name] = to_string(value);
-    sj["model_params"] = params;
-    nlohmann::ordered_json slots;
-    for (const auto& [slot, type] : elaborated.slots) slots[slot] = type;
-    sj["slots"] = slots;
-    write_text(run_dir / "settings.json", sj.dump(2) + "\n");
+    std::vector<std::vector<int>> ids = translator.translate(sources);
+    for (const auto& h : ids) f.hypotheses.push_back(corpus_.tokenizer->decode(h));
+    f.bleu_score = eval::corpus_bleu(f.hypotheses, references);
+    f.bleu = f.bleu_score.bleu;
   }
+  return f;
+}
 
-  CheckpointDirectory checkpoints(run_dir / "checkpoints", static_cast<int>(settings.keep_checkpoints));
-  checkpoints.remove_stale_temporaries();
-  Adam adam(settings.adam);
-  std::unique_ptr<LearningRateSchedule> schedule = make_schedule(settings.schedule);
-
-  int64_t step = 0;
-  bool has_best = false;
-  double best_score = 0;
-  int64_t best_step = 0;
-  const bool bleu_on = settings.valid_bleu_sentences > 0;
-  const std::string best_metric = bleu_on ? "valid_bleu" : "valid_loss";
-  const std::string graph_bytes = elaborated.graph.SerializeAsString();
-
-  auto make_checkpoint = [&] {
-    ckpt::Checkpoint c;
-    c.set_spec_text(model_text);
-    c.set_experiment_text(experiment_text);
-    for (const std::string& o : override_texts) c.add_overrides(o);
-    for (const auto& [k, v] : resolved) (*c.mutable_settings())[k] = v;
-    c.set_tokenizer_kind(corpus.tokenizer->kind());
-    c.set_tokenizer(corpus.tokenizer->serialize());
-    c.set_graph(graph_bytes);
-    store_parameters(c, refs);
-    store_optimizer(c, adam);
-    c.set_step(step);
-    c.set_epoch(batcher->position().epoch);
-    c.mutable_data_position()->set_epoch(batcher->position().epoch);
-    c.mutable_data_position()->set_batch_index(batcher->position().batch);
-    c.mutable_data_position()->set_fingerprint(batcher->fingerprint());
-    c.mutable_random()->set_seed(seed);
-    (*c.mutable_random()->mutable_counters())["micro_batches"] = static_cast<uint64_t>(step * settings.accumulate);
-    c.mutable_metrics()->set_best_metric(best_metric);
-    c.mutable_metrics()->set_has_best(has_best);
-    c.mutable_metrics()->set_best_score(best_score);
-    c.mutable_metrics()->set_best_step(best_step);
-    c.set_created_utc(utc_stamp("%Y-%m-%dT%H:%M:%SZ"));
-    return c;
-  };
-
-  // 6. Resume.
-  const fs::path metrics_path = run_dir / "metrics.jsonl";
-  if (options.resume) {
-    std::optional<fs::path> latest = checkpoints.latest();
-    if (!latest) throw RunError("--resume: no step checkpoint in " + checkpoints.dir().string());
-    ckpt::Checkpoint c = read_checkpoint(*latest);
-    const std::string source = latest->string();
-    std::vector<std::string> differs;
-    if (c.experiment_text() != experiment_text) differs.push_back("the experiment file");
-    if (c.spec_text() != model_text) differs.push_back("the model file");
-    const std::vector<std::string> saved_overrides(c.overrides().begin(), c.overrides().end());
-    if (identity_overrides(saved_overrides) != identity_overrides(override_texts))
-      differs.push_back("the overrides (" + join_names(identity_overrides(saved_overrides)) + " then, " +
-                        join_names(identity_overrides(override_texts)) + " now)");
-    if (c.random().seed() != seed)
-      differs.push_back("the seed (" + std::to_string(c.random().seed()) + " then, " + std::to_string(seed) + " now)");
-    if (!differs.empty())
-      throw RunError("cannot resume: checkpoint " + source + " belongs to another experiment (" + join_names(differs) +
-                     " differ from this run's); resume with the same experiment and overrides, or start a new run with another --out");
-    if (c.data_position().fingerprint() != batcher->fingerprint())
-      throw RunError("cannot resume: checkpoint " + source + " was trained on other data (data fingerprint " +
-                     std::to_string(c.data_position().fingerprint()) + ", this run's " + std::to_string(batcher->fingerprint()) +
-                     "); resume with the same data, or start a new run with another --out");
-    if (c.tokenizer() != corpus.tokenizer->serialize())
-      throw RunError("cannot resume: checkpoint " + source + " was trained on other data (its vocabulary differs from the one built "
-                     "from this run's data); resume with the same data, or start a new run with another --out");
-    load_parameters(c, refs, source);
-    adam.import_state(adam_state_from(c, source), refs, source);
-    step = c.step();
-    batcher->set_position({c.data_position().epoch(), c.data_position().batch_index()});
-    has_best = c.metrics().has_best();
-    best_score = c.metrics().best_score();
-    best_step = c.metrics().best_step();
-    if (fs::exists(metrics_path)) truncate_metrics_after(metrics_path, step);
-    log << "resuming " << run_dir.string() << " at step " << step << " (epoch " << c.data_position().epoch() << ", batch "
-        << c.data_position().batch_index() << ")\n";
+// Dev figures into metrics.jsonl and the log; best.ckpt when they are the best so far.
+void TrainingRun::validate(double elapsed) {
+  EvalFigures f = evaluate(*dev_batcher_, corpus_.dev, settings_.valid_bleu_sentences, *valid_translator_);
+  nlohmann::json fields = {{"step", step_},        {"epoch", batcher_->position().epoch}, {"loss", finite_or_null(f.loss)},
+                           {"ppl", finite_or_null(std::exp(f.loss))}, {"accuracy", f.accuracy}, {"elapsed_s", elapsed}};
+  if (f.bleu >= 0) fields["bleu"] = f.bleu;
+  metrics_->append("valid", fields);
+  const double score = bleu_on_ ? f.bleu : -f.loss;
+  std::string line = "step " + std::to_string(step_) + "  valid loss " + fmt(f.loss) + "  ppl " + fmt(std::exp(f.loss), 2) +
+                     "  accuracy " + fmt(100 * f.accuracy, 1) + "%";
+  if (f.bleu >= 0) line += "  BLEU " + fmt(f.bleu, 2);
+  if (!has_best_ || score > best_score_) {
+    has_best_ = true;
+    best_score_ = score;
+    best_step_ = step_;
+    checkpoints_->save_best(make_checkpoint());
+    line += "  (best)";
   }
-  MetricsLog metrics(metrics_path);
+  progress_->print_line(line);
+  result_.valid_loss = f.loss;
+  result_.valid_accuracy = f.accuracy;
+  result_.valid_bleu = f.bleu;
+}
 
-  log << "experiment " << spec.name << ": model " << elaborated.name << ", " << result.parameters << " parameters, vocab " << vocab
-      << ", " << corpus.train.size() << " training pairs, " << corpus.dev.size() << " dev, " << corpus.test.size() << " test\n"
-      << "data: " << corpus.description << "\n"
-      << "schedule: " << schedule->describe() << ", batch_tokens " << settings.batch_tokens << " x accumulate " << settings.accumulate
-      << ", threads " << executor.threads() << "\n"
-      << "run directory: " << run_dir.string() << "\n";
+RunResult TrainingRun::run() {
+  if (options_.resume) resume_from_latest_checkpoint();
+  metrics_ = std::make_unique<MetricsLog>(run_dir_ / "metrics.jsonl");
 
-  // 7. Evaluation helpers.
+  log_ << "experiment " << spec_.name << ": model " << elaborated_.name << ", " << result_.parameters << " parameters, vocab " << vocab_
+       << ", " << corpus_.train.size() << " training pairs, " << corpus_.dev.size() << " dev, " << corpus_.test.size() << " test\n"
+       << "data: " << corpus_.description << "\n"
+       << "schedule: " << schedule_->describe() << ", batch_tokens " << settings_.batch_tokens << " x accumulate " << settings_.accumulate
+       << ", threads " << executor_->threads() << "\n"
+       << "run directory: " << run_dir_.string() << "\n";
+
   eval::DecodeOptions decode_options;
-  decode_options.beam = static_cast<int>(settings.beam);
-  decode_options.alpha = settings.alpha;
-  decode_options.max_len_extra = settings.max_length_extra;
-  decode_options.threads = options.threads;
+  decode_options.beam = static_cast<int>(settings_.beam);
+  decode_options.alpha = settings_.alpha;
+  decode_options.max_len_extra = settings_.max_length_extra;
+  decode_options.threads = options_.threads;
   // Validation decodes greedily (cheap, and enough to follow progress); the test set with the
   // decode section's search (beam, alpha).
   eval::DecodeOptions greedy_options = decode_options;
   greedy_options.beam = 1;
-  Translator valid_translator(eval_model, executor, greedy_options);
-  Translator test_translator(eval_model, executor, decode_options);
-  auto evaluate = [&](const data::Batcher& set, const std::vector<data::SentencePair>& pairs, int64_t bleu_sentences,
-                      Translator& translator) {
-    copy_weights_to_eval();
-    EvalFigures f;
-    evaluate_loss(eval_model, executor, set, f);
-    if (bleu_sentences > 0) {
-      const size_t n = std::min<size_t>(pairs.size(), static_cast<size_t>(bleu_sentences));
-      std::vector<std::vector<int>> sources;
-      std::vector<std::string> references;
-      for (size_t i = 0; i < n; ++i) {
-        sources.push_back(corpus.tokenizer->encode(pairs[i].source));
-        references.push_back(pairs[i].target);
-      }
-      std::vector<std::vector<int>> ids = translator.translate(sources);
-      for (const auto& h : ids) f.hypotheses.push_back(corpus.tokenizer->decode(h));
-      f.bleu_score = eval::corpus_bleu(f.hypotheses, references);
-      f.bleu = f.bleu_score.bleu;
-    }
-    return f;
-  };
+  valid_translator_ = std::make_unique<Translator>(*eval_model_, *executor_, greedy_options);
+  test_translator_ = std::make_unique<Translator>(*eval_model_, *executor_, decode_options);
 
   ProgressOptions po;
-  po.terminal = options.progress_terminal;
-  po.log_interval_s = settings.log_every_s > 0 ? settings.log_every_s : options.log_interval_s;
-  ProgressDisplay progress(log, po);
+  po.terminal = options_.progress_terminal;
+  po.log_interval_s = settings_.log_every_s > 0 ? settings_.log_every_s : options_.log_interval_s;
+  progress_ = std::make_unique<ProgressDisplay>(log_, po);
   InterruptGuard interrupt;
 
-  auto validate_now = [&](double elapsed) {
-    EvalFigures f = evaluate(*dev_batcher, corpus.dev, settings.valid_bleu_sentences, valid_translator);
-    nlohmann::json fields = {{"step", step},        {"epoch", batcher->position().epoch}, {"loss", finite_or_null(f.loss)},
-                             {"ppl", finite_or_null(std::exp(f.loss))}, {"accuracy", f.accuracy}, {"elapsed_s", elapsed}};
-    if (f.bleu >= 0) fields["bleu"] = f.bleu;
-    metrics.append("valid", fields);
-    const double score = bleu_on ? f.bleu : -f.loss;
-    std::string line = "step " + std::to_string(step) + "  valid loss " + fmt(f.loss) + "  ppl " + fmt(std::exp(f.loss), 2) +
-                       "  accuracy " + fmt(100 * f.accuracy, 1) + "%";
-    if (f.bleu >= 0) line += "  BLEU " + fmt(f.bleu, 2);
-    if (!has_best || score > best_score) {
-      has_best = true;
-      best_score = score;
-      best_step = step;
-      checkpoints.save_best(make_checkpoint());
-      line += "  (best)";
-    }
-    progress.print_line(line);
-    result.valid_loss = f.loss;
-    result.valid_accuracy = f.accuracy;
-    result.valid_bleu = f.bleu;
-  };
+  const int64_t start_step = step_;
+  const std::string reason = train(interrupt);
+  if (step_ > start_step || !checkpoints_->latest()) checkpoints_->save_step(make_checkpoint());
+  if (result_.interrupted) {
+    log_ << "interrupted: checkpoint saved in " << checkpoints_->dir().string() << "; continue with --resume --out " << run_dir_.string()
+         << "\n";
+    return result_;
+  }
+  if (last_validated_ != step_) validate(seconds());
+  EvalFigures test = test_and_save_translations();
+  const std::string average_row = evaluate_average();
+  write_report(reason, test, average_row);
+  return result_;
+}
 
-  // 8. The loop.
-  const auto start = std::chrono::steady_clock::now();
-  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
-  const double plan_budget_bytes = settings.plan_memory_mb * 1024.0 * 1024.0;
+// Training steps until a stop condition or a signal; validation and checkpoints on their schedules.
+std::string TrainingRun::train(InterruptGuard& interrupt) {
+  start_ = std::chrono::steady_clock::now();
+  const double plan_budget_bytes = settings_.plan_memory_mb * 1024.0 * 1024.0;
   Tensor loss_seed(Shape{}, 0.0f);
   int64_t trained_tokens = 0, trained_source_tokens = 0;
-  double last_loss = 0;
-  int64_t last_validated = options.resume ? step : -1;
-  const int64_t start_step = step;
+  last_validated_ = options_.resume ? step_ : -1;
   auto stop_reason = [&]() -> std::string {
-    if (settings.max_steps > 0 && step >= settings.max_steps) return "max_steps";
-    if (settings.max_epochs > 0 && batcher->position().epoch >= settings.max_epochs) return "max_epochs";
-    if (settings.max_minutes > 0 && seconds() >= settings.max_minutes * 60) return "max_minutes";
+    if (settings_.max_steps > 0 && step_ >= settings_.max_steps) return "max_steps";
+    if (settings_.max_epochs > 0 && batcher_->position().epoch >= settings_.max_epochs) return "max_epochs";
+    if (settings_.max_minutes > 0 && seconds() >= settings_.max_minutes * 60) return "max_minutes";
     return "";
   };
   std::string reason = stop_reason();
@@ -485,12 +578,12 @@ RunResult run_experiment(const RunOptions& options, const Registry& registry) {
     }
     double loss_sum = 0, tokens = 0, correct = 0;
     int64_t source_tokens = 0;
-    for (int64_t micro = 0; micro < settings.accumulate; ++micro) {
-      data::Batch b = batcher->next();
-      pad_batch(b, settings.pad_to);
-      exec::Plan& plan = model.plan(batch_dims(b), {"src", "tgt_in", "tgt_out"}, {"loss", "tokens", "correct"});
-      const uint64_t micro_index = static_cast<uint64_t>(step * settings.accumulate + micro);
-      executor.forward(plan, {{"src", b.src}, {"tgt_in", b.tgt_in}, {"tgt_out", b.tgt_out}}, StepInfo{true, seed, nullptr}, micro_index);
+    for (int64_t micro = 0; micro < settings_.accumulate; ++micro) {
+      data::Batch b = batcher_->next();
+      pad_batch(b, settings_.pad_to);
+      exec::Plan& plan = model_->plan(batch_dims(b), {"src", "tgt_in", "tgt_out"}, {"loss", "tokens", "correct"});
+      const uint64_t micro_index = static_cast<uint64_t>(step_ * settings_.accumulate + micro);
+      executor_->forward(plan, {{"src", b.src}, {"tgt_in", b.tgt_in}, {"tgt_out", b.tgt_out}}, StepInfo{true, seed_, nullptr}, micro_index);
       const double n = plan.value("tokens").data()[0];
       loss_sum += plan.value("loss").data()[0] * n;
       tokens += n;
@@ -499,137 +592,151 @@ RunResult run_experiment(const RunOptions& options, const Registry& registry) {
       // The seed n turns the mean loss's gradient into the sum's; summed over the micro-batches
       // and scaled by 1/tokens below, it is the gradient of the mean over the whole step.
       loss_seed.data()[0] = static_cast<float>(n);
-      executor.backward(plan, {{"loss", loss_seed}}, exec::BackwardOptions{micro > 0});
-      if (static_cast<double>(plan.bytes()) * static_cast<double>(model.cached_plans()) > plan_budget_bytes) model.clear_plans();
+      executor_->backward(plan, {{"loss", loss_seed}}, exec::BackwardOptions{micro > 0});
+      if (static_cast<double>(plan.bytes()) * static_cast<double>(model_->cached_plans()) > plan_budget_bytes) model_->clear_plans();
     }
-    ++step;
-    const double lr = schedule->rate(step);
-    StepStats stats = adam.step(refs, lr, tokens > 0 ? 1.0 / tokens : 1.0);
-    last_loss = tokens > 0 ? loss_sum / tokens : 0;
+    ++step_;
+    const double lr = schedule_->rate(step_);
+    StepStats stats = adam_->step(refs_, lr, tokens > 0 ? 1.0 / tokens : 1.0);
+    last_loss_ = tokens > 0 ? loss_sum / tokens : 0;
     trained_tokens += static_cast<int64_t>(tokens);
     trained_source_tokens += source_tokens;
     const double elapsed = seconds();
     const double tps = elapsed > 0 ? static_cast<double>(trained_tokens) / elapsed : 0;
-    metrics.append("train", {{"step", step},
-                             {"epoch", batcher->position().epoch},
-                             {"loss", finite_or_null(last_loss)},
-                             {"accuracy", tokens > 0 ? correct / tokens : 0.0},
-                             {"lr", lr},
-                             {"tokens", tokens},
-                             {"grad_norm", finite_or_null(stats.grad_norm)},
-                             {"tokens_per_s", tps},
-                             {"elapsed_s", elapsed}});
-    if (!std::isfinite(last_loss))
-      throw RunError("training diverged at step " + std::to_string(step) + " (loss is not finite); lower the learning rate (noam factor) or enable train.clip_norm");
-    progress.update({step, settings.max_steps, batcher->position().epoch, last_loss, lr, tps, elapsed});
+    metrics_->append("train", {{"step", step_},
+                               {"epoch", batcher_->position().epoch},
+                               {"loss", finite_or_null(last_loss_)},
+                               {"accuracy", tokens > 0 ? correct / tokens : 0.0},
+                               {"lr", lr},
+                               {"tokens", tokens},
+                               {"grad_norm", finite_or_null(stats.grad_norm)},
+                               {"tokens_per_s", tps},
+                               {"elapsed_s", elapsed}});
+    if (!std::isfinite(last_loss_))
+      throw RunError("training diverged at step " + std::to_string(step_) +
+                     " (loss is not finite); lower the learning rate (noam factor) or enable train.clip_norm");
+    progress_->update({step_, settings_.max_steps, batcher_->position().epoch, last_loss_, lr, tps, elapsed});
     reason = stop_reason();
-    if (settings.valid_every > 0 && step % settings.valid_every == 0 && reason.empty()) {
-      validate_now(elapsed);
-      last_validated = step;
+    if (settings_.valid_every > 0 && step_ % settings_.valid_every == 0 && reason.empty()) {
+      validate(elapsed);
+      last_validated_ = step_;
     }
-    if (settings.checkpoint_every > 0 && step % settings.checkpoint_every == 0 && reason.empty())
-      checkpoints.save_step(make_checkpoint());
+    if (settings_.checkpoint_every > 0 && step_ % settings_.checkpoint_every == 0 && reason.empty())
+      checkpoints_->save_step(make_checkpoint());
   }
-  result.train_seconds = seconds();
-  result.tokens_per_second = result.train_seconds > 0 ? static_cast<double>(trained_tokens) / result.train_seconds : 0;
-  result.last_train_loss = last_loss;
-  result.steps = step;
-  result.epoch = batcher->position().epoch;
-  result.interrupted = reason == "signal";
-  progress.finish();
-  log << "stopped at step " << step << " (" << reason << ") after " << format_duration(result.train_seconds) << "; "
-      << static_cast<int64_t>(result.tokens_per_second) << " target tokens/s, "
-      << static_cast<int64_t>(result.train_seconds > 0 ? (trained_tokens + trained_source_tokens) / result.train_seconds : 0)
-      << " source+target tokens/s\n";
-  if (step > start_step || !checkpoints.latest()) checkpoints.save_step(make_checkpoint());
-  if (result.interrupted) {
-    log << "interrupted: checkpoint saved in " << checkpoints.dir().string() << "; continue with --resume --out " << run_dir.string() << "\n";
-    return result;
-  }
+  result_.train_seconds = seconds();
+  result_.tokens_per_second = result_.train_seconds > 0 ? static_cast<double>(trained_tokens) / result_.train_seconds : 0;
+  result_.last_train_loss = last_loss_;
+  result_.steps = step_;
+  result_.epoch = batcher_->position().epoch;
+  result_.interrupted = reason == "signal";
+  progress_->finish();
+  log_ << "stopped at step " << step_ << " (" << reason << ") after " << format_duration(result_.train_seconds) << "; "
+       << static_cast<int64_t>(result_.tokens_per_second) << " target tokens/s, "
+       << static_cast<int64_t>(result_.train_seconds > 0 ? (trained_tokens + trained_source_tokens) / result_.train_seconds : 0)
+       << " source+target tokens/s\n";
+  return reason;
+}
 
-  // 9. Final validation, test, averaging, report.
-  if (last_validated != step) validate_now(seconds());
-  EvalFigures test = evaluate(*test_batcher, corpus.test, bleu_on ? static_cast<int64_t>(corpus.test.size()) : 0, test_translator);
+// The test set: loss, accuracy and (with BLEU on) translations with the decode section's search,
+// written as test.src/test.ref/test.hyp for `attnlab bleu` and inspection.
+EvalFigures TrainingRun::test_and_save_translations() {
+  EvalFigures test =
+      evaluate(*test_batcher_, corpus_.test, bleu_on_ ? static_cast<int64_t>(corpus_.test.size()) : 0, *test_translator_);
   if (!test.hypotheses.empty()) {
-    // The test set's sources, references and translations, one a line, for `attnlab bleu` and inspection.
     std::string src_text, ref_text, hyp_text;
     for (size_t i = 0; i < test.hypotheses.size(); ++i) {
-      src_text += corpus.test[i].source + "\n";
-      ref_text += corpus.test[i].target + "\n";
+      src_text += corpus_.test[i].source + "\n";
+      ref_text += corpus_.test[i].target + "\n";
       hyp_text += test.hypotheses[i] + "\n";
     }
-    write_text(run_dir / "test.src", src_text);
-    write_text(run_dir / "test.ref", ref_text);
-    write_text(run_dir / "test.hyp", hyp_text);
+    write_text(run_dir_ / "test.src", src_text);
+    write_text(run_dir_ / "test.ref", ref_text);
+    write_text(run_dir_ / "test.hyp", hyp_text);
   }
-  result.test_loss = test.loss;
-  result.test_accuracy = test.accuracy;
-  result.test_bleu = test.bleu;
-  nlohmann::json test_fields = {{"step", step}, {"loss", test.loss}, {"ppl", finite_or_null(std::exp(test.loss))}, {"accuracy", test.accuracy}};
+  result_.test_loss = test.loss;
+  result_.test_accuracy = test.accuracy;
+  result_.test_bleu = test.bleu;
+  nlohmann::json test_fields = {{"step", step_}, {"loss", test.loss}, {"ppl", finite_or_null(std::exp(test.loss))}, {"accuracy", test.accuracy}};
   if (test.bleu >= 0) test_fields["bleu"] = test.bleu;
-  metrics.append("test", test_fields);
-  log << "test: loss " << fmt(test.loss) << "  ppl " << fmt(std::exp(test.loss), 2) << "  accuracy " << fmt(100 * test.accuracy, 1) << "%";
-  if (test.bleu >= 0) log << "  " << test.bleu_score.to_string();
-  log << "\n";
+  metrics_->append("test", test_fields);
+  log_ << "test: loss " << fmt(test.loss) << "  ppl " << fmt(std::exp(test.loss), 2) << "  accuracy " << fmt(100 * test.accuracy, 1) << "%";
+  if (test.bleu >= 0) log_ << "  " << test.bleu_score.to_string();
+  log_ << "\n";
+  return test;
+}
 
-  std::string average_line;
-  if (options.average > 0) {
-    std::vector<fs::path> files = checkpoints.last(options.average);
-    ckpt::Checkpoint averaged = average_checkpoints(files);
-    write_checkpoint(checkpoints.dir() / "average.ckpt", averaged);
-    std::vector<ParamRef> eval_refs = param_refs(eval_model.parameters());
-    load_parameters(averaged, eval_refs, (checkpoints.dir() / "average.ckpt").string());
-    EvalFigures avg;
-    evaluate_loss(eval_model, executor, *test_batcher, avg);
-    if (bleu_on) {
-      std::vector<std::vector<int>> sources;
-      std::vector<std::string> refs_text;
-      for (const auto& p : corpus.test) sources.push_back(corpus.tokenizer->encode(p.source)), refs_text.push_back(p.target);
-      std::vector<std::string> hyps;
-      for (const auto& h : test_translator.translate(sources)) hyps.push_back(corpus.tokenizer->decode(h));
-      avg.bleu = eval::corpus_bleu(hyps, refs_text).bleu;
-    }
-    result.average_test_bleu = avg.bleu;
-    metrics.append("test_average", {{"step", step}, {"checkpoints", files.size()}, {"loss", avg.loss}, {"accuracy", avg.accuracy}, {"bleu", avg.bleu}});
-    average_line = "| test, average of the last " + std::to_string(files.size()) + " checkpoints | " + fmt(avg.loss) + " | " +
-                   fmt(std::exp(avg.loss), 2) + " | " + fmt(100 * avg.accuracy, 1) + "% | " + (avg.bleu >= 0 ? fmt(avg.bleu, 2) : "—") + " |\n";
-    log << "average of " << files.size() << " checkpoints: test loss " << fmt(avg.loss) << ", BLEU " << fmt(avg.bleu, 2) << "\n";
+// --average K: the mean of the last K step checkpoints, saved as average.ckpt and tested.
+std::string TrainingRun::evaluate_average() {
+  if (options_.average <= 0) return "";
+  std::vector<fs::path> files = checkpoints_->last(options_.average);
+  ckpt::Checkpoint averaged = average_checkpoints(files);
+  write_checkpoint(checkpoints_->dir() / "average.ckpt", averaged);
+  std::vector<ParamRef> eval_refs = param_refs(eval_model_->parameters());
+  load_parameters(averaged, eval_refs, (checkpoints_->dir() / "average.ckpt").string());
+  EvalFigures avg;
+  evaluate_loss(*eval_model_, *executor_, *test_batcher_, avg);
+  if (bleu_on_) {
+    std::vector<std::vector<int>> sources;
+    std::vector<std::string> refs_text;
+    for (const auto& p : corpus_.test) sources.push_back(corpus_.tokenizer->encode(p.source)), refs_text.push_back(p.target);
+    std::vector<std::string> hyps;
+    for (const auto& h : test_translator_->translate(sources)) hyps.push_back(corpus_.tokenizer->decode(h));
+    avg.bleu = eval::corpus_bleu(hyps, refs_text).bleu;
   }
+  result_.average_test_bleu = avg.bleu;
+  metrics_->append("test_average", {{"step", step_}, {"checkpoints", files.size()}, {"loss", avg.loss}, {"accuracy", avg.accuracy}, {"bleu", avg.bleu}});
+  log_ << "average of " << files.size() << " checkpoints: test loss " << fmt(avg.loss) << ", BLEU " << fmt(avg.bleu, 2) << "\n";
+  return "| test, average of the last " + std::to_string(files.size()) + " checkpoints | " + fmt(avg.loss) + " | " +
+         fmt(std::exp(avg.loss), 2) + " | " + fmt(100 * avg.accuracy, 1) + "% | " + (avg.bleu >= 0 ? fmt(avg.bleu, 2) : "—") + " |\n";
+}
 
-  std::vector<nlohmann::json> events = read_metrics(metrics_path);
-  write_svg(run_dir / "learning_curve.svg", render_svg(learning_curve(events, spec.name + ": learning curve")));
+// report.md and learning_curve.svg.
+void TrainingRun::write_report(const std::string& reason, const EvalFigures& test, const std::string& average_row) {
+  std::vector<nlohmann::json> events = read_metrics(run_dir_ / "metrics.jsonl");
+  write_svg(run_dir_ / "learning_curve.svg", render_svg(learning_curve(events, spec_.name + ": learning curve")));
   std::ostringstream report;
-  report << "# " << spec.name << "\n\n"
-         << "Model `" << elaborated.name << "`, " << result.parameters << " parameters; vocabulary " << vocab << " (" << corpus.tokenizer->kind()
-         << "); " << corpus.description << ": " << corpus.train.size() << " training pairs, " << corpus.dev.size() << " dev, "
-         << corpus.test.size() << " test.\n\n"
-         << "Command: `" << (options.command_line.empty() ? "attnlab run" : options.command_line) << "`\n\n"
-         << "Trained " << step << " steps (" << result.epoch << " full epochs), stopped by " << reason << "; this invocation: "
-         << format_duration(result.train_seconds) << " of training, " << static_cast<int64_t>(result.tokens_per_second)
-         << " target tokens/s on " << executor.threads() << " threads. Schedule " << schedule->describe() << ".\n\n"
+  report << "# " << spec_.name << "\n\n"
+         << "Model `" << elaborated_.name << "`, " << result_.parameters << " parameters; vocabulary " << vocab_ << " ("
+         << corpus_.tokenizer->kind() << "); " << corpus_.description << ": " << corpus_.train.size() << " training pairs, "
+         << corpus_.dev.size() << " dev, " << corpus_.test.size() << " test.\n\n"
+         << "Command: `" << (options_.command_line.empty() ? "attnlab run" : options_.command_line) << "`\n\n"
+         << "Trained " << step_ << " steps (" << result_.epoch << " full epochs), stopped by " << reason << "; this invocation: "
+         << format_duration(result_.train_seconds) << " of training, " << static_cast<int64_t>(result_.tokens_per_second)
+         << " target tokens/s on " << executor_->threads() << " threads. Schedule " << schedule_->describe() << ".\n\n"
          << "| set | loss | perplexity | accuracy | BLEU |\n|---|---|---|---|---|\n"
-         << "| last training step | " << fmt(last_loss) << " | | | |\n"
-         << "| dev | " << fmt(result.valid_loss) << " | " << fmt(std::exp(result.valid_loss), 2) << " | " << fmt(100 * result.valid_accuracy, 1)
-         << "% | " << (result.valid_bleu >= 0 ? fmt(result.valid_bleu, 2) : "—") << " |\n"
+         << "| last training step | " << fmt(last_loss_) << " | | | |\n"
+         << "| dev | " << fmt(result_.valid_loss) << " | " << fmt(std::exp(result_.valid_loss), 2) << " | "
+         << fmt(100 * result_.valid_accuracy, 1) << "% | " << (result_.valid_bleu >= 0 ? fmt(result_.valid_bleu, 2) : "—") << " |\n"
          << "| test | " << fmt(test.loss) << " | " << fmt(std::exp(test.loss), 2) << " | " << fmt(100 * test.accuracy, 1) << "% | "
          << (test.bleu >= 0 ? fmt(test.bleu, 2) : "—") << " |\n"
-         << average_line << "\n"
+         << average_row << "\n"
          << "The training loss includes label smoothing (so it stays above the smoothed targets' entropy); dev and test losses are "
             "the plain cross-entropy (no label smoothing), so perplexity = exp(loss); accuracy is the share of "
-            "target tokens (with </s>) whose most likely prediction, given the reference prefix, is right. Test BLEU: " << (settings.beam == 1 ? std::string("greedy decoding") : "beam " + std::to_string(settings.beam) + ", length penalty alpha " + fmt(settings.alpha, 2))
+            "target tokens (with </s>) whose most likely prediction, given the reference prefix, is right. Test BLEU: "
+         << (settings_.beam == 1 ? std::string("greedy decoding")
+                                 : "beam " + std::to_string(settings_.beam) + ", length penalty alpha " + fmt(settings_.alpha, 2))
          << " (key/value cache; dev BLEU greedy), corpus BLEU as multi-bleu.perl on the tokenized text.\n\n";
   if (test.bleu >= 0) report << "Test BLEU in full: `" << test.bleu_score.to_string() << "`\n\n";
-  if (has_best) report << "Best dev " << (bleu_on ? "BLEU " + fmt(best_score, 2) : "loss " + fmt(-best_score)) << " at step " << best_step << " (checkpoints/best.ckpt).\n\n";
+  if (has_best_)
+    report << "Best dev " << (bleu_on_ ? "BLEU " + fmt(best_score_, 2) : "loss " + fmt(-best_score_)) << " at step " << best_step_
+           << " (checkpoints/best.ckpt).\n\n";
   report << "![learning curve](learning_curve.svg)\n\n";
-  if (!test.hypotheses.empty() && settings.samples > 0) {
+  if (!test.hypotheses.empty() && settings_.samples > 0) {
     report << "## Sample translations (test set)\n\n";
-    for (int64_t i = 0; i < std::min<int64_t>(settings.samples, static_cast<int64_t>(test.hypotheses.size())); ++i)
-      report << "- source: " << corpus.test[i].source << "\n  - reference: " << corpus.test[i].target << "\n  - output: " << test.hypotheses[i]
-             << "\n";
+    for (int64_t i = 0; i < std::min<int64_t>(settings_.samples, static_cast<int64_t>(test.hypotheses.size())); ++i)
+      report << "- source: " << corpus_.test[i].source << "\n  - reference: " << corpus_.test[i].target << "\n  - output: "
+             << test.hypotheses[i] << "\n";
   }
-  write_text(run_dir / "report.md", report.str());
-  log << "report: " << (run_dir / "report.md").string() << "\n";
-  return result;
+  write_text(run_dir_ / "report.md", report.str());
+  log_ << "report: " << (run_dir_ / "report.md").string() << "\n";
+}
+
+}  // namespace
+
+RunResult run_experiment(const RunOptions& options, const Registry& registry) {
+  TrainingRun run(options, registry);
+  return run.run();
 }
 
 }  // namespace attnlab::train

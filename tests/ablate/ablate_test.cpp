@@ -346,6 +346,23 @@ TEST(AblateSweep, InterruptedParallelSweepStopsAndResumes) {
   }
 }
 
+// Node types from a --plugin-path directory reach the child runs of a parallel sweep too.
+TEST(AblateCommand, ParallelChildrenLoadPluginsFromPluginPath) {
+  TempDir dir;
+  const fs::path exp = write_experiment(dir);
+  const fs::path plugins = dir.path / "plugins";
+  fs::create_directories(plugins);
+  fs::copy_file(fs::path(TEST_PLUGIN_DIR) / "libattnlab_plugin_test_scale.so", plugins / "libattnlab_plugin_test_scale.so");
+  test::CommandResult r = test::run_command(std::string(ATTNLAB_EXE) + " ablate " + exp.string() +
+                                            " --vary norm=test.scale --set train.max_steps=3 --parallel 2 --threads 2" +
+                                            " --plugin-path " + plugins.string() + " --out " + (dir.path / "out").string());
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out.find("runs failed"), std::string::npos) << r.out << r.err;
+  const std::string log = test::read_text_file(dir.path / "out" / "norm=test.scale" / "run.log");
+  EXPECT_EQ(log.find("error"), std::string::npos) << log;
+  EXPECT_TRUE(fs::exists(dir.path / "out" / "norm=test.scale" / "result.json"));
+}
+
 // The command: exit codes and messages of user errors, and the table3 experiment checks.
 TEST(AblateCommand, UserErrorsExitNonZeroWithAMessage) {
   TempDir dir;

@@ -420,6 +420,14 @@ TEST(AblateCommand, Table3ExperimentChecksAndExpands) {
   for (const auto& variant : v) groups.insert(variant.group);
   for (const char* g : {"heads", "d_k", "layers", "d_model", "d_ff", "train.dropout", "train.label_smoothing", "posenc"})
     EXPECT_TRUE(groups.count(g)) << g;
+  // experiments/table3_vs_paper.py pairs these run ids with the paper's rows.
+  std::vector<std::string> ids;
+  for (const auto& variant : v) ids.push_back(variant.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"baseline", "heads=1+d_k=256+d_v=256", "heads=4+d_k=64+d_v=64", "heads=16+d_k=16+d_v=16",
+                                           "heads=32+d_k=8+d_v=8", "d_k=8", "d_k=16", "layers=1", "layers=2", "layers=4",
+                                           "d_model=128", "d_model=512", "d_ff=256", "d_ff=1024", "train.dropout=0.0",
+                                           "train.dropout=0.2", "train.label_smoothing=0.0", "train.label_smoothing=0.2",
+                                           "posenc=posenc.learned"}));
 }
 
 }  // namespace

@@ -106,6 +106,10 @@ Buffer& local_b_buffer() {
 // k step: element offsets row·ld must fit the gather's 32-bit indices.
 bool gather_fits(int64_t ld) { return ld <= (int64_t{1} << 31) / 16 - 1; }
 
+// How many rows ahead the packing loops prefetch (rows of the source are ld floats apart, often
+// in different pages, which the hardware prefetcher does not follow).
+constexpr int64_t kPackPrefetchRows = 8;
+
 __mmask16 lanes(int64_t count) {
   return count >= 16 ? __mmask16(0xFFFF) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1u);
 }
@@ -122,14 +126,18 @@ __attribute__((target("avx512f"))) void pack_b(Trans tb, const float* b, int64_t
     const int64_t jb = j0 + q * kNR;
     const int64_t cols = std::min<int64_t>(kNR, nc - q * kNR);
     if (tb == Trans::No) {
+      // Rows of op(B) are rows of B, kNR floats apart by ldb: two (masked) vector copies per row.
+      // The rows are far apart in memory, so the next ones are prefetched by hand.
+      const __mmask16 m0 = lanes(cols), m1 = lanes(cols - 16);
       const float* src = b + p0 * ldb + jb;
-      if (cols == kNR) {
-        for (int64_t p = 0; p < kc; ++p) std::memcpy(panel + p * kNR, src + p * ldb, kNR * sizeof(float));
-      } else {
-        for (int64_t p = 0; p < kc; ++p) {
-          std::memcpy(panel + p * kNR, src + p * ldb, cols * sizeof(float));
-          std::memset(panel + p * kNR + cols, 0, (kNR - cols) * sizeof(float));
+      for (int64_t p = 0; p < kc; ++p) {
+        const float* row = src + p * ldb;
+        if (p + kPackPrefetchRows < kc) {
+          _mm_prefetch(reinterpret_cast<const char*>(row + kPackPrefetchRows * ldb), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(row + kPackPrefetchRows * ldb + cols - 1), _MM_HINT_T0);
         }
+        _mm512_store_ps(panel + p * kNR, _mm512_maskz_loadu_ps(m0, row));
+        _mm512_store_ps(panel + p * kNR + 16, _mm512_maskz_loadu_ps(m1, row + 16));
       }
     } else if (gather) {
       // Stored B is n x k: column j of op(B) is row j of B. Lanes past `cols` are not read.
@@ -166,9 +174,17 @@ __attribute__((target("avx512f"))) void pack_a(Trans ta, const float* a, int64_t
     const int64_t ib = i0 + r * kMR;
     const int64_t n_rows = std::min<int64_t>(kMR, rows - r * kMR);
     if (ta == Trans::Yes) {
-      // Stored A is k x m: row p of the panel is contiguous in A.
+      // Stored A is k x m: row p of the panel is contiguous in A (one masked vector copy).
+      const __mmask16 m = lanes(n_rows);
       const float* src = a + p0 * lda + ib;
-      for (int64_t p = 0; p < kc; ++p) std::memcpy(panel + p * kMR, src + p * lda, n_rows * sizeof(float));
+      for (int64_t p = 0; p < kc; ++p) {
+        const float* row = src + p * lda;
+        if (p + kPackPrefetchRows < kc) {
+          _mm_prefetch(reinterpret_cast<const char*>(row + kPackPrefetchRows * lda), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(row + kPackPrefetchRows * lda + n_rows - 1), _MM_HINT_T0);
+        }
+        _mm512_mask_storeu_ps(panel + p * kMR, m, _mm512_maskz_loadu_ps(m, row));
+      }
     } else if (gather) {
       const __mmask16 m = lanes(n_rows);
       const float* src = a + ib * lda + p0;

@@ -45,13 +45,18 @@ inline uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+// uniform01's two parts, for loops over many indices under one seed: the seed's key (computed
+// once per loop), and the 24 random bits of an index.
+inline uint64_t uniform01_key(uint64_t seed) { return mix64(seed + 0x9e3779b97f4a7c15ULL); }
+inline uint64_t uniform01_bits(uint64_t key, uint64_t index) {
+  return mix64(key ^ (index * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL)) >> 40;
+}
+
 // Uniform in [0, 1) with 24 random bits (exactly representable as float) for element `index`
 // under `seed`. The seed is mixed on its own first so that neighbouring seeds give unrelated
 // streams rather than shifted copies of one stream.
 inline float uniform01(uint64_t seed, uint64_t index) {
-  const uint64_t key = mix64(seed + 0x9e3779b97f4a7c15ULL);
-  const uint64_t h = mix64(key ^ (index * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL));
-  return static_cast<float>(h >> 40) * (1.0f / 16777216.0f);
+  return static_cast<float>(uniform01_bits(uniform01_key(seed), index)) * (1.0f / 16777216.0f);
 }
 
 // An id stored as a float: checks it is an integer in [0, bound) and returns it; otherwise throws

@@ -5,6 +5,9 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include <cmath>
+#include <type_traits>
+
 #include <algorithm>
 
 namespace attnlab::basic {
@@ -101,15 +104,28 @@ class Dropout final : public Node {
   void apply(const StepInfo& step, const float* in, float* out, int64_t n, bool accumulate) const {
     const bool active = step.training && p_ > 0.0f;
     const float keep_scale = active ? 1.0f / (1.0f - p_) : 1.0f;
-    const float p = p_;
-    const uint64_t seed = step.seed;
-    tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, kElementGrain), [&](const tbb::blocked_range<int64_t>& r) {
-      for (int64_t i = r.begin(); i < r.end(); ++i) {
-        const float m = !active || uniform01(seed, static_cast<uint64_t>(i)) >= p ? keep_scale : 0.0f;
-        if (accumulate) out[i] += m * in[i];
-        else out[i] = m * in[i];
-      }
-    });
+    if (!active) {
+      tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, kElementGrain), [&](const tbb::blocked_range<int64_t>& r) {
+        for (int64_t i = r.begin(); i < r.end(); ++i) out[i] = accumulate ? out[i] + in[i] : in[i];
+      });
+      return;
+    }
+    // uniform01 is (24 random bits) / 2^24, so uniform01 >= p exactly when those bits reach
+    // ceil(p · 2^24) (exact in float: a power-of-two scaling). Comparing the integers keeps the
+    // loop free of conversions and branches, so it vectorises; the mask is the very same.
+    const uint64_t threshold = static_cast<uint64_t>(std::ceil(p_ * 16777216.0f));
+    const uint64_t key = uniform01_key(step.seed);
+    auto run = [&](auto accumulate_tag) {
+      tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, kElementGrain), [&](const tbb::blocked_range<int64_t>& r) {
+        for (int64_t i = r.begin(); i < r.end(); ++i) {
+          const float m = uniform01_bits(key, static_cast<uint64_t>(i)) >= threshold ? keep_scale : 0.0f;
+          if constexpr (decltype(accumulate_tag)::value) out[i] += m * in[i];
+          else out[i] = m * in[i];
+        }
+      });
+    };
+    if (accumulate) run(std::true_type{});
+    else run(std::false_type{});
   }
 
   float p_;

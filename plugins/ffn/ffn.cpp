@@ -15,6 +15,7 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -86,10 +87,12 @@ class FeedForward : public Node {
     if (act_ == Activation::Relu) {
       float* a = ctx.saved[0].data();  // x·w1 + b1, then its ReLU in place
       gemm(Trans::No, Trans::No, N, H, D, 1.0f, x.data(), D, ctx.params[0].data(), H, 0.0f, a, H);
-      elementwise(N * H, [&](int64_t i) {
-        const float z = a[i] + b1[i % H];
-        a[i] = z > 0.0f ? z : 0.0f;
-      });
+      by_rows(N, H, [&](float* row) {
+        for (int64_t j = 0; j < H; ++j) {
+          const float z = row[j] + b1[j];
+          row[j] = z > 0.0f ? z : 0.0f;
+        }
+      }, a);
       gemm(Trans::No, Trans::No, N, D, H, 1.0f, a, H, ctx.params[2].data(), D, 0.0f, y, D);
       Eigen::Map<RowMajorMatrix>(y, N, D).rowwise() += Eigen::Map<const Eigen::RowVectorXf>(ctx.params[3].data(), D);
       return;
@@ -97,11 +100,14 @@ class FeedForward : public Node {
     float* h = ctx.saved[0].data();
     float* a = ctx.saved[1].data();
     gemm(Trans::No, Trans::No, N, H, D, 1.0f, x.data(), D, ctx.params[0].data(), H, 0.0f, h, H);
-    elementwise(N * H, [&](int64_t i) {  // GELU, tanh form
-      h[i] += b1[i % H];
-      const float z = h[i];
-      a[i] = 0.5f * z * (1.0f + std::tanh(kSqrt2OverPi * (z + kGeluCubic * z * z * z)));
-    });
+    by_rows(N, H, [&](float* row) {  // GELU, tanh form
+      float* act = a + (row - h);
+      for (int64_t j = 0; j < H; ++j) {
+        const float z = row[j] + b1[j];
+        row[j] = z;
+        act[j] = 0.5f * z * (1.0f + std::tanh(kSqrt2OverPi * (z + kGeluCubic * z * z * z)));
+      }
+    }, h);
     gemm(Trans::No, Trans::No, N, D, H, 1.0f, a, H, ctx.params[2].data(), D, 0.0f, y, D);
     Eigen::Map<RowMajorMatrix>(y, N, D).rowwise() += Eigen::Map<const Eigen::RowVectorXf>(ctx.params[3].data(), D);
   }
@@ -166,6 +172,16 @@ class FeedForward : public Node {
     tbb::parallel_for(int64_t{0}, (n + kChunk - 1) / kChunk, [&](int64_t c) {
       const int64_t end = std::min(n, (c + 1) * kChunk);
       for (int64_t i = c * kChunk; i < end; ++i) f(i);
+    });
+  }
+
+  // Applies f to each row of the rows x cols matrix at m, in parallel blocks of rows: the inner
+  // loop over a row's columns indexes the bias directly (no i % cols per element), so it vectorises.
+  template <class F>
+  static void by_rows(int64_t rows, int64_t cols, F&& f, float* m) {
+    const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, cols));
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, grain), [&](const tbb::blocked_range<int64_t>& r) {
+      for (int64_t i = r.begin(); i < r.end(); ++i) f(m + i * cols);
     });
   }
 

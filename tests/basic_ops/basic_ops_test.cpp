@@ -3,6 +3,7 @@
 // (identical for 1 and 2 threads and across calls with one seed, different with another, rate
 // close to p), mask values, and the messages of user errors.
 #include "node/plugin_loader.h"
+#include "basic_ops.h"  // uniform01, the mask's definition
 
 #include <gtest/gtest.h>
 #include <gmock/gmock.h>
@@ -193,6 +194,18 @@ TEST(Dropout, DropsAFractionCloseToPAndScalesTheRest) {
     }
     // Binomial standard deviation sqrt(p(1-p)/n) ≤ 0.001 here; allow five of them.
     EXPECT_NEAR(double(dropped) / kDropoutSize, p, 0.005) << "p = " << p;
+  }
+}
+
+// The mask is its definition, uniform01(seed, i) >= p, element for element, including values of p
+// whose p·2^24 is not a whole number (the node compares the random bits with an integer threshold).
+TEST(Dropout, MaskIsUniform01AtLeastP) {
+  for (float p : {0.1f, 0.3f, 1.0f / 3.0f, 0.5f, 0.999f}) {
+    const std::vector<float> y = dropout_output(11, 2, p);
+    for (int64_t i = 0; i < kDropoutSize; ++i) {
+      const float expected = basic::uniform01(11, static_cast<uint64_t>(i)) >= p ? 1.0f / (1.0f - p) : 0.0f;
+      ASSERT_EQ(y[i], expected) << "p = " << p << ", element " << i;
+    }
   }
 }
 

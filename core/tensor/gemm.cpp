@@ -105,15 +105,15 @@ constexpr int64_t kMinCols = 256;
 
 #if !defined(ATTNLAB_GEMM_OPENBLAS)
 // Whether a product runs on the packed kernel or on Eigen (when the packed kernel is selected at
-// all). Depends only on the shape and transposes, so a given product is always computed the same
-// way, whatever the thread count. Measured (docs/performance.md, "Small products"; one thread,
-// packed/Eigen rate): the packed kernel is as fast or faster on every shape except when op(B) is
-// the transpose of the stored B and C has few rows — packing Bᵀ transposes it (a gather per 16
-// floats), and that cost is spread over only m rows: 32×32×64 NT 0.89, 64×64×64 NT 0.94,
-// 64×512×512 NT 0.92, 128×512×512 NT 0.98, but 256×256×64 NT 1.08 and 2048×512×512 NT 1.13.
-// Untransposed B is packed with plain copies and pays even for attention's per-head products
-// (32×64×32 NN 1.03, 24×32×24 NN 1.27, 32×32×64 TN 1.05).
-bool packed_pays(Trans tb, int64_t m) { return !(tb == Trans::Yes && m < 256); }
+// all). Depends only on the shape, so a given product is always computed the same way, whatever
+// the thread count. Packing op(B) costs about as much as one row of C, packing op(A) about one
+// column of C, so the packed kernel needs several rows and columns to pay: with a single row (or
+// column) it runs at a third to half of Eigen's rate, which switches to a matrix-vector product
+// (small/1x512x512: Eigen 9.6, packed 2.3–4.1 GFLOP/s); from 8 rows on the two are level
+// (8x512x512: 27–35 against 32–33) and above that the packed kernel is ahead, attention's
+// per-head products included (32x64x32 NN 48 → 64, 24x24x32 NN 23 → 38). Measured with
+// gemm_bench's small/ family, one thread; docs/performance.md has the table.
+bool packed_pays(int64_t m, int64_t n) { return m >= 8 && n >= 8; }
 #endif
 
 }  // namespace
@@ -125,7 +125,7 @@ void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, cons
   constexpr bool can_split = false;  // calls are serialised anyway (see openblas_mutex)
 #else
   constexpr bool can_split = true;
-  if (use_avx512() && packed_pays(tb, m)) {
+  if (use_avx512() && packed_pays(m, n)) {
     // Splits rows (and, for few rows, columns) into tasks that share one packed copy of B; the
     // result does not depend on the split at all (sgemm_avx512.h).
     sgemm_avx512::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, m * n * k >= kSplitFlops);
@@ -167,7 +167,7 @@ void gemm_batched(Trans ta, Trans tb, int64_t batch, int64_t m, int64_t n, int64
   // Small per-head products: group several into one task so that scheduling does not dominate.
   const int64_t per_task = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, m * n * k));
 #if !defined(ATTNLAB_GEMM_OPENBLAS)
-  const bool packed = use_avx512() && packed_pays(tb, m);
+  const bool packed = use_avx512() && packed_pays(m, n);
 #else
   constexpr bool packed = false;
 #endif

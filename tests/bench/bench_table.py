@@ -25,11 +25,11 @@ def main(path):
         for counter in ("GFLOP/s", "GB/s", "Gelem/s"):
             if counter in b:
                 best[(name, counter)] = max(best.get((name, counter), 0.0), b[counter])
-    # gemm/<shape>/<variant>/<threads>[/real_time] -> rows of shapes, columns of variants
+    # gemm/<shape>/<variant>/<threads>[/real_time] (and small/...) -> rows of shapes, columns of variants
     rows, cols, cells = OrderedDict(), OrderedDict(), {}
     for (name, counter), value in best.items():
         parts = [p for p in name.split("/") if p not in ("real_time", "process_time")]
-        if parts[0] == "gemm":
+        if parts[0] in ("gemm", "small"):
             row, col = parts[1], "/".join(parts[2:])
         elif parts[0] == "peak":
             print(f"- single-precision peak, {parts[1]} register-blocked FMA loop, 1 thread: {value:.1f} GFLOP/s")

@@ -194,6 +194,28 @@ void BM_Gemm(benchmark::State& state, Problem p, Variant v) {
       benchmark::Counter(2.0 * p.m * p.n * p.k * p.batch * state.iterations() * 1e-9, benchmark::Counter::kIsRate);
 }
 
+// ---- small products: which kernel gemm() should pick ----------------------------------------------
+
+// Products with a small dimension, single-threaded, on each of `items` independent operand sets
+// (like attention's per-head products, or decoding's few rows): Eigen's product against the packed
+// kernel, for the shape rule in core/tensor/gemm.cpp (packed_pays). Names:
+// small/<m>x<n>x<k>_<op(A)><op(B)>/{eigen,packed}/1.
+const int64_t kSmallShapes[][3] = {{1, 512, 512},  {8, 512, 512},  {16, 512, 512}, {128, 512, 512},
+                                   {2048, 8, 512}, {2048, 16, 512}, {64, 64, 4},    {256, 256, 8},
+                                   {32, 32, 16},   {24, 24, 32},   {32, 32, 64},   {32, 64, 32}};
+
+void BM_Small(benchmark::State& state, Problem p, Variant v) {
+  p.batch = std::max<int64_t>(4, (int64_t{1} << 22) / (p.m * p.n * p.k));
+  Operands o = make_operands(p);
+  for (auto _ : state) {
+    run(p, o, v);
+    benchmark::DoNotOptimize(o.c.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * p.m * p.n * p.k * p.batch * state.iterations() * 1e-9, benchmark::Counter::kIsRate);
+}
+
 // ---- single-precision peak ----------------------------------------------------------------------
 
 // 12 independent accumulators hide the FMA latency (4 cycles × 2 ports needs ≥ 8 in flight), each
@@ -283,6 +305,17 @@ int main(int argc, char** argv) {
         benchmark::RegisterBenchmark((base + "/cpu").c_str(), BM_Gemm, p, v)->MeasureProcessCPUTime();
       }
     }
+  if (packed_runs)
+    for (const auto& shape : kSmallShapes)
+      for (Trans ta : {Trans::No, Trans::Yes})
+        for (Trans tb : {Trans::No, Trans::Yes}) {
+          const Problem p{"small", ta, tb, shape[0], shape[1], shape[2]};
+          const std::string base = "small/" + std::to_string(p.m) + "x" + std::to_string(p.n) + "x" +
+                                   std::to_string(p.k) + "_" + (ta == Trans::Yes ? "T" : "N") +
+                                   (tb == Trans::Yes ? "T" : "N");
+          benchmark::RegisterBenchmark((base + "/eigen/1").c_str(), BM_Small, p, Variant::Eigen1);
+          benchmark::RegisterBenchmark((base + "/packed/1").c_str(), BM_Small, p, Variant::Packed1);
+        }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -7,6 +7,9 @@
 // Threading: gemm() may split the work into tbb::parallel_for tasks; it never starts threads of its
 // own (the BLAS behind it is a serial build). Call it from inside the executor's task arena.
 // The backend (Eigen or OpenBLAS) is chosen at build time by measurement: docs/performance.md.
+// With Eigen, products with at least 8 rows and 8 columns run on attnlab's own packed AVX-512
+// kernel (tensor/sgemm_avx512.h) when the CPU has AVX-512; the environment variable
+// ATTNLAB_GEMM_KERNEL=eigen (read once) keeps every product on Eigen.
 #pragma once
 
 #include <cstdint>
@@ -32,7 +35,8 @@ void gemm_count_enable(bool enabled);
 void gemm_count_reset();
 int64_t gemm_counted_madds();
 
-// Which backend this build uses ("openblas-serial" or "eigen"), for reports and benchmarks.
+// Which backend this build uses ("openblas-serial", "eigen", or "avx512-packed" when the packed
+// AVX-512 kernel is in use), for reports and benchmarks.
 const char* gemm_backend();
 
 }  // namespace attnlab

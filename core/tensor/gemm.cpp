@@ -107,13 +107,14 @@ constexpr int64_t kMinCols = 256;
 // Whether a product runs on the packed kernel or on Eigen (when the packed kernel is selected at
 // all). Depends only on the shape, so a given product is always computed the same way, whatever
 // the thread count. Packing op(B) costs about as much as one row of C, packing op(A) about one
-// column of C, so the packed kernel needs several rows and columns to pay: with a single row (or
-// column) it runs at a third to half of Eigen's rate, which switches to a matrix-vector product
-// (small/1x512x512: Eigen 9.6, packed 2.3–4.1 GFLOP/s); from 8 rows on the two are level
-// (8x512x512: 27–35 against 32–33) and above that the packed kernel is ahead, attention's
-// per-head products included (32x64x32 NN 48 → 64, 24x24x32 NN 23 → 38). Measured with
-// gemm_bench's small/ family, one thread; docs/performance.md has the table.
-bool packed_pays(int64_t m, int64_t n) { return m >= 8 && n >= 8; }
+// column, so the packed kernel needs a few rows and columns to pay; with a very short k, each
+// tile's store of C outweighs its few multiply-adds. Measured (gemm_bench's small/ family, one
+// thread, GFLOP/s Eigen → packed; docs/performance.md has the full table): one row 10.4–11.2 →
+// 2.1–5.0 (Eigen switches to a matrix-vector product); 8 rows level (31.5–35.6 → 30.6–34.3);
+// 2048x8x512 NN 29.4 → 24.8 but TN 6.6 → 11.4; 64x64x4 19.0–21.1 → 18.1–19.5; 256x256x8
+// 40.1–42.6 → 43.5–44.9; attention's per-head products all gain (32x64x32 71.4 → 85.0 NN,
+// 62.5 → 77.9 NT; 24x24x32 43.3 → 55.5 NN); 128 rows and up gain 8–40 %.
+bool packed_pays(int64_t m, int64_t n, int64_t k) { return m >= 8 && n >= 8 && k >= 8; }
 #endif
 
 }  // namespace
@@ -125,7 +126,7 @@ void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, cons
   constexpr bool can_split = false;  // calls are serialised anyway (see openblas_mutex)
 #else
   constexpr bool can_split = true;
-  if (use_avx512() && packed_pays(m, n)) {
+  if (use_avx512() && packed_pays(m, n, k)) {
     // Splits rows (and, for few rows, columns) into tasks that share one packed copy of B; the
     // result does not depend on the split at all (sgemm_avx512.h).
     sgemm_avx512::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, m * n * k >= kSplitFlops);
@@ -167,7 +168,7 @@ void gemm_batched(Trans ta, Trans tb, int64_t batch, int64_t m, int64_t n, int64
   // Small per-head products: group several into one task so that scheduling does not dominate.
   const int64_t per_task = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, m * n * k));
 #if !defined(ATTNLAB_GEMM_OPENBLAS)
-  const bool packed = use_avx512() && packed_pays(m, n);
+  const bool packed = use_avx512() && packed_pays(m, n, k);
 #else
   constexpr bool packed = false;
 #endif

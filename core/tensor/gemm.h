@@ -7,9 +7,9 @@
 // Threading: gemm() may split the work into tbb::parallel_for tasks; it never starts threads of its
 // own (the BLAS behind it is a serial build). Call it from inside the executor's task arena.
 // The backend (Eigen or OpenBLAS) is chosen at build time by measurement: docs/performance.md.
-// With Eigen, products with at least 8 rows and 8 columns run on attnlab's own packed AVX-512
-// kernel (tensor/sgemm_avx512.h) when the CPU has AVX-512; the environment variable
-// ATTNLAB_GEMM_KERNEL=eigen (read once) keeps every product on Eigen.
+// With Eigen, products with at least 8 rows, 8 columns and 8 inner steps run on attnlab's own
+// packed AVX-512 kernel (tensor/sgemm_avx512.h) when the CPU has AVX-512; the environment
+// variable ATTNLAB_GEMM_KERNEL=eigen (read once) keeps every product on Eigen.
 #pragma once
 
 #include <cstdint>

@@ -51,7 +51,8 @@ bool cpu_supported();
 
 // Which kernel gemm() and gemm_batched() use. gemm.cpp reads the environment variable
 // ATTNLAB_GEMM_KERNEL once, at the first product: unset, "" or "auto" — this kernel when the CPU
-// has AVX-512, Eigen otherwise; "eigen" — Eigen (the fallback, selectable to compare and to test
+// has AVX-512 (for every product whose shape makes packing pay: gemm.cpp's packed_pays), Eigen
+// otherwise; "eigen" — Eigen (the fallback, selectable to compare and to test
 // it on any CPU); "avx512" — this kernel. An unknown value, or "avx512" on a CPU without AVX-512,
 // throws std::invalid_argument naming the variable and the accepted values.
 enum class KernelChoice { Eigen, Avx512 };

@@ -9,6 +9,7 @@
 #include "tensor/sgemm_avx512.h"
 
 #include <gtest/gtest.h>
+#include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 
 #include <cmath>
@@ -149,6 +150,40 @@ TEST(SgemmAvx512, SerialAndSplitAreBitwiseIdenticalForOneAndTwoThreads) {
         for (int run = 0; run < 5; ++run)
           ASSERT_EQ(serial, packed_product(s, ta, tb, true, 2)) << s.m << "x" << s.n << "x" << s.k << " run " << run;
       }
+}
+
+// Split products started from concurrent tasks (as independent nodes do): with the packed kernel
+// each takes its own shared-B buffer from the pool, and a thread waiting inside one product may
+// run another's tasks. Every result must equal the same product computed alone, bitwise. A guard
+// rather than a reliable reproducer: the race it guards against (a thread-local shared-B buffer,
+// overwritten by a product the waiting thread picks up) depends on timing and did not show in
+// three runs with that mistake put in on purpose.
+TEST(SgemmAvx512, ConcurrentSplitProductsAreCorrect) {
+  const Shape s{300, 96, 600};  // above gemm()'s split threshold, k in three blocks
+  const int products = 8;
+  std::vector<Operands> ops;
+  std::vector<std::vector<float>> want;
+  tbb::task_arena one_thread(1);
+  for (int i = 0; i < products; ++i) {
+    ops.push_back(make(s, Trans::No, Trans::Yes, false, 200 + unsigned(i)));
+    Operands alone = ops.back();
+    one_thread.execute([&] {
+      gemm(Trans::No, Trans::Yes, s.m, s.n, s.k, 1.0f, alone.a.data(), alone.lda, alone.b.data(), alone.ldb, 0.0f,
+           alone.c.data(), alone.ldc);
+    });
+    want.push_back(alone.c);
+  }
+  tbb::task_arena arena(2);
+  for (int round = 0; round < 50; ++round) {
+    std::vector<Operands> got = ops;
+    arena.execute([&] {
+      tbb::parallel_for(0, products, [&](int i) {
+        Operands& o = got[i];
+        gemm(Trans::No, Trans::Yes, s.m, s.n, s.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f, o.c.data(), o.ldc);
+      });
+    });
+    for (int i = 0; i < products; ++i) ASSERT_EQ(got[i].c, want[i]) << "product " << i << " round " << round;
+  }
 }
 
 // gemm_batched() on the attention shapes (whichever kernel it picks for them) against the reference,

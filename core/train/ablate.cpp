@@ -457,99 +457,112 @@ std::string error_lines(const fs::path& log_file, int code) {
   return out.empty() ? "attnlab run exited with code " + std::to_string(code) + " (see " + log_file.string() + ")" : out;
 }
 
-}  // namespace
-
-AblationResult run_ablation(const AblateOptions& options, const Registry& registry) {
-  std::ostream& log = options.log ? *options.log : std::cerr;
-  AblateBaseline baseline = load_baseline(options.experiment_file, options.sets, options.uses, registry);
-  std::vector<AblateAxis> axes = sweep_axes(baseline, options.vary, registry);
-  if (axes.empty())
-    throw AblateError("nothing to vary: give --vary KEY=V1,V2 (such as heads=1,4,16) or an ablate section in the experiment");
-  std::vector<AblateVariant> variants = expand_variants(axes, baseline, options.grid);
-
-  AblationResult result;
-  result.out_dir = options.out_dir.empty() ? fs::path("ablations") / baseline.experiment_name : options.out_dir;
-  fs::create_directories(result.out_dir);
-  log << "ablation of " << baseline.experiment_name << ": " << variants.size() << " runs (baseline and " << variants.size() - 1
-      << " variants) in " << result.out_dir.string() << "\n";
-
-  // Each variant's slot in the results (baseline first), filled as variants finish.
-  result.variants.resize(variants.size());
-  std::vector<size_t> pending;
-  for (size_t i = 0; i < variants.size(); ++i) {
-    const AblateVariant& variant = variants[i];
-    VariantResult& r = result.variants[i];
-    r.variant = variant;
-    r.status = "not run";
-    r.reason = "the sweep was interrupted";
-    const fs::path result_file = result.out_dir / variant.id / "result.json";
-    if (fs::exists(result_file)) {
-      std::ifstream in(result_file);
-      nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-      if (!j.is_discarded()) {
-        log << label_of(i, variants) << ": finished earlier (" << j.value("status", "?") << "), skipped\n";
-        r = from_json(j, variant);
-        continue;
-      }
-    }
-    pending.push_back(i);
+// One invocation of a sweep: which variants are still to run, how each one's run is prepared and
+// its result recorded, and the two ways of running them (in this process one after another, or as
+// concurrent `attnlab run` children).
+class Sweep {
+ public:
+  Sweep(const AblateOptions& options, const Registry& registry, std::vector<AblateVariant> variants, fs::path out_dir)
+      : options_(options), registry_(registry), log_(options.log ? *options.log : std::cerr), variants_(std::move(variants)) {
+    result_.out_dir = std::move(out_dir);
   }
 
-  // Prepares a variant's run: its options, and its directory (cleared when it holds a start that
-  // saved no checkpoint, which cannot be resumed).
-  auto prepare = [&](size_t i) {
-    const AblateVariant& variant = variants[i];
-    const fs::path dir = result.out_dir / variant.id;
+  AblationResult run(const AblateBaseline& baseline) {
+    fs::create_directories(result_.out_dir);
+    log_ << "ablation of " << baseline.experiment_name << ": " << variants_.size() << " runs (baseline and "
+         << variants_.size() - 1 << " variants) in " << result_.out_dir.string() << "\n";
+    find_pending();
+    if (options_.parallel <= 1) run_in_process();
+    else run_as_children();
+    if (!baseline_failure_.empty())
+      throw AblateError("the baseline run failed, so the sweep stopped (fix the cause and run the same command again):\n" +
+                        baseline_failure_);
+    write_ablation_results(result_.out_dir, baseline.experiment_name, baseline, result_.variants);
+    return result_;
+  }
+
+ private:
+  fs::path dir_of(size_t i) const { return result_.out_dir / variants_[i].id; }
+  bool may_start_more() const { return !result_.interrupted && baseline_failure_.empty(); }
+
+  // Each variant's slot in the results (baseline first): those with a result.json from an earlier
+  // invocation are filled from it; the others are pending, "not run" until they finish.
+  void find_pending() {
+    result_.variants.resize(variants_.size());
+    for (size_t i = 0; i < variants_.size(); ++i) {
+      VariantResult& r = result_.variants[i];
+      r.variant = variants_[i];
+      r.status = "not run";
+      r.reason = "the sweep was interrupted";
+      const fs::path result_file = dir_of(i) / "result.json";
+      if (fs::exists(result_file)) {
+        std::ifstream in(result_file);
+        nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+        if (!j.is_discarded()) {
+          log_ << label_of(i, variants_) << ": finished earlier (" << j.value("status", "?") << "), skipped\n";
+          r = from_json(j, variants_[i]);
+          continue;
+        }
+      }
+      pending_.push_back(i);
+    }
+  }
+
+  // A variant's run options, and its directory (cleared when it holds a start that saved no
+  // checkpoint, which cannot be resumed).
+  RunOptions prepare(size_t i) const {
+    const fs::path dir = dir_of(i);
     RunOptions run;
-    run.experiment_file = options.experiment_file;
-    run.sets = options.sets;
-    run.uses = options.uses;
-    for (const AblateChange& c : variant.changes)
+    run.experiment_file = options_.experiment_file;
+    run.sets = options_.sets;
+    run.uses = options_.uses;
+    for (const AblateChange& c : variants_[i].changes)
       (c.kind == AblateChange::Kind::Slot ? run.uses : run.sets).push_back(change_text(c));
     run.out_dir = dir;
-    run.data_root = options.data_root;
-    run.threads = options.threads;
-    run.seed = options.seed;
-    run.log = &log;
-    run.progress_terminal = options.progress_terminal;
+    run.data_root = options_.data_root;
+    run.threads = options_.threads;
+    run.seed = options_.seed;
+    run.log = &log_;
+    run.progress_terminal = options_.progress_terminal;
     const bool has_checkpoints = fs::is_directory(dir / "checkpoints") && !fs::is_empty(dir / "checkpoints");
     if (!has_checkpoints && fs::exists(dir)) fs::remove_all(dir);
     run.resume = has_checkpoints;
     std::string line = "attnlab run";
-    if (!options.experiment_file.empty()) line += " " + options.experiment_file.string();
+    if (!options_.experiment_file.empty()) line += " " + options_.experiment_file.string();
     for (const auto& s : run.sets) line += " --set '" + s + "'";
     for (const auto& u : run.uses) line += " --use '" + u + "'";
     line += " --out " + dir.string();
     run.command_line = line;
-    log << label_of(i, variants) << (run.resume ? ": resuming from its checkpoint" : ": running") << "\n";
+    log_ << label_of(i, variants_) << (run.resume ? ": resuming from its checkpoint" : ": running") << "\n";
     return run;
-  };
+  }
+
   // A failing baseline stops the sweep: without it nothing can be compared, and its cause (a
   // missing data directory, a bad --set) would most likely fail every variant too. Neither it nor
   // a variant failing meanwhile is recorded as finished, so that the next invocation tries again.
-  std::string baseline_failure;
-  auto record = [&](size_t i, VariantResult r) {
-    const fs::path dir = result.out_dir / variants[i].id;
-    if (r.status == "failed") log << label_of(i, variants) << ": FAILED: " << r.reason << "\n";
-    if (r.status == "failed" && variants[i].changes.empty()) baseline_failure = r.reason;
-    if (r.status == "ok" || (r.status == "failed" && baseline_failure.empty())) {
-      fs::create_directories(dir);
-      write_atomically(dir / "result.json", to_json(r).dump(2) + "\n");
+  void record(size_t i, VariantResult r) {
+    if (r.status == "failed") log_ << label_of(i, variants_) << ": FAILED: " << r.reason << "\n";
+    if (r.status == "failed" && variants_[i].changes.empty()) baseline_failure_ = r.reason;
+    if (r.status == "ok" || (r.status == "failed" && baseline_failure_.empty())) {
+      fs::create_directories(dir_of(i));
+      write_atomically(dir_of(i) / "result.json", to_json(r).dump(2) + "\n");
     }
-    result.variants[i] = std::move(r);
-  };
+    result_.variants[i] = std::move(r);
+  }
 
-  if (options.parallel <= 1) {
-    for (size_t i : pending) {
-      if (result.interrupted || !baseline_failure.empty()) break;
+  // --parallel 1: one variant after another in this process, each with all threads.
+  void run_in_process() {
+    for (size_t i : pending_) {
+      if (!may_start_more()) break;
       RunOptions run = prepare(i);
       VariantResult r;
-      r.variant = variants[i];
+      r.variant = variants_[i];
       try {
-        RunResult rr = run_experiment(run, registry);
+        RunResult rr = run_experiment(run, registry_);
         if (rr.interrupted) {
-          log << label_of(i, variants) << ": interrupted at step " << rr.steps << " (checkpoint saved); run the same command again to resume\n";
-          result.interrupted = true;
+          log_ << label_of(i, variants_) << ": interrupted at step " << rr.steps
+               << " (checkpoint saved); run the same command again to resume\n";
+          result_.interrupted = true;
           r.status = "not run";
           r.reason = "interrupted at step " + std::to_string(rr.steps);
           record(i, r);
@@ -573,36 +586,44 @@ AblationResult run_ablation(const AblateOptions& options, const Registry& regist
       }
       record(i, r);
     }
-  } else {
-    if (options.executable.empty()) throw AblateError("parallel variants need the attnlab executable to start");
-    int total_threads = options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const int child_threads = std::max(1, total_threads / options.parallel);
+  }
+
+  // The `attnlab run` command line of a child process for `run`.
+  std::vector<std::string> child_arguments(const RunOptions& run, int threads) const {
+    std::vector<std::string> args = {options_.executable.string(), "run"};
+    if (!run.experiment_file.empty()) args.push_back(run.experiment_file.string());
+    for (const auto& s : run.sets) args.insert(args.end(), {"--set", s});
+    for (const auto& u : run.uses) args.insert(args.end(), {"--use", u});
+    args.insert(args.end(), {"--out", run.out_dir.string(), "--threads", std::to_string(threads)});
+    if (run.resume) args.push_back("--resume");
+    if (options_.seed != 0) args.insert(args.end(), {"--seed", std::to_string(options_.seed)});
+    if (!options_.data_root.empty()) args.insert(args.end(), {"--data", options_.data_root.string()});
+    for (const auto& dir : options_.plugin_paths) args.insert(args.end(), {"--plugin-path", fs::absolute(dir).string()});
+    return args;
+  }
+
+  // --parallel N: up to N `attnlab run` children at once, threads / N each.
+  void run_as_children() {
+    if (options_.executable.empty()) throw AblateError("parallel variants need the attnlab executable to start");
+    const int total_threads =
+        options_.threads > 0 ? options_.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int child_threads = std::max(1, total_threads / options_.parallel);
     InterruptGuard interrupt;  // the children get their own SIGINT from the terminal; a signal to us alone is passed on
     std::map<pid_t, size_t> running;
     size_t next = 0;
     bool forwarded = false;
-    while ((!result.interrupted && baseline_failure.empty() && next < pending.size()) || !running.empty()) {
+    while ((may_start_more() && next < pending_.size()) || !running.empty()) {
       if (interrupt.stop_requested()) {
-        result.interrupted = true;
+        result_.interrupted = true;
         if (!forwarded)
           for (const auto& [pid, i] : running) ::kill(pid, SIGINT);
         forwarded = true;
       }
-      while (!result.interrupted && baseline_failure.empty() && next < pending.size() &&
-             static_cast<int>(running.size()) < options.parallel) {
-        const size_t i = pending[next++];
+      while (may_start_more() && next < pending_.size() && static_cast<int>(running.size()) < options_.parallel) {
+        const size_t i = pending_[next++];
         RunOptions run = prepare(i);
         fs::create_directories(run.out_dir);
-        std::vector<std::string> args = {options.executable.string(), "run"};
-        if (!run.experiment_file.empty()) args.push_back(run.experiment_file.string());
-        for (const auto& s : run.sets) args.insert(args.end(), {"--set", s});
-        for (const auto& u : run.uses) args.insert(args.end(), {"--use", u});
-        args.insert(args.end(), {"--out", run.out_dir.string(), "--threads", std::to_string(child_threads)});
-        if (run.resume) args.push_back("--resume");
-        if (options.seed != 0) args.insert(args.end(), {"--seed", std::to_string(options.seed)});
-        if (!options.data_root.empty()) args.insert(args.end(), {"--data", options.data_root.string()});
-        for (const auto& dir : options.plugin_paths) args.insert(args.end(), {"--plugin-path", fs::absolute(dir).string()});
-        running[spawn_logged(args, run.out_dir / "run.log")] = i;
+        running[spawn_logged(child_arguments(run, child_threads), run.out_dir / "run.log")] = i;
       }
       int status = 0;
       const pid_t pid = ::waitpid(-1, &status, WNOHANG);
@@ -615,27 +636,42 @@ AblationResult run_ablation(const AblateOptions& options, const Registry& regist
       const size_t i = it->second;
       running.erase(it);
       const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      const fs::path dir = result.out_dir / variants[i].id;
       VariantResult r;
-      r.variant = variants[i];
+      r.variant = variants_[i];
       if (code == 0) {
-        r = read_run_directory(dir, variants[i]);
+        r = read_run_directory(dir_of(i), variants_[i]);
       } else if (code == 130 || code == 143) {
-        result.interrupted = true;
+        result_.interrupted = true;
         r.status = "not run";
         r.reason = "interrupted (checkpoint saved)";
-        log << label_of(i, variants) << ": interrupted (checkpoint saved); run the same command again to resume\n";
+        log_ << label_of(i, variants_) << ": interrupted (checkpoint saved); run the same command again to resume\n";
       } else {
         r.status = "failed";
-        r.reason = error_lines(dir / "run.log", code);
+        r.reason = error_lines(dir_of(i) / "run.log", code);
       }
       record(i, r);
     }
   }
-  if (!baseline_failure.empty())
-    throw AblateError("the baseline run failed, so the sweep stopped (fix the cause and run the same command again):\n" + baseline_failure);
-  write_ablation_results(result.out_dir, baseline.experiment_name, baseline, result.variants);
-  return result;
+
+  const AblateOptions& options_;
+  const Registry& registry_;
+  std::ostream& log_;
+  const std::vector<AblateVariant> variants_;
+  AblationResult result_;
+  std::vector<size_t> pending_;
+  std::string baseline_failure_;
+};
+
+}  // namespace
+
+AblationResult run_ablation(const AblateOptions& options, const Registry& registry) {
+  AblateBaseline baseline = load_baseline(options.experiment_file, options.sets, options.uses, registry);
+  std::vector<AblateAxis> axes = sweep_axes(baseline, options.vary, registry);
+  if (axes.empty())
+    throw AblateError("nothing to vary: give --vary KEY=V1,V2 (such as heads=1,4,16) or an ablate section in the experiment");
+  fs::path out_dir = options.out_dir.empty() ? fs::path("ablations") / baseline.experiment_name : options.out_dir;
+  Sweep sweep(options, registry, expand_variants(axes, baseline, options.grid), std::move(out_dir));
+  return sweep.run(baseline);
 }
 
 // ---- Results -----------------------------------------------------------------------------------

@@ -233,6 +233,15 @@ class Elaborator {
   }
 
   // ---- declarations ----
+  // The phases of run(), in order.
+  const ast::Model* select_model(const ElaborateOptions& options);
+  void collect_declarations(const ast::Model& model);
+  void elaborate_input(const ast::InputDecl& in);
+  void elaborate_assign(const ast::Assign& a);
+  void elaborate_output(const ast::OutputDecl& o, std::set<std::string>& outputs);
+  void share_repeated_identities();
+  void check_sizes(const ir::InferredGraph& shapes);
+
   void declare(const std::string& name, const SourceFile& file, int offset);
   void collect(const ast::ParamDecl& d, const SourceFile& file);
   void collect(const ast::UseDecl& d, const SourceFile& file);
@@ -1029,133 +1038,119 @@ Value Elaborator::call_block(const BlockClosure& original, const Args& args, int
   return result;
 }
 
-ElaboratedModel Elaborator::run(const ElaborateOptions& options) {
+// The model the options name (the file's first model by default), or nullptr after an error.
+const ast::Model* Elaborator::select_model(const ElaborateOptions& options) {
   const LoadedFile& main = program_.main();
-  const ast::Model* model = nullptr;
   if (main.ast.models.empty()) {
     diags_.error(main.source->loc(-1), "no model in this file");
-    return {};
+    return nullptr;
   }
-  if (options.model.empty()) {
-    model = &main.ast.models.front();
-  } else {
-    std::vector<std::string> names;
-    for (const ast::Model& m : main.ast.models) {
-      names.push_back(m.name);
-      if (m.name == options.model) model = &m;
-    }
-    if (!model) {
-      diags_.error(main.source->loc(-1), "no model named '" + options.model + "'; models: " + join_names(names) +
-                                             did_you_mean(options.model, names));
-      return {};
-    }
+  if (options.model.empty()) return &main.ast.models.front();
+  std::vector<std::string> names;
+  for (const ast::Model& m : main.ast.models) {
+    names.push_back(m.name);
+    if (m.name == options.model) return &m;
   }
-  // Globals: every file's top-level declarations (imports first), then the model's own.
+  diags_.error(main.source->loc(-1), "no model named '" + options.model + "'; models: " + join_names(names) +
+                                         did_you_mean(options.model, names));
+  return nullptr;
+}
+
+// Globals: every file's top-level declarations (imports first), then the model's own.
+void Elaborator::collect_declarations(const ast::Model& model) {
   for (const LoadedFile& f : program_.files) {
     for (const auto& d : f.ast.params) collect(d, *f.source);
     for (const auto& d : f.ast.uses) collect(d, *f.source);
     for (const auto& d : f.ast.blocks) collect(d, *f.source);
   }
-  for (const ast::ModelItem& item : model->items) {
-    if (auto* d = boost::get<ast::ParamDecl>(&item)) collect(*d, *main.source);
-    if (auto* d = boost::get<ast::UseDecl>(&item)) collect(*d, *main.source);
-    if (auto* d = boost::get<ast::BlockDecl>(&item)) collect(*d, *main.source);
+  const SourceFile& main = *program_.main().source;
+  for (const ast::ModelItem& item : model.items) {
+    if (auto* d = boost::get<ast::ParamDecl>(&item)) collect(*d, main);
+    if (auto* d = boost::get<ast::UseDecl>(&item)) collect(*d, main);
+    if (auto* d = boost::get<ast::BlockDecl>(&item)) collect(*d, main);
   }
-  for (const Override& o : options.overrides) apply_override(o);
-  for (ParamEntry& p : params_) param(p);
-  if (!diags_.empty()) return {};  // inputs, blocks and nodes would only repeat the errors
+}
 
-  ElaboratedModel result;
-  result.name = model->name;
-  graph_.set_name(model->name);
-  file_ = main.source.get();
-  std::set<std::string> outputs;
-  try {
-    for (const ast::ModelItem& item : model->items) {
-      if (auto* in = boost::get<ast::InputDecl>(&item)) {
-        if (vars_.count(in->name) || declared_.count(in->name)) {
-          error(in->offset, "redefinition of '" + in->name + "'");
-          continue;
-        }
-        ir::GraphInput* gi = graph_.add_inputs();
-        gi->set_name(in->name);
-        if (in->kind != "ids" && in->kind != "mask" && in->kind != "real")
-          error(in->offset, "input kind must be ids, mask or real, not '" + in->kind + "'");
-        gi->set_kind(in->kind);
-        if (in->bound) {
-          Value b = eval(*in->bound);
-          if (b.kind == Value::Kind::Int && b.i > 0) gi->set_bound(b.i);
-          else if (b.kind != Value::Kind::None) error(in->bound->offset, "an input's bound must be a positive integer, got " + describe(b));
-        } else if (in->kind == "ids") {
-          error(in->offset, "ids input '" + in->name + "' needs its bound: ids(vocab)");
-        }
-        for (const ast::Expr& d : in->dims) {
-          // A bare name that is not a parameter is a symbolic dimension.
-          const ast::Name* bare = nullptr;
-          if (d.rest.empty())
-            if (auto* fwd = boost::get<x3::forward_ast<ast::Expr>>(&d.first); fwd && fwd->get().rest.empty())
-              if (auto* pf = boost::get<x3::forward_ast<ast::Postfix>>(&fwd->get().first); pf && pf->get().calls.empty())
-                bare = boost::get<ast::Name>(&pf->get().primary);
-          if (bare && !param_index_.count(bare->text)) {
-            gi->add_shape()->set_symbol(bare->text);
-            continue;
-          }
-          Value v = eval(d);
-          if (v.kind == Value::Kind::Int && v.i >= 0) gi->add_shape()->set_size(v.i);
-          else if (v.kind != Value::Kind::None) error(d.offset, "a dimension must be a non-negative integer or a symbol, got " + describe(v));
-        }
-        *gi->mutable_loc() = loc(in->offset);
-        Value v;
-        v.kind = Value::Kind::Tensor;
-        v.tensor.ref = in->name;
-        vars_[in->name] = v;
-      } else if (auto* a = boost::get<ast::Assign>(&item)) {
-        if (declared_.count(a->name)) {
-          error(a->offset, "'" + a->name + "' is a parameter, slot or block and cannot be assigned");
-          continue;
-        }
-        if (auto it = vars_.find(a->name); it != vars_.end() && it->second.kind == Value::Kind::Tensor &&
-                                           it->second.tensor.node.empty() && it->second.tensor.ref == a->name) {
-          error(a->offset, "'" + a->name + "' is a graph input and cannot be assigned");
-          continue;
-        }
-        push_frame(a->name);
-        Value v = eval(a->value);
-        frames_.pop_back();
-        vars_[a->name] = v;
-      } else if (auto* o = boost::get<ast::OutputDecl>(&item)) {
-        Value v = eval(o->value);
-        if (v.kind == Value::Kind::None) continue;
-        if (v.kind != Value::Kind::Tensor) {
-          error(o->value.offset, "output '" + o->name + "' must be a tensor, got " + describe(v));
-          continue;
-        }
-        if (!outputs.insert(o->name).second) {
-          error(o->offset, "duplicate output '" + o->name + "'");
-          continue;
-        }
-        ir::GraphOutput* go = graph_.add_outputs();
-        go->set_name(o->name);
-        go->set_value(v.tensor.ref);
-      }
-    }
-  } catch (const Abort&) {
-    return {};
+void Elaborator::elaborate_input(const ast::InputDecl& in) {
+  if (vars_.count(in.name) || declared_.count(in.name)) {
+    error(in.offset, "redefinition of '" + in.name + "'");
+    return;
   }
-  // Weight sharing: every node of an identity applied more than once gets that identity as scope.
+  ir::GraphInput* gi = graph_.add_inputs();
+  gi->set_name(in.name);
+  if (in.kind != "ids" && in.kind != "mask" && in.kind != "real")
+    error(in.offset, "input kind must be ids, mask or real, not '" + in.kind + "'");
+  gi->set_kind(in.kind);
+  if (in.bound) {
+    Value b = eval(*in.bound);
+    if (b.kind == Value::Kind::Int && b.i > 0) gi->set_bound(b.i);
+    else if (b.kind != Value::Kind::None) error(in.bound->offset, "an input's bound must be a positive integer, got " + describe(b));
+  } else if (in.kind == "ids") {
+    error(in.offset, "ids input '" + in.name + "' needs its bound: ids(vocab)");
+  }
+  for (const ast::Expr& d : in.dims) {
+    // A bare name that is not a parameter is a symbolic dimension.
+    const ast::Name* bare = nullptr;
+    if (d.rest.empty())
+      if (auto* fwd = boost::get<x3::forward_ast<ast::Expr>>(&d.first); fwd && fwd->get().rest.empty())
+        if (auto* pf = boost::get<x3::forward_ast<ast::Postfix>>(&fwd->get().first); pf && pf->get().calls.empty())
+          bare = boost::get<ast::Name>(&pf->get().primary);
+    if (bare && !param_index_.count(bare->text)) {
+      gi->add_shape()->set_symbol(bare->text);
+      continue;
+    }
+    Value v = eval(d);
+    if (v.kind == Value::Kind::Int && v.i >= 0) gi->add_shape()->set_size(v.i);
+    else if (v.kind != Value::Kind::None) error(d.offset, "a dimension must be a non-negative integer or a symbol, got " + describe(v));
+  }
+  *gi->mutable_loc() = loc(in.offset);
+  Value v;
+  v.kind = Value::Kind::Tensor;
+  v.tensor.ref = in.name;
+  vars_[in.name] = v;
+}
+
+void Elaborator::elaborate_assign(const ast::Assign& a) {
+  if (declared_.count(a.name)) {
+    error(a.offset, "'" + a.name + "' is a parameter, slot or block and cannot be assigned");
+    return;
+  }
+  if (auto it = vars_.find(a.name); it != vars_.end() && it->second.kind == Value::Kind::Tensor &&
+                                    it->second.tensor.node.empty() && it->second.tensor.ref == a.name) {
+    error(a.offset, "'" + a.name + "' is a graph input and cannot be assigned");
+    return;
+  }
+  push_frame(a.name);
+  Value v = eval(a.value);
+  frames_.pop_back();
+  vars_[a.name] = v;
+}
+
+void Elaborator::elaborate_output(const ast::OutputDecl& o, std::set<std::string>& outputs) {
+  Value v = eval(o.value);
+  if (v.kind == Value::Kind::None) return;
+  if (v.kind != Value::Kind::Tensor) {
+    error(o.value.offset, "output '" + o.name + "' must be a tensor, got " + describe(v));
+    return;
+  }
+  if (!outputs.insert(o.name).second) {
+    error(o.offset, "duplicate output '" + o.name + "'");
+    return;
+  }
+  ir::GraphOutput* go = graph_.add_outputs();
+  go->set_name(o.name);
+  go->set_value(v.tensor.ref);
+}
+
+// Weight sharing: every node of an identity applied more than once gets that identity as scope.
+void Elaborator::share_repeated_identities() {
   for (const auto& [identity, nodes] : identity_nodes_)
     if (nodes.size() > 1)
       for (int n : nodes) graph_.mutable_nodes(n)->set_param_scope(identity);
-  if (graph_.outputs_size() == 0 && diags_.empty()) diags_.error(main.source->loc(model->offset), "model '" + model->name + "' has no outputs");
-  if (!diags_.empty()) return {};
+}
 
-  try {
-    result.shapes = ir::validate_and_infer(graph_, registry_, options.dims);
-  } catch (const ir::GraphError& e) {
-    for (const ir::Diagnostic& d : e.diagnostics) diags_.error(d.loc, d.message);
-    return {};
-  }
-  // Bounded sizes: every value and parameter at the representative dimensions.
+// Bounded sizes: every graph input, parameter and output at the representative dimensions.
+void Elaborator::check_sizes(const ir::InferredGraph& shapes) {
   auto too_big = [](const Shape& s) {
     int64_t n = 1;
     for (int64_t d : s) {
@@ -1166,14 +1161,14 @@ ElaboratedModel Elaborator::run(const ElaborateOptions& options) {
     return n > kMaxTensorElements;
   };
   for (const ir::GraphInput& input : graph_.inputs()) {
-    auto it = result.shapes.value_shapes.find(input.name());
-    if (it != result.shapes.value_shapes.end() && too_big(it->second))
+    auto it = shapes.value_shapes.find(input.name());
+    if (it != shapes.value_shapes.end() && too_big(it->second))
       diags_.error(input.loc(), "graph input '" + input.name() + "' " + attnlab::to_string(it->second) + " is larger than " +
                                     std::to_string(kMaxTensorElements) + " elements");
   }
   for (int i = 0; i < graph_.nodes_size(); ++i) {
     const ir::NodeDef& node = graph_.nodes(i);
-    const NodeShapes& ns = result.shapes.node_shapes[i];
+    const NodeShapes& ns = shapes.node_shapes[i];
     for (const ParamSpec& p : ns.params)
       if (too_big(p.shape)) {
         diags_.error(node.loc(), "node '" + node.name() + "' (" + node.type() + "): parameter '" + p.name + "' " +
@@ -1185,6 +1180,42 @@ ElaboratedModel Elaborator::run(const ElaborateOptions& options) {
                                      " is larger than " + std::to_string(kMaxTensorElements) + " elements");
       }
   }
+}
+
+ElaboratedModel Elaborator::run(const ElaborateOptions& options) {
+  const ast::Model* model = select_model(options);
+  if (!model) return {};
+  collect_declarations(*model);
+  for (const Override& o : options.overrides) apply_override(o);
+  for (ParamEntry& p : params_) param(p);
+  if (!diags_.empty()) return {};  // inputs, blocks and nodes would only repeat the errors
+
+  ElaboratedModel result;
+  result.name = model->name;
+  graph_.set_name(model->name);
+  file_ = program_.main().source.get();
+  std::set<std::string> outputs;
+  try {
+    for (const ast::ModelItem& item : model->items) {
+      if (auto* in = boost::get<ast::InputDecl>(&item)) elaborate_input(*in);
+      else if (auto* a = boost::get<ast::Assign>(&item)) elaborate_assign(*a);
+      else if (auto* o = boost::get<ast::OutputDecl>(&item)) elaborate_output(*o, outputs);
+    }
+  } catch (const Abort&) {
+    return {};
+  }
+  share_repeated_identities();
+  if (graph_.outputs_size() == 0 && diags_.empty())
+    diags_.error(program_.main().source->loc(model->offset), "model '" + model->name + "' has no outputs");
+  if (!diags_.empty()) return {};
+
+  try {
+    result.shapes = ir::validate_and_infer(graph_, registry_, options.dims);
+  } catch (const ir::GraphError& e) {
+    for (const ir::Diagnostic& d : e.diagnostics) diags_.error(d.loc, d.message);
+    return {};
+  }
+  check_sizes(result.shapes);
   if (!diags_.empty()) return {};
   for (const ParamEntry& p : params_) {
     if (auto a = to_attr(p.value)) result.params.emplace_back(p.name, *a);

@@ -246,7 +246,8 @@ std::string to_dot(const GraphDef& graph) {
       if (node.inputs(i).empty()) continue;
       const ValueRef ref = parse_value(node.inputs(i));
       out += "  " + dot_quote(source_of(node.inputs(i))) + " -> " + dot_quote(node.name());
-      if (ref.port != 0) out += " [label=" + dot_quote(":" + std::to_string(ref.port)) + "]";
+      // (append, not const char* + std::string: GCC 12 warns falsely, -Wrestrict, on the latter.)
+      if (ref.port != 0) out += " [label=" + dot_quote(std::string(":").append(std::to_string(ref.port))) + "]";
       out += ";\n";
     }
   }
@@ -381,7 +382,7 @@ InferredGraph validate_and_infer(const GraphDef& graph, const Registry& registry
     for (int p = 0; p < node.inputs_size(); ++p) {
       const std::string& value = node.inputs(p);
       const std::string port_name =
-          schema && p < static_cast<int>(schema->inputs.size()) ? schema->inputs[p].name : "#" + std::to_string(p);
+          schema && p < static_cast<int>(schema->inputs.size()) ? schema->inputs[p].name : std::string("#").append(std::to_string(p));
       if (value.empty()) {
         if (schema && p < static_cast<int>(schema->inputs.size()) && !schema->inputs[p].optional) {
           report(node.loc(), node_prefix(node) + "input '" + port_name + "' is required but not connected");

@@ -62,7 +62,12 @@ std::string Diagnostics::format() const {
   for (const Diagnostic& d : items_) {
     if (!d.loc.file().empty()) {
       out += d.loc.file();
-      if (d.loc.line() > 0) out += ":" + std::to_string(d.loc.line()) + ":" + std::to_string(d.loc.column());
+      if (d.loc.line() > 0) {
+        out += ':';
+        out += std::to_string(d.loc.line());
+        out += ':';
+        out += std::to_string(d.loc.column());
+      }
       out += ": ";
     }
     out += "error: " + d.message + "\n";

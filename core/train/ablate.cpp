@@ -72,7 +72,10 @@ std::string change_text(const AblateChange& c) { return c.key + "=" + c.value; }
 
 std::string variant_id(const std::vector<AblateChange>& changes) {
   std::string raw;
-  for (const AblateChange& c : changes) raw += (raw.empty() ? "" : "+") + change_text(c);
+  for (const AblateChange& c : changes) {
+    if (!raw.empty()) raw += '+';
+    raw += change_text(c);
+  }
   std::string id;
   for (char ch : raw) {
     const bool ok = std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '=' || ch == '-' || ch == '+' || ch == '_';

@@ -74,7 +74,9 @@ TEST(TransformerBase, IsThePapersArchitecture) {
   // Embeddings scaled by sqrt(d_model); decoder self-attention causal; encoder's not.
   for (const auto& n : m.graph.nodes()) {
     Attrs a = registry().resolve_attrs(n.type(), ir::to_attrs(n));
-    if (n.type() == "embedding") EXPECT_NEAR(a.get_float("scale"), std::sqrt(512.0), 1e-9);
+    if (n.type() == "embedding") {
+      EXPECT_NEAR(a.get_float("scale"), std::sqrt(512.0), 1e-9);
+    }
     if (n.type() == "attention.scaled_dot") {
       EXPECT_EQ(a.get_int("d_k"), 64);
       EXPECT_EQ(a.get_int("heads"), 8);
@@ -83,7 +85,9 @@ TEST(TransformerBase, IsThePapersArchitecture) {
       EXPECT_EQ(a.get_bool("causal"), decoder_self) << n.name();
       EXPECT_NE(n.inputs(2), "") << n.name() << " has no padding mask";
     }
-    if (n.type() == "dropout") EXPECT_DOUBLE_EQ(a.get_float("p"), 0.1);
+    if (n.type() == "dropout") {
+      EXPECT_DOUBLE_EQ(a.get_float("p"), 0.1);
+    }
   }
   const ir::NodeDef* first = find_node(m.graph, "encoder.encoder_layer0.sublayer.self_attention.attention");
   ASSERT_NE(first, nullptr);
@@ -171,10 +175,16 @@ TEST(Overrides, UseChecksSlotAndType) {
 
 TEST(Overrides, ValuesAreExpressionsOverParameters) {
   ElaboratedModel m = base({"d_ff=4 * d_model", "posenc=posenc.learned"});
-  for (const auto& [name, value] : m.params)
-    if (name == "d_ff") EXPECT_EQ(std::get<int64_t>(value), 2048);
-  for (const auto& [slot, type] : m.slots)
-    if (slot == "posenc") EXPECT_EQ(type, "posenc.learned");
+  for (const auto& [name, value] : m.params) {
+    if (name == "d_ff") {
+      EXPECT_EQ(std::get<int64_t>(value), 2048);
+    }
+  }
+  for (const auto& [slot, type] : m.slots) {
+    if (slot == "posenc") {
+      EXPECT_EQ(type, "posenc.learned");
+    }
+  }
 }
 
 TEST(Overrides, InvalidCombinationIsLocatedInTheSpec) {
@@ -324,8 +334,11 @@ TEST(Language, SlotUsedAsAValueGivesItsType) {
   output y = attention(e, e, heads: 2, d_k: 4, d_v: 4, posenc: posenc)
 }
 )");
-  for (const auto& n : m.graph.nodes())
-    if (n.type() == "attention.scaled_dot") EXPECT_EQ(ir::to_attrs(n).get_string("posenc"), "posenc.rotary");
+  for (const auto& n : m.graph.nodes()) {
+    if (n.type() == "attention.scaled_dot") {
+      EXPECT_EQ(ir::to_attrs(n).get_string("posenc"), "posenc.rotary");
+    }
+  }
 }
 
 TEST(Experiment, ReadsSectionsAndAppliesSets) {

@@ -109,8 +109,12 @@ TEST(Adam, GradScaleAndClippingByGlobalNorm) {
   const AdamState s = adam.export_state();
   // m = (1−β1)·g_clipped = 0.1 · (g · 2 · 0.1)
   for (const auto& slot : s.slots) {
-    if (slot.name == "a") EXPECT_NEAR(slot.m.data()[0], 0.1 * 3 * 0.2, 1e-7);
-    if (slot.name == "b") EXPECT_NEAR(slot.m.data()[0], 0.1 * 4 * 0.2, 1e-7);
+    if (slot.name == "a") {
+      EXPECT_NEAR(slot.m.data()[0], 0.1 * 3 * 0.2, 1e-7);
+    }
+    if (slot.name == "b") {
+      EXPECT_NEAR(slot.m.data()[0], 0.1 * 4 * 0.2, 1e-7);
+    }
   }
   // The caller's gradients are not modified.
   EXPECT_EQ(params[0].grad.data()[0], 3.0f);
@@ -133,7 +137,8 @@ TEST(Adam, ResultDoesNotDependOnThreadCount) {
   auto make = [&] {
     std::vector<TestParam> ps;
     for (int i = 0; i < 3; ++i) {
-      TestParam p{"p" + std::to_string(i), Tensor({40000 + i * 17}), Tensor({40000 + i * 17})};
+      // (append, not const char* + std::string: GCC 12 warns falsely, -Wrestrict, on the latter.)
+      TestParam p{std::string("p").append(std::to_string(i)), Tensor({40000 + i * 17}), Tensor({40000 + i * 17})};
       ps.push_back(std::move(p));
     }
     return ps;

@@ -2,6 +2,8 @@
 // core/CMakeLists.txt); docs/performance.md records the measurements behind the default. In the
 // Eigen build, products run on attnlab's own AVX-512 kernel (tensor/sgemm_avx512.h) when the CPU
 // has AVX-512, with Eigen as the fallback (and selectable: ATTNLAB_GEMM_KERNEL=eigen).
+#include "tensor/simd_intrinsics.h"  // first: see there
+
 #include "tensor/gemm.h"
 
 #include "tensor/sgemm_avx512.h"

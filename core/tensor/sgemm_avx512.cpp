@@ -1,13 +1,7 @@
 // core/tensor/sgemm_avx512.cpp — see sgemm_avx512.h.
 #include "tensor/sgemm_avx512.h"
 
-// GCC 12's AVX-512 unpack intrinsics pass a deliberately undefined vector (_mm512_undefined_ps) as
-// their unused merge operand, and -Wmaybe-uninitialized reports it wherever they are inlined. The
-// warning is about the header's own idiom, not this file's data; it is silenced for the header.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "tensor/simd_intrinsics.h"  // first: see there
 #include <tbb/blocked_range.h>
 #include <tbb/blocked_range2d.h>
 #include <tbb/parallel_for.h>

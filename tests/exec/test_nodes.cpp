@@ -1,12 +1,4 @@
-// GCC 12's AVX-512 intrinsics in <immintrin.h> pass a deliberately undefined vector
-// (_mm512_undefined_ps: `__m512 __Y = __Y;`) as the unused merge operand of Eigen's packet
-// operations, and -Wmaybe-uninitialized reports it wherever they are inlined here. That is the
-// header's own idiom, not this file's data, so the warning is silenced for that header only; it
-// is included first so that the later includes (Eigen, TBB) reuse this inclusion.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "tensor/simd_intrinsics.h"  // first: see there
 
 #include "test_nodes.h"
 

@@ -106,6 +106,14 @@ Buffer& local_b_buffer() {
 // in different pages, which the hardware prefetcher does not follow).
 constexpr int64_t kPackPrefetchRows = 8;
 
+// Prefetches the first and last of `width` floats of the row kPackPrefetchRows rows after `row`
+// (rows ld floats apart): the two cache lines a row copy of up to 32 floats may touch.
+inline void prefetch_row_ahead(const float* row, int64_t ld, int64_t width) {
+  const float* ahead = row + kPackPrefetchRows * ld;
+  _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(ahead + width - 1), _MM_HINT_T0);
+}
+
 __mmask16 lanes(int64_t count) {
   return count >= 16 ? __mmask16(0xFFFF) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1u);
 }
@@ -154,10 +162,7 @@ __attribute__((target("avx512f"))) void pack_b(Trans tb, const float* b, int64_t
       const float* src = b + p0 * ldb + jb;
       for (int64_t p = 0; p < kc; ++p) {
         const float* row = src + p * ldb;
-        if (p + kPackPrefetchRows < kc) {
-          _mm_prefetch(reinterpret_cast<const char*>(row + kPackPrefetchRows * ldb), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(row + kPackPrefetchRows * ldb + cols - 1), _MM_HINT_T0);
-        }
+        if (p + kPackPrefetchRows < kc) prefetch_row_ahead(row, ldb, cols);
         _mm512_store_ps(panel + p * kNR, _mm512_maskz_loadu_ps(m0, row));
         _mm512_store_ps(panel + p * kNR + 16, _mm512_maskz_loadu_ps(m1, row + 16));
       }
@@ -196,10 +201,7 @@ __attribute__((target("avx512f"))) void pack_a(Trans ta, const float* a, int64_t
       const float* src = a + p0 * lda + ib;
       for (int64_t p = 0; p < kc; ++p) {
         const float* row = src + p * lda;
-        if (p + kPackPrefetchRows < kc) {
-          _mm_prefetch(reinterpret_cast<const char*>(row + kPackPrefetchRows * lda), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(row + kPackPrefetchRows * lda + n_rows - 1), _MM_HINT_T0);
-        }
+        if (p + kPackPrefetchRows < kc) prefetch_row_ahead(row, lda, n_rows);
         _mm512_mask_storeu_ps(panel + p * kMR, m, _mm512_maskz_loadu_ps(m, row));
       }
     } else {

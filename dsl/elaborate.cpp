@@ -1239,6 +1239,12 @@ ElaboratedModel elaborate(const Program& program, const Registry& registry, cons
   return result;
 }
 
+int64_t ElaboratedModel::integer_param(const std::string& name, int64_t fallback) const {
+  for (const auto& [key, value] : params)
+    if (key == name && std::holds_alternative<int64_t>(value)) return std::get<int64_t>(value);
+  return fallback;
+}
+
 ElaboratedModel elaborate_file(const std::filesystem::path& path, const Registry& registry,
                                const ElaborateOptions& options) {
   std::unique_ptr<Program> program;

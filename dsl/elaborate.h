@@ -86,6 +86,10 @@ struct ElaboratedModel {
   ir::InferredGraph shapes;
   std::vector<std::pair<std::string, AttrValue>> params;  // resolved values, in declaration order
   std::vector<std::pair<std::string, std::string>> slots; // slot -> node type, in declaration order
+
+  // The resolved value of the whole-number parameter `name`, or `fallback` when the model has no
+  // such parameter (or it is not a whole number).
+  int64_t integer_param(const std::string& name, int64_t fallback) const;
 };
 
 // Throws DslError carrying every diagnostic (including the program's syntax errors).

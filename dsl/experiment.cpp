@@ -412,7 +412,7 @@ void check_ablate(const ExperimentSpec& spec, const ElaboratedModel& model, cons
 
 ElaboratedModel elaborate_target(const std::filesystem::path& path, const Registry& registry,
                                  const std::vector<std::string>& sets, const std::vector<std::string>& uses,
-                                 const std::string& model_name) {
+                                 const std::string& model_name, ExperimentSpec* experiment) {
   std::unique_ptr<Program> program;
   try {
     program = load_program(path);
@@ -427,6 +427,7 @@ ElaboratedModel elaborate_target(const std::filesystem::path& path, const Regist
     for (const std::string& u : uses) extra.push_back(parse_override(u, "--use"));
     ElaboratedModel model = elaborate_experiment_model(spec, registry, extra);
     check_ablate(spec, model, registry);
+    if (experiment) *experiment = std::move(spec);
     return model;
   }
   ElaborateOptions options;

@@ -90,9 +90,10 @@ void check_ablate(const ExperimentSpec& spec, const ElaboratedModel& model, cons
 // What `attnlab check/graph/params FILE` elaborate: the model of a model file (`model_name`, or
 // its first), or for an experiment file the model of its experiment (`model_name` selects the
 // experiment) with the experiment's overrides. `sets` ("NAME=VALUE"; "SECTION.KEY=VALUE" for an
-// experiment's settings) and `uses` ("SLOT=TYPE") apply last. Throws DslError.
+// experiment's settings) and `uses` ("SLOT=TYPE") apply last. For an experiment file, `experiment`
+// (when given) receives the experiment with `sets` applied. Throws DslError.
 ElaboratedModel elaborate_target(const std::filesystem::path& path, const Registry& registry,
                                  const std::vector<std::string>& sets, const std::vector<std::string>& uses,
-                                 const std::string& model_name = "");
+                                 const std::string& model_name = "", ExperimentSpec* experiment = nullptr);
 
 }  // namespace attnlab::dsl

@@ -20,6 +20,18 @@ std::shared_ptr<const SourceFile> SourceFile::read(const std::filesystem::path& 
   return std::make_shared<SourceFile>(path.string(), text.str());
 }
 
+std::shared_ptr<const SourceFile> source_of(const ir::SourceLoc& loc) {
+  const std::string& name = loc.file();
+  if (name.empty()) return nullptr;
+  for (const char* flag : {"--set ", "--use "})
+    if (name.rfind(flag, 0) == 0) return std::make_shared<SourceFile>(name, name.substr(std::string(flag).size()));
+  try {
+    return SourceFile::read(name);
+  } catch (const std::runtime_error&) {
+    return nullptr;
+  }
+}
+
 ir::SourceLoc SourceFile::loc(int offset) const {
   ir::SourceLoc loc;
   loc.set_file(name_);

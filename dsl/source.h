@@ -9,6 +9,8 @@
 //     <spaces up to the column>^
 //   (the source line and caret are omitted when the location is unknown). Tabs in the source line
 //   are kept in the caret line so the caret lines up in a terminal.
+// - source_of(loc) finds the text a location points into again, so that errors found after
+//   parsing (an experiment's settings, read by the trainer) are quoted like the parser's own.
 // - DslError carries every diagnostic of a failed parse or elaboration.
 #pragma once
 
@@ -62,6 +64,11 @@ class Diagnostics {
   std::vector<std::shared_ptr<const SourceFile>> sources_;
   std::vector<Diagnostic> items_;
 };
+
+// The source that `loc` points into, for quoting its line after parsing: a command-line override
+// (named "--set TEXT" or "--use TEXT", as parse_override names its source) is rebuilt from that
+// name, a file is read again. Null when the location has no file or the file cannot be read.
+std::shared_ptr<const SourceFile> source_of(const ir::SourceLoc& loc);
 
 struct DslError : std::runtime_error {
   explicit DslError(std::string formatted, std::vector<Diagnostic> diagnostics)

@@ -206,12 +206,6 @@ PeakFigures measure_peak(tbb::task_arena& arena, int64_t n) {
   return out;
 }
 
-int64_t int_param(const dsl::ElaboratedModel& model, const std::string& name) {
-  for (const auto& [key, value] : model.params)
-    if (key == name && std::holds_alternative<int64_t>(value)) return std::get<int64_t>(value);
-  return -1;
-}
-
 double peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -343,7 +337,7 @@ void run_bench(const BenchOptions& o, const CommonOptions& common) {
   out["tgt_len"] = T;
   out["vocab"] = V;
   for (const char* name : {"d_model", "layers", "d_ff", "heads"})
-    if (int_param(elaborated, name) >= 0) out[name] = int_param(elaborated, name);
+    if (const int64_t value = elaborated.integer_param(name, -1); value >= 0) out[name] = value;
   out["parameters"] = model.parameters().element_count();
   out["executor"] = executor.name();
   out["backend"] = gemm_backend();

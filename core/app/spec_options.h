@@ -5,6 +5,7 @@
 
 #include "app/cli.h"
 #include "dsl/elaborate.h"
+#include "dsl/experiment.h"
 
 #include <string>
 #include <vector>
@@ -21,7 +22,9 @@ struct SpecOptions {
 void add_spec_options(CLI::App& command, SpecOptions& spec);
 
 // Loads the plugins and elaborates the spec. On a DslError prints its diagnostics on stderr and
-// throws CliError(1) with a one-line summary.
-dsl::ElaboratedModel elaborate_spec(const SpecOptions& spec, const CommonOptions& options);
+// throws CliError(1) with a one-line summary. For an experiment file, `experiment` (when given)
+// receives the experiment with the --set options applied.
+dsl::ElaboratedModel elaborate_spec(const SpecOptions& spec, const CommonOptions& options,
+                                    dsl::ExperimentSpec* experiment = nullptr);
 
 }  // namespace attnlab::cli

@@ -473,7 +473,7 @@ class Sweep {
   AblationResult run(const AblateBaseline& baseline) {
     fs::create_directories(result_.out_dir);
     log_ << "ablation of " << baseline.experiment_name << ": " << variants_.size() << " runs (baseline and "
-         << variants_.size() - 1 << " variants) in " << result_.out_dir.string() << "\n";
+         << variants_.size() - 1 << (variants_.size() == 2 ? " variant" : " variants") << ") in " << result_.out_dir.string() << "\n";
     find_pending();
     if (options_.parallel <= 1) run_in_process();
     else run_as_children();

@@ -21,7 +21,7 @@ std::string text_arg(const ConstValue& call, const std::string& name, const std:
   const ConstValue* v = call.arg(name);
   if (!v) return fallback;
   if (v->kind != ConstValue::Kind::String && v->kind != ConstValue::Kind::Name)
-    throw RunError(where(v->loc) + "data: " + name + " must be a string, got " + v->to_string());
+    throw_at(v->loc, "data: " + name + " must be a string, got " + v->to_string());
   return v->text;
 }
 
@@ -29,7 +29,7 @@ int64_t int_arg(const ConstValue& call, const std::string& name, int64_t fallbac
   const ConstValue* v = call.arg(name);
   if (!v) return fallback;
   if (v->kind != ConstValue::Kind::Int || v->i < min)
-    throw RunError(where(v->loc) + "data: " + name + " must be a whole number ≥ " + std::to_string(min) + ", got " + v->to_string());
+    throw_at(v->loc, "data: " + name + " must be a whole number ≥ " + std::to_string(min) + ", got " + v->to_string());
   return v->i;
 }
 
@@ -40,7 +40,7 @@ Corpus load_corpus(const ExperimentSpec& spec, const RunOptions& options, std::o
   if (!data) throw RunError("experiment " + spec.name + " has no data setting; write data = synthetic(...) or data = parallel(...)");
   const ConstValue& call = data->value;
   if (call.kind != ConstValue::Kind::Call || (call.text != "synthetic" && call.text != "parallel"))
-    throw RunError(where(data->loc) + "data must be synthetic(...) or parallel(...), got " + call.to_string());
+    throw_at(data->loc, "data must be synthetic(...) or parallel(...), got " + call.to_string());
   Corpus corpus;
   std::string vocab_kind = "word";
   int64_t min_count = 1, vocab_size = 8000;
@@ -59,12 +59,12 @@ Corpus load_corpus(const ExperimentSpec& spec, const RunOptions& options, std::o
   } else {
     check_call_args(call, {"src", "tgt", "dir", "train", "valid", "test", "suffix", "vocab", "min_count", "vocab_size", "max_tokens"});
     const std::string src = text_arg(call, "src", ""), tgt = text_arg(call, "tgt", "");
-    if (src.empty() || tgt.empty()) throw RunError(where(data->loc) + "data: parallel(...) needs src: and tgt: (the language suffixes)");
+    if (src.empty() || tgt.empty()) throw_at(data->loc, "data: parallel(...) needs src: and tgt: (the language suffixes)");
     const std::string dir = text_arg(call, "dir", "");
     const std::string suffix = text_arg(call, "suffix", "");
     vocab_kind = text_arg(call, "vocab", "word");
     if (vocab_kind != "word" && vocab_kind != "sentencepiece")
-      throw RunError(where(data->loc) + "data: vocab must be \"word\" or \"sentencepiece\", got \"" + vocab_kind + "\"");
+      throw_at(data->loc, "data: vocab must be \"word\" or \"sentencepiece\", got \"" + vocab_kind + "\"");
     min_count = int_arg(call, "min_count", 1, 1);
     vocab_size = int_arg(call, "vocab_size", 8000, 16);
     fs::path root = options.data_root;

@@ -9,7 +9,8 @@
 //   $ATTNLAB_DATA), then learns the joint tokenizer on the training pairs: a word vocabulary
 //   (min_count) or SentencePiece BPE (vocab_size). Skipped lines are reported on `log`.
 // - A missing data setting or directory, missing files (all named), bad arguments and unreadable
-//   data are RunErrors that say what to do.
+//   data are errors that say what to do: RunErrors, or DslErrors quoting the data setting when
+//   the mistake is in the experiment file (see throw_at in run_settings.h).
 #pragma once
 
 #include "data/parallel_text.h"

@@ -1,6 +1,7 @@
 // core/train/run_settings.cpp — see run_settings.h.
 #include "train/run_settings.h"
 
+#include "dsl/source.h"
 #include "node/suggest.h"
 
 #include <algorithm>
@@ -12,8 +13,15 @@ using dsl::ConstValue;
 using dsl::ExperimentSetting;
 using dsl::ExperimentSpec;
 
-std::string where(const ir::SourceLoc& loc) {
-  return loc.file().empty() || loc.file() == "--set" ? "" : ir::format_location(loc) + ": ";
+void throw_at(const ir::SourceLoc& loc, const std::string& message) {
+  // Quoted like the language's own errors: a setting is part of the experiment file (or of --set).
+  if (std::shared_ptr<const dsl::SourceFile> source = dsl::source_of(loc); source && loc.line() > 0) {
+    dsl::Diagnostics diags;
+    diags.add_source(source);
+    diags.error(loc, message);
+    throw dsl::DslError(diags.format(), diags.items());
+  }
+  throw RunError(message);
 }
 
 Section::Section(const ExperimentSpec& spec, std::string name, const std::vector<std::string>& known) : name_(std::move(name)) {
@@ -21,7 +29,7 @@ Section::Section(const ExperimentSpec& spec, std::string name, const std::vector
   if (it == spec.sections.end()) return;
   for (const ExperimentSetting& s : it->second) {
     if (std::find(known.begin(), known.end(), s.key) == known.end())
-      throw RunError(where(s.loc) + "unknown " + name_ + " setting '" + s.key + "'; known settings: " + join_names(known) +
+      throw_at(s.loc, "unknown " + name_ + " setting '" + s.key + "'; known settings: " + join_names(known) +
                      did_you_mean(s.key, known));
     settings_[s.key] = &s;
   }
@@ -43,10 +51,10 @@ std::string format_number(double v) {
 double Section::number(const std::string& key, double fallback, double min, double max) const {
   const ExperimentSetting* s = find(key);
   if (!s) return fallback;
-  if (!s->value.is_number()) throw RunError(where(s->loc) + name_ + "." + key + " must be a number, got " + s->value.to_string());
+  if (!s->value.is_number()) throw_at(s->loc, name_ + "." + key + " must be a number, got " + s->value.to_string());
   const double v = s->value.number();
   if (!(v >= min && v <= max))
-    throw RunError(where(s->loc) + name_ + "." + key + " = " + s->value.to_string() + " is out of range [" +
+    throw_at(s->loc, name_ + "." + key + " = " + s->value.to_string() + " is out of range [" +
                    format_number(min) + ", " + format_number(max) + "]");
   return v;
 }
@@ -55,17 +63,17 @@ int64_t Section::integer(const std::string& key, int64_t fallback, int64_t min, 
   const ExperimentSetting* s = find(key);
   if (!s) return fallback;
   if (s->value.kind != ConstValue::Kind::Int)
-    throw RunError(where(s->loc) + name_ + "." + key + " must be a whole number, got " + s->value.to_string());
+    throw_at(s->loc, name_ + "." + key + " must be a whole number, got " + s->value.to_string());
   return static_cast<int64_t>(number(key, 0, static_cast<double>(min), static_cast<double>(max)));
 }
 
 double call_number(const ConstValue& call, const std::string& name, size_t position, double fallback) {
   if (const ConstValue* v = call.arg(name)) {
-    if (!v->is_number()) throw RunError(where(v->loc) + call.text + "(" + name + ": ...) must be a number");
+    if (!v->is_number()) throw_at(v->loc, call.text + "(" + name + ": ...) must be a number");
     return v->number();
   }
   if (position < call.items.size()) {
-    if (!call.items[position].is_number()) throw RunError(where(call.loc) + call.text + ": argument " + std::to_string(position + 1) + " must be a number");
+    if (!call.items[position].is_number()) throw_at(call.loc, call.text + ": argument " + std::to_string(position + 1) + " must be a number");
     return call.items[position].number();
   }
   return fallback;
@@ -73,10 +81,10 @@ double call_number(const ConstValue& call, const std::string& name, size_t posit
 
 void check_call_args(const ConstValue& call, const std::vector<std::string>& names) {
   if (call.items.size() > names.size())
-    throw RunError(where(call.loc) + call.text + " takes at most " + std::to_string(names.size()) + " arguments (" + join_names(names) + ")");
+    throw_at(call.loc, call.text + " takes at most " + std::to_string(names.size()) + " arguments (" + join_names(names) + ")");
   for (const auto& [name, value] : call.named)
     if (std::find(names.begin(), names.end(), name) == names.end())
-      throw RunError(where(value.loc) + call.text + " has no argument '" + name + "'; its arguments: " + join_names(names) +
+      throw_at(value.loc, call.text + " has no argument '" + name + "'; its arguments: " + join_names(names) +
                      did_you_mean(name, names));
 }
 
@@ -87,7 +95,7 @@ TrainSettings read_settings(const ExperimentSpec& spec, int64_t d_model) {
   Section train(spec, "train", train_setting_names());
   Section decode(spec, "decode", kDecodeSettingNames);
   if (const ExperimentSetting* s = train.find("adam")) {
-    if (s->value.kind != ConstValue::Kind::Call) throw RunError(where(s->loc) + "train: write adam(beta1, beta2, eps)");
+    if (s->value.kind != ConstValue::Kind::Call) throw_at(s->loc, "train: write adam(beta1, beta2, eps)");
     check_call_args(s->value, {"beta1", "beta2", "eps"});
     t.adam.beta1 = call_number(s->value, "beta1", 0, 0.9);
     t.adam.beta2 = call_number(s->value, "beta2", 1, 0.98);
@@ -97,19 +105,20 @@ TrainSettings read_settings(const ExperimentSpec& spec, int64_t d_model) {
   try {
     validate(t.adam);
   } catch (const OptimizerError& e) {
-    throw RunError(std::string("train: ") + e.what());
+    const ExperimentSetting* adam = train.find("adam");
+    throw_at(adam ? adam->loc : ir::SourceLoc(), std::string("train: ") + e.what());
   }
   const ExperimentSetting* noam = train.find("noam");
   const ExperimentSetting* constant = train.find("constant");
-  if (noam && constant) throw RunError(where(constant->loc) + "train: give either noam(...) or constant(...), not both");
+  if (noam && constant) throw_at(constant->loc, "train: give either noam(...) or constant(...), not both");
   t.schedule.d_model = d_model;
   if (constant) {
-    if (constant->value.kind != ConstValue::Kind::Call) throw RunError(where(constant->loc) + "train: write constant(lr: RATE)");
+    if (constant->value.kind != ConstValue::Kind::Call) throw_at(constant->loc, "train: write constant(lr: RATE)");
     check_call_args(constant->value, {"lr"});
     t.schedule.kind = "constant";
     t.schedule.lr = call_number(constant->value, "lr", 0, 1e-4);
   } else if (noam) {
-    if (noam->value.kind != ConstValue::Kind::Call) throw RunError(where(noam->loc) + "train: write noam(factor: F, warmup: STEPS)");
+    if (noam->value.kind != ConstValue::Kind::Call) throw_at(noam->loc, "train: write noam(factor: F, warmup: STEPS)");
     check_call_args(noam->value, {"factor", "warmup"});
     t.schedule.factor = call_number(noam->value, "factor", 0, 1.0);
     t.schedule.warmup = static_cast<int64_t>(call_number(noam->value, "warmup", 1, 4000));
@@ -117,7 +126,8 @@ TrainSettings read_settings(const ExperimentSpec& spec, int64_t d_model) {
   try {
     make_schedule(t.schedule);
   } catch (const ScheduleError& e) {
-    throw RunError(std::string("train: ") + e.what());
+    const ExperimentSetting* schedule = constant ? constant : noam;
+    throw_at(schedule ? schedule->loc : ir::SourceLoc(), std::string("train: ") + e.what());
   }
   t.batch_tokens = train.integer("batch_tokens", 4096, 8, int64_t{1} << 30);
   t.accumulate = train.integer("accumulate", 1, 1, 1 << 20);

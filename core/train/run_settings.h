@@ -5,8 +5,9 @@
 // - read_settings(spec, d_model) reads every setting of the experiment's `train` and `decode`
 //   sections into TrainSettings, with the defaults written there. An unknown setting, a value of
 //   the wrong type or out of range, a malformed adam(...)/noam(...)/constant(...) call, both
-//   noam and constant, or no stopping rule (max_steps, max_epochs, max_minutes all 0) is a
-//   RunError that starts with the setting's "file:line:col: " when it has one.
+//   noam and constant, or no stopping rule (max_steps, max_epochs, max_minutes all 0) is an
+//   error: a dsl::DslError quoting the setting (file:line:col: error: ..., the line and a caret)
+//   when it has a location in the experiment file or a --set, otherwise a RunError.
 // - The helpers below are shared with the data section's reader (run_corpus.h).
 #pragma once
 
@@ -45,8 +46,9 @@ struct TrainSettings {
 
 TrainSettings read_settings(const dsl::ExperimentSpec& spec, int64_t d_model);
 
-// "file:line:col: " for a setting's location (nothing for settings from the command line).
-std::string where(const ir::SourceLoc& loc);
+// Throws the error `message` about the setting or value at `loc`: a DslError quoting the line when
+// the location has a source (the experiment file, a --set), otherwise a RunError.
+[[noreturn]] void throw_at(const ir::SourceLoc& loc, const std::string& message);
 
 // A section's settings with typed, checked access; constructing it rejects unknown keys.
 class Section {

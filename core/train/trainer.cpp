@@ -306,7 +306,7 @@ void TrainingRun::read_seed() {
   if (seed_ != 0) return;
   seed_ = 1;
   if (const ExperimentSetting* s = spec_.find("seed")) {
-    if (s->value.kind != ConstValue::Kind::Int || s->value.i < 0) throw RunError(where(s->loc) + "seed must be a whole number ≥ 0");
+    if (s->value.kind != ConstValue::Kind::Int || s->value.i < 0) throw_at(s->loc, "seed must be a whole number ≥ 0");
     seed_ = static_cast<uint64_t>(s->value.i);
   }
 }
@@ -332,10 +332,7 @@ void TrainingRun::build_models() {
   extra.push_back(dsl::parse_override("label_smoothing=0", "--set"));
   eval_elaborated_ = dsl::elaborate_experiment_model(spec_, registry_, extra);
 
-  int64_t d_model = 512;
-  for (const auto& [name, value] : elaborated_.params)
-    if (name == "d_model" && std::holds_alternative<int64_t>(value)) d_model = std::get<int64_t>(value);
-  settings_ = read_settings(spec_, d_model);
+  settings_ = read_settings(spec_, elaborated_.integer_param("d_model", 512));
 
   parallelism_ = std::make_unique<tbb::global_control>(
       tbb::global_control::max_allowed_parallelism,

@@ -31,7 +31,8 @@
 // - The run directory holds: experiment.attn and the model file (as run), command.txt,
 //   settings.json, metrics.jsonl, checkpoints/, report.md and learning_curve.svg.
 // - User errors (missing data, unknown settings, bad values, a mismatched checkpoint) throw RunError
-//   with a message naming the problem and what to do; DSL errors propagate as dsl::DslError.
+//   with a message naming the problem and what to do; errors in the experiment's text (including a
+//   bad setting, quoted with its line) are dsl::DslError.
 #pragma once
 
 #include "node/registry.h"

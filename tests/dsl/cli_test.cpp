@@ -118,4 +118,38 @@ TEST(Cli, CheckAndParamsOnAnExperimentFile) {
   std::filesystem::remove_all(dir);
 }
 
+// check reads an experiment's train and decode sections as run does: a misspelt setting, a bad
+// schedule or a missing stopping rule fails before any data is read.
+TEST(Cli, CheckReadsAnExperimentsTrainAndDecodeSettings) {
+  const std::string dir = ::testing::TempDir() + "attnlab_cli_settings";
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(kBase, dir + "/transformer_base.attn", std::filesystem::copy_options::overwrite_existing);
+  std::ofstream(dir + "/exp.attn") << "experiment small {\n"
+                                      "  model = \"transformer_base.attn\" with { layers = 1, d_model = 64, d_ff = 128, vocab = 100 }\n"
+                                      "  train { noam(warmup: 100), max_stepz: 200 }\n"
+                                      "}\n";
+  Result r = run("check " + dir + "/exp.attn");
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("exp.attn:3:30: error: unknown train setting 'max_stepz'"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\n  train { noam(warmup: 100), max_stepz: 200 }\n                             ^\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("did you mean 'max_steps'?"), std::string::npos) << r.out;
+
+  std::ofstream(dir + "/exp.attn") << "experiment small {\n"
+                                      "  model = \"transformer_base.attn\" with { layers = 1, d_model = 64, d_ff = 128, vocab = 100 }\n"
+                                      "  train { noam(warmup: 100) }\n"
+                                      "}\n";
+  r = run("check " + dir + "/exp.attn");
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("train: no stopping rule"), std::string::npos) << r.out;
+  EXPECT_EQ(run("check " + dir + "/exp.attn --set train.max_steps=200").exit_code, 0);
+  r = run("check " + dir + "/exp.attn --set train.max_steps=200 --set 'train.noam=noam(warmup: 0)'");
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("--set train.noam=noam(warmup: 0):1:1: error: train: noam schedule: warmup must be >= 1 step"), std::string::npos)
+      << r.out;
+  r = run("check " + dir + "/exp.attn --set train.max_steps=200 --set decode.beam=0");
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("beam"), std::string::npos) << r.out;
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace

@@ -95,61 +95,61 @@ TEST(Cli, GraphFormats) {
   EXPECT_NE(run("graph " + kBase + " --format svg").exit_code, 0);
 }
 
-TEST(Cli, CheckAndParamsOnAnExperimentFile) {
-  const std::string dir = ::testing::TempDir() + "attnlab_cli_experiment";
+// An experiment file in a fresh directory next to a copy of the base model: `exp.attn` holding
+// experiment `small` of that model `with` the overrides `model_with`, then `sections`. Returns
+// the experiment file's path; written again on each call, so a test can vary it.
+std::string small_experiment(const std::string& dir_name, const std::string& model_with, const std::string& sections) {
+  const std::string dir = ::testing::TempDir() + dir_name;
   std::filesystem::create_directories(dir);
   std::filesystem::copy_file(kBase, dir + "/transformer_base.attn", std::filesystem::copy_options::overwrite_existing);
-  std::ofstream(dir + "/exp.attn") << "experiment small {\n"
-                                      "  model = \"transformer_base.attn\" with { layers = 2, d_model = 64, d_ff = 128, vocab = 100 }\n"
-                                      "  train { adam(0.9, 0.98, 1e-9), label_smoothing: 0.1 }\n"
-                                      "  ablate { heads = [1, 2] }\n"
-                                      "}\n";
-  Result r = run("check " + dir + "/exp.attn --set train.max_steps=200 --set layers=1");
+  const std::string exp = dir + "/exp.attn";
+  std::ofstream(exp) << "experiment small {\n  model = \"transformer_base.attn\" with { " << model_with << " }\n"
+                     << sections << "}\n";
+  return exp;
+}
+
+TEST(Cli, CheckAndParamsOnAnExperimentFile) {
+  const std::string exp = small_experiment("attnlab_cli_experiment", "layers = 2, d_model = 64, d_ff = 128, vocab = 100",
+                                           "  train { adam(0.9, 0.98, 1e-9), label_smoothing: 0.1 }\n"
+                                           "  ablate { heads = [1, 2] }\n");
+  Result r = run("check " + exp + " --set train.max_steps=200 --set layers=1");
   EXPECT_EQ(r.exit_code, 0) << r.out;
-  Result p = run("params " + dir + "/exp.attn --json --set layers=1", false);
+  Result p = run("params " + exp + " --json --set layers=1", false);
   ASSERT_EQ(p.exit_code, 0) << p.out;
   // vocab 100 x 64 embedding + 1 encoder layer + 1 decoder layer at d_model 64, d_ff 128.
   const int64_t attention = 4 * 64 * 64, ffn = 2 * 64 * 128 + 128 + 64, norm = 2 * 64;
   EXPECT_EQ(nlohmann::json::parse(p.out)["total"].get<int64_t>(),
             100 * 64 + (attention + ffn + 2 * norm) + (2 * attention + ffn + 3 * norm));
-  r = run("check " + dir + "/exp.attn --set trian.max_steps=200");
+  r = run("check " + exp + " --set trian.max_steps=200");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.out.find("unknown section 'trian'"), std::string::npos) << r.out;
-  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(std::filesystem::path(exp).parent_path());
 }
 
 // check reads an experiment's train and decode sections as run does: a misspelt setting, a bad
 // schedule or a missing stopping rule fails before any data is read.
 TEST(Cli, CheckReadsAnExperimentsTrainAndDecodeSettings) {
-  const std::string dir = ::testing::TempDir() + "attnlab_cli_settings";
-  std::filesystem::create_directories(dir);
-  std::filesystem::copy_file(kBase, dir + "/transformer_base.attn", std::filesystem::copy_options::overwrite_existing);
-  std::ofstream(dir + "/exp.attn") << "experiment small {\n"
-                                      "  model = \"transformer_base.attn\" with { layers = 1, d_model = 64, d_ff = 128, vocab = 100 }\n"
-                                      "  train { noam(warmup: 100), max_stepz: 200 }\n"
-                                      "}\n";
-  Result r = run("check " + dir + "/exp.attn");
+  const std::string model = "layers = 1, d_model = 64, d_ff = 128, vocab = 100";
+  const std::string exp = small_experiment("attnlab_cli_settings", model, "  train { noam(warmup: 100), max_stepz: 200 }\n");
+  Result r = run("check " + exp);
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_NE(r.out.find("exp.attn:3:30: error: unknown train setting 'max_stepz'"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\n  train { noam(warmup: 100), max_stepz: 200 }\n                             ^\n"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("did you mean 'max_steps'?"), std::string::npos) << r.out;
 
-  std::ofstream(dir + "/exp.attn") << "experiment small {\n"
-                                      "  model = \"transformer_base.attn\" with { layers = 1, d_model = 64, d_ff = 128, vocab = 100 }\n"
-                                      "  train { noam(warmup: 100) }\n"
-                                      "}\n";
-  r = run("check " + dir + "/exp.attn");
+  small_experiment("attnlab_cli_settings", model, "  train { noam(warmup: 100) }\n");
+  r = run("check " + exp);
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_NE(r.out.find("train: no stopping rule"), std::string::npos) << r.out;
-  EXPECT_EQ(run("check " + dir + "/exp.attn --set train.max_steps=200").exit_code, 0);
-  r = run("check " + dir + "/exp.attn --set train.max_steps=200 --set 'train.noam=noam(warmup: 0)'");
+  EXPECT_EQ(run("check " + exp + " --set train.max_steps=200").exit_code, 0);
+  r = run("check " + exp + " --set train.max_steps=200 --set 'train.noam=noam(warmup: 0)'");
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_NE(r.out.find("--set train.noam=noam(warmup: 0):1:1: error: train: noam schedule: warmup must be >= 1 step"), std::string::npos)
       << r.out;
-  r = run("check " + dir + "/exp.attn --set train.max_steps=200 --set decode.beam=0");
+  r = run("check " + exp + " --set train.max_steps=200 --set decode.beam=0");
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_NE(r.out.find("beam"), std::string::npos) << r.out;
-  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(std::filesystem::path(exp).parent_path());
 }
 
 }  // namespace

@@ -5,11 +5,9 @@
 // strides of the matrices as stored. beta == 0 means C is not read (it may hold garbage or NaN).
 //
 // Threading: gemm() may split the work into tbb::parallel_for tasks; it never starts threads of its
-// own (the BLAS behind it is a serial build). Call it from inside the executor's task arena.
-// The backend (Eigen or OpenBLAS) is chosen at build time by measurement: docs/performance.md.
-// With Eigen, products with at least 8 rows, 8 columns and 8 inner steps run on attnlab's own
-// packed AVX-512 kernel (tensor/sgemm_avx512.h) when the CPU has AVX-512; the environment
-// variable ATTNLAB_GEMM_KERNEL=eigen (read once) keeps every product on Eigen.
+// own (each task runs a serial library product). Call it from inside the executor's task arena.
+// The kernel (oneDNN, BLIS or Eigen, held to an ISA) is chosen at run time for the CPU, from
+// measurements (docs/performance.md); ATTNLAB_GEMM_KERNEL forces one: tensor/gemm_kernel.h.
 #pragma once
 
 #include <cstdint>
@@ -35,8 +33,8 @@ void gemm_count_enable(bool enabled);
 void gemm_count_reset();
 int64_t gemm_counted_madds();
 
-// Which backend this build uses ("openblas-serial", "eigen", or "avx512-packed" when the packed
-// AVX-512 kernel is in use), for reports and benchmarks.
+// The kernel products run on ("onednn-avx512", "blis-avx2", "eigen", ...: gemm_kernel.h), for
+// reports and benchmarks.
 const char* gemm_backend();
 
 }  // namespace attnlab

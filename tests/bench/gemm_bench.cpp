@@ -1,121 +1,65 @@
-// tests/bench/gemm_bench.cpp — GEMM backends on the products a Transformer step runs.
+// tests/bench/gemm_bench.cpp — the GEMM candidates on the products a Transformer step runs.
 //
-// Compares, on each shape: Eigen's product (serial), OpenBLAS (Debian's serial build), each of
-// them split across a 2-thread TBB arena the way attnlab::gemm() split before it had its own
-// kernel (row blocks, each packing all of B), attnlab's packed AVX-512 kernel
-// (core/tensor/sgemm_avx512.h: "packed/1" serial, "packed/2" its own split with one shared packed
-// B, per-item products for batches), and attnlab::gemm() itself (whatever kernel this build and
-// CPU choose; ATTNLAB_GEMM_KERNEL=eigen selects the Eigen fallback). Also measures the machine's
-// single-precision peak with a register-blocked AVX-512 FMA loop, for reference, and checks that
-// each split variant computes the same product as its serial form (OpenBLAS's serial build is not
-// safe to call from several threads at once: see docs/performance.md).
+// attnlab::gemm() runs on the kernel ATTNLAB_GEMM_KERNEL selects (core/tensor/gemm_kernel.h; a
+// library's ISA limit is process-wide, so one kernel per run: `ATTNLAB_GEMM_KERNEL=blis-avx2
+// build/gemm_bench`). Beside it, on one thread, the candidates that attnlab does not call:
+// OpenBLAS (Debian's serial build), loaded with dlopen so that its cblas/BLAS symbols cannot
+// interpose BLIS's, and, for the per-head products it is made for, libxsmm (Debian ships it as
+// static libraries only: linked in when found, with its no-BLAS fallback). Each figure is the best of five timed repetitions of ~0.3 s;
+// the product is checked against a double-precision reference on 16 elements.
 //
-// Run: build/gemm_bench [--benchmark_filter=REGEX]. Reported counter: GFLOP/s (2·m·n·k per
-// product) per second of: the benchmark thread's CPU time (1 thread); wall-clock time (2 threads,
-// "/wall"); the whole process's CPU time (2 threads, "/cpu", i.e. per busy core).
-
-#include "tensor/simd_intrinsics.h"  // first: see there
-
+// Run: build/gemm_bench [--threads 1,2] [--shapes base|small|heads|all] [--outside]. Output: one line per
+// kernel, shape and thread count: GFLOP/s (2·m·n·k·batch per wall-clock second).
 #include "tensor/gemm.h"
-#include "tensor/sgemm_avx512.h"
 
-#include <benchmark/benchmark.h>
-#include <cblas.h>
-#include <immintrin.h>
-#include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
+#include <dlfcn.h>
+#if defined(ATTNLAB_BENCH_LIBXSMM)
+#include <libxsmm.h>
+#endif
 #include <tbb/task_arena.h>
 
-#include <Eigen/Core>
-
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <memory>
+#include <cstdlib>
+#include <functional>
 #include <random>
+#include <sstream>
 #include <string>
-#include <tuple>
 #include <vector>
 
 namespace {
 
 using attnlab::Trans;
-using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using Stride = Eigen::OuterStride<>;
-
-// ---- the two serial kernels ---------------------------------------------------------------------
-
-void eigen_gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-                int64_t ldb, float* c, int64_t ldc) {
-  Eigen::Map<Mat, 0, Stride> C(c, m, n, Stride(ldc));
-  Eigen::Map<const Mat, 0, Stride> A(a, ta == Trans::Yes ? k : m, ta == Trans::Yes ? m : k, Stride(lda));
-  Eigen::Map<const Mat, 0, Stride> B(b, tb == Trans::Yes ? n : k, tb == Trans::Yes ? k : n, Stride(ldb));
-  if (ta == Trans::No && tb == Trans::No) C.noalias() = A * B;
-  else if (ta == Trans::No) C.noalias() = A * B.transpose();
-  else if (tb == Trans::No) C.noalias() = A.transpose() * B;
-  else C.noalias() = A.transpose() * B.transpose();
-}
-
-void openblas_gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-                   int64_t ldb, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta == Trans::Yes ? CblasTrans : CblasNoTrans, tb == Trans::Yes ? CblasTrans : CblasNoTrans,
-              int(m), int(n), int(k), 1.0f, a, int(lda), b, int(ldb), 0.0f, c, int(ldc));
-}
-
-void packed_gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-                 int64_t ldb, float* c, int64_t ldc) {
-  attnlab::sgemm_avx512::sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc, false);
-}
-
-using Kernel = void (*)(Trans, Trans, int64_t, int64_t, int64_t, const float*, int64_t, const float*, int64_t, float*,
-                        int64_t);
-
-// The split attnlab::gemm() uses with the Eigen backend (core/tensor/gemm.cpp): blocks of at least
-// 64 rows of C (about 16 of them) as TBB tasks, or blocks of columns when there are few rows.
-void split(Kernel kernel, Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-           const float* b, int64_t ldb, float* c, int64_t ldc) {
-  if (m >= 128) {
-    const int64_t grain = std::max<int64_t>(64, m / 16);
-    tbb::parallel_for(
-        tbb::blocked_range<int64_t>(0, m, grain),
-        [&](const tbb::blocked_range<int64_t>& r) {
-          const float* a_block = ta == Trans::Yes ? a + r.begin() : a + r.begin() * lda;
-          kernel(ta, tb, r.size(), n, k, a_block, lda, b, ldb, c + r.begin() * ldc, ldc);
-        },
-        tbb::simple_partitioner());
-    return;
-  }
-  const int64_t grain = std::max<int64_t>(256, n / 16);
-  tbb::parallel_for(
-      tbb::blocked_range<int64_t>(0, n, grain),
-      [&](const tbb::blocked_range<int64_t>& r) {
-        const float* b_block = tb == Trans::Yes ? b + r.begin() * ldb : b + r.begin();
-        kernel(ta, tb, m, r.size(), k, a, lda, b_block, ldb, c + r.begin(), ldc);
-      },
-      tbb::simple_partitioner());
-}
-
-// ---- shapes -------------------------------------------------------------------------------------
 
 struct Problem {
+  const char* family;
   const char* what;
   Trans ta, tb;
   int64_t m, n, k;
-  int64_t batch = 1;  // > 1: independent products (attention heads)
+  int64_t batch = 1;  // > 1: independent products (attention heads), through gemm_batched()
 };
 
-// tokens = 2048 (e.g. 64 sentences × 32 positions), d_model 512, d_ff 2048, vocab 8000.
+// base: 2048 tokens (64 sentences x 32), d_model 512, d_ff 2048, vocab 8000. small: 3072 tokens
+// (128 x 24), d_model 256, d_ff 512. heads: one batch's per-head attention products.
 const Problem kProblems[] = {
-    {"proj_fwd_2048x512x512", Trans::No, Trans::No, 2048, 512, 512},
-    {"proj_dx_2048x512x512_NT", Trans::No, Trans::Yes, 2048, 512, 512},
-    {"proj_dW_512x512x2048_TN", Trans::Yes, Trans::No, 512, 512, 2048},
-    {"ffn_up_2048x2048x512", Trans::No, Trans::No, 2048, 2048, 512},
-    {"ffn_down_2048x512x2048", Trans::No, Trans::No, 2048, 512, 2048},
-    {"logits_2048x8000x512_NT", Trans::No, Trans::Yes, 2048, 8000, 512},
-    {"logits_dx_2048x512x8000", Trans::No, Trans::No, 2048, 512, 8000},
-    {"logits_dW_8000x512x2048_TN", Trans::Yes, Trans::No, 8000, 512, 2048},
-    {"heads_scores_512x(32x32x64)_NT", Trans::No, Trans::Yes, 32, 32, 64, 512},
-    {"heads_values_512x(32x64x32)", Trans::No, Trans::No, 32, 64, 32, 512},
+    {"base", "proj 2048x512x512 NT", Trans::No, Trans::Yes, 2048, 512, 512},
+    {"base", "proj dX 2048x512x512 NN", Trans::No, Trans::No, 2048, 512, 512},
+    {"base", "proj dW 512x512x2048 TN", Trans::Yes, Trans::No, 512, 512, 2048},
+    {"base", "ffn up 2048x2048x512 NT", Trans::No, Trans::Yes, 2048, 2048, 512},
+    {"base", "ffn down 2048x512x2048 NT", Trans::No, Trans::Yes, 2048, 512, 2048},
+    {"base", "logits 2048x8000x512 NT", Trans::No, Trans::Yes, 2048, 8000, 512},
+    {"base", "logits dX 2048x512x8000 NN", Trans::No, Trans::No, 2048, 512, 8000},
+    {"base", "logits dW 8000x512x2048 TN", Trans::Yes, Trans::No, 8000, 512, 2048},
+    {"small", "proj 3072x256x256 NT", Trans::No, Trans::Yes, 3072, 256, 256},
+    {"small", "proj dW 256x256x3072 TN", Trans::Yes, Trans::No, 256, 256, 3072},
+    {"small", "ffn up 3072x512x256 NT", Trans::No, Trans::Yes, 3072, 512, 256},
+    {"small", "logits 3072x8000x256 NT", Trans::No, Trans::Yes, 3072, 8000, 256},
+    {"heads", "scores 512x(32x32x64) NT", Trans::No, Trans::Yes, 32, 32, 64, 512},
+    {"heads", "values 512x(32x64x32) NN", Trans::No, Trans::No, 32, 64, 32, 512},
+    {"heads", "scores 1024x(24x24x32) NT", Trans::No, Trans::Yes, 24, 24, 32, 1024},
+    {"heads", "decode 256x(1x32x64) NT", Trans::No, Trans::Yes, 1, 32, 64, 256},
 };
 
 struct Operands {
@@ -137,189 +81,129 @@ Operands make_operands(const Problem& p) {
   return o;
 }
 
-enum class Variant { Eigen1, OpenBlas1, Packed1, Attnlab1, Eigen2, OpenBlas2, Packed2, Attnlab2 };
-
-void run(const Problem& p, Operands& o, Variant v) {
-  auto serial_batch = [&](Kernel kernel) {
-    for (int64_t i = 0; i < p.batch; ++i)
-      kernel(p.ta, p.tb, p.m, p.n, p.k, o.a.data() + i * o.sa, o.lda, o.b.data() + i * o.sb, o.ldb,
-             o.c.data() + i * o.sc, o.ldc);
-  };
-  auto split_variant = [&](Kernel kernel) {
-    if (p.batch > 1) {  // attention heads: several products per task, as gemm_batched() does
-      const int64_t per_task = std::max<int64_t>(1, (int64_t{1} << 16) / (p.m * p.n * p.k));
-      tbb::parallel_for(tbb::blocked_range<int64_t>(0, p.batch, per_task), [&](const tbb::blocked_range<int64_t>& r) {
-        for (int64_t i = r.begin(); i < r.end(); ++i)
-          kernel(p.ta, p.tb, p.m, p.n, p.k, o.a.data() + i * o.sa, o.lda, o.b.data() + i * o.sb, o.ldb,
-                 o.c.data() + i * o.sc, o.ldc);
-      });
-    } else {
-      split(kernel, p.ta, p.tb, p.m, p.n, p.k, o.a.data(), o.lda, o.b.data(), o.ldb, o.c.data(), o.ldc);
+// Largest relative error of 16 elements of the first product against a double-precision sum.
+double check(const Problem& p, const Operands& o) {
+  double worst = 0;
+  for (int t = 0; t < 16; ++t) {
+    const int64_t i = (t * 37) % p.m, j = (t * 91) % p.n;
+    double want = 0, scale = 0;
+    for (int64_t q = 0; q < p.k; ++q) {
+      const double x = p.ta == Trans::Yes ? o.a[q * o.lda + i] : o.a[i * o.lda + q];
+      const double y = p.tb == Trans::Yes ? o.b[j * o.ldb + q] : o.b[q * o.ldb + j];
+      want += x * y, scale += std::abs(x * y);
     }
-  };
-  auto attnlab_gemm = [&] {
-    if (p.batch > 1)
-      attnlab::gemm_batched(p.ta, p.tb, p.batch, p.m, p.n, p.k, 1.0f, o.a.data(), o.lda, o.sa, o.b.data(), o.ldb, o.sb,
-                            0.0f, o.c.data(), o.ldc, o.sc);
-    else
-      attnlab::gemm(p.ta, p.tb, p.m, p.n, p.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f, o.c.data(), o.ldc);
-  };
-  switch (v) {
-    case Variant::Eigen1: serial_batch(eigen_gemm); break;
-    case Variant::OpenBlas1: serial_batch(openblas_gemm); break;
-    case Variant::Eigen2: split_variant(eigen_gemm); break;
-    case Variant::OpenBlas2: split_variant(openblas_gemm); break;
-    case Variant::Packed1: serial_batch(packed_gemm); break;
-    case Variant::Packed2:
-      if (p.batch > 1) split_variant(packed_gemm);
-      else
-        attnlab::sgemm_avx512::sgemm(p.ta, p.tb, p.m, p.n, p.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
-                                     o.c.data(), o.ldc, true);
-      break;
-    case Variant::Attnlab1:
-    case Variant::Attnlab2: attnlab_gemm(); break;
+    worst = std::max(worst, std::abs(want - o.c[i * o.ldc + j]) / std::max(scale, 1e-30));
   }
+  return worst;
 }
 
-int threads_of(Variant v) {
-  return v == Variant::Eigen2 || v == Variant::OpenBlas2 || v == Variant::Packed2 || v == Variant::Attnlab2 ? 2 : 1;
+double best_seconds(const std::function<void()>& run, double flops) {
+  run();
+  const int reps = std::max<int>(1, static_cast<int>(3e10 / 100 / flops));  // ~0.3 s at 100 GFLOP/s
+  double best = 1e30;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) run();
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps);
+  }
+  return best;
 }
 
-void BM_Gemm(benchmark::State& state, Problem p, Variant v) {
-  Operands o = make_operands(p);
-  tbb::task_arena arena(threads_of(v));
-  for (auto _ : state) {
-    arena.execute([&] { run(p, o, v); });
-    benchmark::DoNotOptimize(o.c.data());
-    benchmark::ClobberMemory();
-  }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(2.0 * p.m * p.n * p.k * p.batch * state.iterations() * 1e-9, benchmark::Counter::kIsRate);
+using CblasSgemm = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*,
+                            int);
+
+template <typename F>
+F load(const char* library, const char* symbol) {
+  void* handle = dlopen(library, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+  return handle == nullptr ? nullptr : reinterpret_cast<F>(dlsym(handle, symbol));
 }
 
-// ---- small products: which kernel gemm() should pick ----------------------------------------------
+// One serial product of an outside candidate (row-major, alpha 1, beta 0).
+using Serial = std::function<void(const Problem&, Operands&, int64_t item)>;
 
-// Products with a small dimension, single-threaded, on each of `items` independent operand sets
-// (like attention's per-head products, or decoding's few rows): Eigen's product against the packed
-// kernel, for the shape rule in core/tensor/gemm.cpp (packed_pays). Names:
-// small/<m>x<n>x<k>_<op(A)><op(B)>/{eigen,packed}/1.
-const int64_t kSmallShapes[][3] = {{1, 512, 512},  {8, 512, 512},  {16, 512, 512}, {128, 512, 512},
-                                   {2048, 8, 512}, {2048, 16, 512}, {64, 64, 4},    {256, 256, 8},
-                                   {32, 32, 16},   {24, 24, 32},   {32, 32, 64},   {32, 64, 32}};
-
-void BM_Small(benchmark::State& state, Problem p, Variant v) {
-  p.batch = std::max<int64_t>(4, (int64_t{1} << 22) / (p.m * p.n * p.k));
-  Operands o = make_operands(p);
-  for (auto _ : state) {
-    run(p, o, v);
-    benchmark::DoNotOptimize(o.c.data());
-    benchmark::ClobberMemory();
+std::vector<std::pair<std::string, Serial>> outside_candidates() {
+  std::vector<std::pair<std::string, Serial>> out;
+  if (auto sgemm = load<CblasSgemm>("/usr/lib/x86_64-linux-gnu/openblas-serial/libopenblas.so.0", "cblas_sgemm")) {
+    out.emplace_back("openblas-serial", [sgemm](const Problem& p, Operands& o, int64_t i) {
+      // CBLAS: 101 row-major, 111 no transpose, 112 transpose.
+      sgemm(101, p.ta == Trans::Yes ? 112 : 111, p.tb == Trans::Yes ? 112 : 111, int(p.m), int(p.n), int(p.k), 1.0f,
+            o.a.data() + i * o.sa, int(o.lda), o.b.data() + i * o.sb, int(o.ldb), 0.0f, o.c.data() + i * o.sc,
+            int(o.ldc));
+    });
   }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(2.0 * p.m * p.n * p.k * p.batch * state.iterations() * 1e-9, benchmark::Counter::kIsRate);
+#if defined(ATTNLAB_BENCH_LIBXSMM)
+  {
+    out.emplace_back("libxsmm", [](const Problem& p, Operands& o, int64_t i) {
+      // Column-major library: row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ.
+      const char ta = p.tb == Trans::Yes ? 'T' : 'N', tb = p.ta == Trans::Yes ? 'T' : 'N';
+      const int m = int(p.n), n = int(p.m), k = int(p.k), lda = int(o.ldb), ldb = int(o.lda), ldc = int(o.ldc);
+      const float one = 1, zero = 0;
+      libxsmm_sgemm(&ta, &tb, &m, &n, &k, &one, o.b.data() + i * o.sb, &lda, o.a.data() + i * o.sa, &ldb, &zero,
+                    o.c.data() + i * o.sc, &ldc);
+    });
+  }
+#endif
+  return out;
 }
 
-// ---- single-precision peak ----------------------------------------------------------------------
-
-// 12 independent accumulators hide the FMA latency (4 cycles × 2 ports needs ≥ 8 in flight), each
-// a 16-wide AVX-512 vector: 12 × 16 × 2 = 384 flops per iteration, no memory traffic.
-__attribute__((target("avx512f"))) void BM_PeakFma512(benchmark::State& state) {
-  __m512 acc[12];
-  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(0.001f * i);
-  const __m512 mul = _mm512_set1_ps(0.999999f), add = _mm512_set1_ps(1e-7f);
-  const int64_t inner = 1 << 16;
-  for (auto _ : state) {
-    for (int64_t it = 0; it < inner; ++it)
-      for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], mul, add);
-    for (int i = 0; i < 12; ++i) benchmark::DoNotOptimize(acc[i]);
-  }
-  state.counters["GFLOP/s"] = benchmark::Counter(384.0 * inner * state.iterations() * 1e-9, benchmark::Counter::kIsRate);
-}
-
-// The same with 8-wide AVX2 vectors (what code compiled without AVX-512 reaches).
-__attribute__((target("avx2,fma"))) void BM_PeakFma256(benchmark::State& state) {
-  __m256 acc[12];
-  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(0.001f * i);
-  const __m256 mul = _mm256_set1_ps(0.999999f), add = _mm256_set1_ps(1e-7f);
-  const int64_t inner = 1 << 16;
-  for (auto _ : state) {
-    for (int64_t it = 0; it < inner; ++it)
-      for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], mul, add);
-    for (int i = 0; i < 12; ++i) benchmark::DoNotOptimize(acc[i]);
-  }
-  state.counters["GFLOP/s"] = benchmark::Counter(192.0 * inner * state.iterations() * 1e-9, benchmark::Counter::kIsRate);
-}
-
-// ---- correctness of the split variants ----------------------------------------------------------
-
-// Runs each 2-thread variant repeatedly against its serial form and prints the largest difference:
-// a benchmark of a wrong product is worthless, and a racing BLAS shows up here.
-void check_split_variants() {
-  const Problem p{"check", Trans::No, Trans::Yes, 256, 300, 32};
-  std::vector<std::tuple<const char*, Variant, Variant>> pairs = {{"eigen", Variant::Eigen1, Variant::Eigen2},
-                                                                   {"openblas", Variant::OpenBlas1, Variant::OpenBlas2}};
-  if (attnlab::sgemm_avx512::cpu_supported()) pairs.emplace_back("packed", Variant::Packed1, Variant::Packed2);
-  for (auto [name, serial, split] : pairs) {
-    Operands o = make_operands(p);
-    run(p, o, serial);
-    const std::vector<float> reference = o.c;
-    tbb::task_arena arena(2);
-    int wrong = 0;
-    double worst = 0.0;
-    const int runs = 2000;
-    for (int r = 0; r < runs; ++r) {
-      std::fill(o.c.begin(), o.c.end(), 0.0f);
-      arena.execute([&] { run(p, o, split); });
-      double diff = 0.0;
-      for (size_t i = 0; i < reference.size(); ++i) diff = std::max(diff, double(std::fabs(reference[i] - o.c[i])));
-      worst = std::max(worst, diff);
-      if (diff > 1e-3) ++wrong;
-    }
-    std::printf("check: %s split over 2 threads, %d of %d runs wrong (largest difference %.3g)\n", name, wrong, runs,
-                worst);
-  }
-  std::printf("attnlab::gemm backend in this build: %s\n", attnlab::gemm_backend());
+std::vector<int> parse_list(const std::string& text) {
+  std::vector<int> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) out.push_back(std::stoi(item));
+  return out;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  check_split_variants();
-  // Single-threaded runs are timed in CPU time of the benchmark thread (robust when other work shares
-  // the machine); 2-thread runs twice: in wall-clock time, and in CPU time of the whole process.
-  benchmark::RegisterBenchmark("peak/fma_avx512", BM_PeakFma512);
-  benchmark::RegisterBenchmark("peak/fma_avx2", BM_PeakFma256);
-  const std::pair<Variant, const char*> variants[] = {
-      {Variant::Eigen1, "eigen/1"}, {Variant::OpenBlas1, "openblas/1"}, {Variant::Packed1, "packed/1"},
-      {Variant::Attnlab1, "attnlab/1"}, {Variant::Eigen2, "eigen/2"}, {Variant::OpenBlas2, "openblas/2"},
-      {Variant::Packed2, "packed/2"}, {Variant::Attnlab2, "attnlab/2"}};
-  const bool packed_runs = attnlab::sgemm_avx512::cpu_supported();
-  for (const Problem& p : kProblems)
-    for (const auto& [v, name] : variants) {
-      if (!packed_runs && (v == Variant::Packed1 || v == Variant::Packed2)) continue;
-      const std::string base = std::string("gemm/") + p.what + "/" + name;
-      if (threads_of(v) == 1) {
-        benchmark::RegisterBenchmark(base.c_str(), BM_Gemm, p, v);
-      } else {
-        benchmark::RegisterBenchmark((base + "/wall").c_str(), BM_Gemm, p, v)->UseRealTime();
-        // Work per CPU-second of the whole process: what each core achieves when the split
-        // product runs on both, whatever else is running (2x this is the wall-clock rate the pair
-        // of cores gives on an otherwise idle machine, less any time spent waiting for a block).
-        benchmark::RegisterBenchmark((base + "/cpu").c_str(), BM_Gemm, p, v)->MeasureProcessCPUTime();
-      }
+  std::vector<int> thread_counts{1, 2};
+  std::string shapes = "all";
+  bool with_outside = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--threads" && i + 1 < argc) thread_counts = parse_list(argv[++i]);
+    else if (flag == "--shapes" && i + 1 < argc) shapes = argv[++i];
+    else if (flag == "--outside") with_outside = true;
+    else {
+      std::fprintf(stderr, "usage: gemm_bench [--threads 1,2] [--shapes base|small|heads|all] [--outside]\n");
+      return 2;
     }
-  if (packed_runs)
-    for (const auto& shape : kSmallShapes)
-      for (Trans ta : {Trans::No, Trans::Yes})
-        for (Trans tb : {Trans::No, Trans::Yes}) {
-          const Problem p{"small", ta, tb, shape[0], shape[1], shape[2]};
-          const std::string base = "small/" + std::to_string(p.m) + "x" + std::to_string(p.n) + "x" +
-                                   std::to_string(p.k) + "_" + (ta == Trans::Yes ? "T" : "N") +
-                                   (tb == Trans::Yes ? "T" : "N");
-          benchmark::RegisterBenchmark((base + "/eigen/1").c_str(), BM_Small, p, Variant::Eigen1);
-          benchmark::RegisterBenchmark((base + "/packed/1").c_str(), BM_Small, p, Variant::Packed1);
-        }
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
+  }
+  std::printf("%-18s %-28s %7s %9s %9s\n", "kernel", "product", "threads", "GFLOP/s", "rel.err");
+  const auto outside = with_outside ? outside_candidates() : std::vector<std::pair<std::string, Serial>>{};
+  for (const Problem& p : kProblems) {
+    if (shapes != "all" && shapes != p.family) continue;
+    Operands o = make_operands(p);
+    const double flops = 2.0 * p.m * p.n * p.k * p.batch;
+    for (int threads : thread_counts) {
+      tbb::task_arena arena(threads);
+      const double s = best_seconds(
+          [&] {
+            arena.execute([&] {
+              if (p.batch == 1)
+                attnlab::gemm(p.ta, p.tb, p.m, p.n, p.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
+                              o.c.data(), o.ldc);
+              else
+                attnlab::gemm_batched(p.ta, p.tb, p.batch, p.m, p.n, p.k, 1.0f, o.a.data(), o.lda, o.sa,
+                                      o.b.data(), o.ldb, o.sb, 0.0f, o.c.data(), o.ldc, o.sc);
+            });
+          },
+          flops);
+      std::printf("%-18s %-28s %7d %9.1f %9.1e\n", attnlab::gemm_backend(), p.what, threads, flops / s * 1e-9,
+                  check(p, o));
+    }
+    for (const auto& [name, serial] : outside) {
+      // libxsmm is linked without a BLAS: it runs only the small products it generates code for.
+      if (name == "libxsmm" && std::string(p.family) != "heads") continue;
+      std::fill(o.c.begin(), o.c.end(), 0.0f);
+      const double s = best_seconds(
+          [&] {
+            for (int64_t i = 0; i < p.batch; ++i) serial(p, o, i);
+          },
+          flops);
+      std::printf("%-18s %-28s %7d %9.1f %9.1e\n", name.c_str(), p.what, 1, flops / s * 1e-9, check(p, o));
+    }
+    std::fflush(stdout);
+  }
+  return 0;
 }

@@ -174,7 +174,10 @@ TEST(BeamSearch, BestScoreAtLeastGreedys) {
       options.beam = 4;
       const auto beam = decoder.beam_search(sources, options);
       for (size_t i = 0; i < sources.size(); ++i) {
-        EXPECT_GE(beam[i].score, greedy[i].score - 1e-9) << "seed " << seed << " alpha " << alpha << " sentence " << i;
+        // Up to float rounding: beam search scores 4 rows per sentence where greedy scores one, and
+        // a GEMM library's rounding may depend on a product's row count.
+        EXPECT_GE(beam[i].score, greedy[i].score - 1e-5 * std::abs(greedy[i].score))
+            << "seed " << seed << " alpha " << alpha << " sentence " << i;
         if (beam[i].score > greedy[i].score + 1e-6) ++strictly_better;
         // The reported score is the length-penalised log-probability of the reported tokens.
         EXPECT_NEAR(beam[i].score, beam[i].log_prob / eval::length_penalty(beam[i].length, alpha), 1e-9);

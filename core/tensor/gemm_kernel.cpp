@@ -1,0 +1,167 @@
+// core/tensor/gemm_kernel.cpp — see gemm_kernel.h.
+#include "tensor/gemm_kernel.h"
+
+#include <blis.h>
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
+
+#include <Eigen/Core>
+#include <cstdlib>
+#include <stdexcept>
+
+namespace attnlab::gemm_kernel {
+
+namespace {
+
+// The automatic choice for each widest ISA, from the measurements in docs/performance.md ("GEMM":
+// one and two threads, the Transformer's product shapes and the whole training step).
+constexpr Kernel kBestAvx512{Library::OneDnn, Isa::Avx512};
+constexpr Kernel kBestAvx2{Library::OneDnn, Isa::Avx2};
+
+// Below this many multiply-adds a library's call and packing cost more than Eigen's direct loops:
+// measured per shape (gemm_bench, one thread, GFLOP/s library → Eigen): 24x24x32 NT
+// (18432) oneDNN 56 → 76 at AVX-512, 61 → 76 at AVX2; one-row decoding products 1x32x64 23 → 35;
+// from 32x32x64 NT (65536) on, oneDNN leads (103 against 87).
+constexpr int64_t kLibraryMinMadds = 32768;
+
+bool runnable(Kernel kernel, CpuFeatures cpu) {
+  switch (kernel.isa) {
+    case Isa::Baseline: return true;
+    case Isa::Avx2: return cpu.avx2_fma;
+    case Isa::Avx512: return cpu.avx512 && cpu.avx2_fma;
+  }
+  return false;
+}
+
+void eigen_product(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                   const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using Stride = Eigen::OuterStride<>;
+  Eigen::Map<Mat, 0, Stride> C(c, m, n, Stride(ldc));
+  if (k == 0 || alpha == 0.0f) {
+    if (beta == 0.0f) C.setZero();
+    else if (beta != 1.0f) C *= beta;
+    return;
+  }
+  // op(A) is m x k; stored A is m x k (No) or k x m (Yes).
+  Eigen::Map<const Mat, 0, Stride> A(a, ta == Trans::Yes ? k : m, ta == Trans::Yes ? m : k, Stride(lda));
+  Eigen::Map<const Mat, 0, Stride> B(b, tb == Trans::Yes ? n : k, tb == Trans::Yes ? k : n, Stride(ldb));
+  auto product = [&](const auto& opA, const auto& opB) {
+    if (beta == 0.0f) {
+      // Assignment: C is never read (it may hold NaN).
+      if (alpha == 1.0f) C.noalias() = opA * opB;
+      else C.noalias() = alpha * opA * opB;
+    } else {
+      if (beta != 1.0f) C *= beta;
+      if (alpha == 1.0f) C.noalias() += opA * opB;
+      else C.noalias() += alpha * opA * opB;
+    }
+  };
+  if (ta == Trans::No && tb == Trans::No) product(A, B);
+  else if (ta == Trans::No) product(A, B.transpose());
+  else if (tb == Trans::No) product(A.transpose(), B);
+  else product(A.transpose(), B.transpose());
+}
+
+void blis_product(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  // Row-major storage is BLIS's general stride with column stride 1. BLIS takes non-const
+  // pointers but does not write A or B.
+  bli_sgemm(ta == Trans::Yes ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, tb == Trans::Yes ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
+            m, n, k, &alpha, const_cast<float*>(a), lda, 1, const_cast<float*>(b), ldb, 1, &beta, c, ldc, 1);
+}
+
+void onednn_product(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                    const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  // A thread that is not OpenMP's starts with the process-wide team size (one per core); held to
+  // 1, oneDNN's parallel regions run inline here and OpenMP starts no threads.
+  thread_local const bool single_thread_team = [] {
+    omp_set_num_threads(1);
+    return true;
+  }();
+  (void)single_thread_team;
+  const dnnl_status_t status = dnnl_sgemm(ta == Trans::Yes ? 'T' : 'N', tb == Trans::Yes ? 'T' : 'N', m, n, k, alpha,
+                                          a, lda, b, ldb, beta, c, ldc);
+  if (status != dnnl_success)
+    throw std::runtime_error("oneDNN sgemm failed (status " + std::to_string(static_cast<int>(status)) + ") on " +
+                             std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k));
+}
+
+}  // namespace
+
+CpuFeatures detect_cpu() {
+  static const CpuFeatures features = [] {
+    __builtin_cpu_init();
+    CpuFeatures f;
+    f.avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    f.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+    return f;
+  }();
+  return features;
+}
+
+std::string name_of(Kernel kernel) {
+  if (kernel.library == Library::Eigen) return "eigen";
+  const std::string library = kernel.library == Library::Blis ? "blis" : "onednn";
+  return library + (kernel.isa == Isa::Avx512 ? "-avx512" : "-avx2");
+}
+
+std::vector<Kernel> runnable_kernels(CpuFeatures cpu) {
+  std::vector<Kernel> out;
+  if (runnable(kBestAvx512, cpu)) out.push_back(kBestAvx512);
+  else if (runnable(kBestAvx2, cpu)) out.push_back(kBestAvx2);
+  const Kernel all[] = {{Library::OneDnn, Isa::Avx512}, {Library::Blis, Isa::Avx512}, {Library::OneDnn, Isa::Avx2},
+                        {Library::Blis, Isa::Avx2},     {Library::Eigen, Isa::Baseline}};
+  for (const Kernel& kernel : all)
+    if (runnable(kernel, cpu) && (out.empty() || !(out.front() == kernel))) out.push_back(kernel);
+  return out;
+}
+
+Kernel kernel_from_setting(const char* value, CpuFeatures cpu) {
+  const std::vector<Kernel> kernels = runnable_kernels(cpu);
+  const std::string wanted = value == nullptr ? "" : value;
+  if (wanted.empty() || wanted == "auto") return kernels.front();
+  std::string names;
+  for (const Kernel& kernel : kernels) {
+    if (name_of(kernel) == wanted) return kernel;
+    names += (names.empty() ? "" : ", ") + name_of(kernel);
+  }
+  throw std::invalid_argument("ATTNLAB_GEMM_KERNEL='" + wanted + "' is not a GEMM kernel this CPU can run: expected auto, " +
+                              names);
+}
+
+void prepare(Kernel kernel) {
+  if (kernel.library == Library::OneDnn) {
+    if (dnnl_set_max_cpu_isa(kernel.isa == Isa::Avx512 ? dnnl_cpu_isa_all : dnnl_cpu_isa_avx2) != dnnl_success)
+      throw std::runtime_error("oneDNN refused to limit its ISA for " + name_of(kernel) +
+                               " (it must be set before oneDNN's first use)");
+  } else if (kernel.library == Library::Blis) {
+    // BLIS 0.9 reads its sub-configuration once, at its first call; it does not recognise Zen 4
+    // and later (it would fall back to its generic C kernels, ~15x slower), so attnlab names it.
+    // Ids from blis.h's arch_t: skx 0, haswell 3, zen3 6.
+    const bool amd = __builtin_cpu_is("amd");
+    const char* id = kernel.isa == Isa::Avx512 ? "0" : amd ? "6" : "3";
+    setenv("BLIS_ARCH_TYPE", id, 1);
+  }
+}
+
+void serial_product(Kernel kernel, Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                    int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (m * n * k < kLibraryMinMadds) kernel.library = Library::Eigen;
+  switch (kernel.library) {
+    case Library::OneDnn:
+      if (k > 0) return onednn_product(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      break;
+    case Library::Blis:
+      if (k > 0) return blis_product(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      break;
+    case Library::Eigen: break;
+  }
+  // Eigen, and the empty inner dimension (C = beta·C) for every library: the libraries' handling
+  // of k = 0 differs (and BLAS-style checks refuse lda = 0).
+  eigen_product(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+}  // namespace attnlab::gemm_kernel

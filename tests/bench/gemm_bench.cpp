@@ -8,7 +8,7 @@
 // static libraries only: linked in when found, with its no-BLAS fallback). Each figure is the best of five timed repetitions of ~0.3 s;
 // the product is checked against a double-precision reference on 16 elements.
 //
-// Run: build/gemm_bench [--threads 1,2] [--shapes base|small|heads|all] [--outside]. Output: one line per
+// Run: build/gemm_bench [--threads 1,2] [--shapes base|small|decode|heads|all] [--outside]. Output: one line per
 // kernel, shape and thread count: GFLOP/s (2·m·n·k·batch per wall-clock second).
 #include "tensor/gemm.h"
 
@@ -42,7 +42,8 @@ struct Problem {
 };
 
 // base: 2048 tokens (64 sentences x 32), d_model 512, d_ff 2048, vocab 8000. small: 3072 tokens
-// (128 x 24), d_model 256, d_ff 512. heads: one batch's per-head attention products.
+// (128 x 24), d_model 256, d_ff 512. decode: one greedy step's products of the base (64 rows) and
+// small (128 rows) shapes. heads: one batch's per-head attention products.
 const Problem kProblems[] = {
     {"base", "proj 2048x512x512 NT", Trans::No, Trans::Yes, 2048, 512, 512},
     {"base", "proj dX 2048x512x512 NN", Trans::No, Trans::No, 2048, 512, 512},
@@ -56,6 +57,12 @@ const Problem kProblems[] = {
     {"small", "proj dW 256x256x3072 TN", Trans::Yes, Trans::No, 256, 256, 3072},
     {"small", "ffn up 3072x512x256 NT", Trans::No, Trans::Yes, 3072, 512, 256},
     {"small", "logits 3072x8000x256 NT", Trans::No, Trans::Yes, 3072, 8000, 256},
+    {"decode", "proj 64x512x512 NT", Trans::No, Trans::Yes, 64, 512, 512},
+    {"decode", "ffn up 64x2048x512 NT", Trans::No, Trans::Yes, 64, 2048, 512},
+    {"decode", "ffn down 64x512x2048 NT", Trans::No, Trans::Yes, 64, 512, 2048},
+    {"decode", "logits 64x8000x512 NT", Trans::No, Trans::Yes, 64, 8000, 512},
+    {"decode", "proj 128x256x256 NT", Trans::No, Trans::Yes, 128, 256, 256},
+    {"decode", "logits 128x8000x256 NT", Trans::No, Trans::Yes, 128, 8000, 256},
     {"heads", "scores 512x(32x32x64) NT", Trans::No, Trans::Yes, 32, 32, 64, 512},
     {"heads", "values 512x(32x64x32) NN", Trans::No, Trans::No, 32, 64, 32, 512},
     {"heads", "scores 1024x(24x24x32) NT", Trans::No, Trans::Yes, 24, 24, 32, 1024},
@@ -165,7 +172,7 @@ int main(int argc, char** argv) {
     else if (flag == "--shapes" && i + 1 < argc) shapes = argv[++i];
     else if (flag == "--outside") with_outside = true;
     else {
-      std::fprintf(stderr, "usage: gemm_bench [--threads 1,2] [--shapes base|small|heads|all] [--outside]\n");
+      std::fprintf(stderr, "usage: gemm_bench [--threads 1,2] [--shapes base|small|decode|heads|all] [--outside]\n");
       return 2;
     }
   }

@@ -66,6 +66,7 @@ struct BenchOptions {
   std::string model;
   int64_t batch = 0, src_len = 0, tgt_len = 0, vocab = 0;
   int64_t steps = 3;
+  int beam = 0;  // > 1: also time beam search with this many hypotheses per sentence
   bool peak = false;
   int64_t peak_size = 2048;
   bool json = false;
@@ -86,6 +87,8 @@ void check_options(const BenchOptions& o) {
   at_least("--tgt-len", o.tgt_len, 1);
   at_least("--vocab", o.vocab, kFirstWordId + 1, " (ids 0-3 are reserved for <pad>, <unk>, <s>, </s>)");
   at_least("--steps", o.steps, 1);
+  if (o.beam != 0 && (o.beam < 2 || o.beam > 64))
+    throw CliError(1, "--beam must be between 2 and 64 (greedy decoding is always timed), got " + std::to_string(o.beam));
   if (o.peak) at_least("--peak-size", o.peak_size, 1);
   for (const std::string& s : o.sets) {
     std::string name = s.substr(0, s.find('='));
@@ -317,6 +320,24 @@ void run_bench(const BenchOptions& o, const CommonOptions& common) {
     }
   }
   const double decode_s = seconds_since(decode_t0);
+
+  // Beam search on the same sources, as translate runs it (length penalty 0.6), up to T output
+  // tokens a sentence (fewer where a hypothesis ends): tokens/s counts the output tokens.
+  double beam_s = 0;
+  int64_t beam_tokens = 0;
+  if (o.beam > 1) {
+    model.clear_plans();
+    eval::DecodeOptions options;
+    options.beam = o.beam;
+    options.alpha = 0.6;
+    options.max_len_extra = std::max<int64_t>(0, T - S);
+    options.threads = threads;
+    eval::Decoder decoder(model, executor);
+    const auto beam_t0 = std::chrono::steady_clock::now();
+    for (const eval::Translation& t : decoder.beam_search(sources, options))
+      beam_tokens += static_cast<int64_t>(t.tokens.size()) + (t.finished ? 1 : 0);
+    beam_s = seconds_since(beam_t0);
+  }
   const double rss_mb = peak_rss_mb();
 
   std::optional<PeakFigures> peak;
@@ -351,6 +372,12 @@ void run_bench(const BenchOptions& o, const CommonOptions& common) {
   out["decode_eos_tokens"] = eos_tokens;
   out["decode_s"] = decode_s;
   out["decode_tokens_per_s"] = decode_tps;
+  if (o.beam > 1) {
+    out["beam"] = o.beam;
+    out["beam_decode_tokens"] = beam_tokens;
+    out["beam_decode_s"] = beam_s;
+    out["beam_decode_tokens_per_s"] = static_cast<double>(beam_tokens) / beam_s;
+  }
   out["train_peak_rss_mb"] = train_rss_mb;
   out["peak_rss_mb"] = rss_mb;
   if (peak) {
@@ -377,6 +404,11 @@ void run_bench(const BenchOptions& o, const CommonOptions& common) {
   std::snprintf(line, sizeof line, "  decode  %10.1f tokens/s   %8.4f s (greedy, %lld steps, cached)\n", decode_tps,
                 decode_s, static_cast<long long>(T));
   std::cout << line;
+  if (o.beam > 1) {
+    std::snprintf(line, sizeof line, "  beam %-2d %10.1f tokens/s   %8.4f s (%lld output tokens, alpha 0.6)\n", o.beam,
+                  static_cast<double>(beam_tokens) / beam_s, beam_s, static_cast<long long>(beam_tokens));
+    std::cout << line;
+  }
   std::snprintf(line, sizeof line, "  peak RSS %9.1f MB (%.1f MB after training)\n", rss_mb, train_rss_mb);
   std::cout << line;
   if (peak) {
@@ -407,6 +439,8 @@ void add_bench_command(CLI::App& app, CommonOptions& options) {
   command->add_option("--tgt-len", bench->tgt_len, "Target tokens per sentence (and greedy decode steps)")->required();
   command->add_option("--vocab", bench->vocab, "Vocabulary size (sets the model's vocab)")->required();
   command->add_option("--steps", bench->steps, "Timed training steps after one warm-up step (default 3)");
+  command->add_option("--beam", bench->beam,
+                      "Also time beam search with this many hypotheses per sentence (2-64; alpha 0.6)");
   command->add_flag("--peak", bench->peak, "Also measure the machine's GEMM and FMA peak on the same threads");
   command->add_option("--peak-size", bench->peak_size, "Side of the square product --peak times (default 2048)");
   command->add_flag("--json", bench->json, "Print one JSON object");

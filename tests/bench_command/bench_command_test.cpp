@@ -79,6 +79,18 @@ TEST(BenchCommand, JsonFiguresArePositiveFiniteAndConsistent) {
   EXPECT_LE(step_madds, 4 * (weights_fwd + scores_fwd));
 }
 
+TEST(BenchCommand, BeamSearchIsTimedWhenAskedFor) {
+  const CommandResult r = bench(kTinyModel + kTinyShapes + " --steps 1 --beam 4 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["beam"], 4);
+  const double tokens = positive_number(j, "beam_decode_tokens"), s = positive_number(j, "beam_decode_s");
+  EXPECT_LE(tokens, 2 * 4);  // at most tgt_len output tokens per sentence
+  EXPECT_NEAR(j["beam_decode_tokens_per_s"].get<double>(), tokens / s, 1e-6 * tokens / s);
+  const CommandResult plain = bench(kTinyModel + kTinyShapes + " --steps 1 --json");
+  EXPECT_FALSE(nlohmann::json::parse(plain.out).contains("beam")) << "beam search timed without --beam";
+}
+
 TEST(BenchCommand, TablePrintsEveryFigure) {
   const CommandResult r = bench(kTinyModel + kTinyShapes + " --steps 1");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -137,6 +149,8 @@ INSTANTIATE_TEST_SUITE_P(
                   "attnlab: error: --vocab must be at least 5, got 4 (ids 0-3 are reserved for <pad>, <unk>, <s>, "
                   "</s>)"},
         ErrorCase{kTinyModel + kTinyShapes + " --steps 0", 1, "attnlab: error: --steps must be at least 1, got 0"},
+        ErrorCase{kTinyModel + kTinyShapes + " --beam 1", 1,
+                  "attnlab: error: --beam must be between 2 and 64 (greedy decoding is always timed), got 1"},
         ErrorCase{kTinyModel + kTinyShapes + " --peak --peak-size 0", 1,
                   "attnlab: error: --peak-size must be at least 1, got 0"},
         ErrorCase{kTinyModel + kTinyShapes + " --set vocab=9", 1,

@@ -156,7 +156,7 @@ TEST(TranslateCommand, BadBeam) {
   const fs::path file = f.dir / "model.ckpt";
   train::write_checkpoint(file, f.checkpoint());
   expect_one_line_error(test::run_command(translate(file, f.input("a horse\n"), "--beam 0")),
-                        "--beam must be at least 1");
+                        "--beam: must be in [1, 64], got 0");
 }
 
 }  // namespace

@@ -42,8 +42,13 @@ Result apply(std::string_view op, const Number& a, const Number& b) {
   if (op == "div" || op == "mod") {
     if (!a.whole || !b.whole) return Result::fail(text_of({quoted, " needs integers"}));
     if (b.i == 0) return Result::fail("division by zero");
-    // The one quotient that does not fit: INT64_MIN / -1 (a hardware trap if computed).
-    if (a.i == std::numeric_limits<int64_t>::min() && b.i == -1) return Result::fail(text_of({"integer overflow in ", quoted}));
+    // x / -1 is never computed by the CPU: INT64_MIN / -1 traps (SIGFPE), for % as well. The
+    // quotient of INT64_MIN does not fit; every remainder by -1 is 0.
+    if (b.i == -1) {
+      if (op == "mod") return Result::ok(Number::of(0));
+      if (a.i == std::numeric_limits<int64_t>::min()) return Result::fail(text_of({"integer overflow in ", quoted}));
+      return Result::ok(Number::of(-a.i));
+    }
     int64_t q = a.i / b.i, r = a.i % b.i;
     if (r != 0 && ((r < 0) != (b.i < 0))) {  // floor: round the truncated quotient down
       --q;

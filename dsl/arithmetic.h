@@ -12,7 +12,7 @@
 //   "/" is real division (even of whole numbers); division by zero is an error;
 //   "div"/"mod" take whole numbers (integers) and floor (the quotient rounds toward minus infinity and the
 //   remainder has the divisor's sign, as Python's // and %): (0-7) div 2 = -4, (0-7) mod 2 = 1;
-//   INT64_MIN div -1 is an overflow error.
+//   INT64_MIN div -1 is an overflow error (and INT64_MIN mod -1 is 0).
 // Every error is a Result without a value and with a message.
 #pragma once
 

@@ -230,8 +230,12 @@ std::vector<ExperimentSpec> read_experiments(const Program& program, Diagnostics
     if (!e.models.empty()) {
       const ast::ModelRef& ref = e.models.front();
       spec.model_path = (main.path.parent_path() / ref.path.value).lexically_normal();
-      if (!std::filesystem::is_regular_file(spec.model_path))
-        diags.error(file.loc(ref.path.offset), "model file '" + spec.model_path.string() + "' does not exist");
+      // The error_code form: a name the system refuses (too long, say) is a diagnostic, not an exception.
+      std::error_code ec;
+      if (!std::filesystem::is_regular_file(spec.model_path, ec))
+        diags.error(file.loc(ref.path.offset), "model file '" + spec.model_path.string() + "' " +
+                                                   (ec && ec != std::errc::no_such_file_or_directory ? "cannot be read: " + ec.message()
+                                                                                                      : std::string("does not exist")));
       std::set<std::string> seen;
       for (const ast::Setting& s : ref.overrides) {
         if (s.key.empty()) {

@@ -287,6 +287,17 @@ TEST(HostileData, BleuRefusesBinaryAndBrokenInput) {
   EXPECT_EQ(ok.out.rfind("BLEU = 100.00", 0), 0u) << ok.out;
 }
 
+// Found by fuzzing (tests/fuzz, fuzz_experiment): a model name longer than the system allows made
+// std::filesystem throw out of the experiment reader.
+TEST(HostileData, AModelFileNameTooLongIsADiagnostic) {
+  TempDir dir;
+  const fs::path exp = dir / "long.attn";
+  test::write_file(exp, "experiment e {\n  model = \"" + std::string(5000, 'm') + ".attn\"\n}\n");
+  const CommandResult r = attnlab("check " + quoted(exp));
+  expect_refused(r, "long.attn:2:11: error: model file '");
+  expect_refused(r, "' cannot be read: File name too long");
+}
+
 // ---- plugins ------------------------------------------------------------------------------------
 
 TEST(HostilePlugins, BrokenLibrariesReportTheLoadersReason) {

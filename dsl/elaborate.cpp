@@ -2,6 +2,7 @@
 #include "node/suggest.h"
 #include "dsl/elaborate.h"
 
+#include "dsl/arithmetic.h"
 #include "dsl/parser.h"
 
 #include <algorithm>
@@ -143,6 +144,11 @@ struct Value {
   double number() const { return kind == Kind::Int ? static_cast<double>(i) : f; }
 };
 
+// A numeric Value as the shared arithmetic's Number (dsl/arithmetic.h).
+arithmetic::Number as_number(const Value& v) {
+  return v.kind == Value::Kind::Int ? arithmetic::Number::of(v.i) : arithmetic::Number::of_real(v.f);
+}
+
 Value int_value(int64_t v) { Value r; r.kind = Value::Kind::Int; r.i = v; return r; }
 Value float_value(double v) { Value r; r.kind = Value::Kind::Float; r.f = v; return r; }
 
@@ -261,6 +267,7 @@ class Elaborator {
   Value eval_repeat(const ast::Repeat& r);
   Value binary(const std::string& op, const Value& a, const Value& b, int offset);
   Value number_literal(const ast::Number& n);
+  Value from_arithmetic(const arithmetic::Result& r, int offset);
 
   struct Args {
     std::vector<std::pair<Value, int>> positional;  // value, offset
@@ -548,23 +555,16 @@ Value Elaborator::lookup(const ast::Name& name) {
 }
 
 Value Elaborator::number_literal(const ast::Number& n) {
-  const std::string& t = n.text;
-  if (t.find_first_of(".eE") == std::string::npos) {
-    int64_t v = 0;
-    auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
-    if (ec != std::errc() || ptr != t.data() + t.size()) {
-      error(n.offset, "integer " + t + " is out of range");
-      return {};
-    }
-    return int_value(v);
-  }
-  char* end = nullptr;
-  const double v = std::strtod(t.c_str(), &end);
-  if (!std::isfinite(v)) {
-    error(n.offset, "number " + t + " is out of range");
+  return from_arithmetic(arithmetic::parse_number(n.text), n.offset);
+}
+
+// A number of the shared arithmetic as a Value, or nothing after reporting its error at `offset`.
+Value Elaborator::from_arithmetic(const arithmetic::Result& r, int offset) {
+  if (!r.value) {
+    error(offset, r.error);
     return {};
   }
-  return float_value(v);
+  return r.value->whole ? int_value(r.value->i) : float_value(r.value->f);
 }
 
 Value Elaborator::eval(const ast::Expr& e) {
@@ -607,14 +607,7 @@ Value Elaborator::eval(const ast::Operand& o) {
     Value operator()(const x3::forward_ast<ast::Unary>& u) const {
       Value v = self.eval(u.get().operand);
       if (v.kind == Value::Kind::None) return v;
-      if (v.kind == Value::Kind::Int) {
-        if (v.i == std::numeric_limits<int64_t>::min()) {
-          self.error(u.get().offset, "integer overflow in negation");
-          return {};
-        }
-        return int_value(-v.i);
-      }
-      if (v.kind == Value::Kind::Float) return float_value(-v.f);
+      if (v.is_number()) return self.from_arithmetic(arithmetic::negate(as_number(v)), u.get().offset);
       self.error(u.get().offset, "cannot negate " + describe(v));
       return {};
     }
@@ -635,52 +628,11 @@ Value Elaborator::binary(const std::string& op, const Value& a, const Value& b, 
     error(offset, "'" + op + "' needs numbers, got " + describe(a) + " and " + describe(b));
     return {};
   }
-  if (op == "div" || op == "mod") {
-    if (a.kind != Value::Kind::Int || b.kind != Value::Kind::Int) {
-      error(offset, "'" + op + "' needs integers, got " + describe(a) + " and " + describe(b));
-      return {};
-    }
-    if (b.i == 0) {
-      error(offset, "division by zero");
-      return {};
-    }
-    if (a.i == std::numeric_limits<int64_t>::min() && b.i == -1) {
-      error(offset, "integer overflow");
-      return {};
-    }
-    // Floor division, as a researcher expects from Python's //.
-    int64_t q = a.i / b.i, r = a.i % b.i;
-    if (r != 0 && ((r < 0) != (b.i < 0))) {
-      --q;
-      r += b.i;
-    }
-    return int_value(op == "div" ? q : r);
-  }
-  if (op == "/") {
-    if (b.number() == 0) {
-      error(offset, "division by zero");
-      return {};
-    }
-    return float_value(a.number() / b.number());
-  }
-  if (a.kind == Value::Kind::Int && b.kind == Value::Kind::Int) {
-    int64_t r = 0;
-    bool overflow = op == "+" ? __builtin_add_overflow(a.i, b.i, &r)
-                  : op == "-" ? __builtin_sub_overflow(a.i, b.i, &r)
-                              : __builtin_mul_overflow(a.i, b.i, &r);
-    if (overflow) {
-      error(offset, "integer overflow in '" + op + "'");
-      return {};
-    }
-    return int_value(r);
-  }
-  const double x = a.number(), y = b.number();
-  const double r = op == "+" ? x + y : op == "-" ? x - y : x * y;
-  if (!std::isfinite(r)) {
-    error(offset, "arithmetic result is not finite");
+  if ((op == "div" || op == "mod") && (a.kind != Value::Kind::Int || b.kind != Value::Kind::Int)) {
+    error(offset, "'" + op + "' needs integers, got " + describe(a) + " and " + describe(b));
     return {};
   }
-  return float_value(r);
+  return from_arithmetic(arithmetic::apply(op, as_number(a), as_number(b)), offset);
 }
 
 Elaborator::Args Elaborator::eval_args(const ast::CallArgs& call) {

@@ -2,10 +2,10 @@
 #include "node/suggest.h"
 #include "dsl/experiment.h"
 
+#include "dsl/arithmetic.h"
 #include "dsl/parser.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <set>
 
@@ -27,32 +27,7 @@ class ConstEvaluator {
       ConstValue rhs;
       if (!eval(op.operand, rhs)) return false;
       if (!out.is_number() || !rhs.is_number()) return fail(op.offset, "'" + op.op + "' needs numbers");
-      const bool ints = out.kind == ConstValue::Kind::Int && rhs.kind == ConstValue::Kind::Int;
-      if (op.op == "div" || op.op == "mod") {
-        if (!ints) return fail(op.offset, "'" + op.op + "' needs integers");
-        if (rhs.i == 0) return fail(op.offset, "division by zero");
-        out.i = op.op == "div" ? out.i / rhs.i : out.i % rhs.i;
-        continue;
-      }
-      if (op.op == "/") {
-        if (rhs.number() == 0) return fail(op.offset, "division by zero");
-        out.f = out.number() / rhs.number();
-        out.kind = ConstValue::Kind::Float;
-        continue;
-      }
-      if (ints) {
-        int64_t r = 0;
-        bool overflow = op.op == "+" ? __builtin_add_overflow(out.i, rhs.i, &r)
-                      : op.op == "-" ? __builtin_sub_overflow(out.i, rhs.i, &r)
-                                     : __builtin_mul_overflow(out.i, rhs.i, &r);
-        if (overflow) return fail(op.offset, "integer overflow");
-        out.i = r;
-        continue;
-      }
-      const double x = out.number(), y = rhs.number();
-      out.f = op.op == "+" ? x + y : op.op == "-" ? x - y : x * y;
-      out.kind = ConstValue::Kind::Float;
-      if (!std::isfinite(out.f)) return fail(op.offset, "arithmetic result is not finite");
+      if (!take(arithmetic::apply(op.op, as_number(out), as_number(rhs)), op.offset, out)) return false;
     }
     return true;
   }
@@ -63,19 +38,23 @@ class ConstEvaluator {
     return false;
   }
 
+  static arithmetic::Number as_number(const ConstValue& v) {
+    return v.kind == ConstValue::Kind::Int ? arithmetic::Number::of(v.i) : arithmetic::Number::of_real(v.f);
+  }
+
+  // Stores the shared arithmetic's result in `out` (keeping its location), or reports its error.
+  bool take(const arithmetic::Result& r, int offset, ConstValue& out) {
+    if (!r.value) return fail(offset, r.error);
+    out.kind = r.value->whole ? ConstValue::Kind::Int : ConstValue::Kind::Float;
+    out.i = r.value->i;
+    out.f = r.value->f;
+    return true;
+  }
+
   bool eval(const ast::Operand& o, ConstValue& out) {
     if (auto* n = boost::get<ast::Number>(&o)) {
       out.loc = file_.loc(n->offset);
-      if (n->text.find_first_of(".eE") == std::string::npos) {
-        out.kind = ConstValue::Kind::Int;
-        auto [p, ec] = std::from_chars(n->text.data(), n->text.data() + n->text.size(), out.i);
-        if (ec != std::errc() || p != n->text.data() + n->text.size()) return fail(n->offset, "integer " + n->text + " is out of range");
-      } else {
-        out.kind = ConstValue::Kind::Float;
-        out.f = std::strtod(n->text.c_str(), nullptr);
-        if (!std::isfinite(out.f)) return fail(n->offset, "number " + n->text + " is out of range");
-      }
-      return true;
+      return take(arithmetic::parse_number(n->text), n->offset, out);
     }
     if (auto* s = boost::get<ast::String>(&o)) {
       out.kind = ConstValue::Kind::String;
@@ -107,10 +86,8 @@ class ConstEvaluator {
     }
     if (auto* u = boost::get<x3::forward_ast<ast::Unary>>(&o)) {
       if (!eval(u->get().operand, out)) return false;
-      if (out.kind == ConstValue::Kind::Int && out.i != std::numeric_limits<int64_t>::min()) out.i = -out.i;
-      else if (out.kind == ConstValue::Kind::Float) out.f = -out.f;
-      else return fail(u->get().offset, "cannot negate this value");
-      return true;
+      if (!out.is_number()) return fail(u->get().offset, "cannot negate this value");
+      return take(arithmetic::negate(as_number(out)), u->get().offset, out);
     }
     if (auto* e = boost::get<x3::forward_ast<ast::Expr>>(&o)) return eval(e->get(), out);
     if (auto* r = boost::get<x3::forward_ast<ast::Repeat>>(&o)) return fail(r->get().offset, "repeat is not a constant");
@@ -129,7 +106,7 @@ class ConstEvaluator {
       if (!eval(a.value, v)) return false;
       if (a.name) {
         if (!seen.insert(*a.name).second) return fail(a.offset, "argument '" + *a.name + "' given twice");
-        out.named.emplace_back(*a.name, std::move(v));
+        out.named.push_back({*a.name, std::move(v)});
       } else {
         out.items.push_back(std::move(v));
       }
@@ -253,8 +230,12 @@ std::vector<ExperimentSpec> read_experiments(const Program& program, Diagnostics
     if (!e.models.empty()) {
       const ast::ModelRef& ref = e.models.front();
       spec.model_path = (main.path.parent_path() / ref.path.value).lexically_normal();
-      if (!std::filesystem::is_regular_file(spec.model_path))
-        diags.error(file.loc(ref.path.offset), "model file '" + spec.model_path.string() + "' does not exist");
+      // The error_code form: a name the system refuses (too long, say) is a diagnostic, not an exception.
+      std::error_code ec;
+      if (!std::filesystem::is_regular_file(spec.model_path, ec))
+        diags.error(file.loc(ref.path.offset), "model file '" + spec.model_path.string() + "' " +
+                                                   (ec && ec != std::errc::no_such_file_or_directory ? "cannot be read: " + ec.message()
+                                                                                                      : std::string("does not exist")));
       std::set<std::string> seen;
       for (const ast::Setting& s : ref.overrides) {
         if (s.key.empty()) {

@@ -32,6 +32,8 @@ namespace attnlab::dsl {
 inline const std::vector<std::string> kExperimentSections = {"train", "decode", "ablate"};
 inline const std::vector<std::string> kExperimentSettings = {"data", "seed", "description"};
 
+struct NamedConstValue;
+
 struct ConstValue {
   enum class Kind { Int, Float, Bool, String, Name, List, Call } kind = Kind::Int;
   int64_t i = 0;
@@ -39,13 +41,20 @@ struct ConstValue {
   bool b = false;
   std::string text;                // String value, Name, or the called function's name
   std::vector<ConstValue> items;   // List items, or a Call's positional arguments
-  std::vector<std::pair<std::string, ConstValue>> named;  // a Call's named arguments
+  // A Call's named arguments. (A struct declared after ConstValue, not a std::pair<.., ConstValue>:
+  // a pair of an incomplete type does not compile with every standard library.)
+  std::vector<NamedConstValue> named;
   ir::SourceLoc loc;
 
   bool is_number() const { return kind == Kind::Int || kind == Kind::Float; }
   double number() const { return kind == Kind::Int ? static_cast<double>(i) : f; }
   const ConstValue* arg(const std::string& name) const;  // a Call's named argument, or null
   std::string to_string() const;  // in the language's syntax: 0.1, "de", posenc.learned, [1, 2], adam(0.9)
+};
+
+struct NamedConstValue {
+  std::string name;
+  ConstValue value;
 };
 
 struct ExperimentSetting {

@@ -1,4 +1,5 @@
 // `attnlab bleu --ref FILE [--hyp FILE]`: corpus BLEU of tokenized text, multi-bleu.perl's line.
+// Both inputs must be text (UTF-8, no control bytes): the first bad line is an error naming it.
 #include "app/cli.h"
 #include "data/parallel_text.h"
 #include "eval/bleu.h"
@@ -16,8 +17,11 @@ void add_bleu_command(CLI::App& app) {
   command->callback([ref, hyp] {
     std::vector<std::string> references, hypotheses;
     try {
+      // Text only: a binary file (NUL or control bytes, invalid UTF-8) is refused, not scored.
       references = data::read_lines(*ref);
+      data::check_text_lines(references, *ref);
       hypotheses = hyp->empty() ? read_lines(std::cin) : data::read_lines(*hyp);
+      if (!hyp->empty()) data::check_text_lines(hypotheses, *hyp);
     } catch (const data::DataError& e) {
       throw CliError(1, e.what());
     }

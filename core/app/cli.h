@@ -7,6 +7,7 @@
 #pragma once
 
 #include "node/registry.h"
+#include "train/limits.h"
 
 #include <CLI/CLI.hpp>
 
@@ -32,10 +33,19 @@ struct CommonOptions {
 // Adds --threads, --seed and --plugin-path to a subcommand, bound to `options`.
 void add_common_options(CLI::App& command, CommonOptions& options);
 
-// Every line of a stream (a trailing CR dropped): text given on standard input.
-std::vector<std::string> read_lines(std::istream& in);
+// A CLI11 check of a flag against the shared bounds (train/limits.h): the flag's text must be a
+// whole number (a number) in the limit's range, with the same words as an experiment file gets.
+// A failed check is "attnlab: error: --FLAG: must be ..." and exit code 1 (main.cpp).
+CLI::Validator integer_in(const train::IntLimit& limit);
+CLI::Validator real_in(const train::RealLimit& limit);
 
-// Loads every plugin on the search path (throws PluginError on the first that fails).
+// Every line of a stream (a trailing CR dropped): text given on standard input. Each line must be
+// valid UTF-8 without NUL or other control bytes (tab and CR excepted); otherwise CliError(1)
+// naming `what` ("standard input"), the line and the byte.
+std::vector<std::string> read_lines(std::istream& in, const std::string& what = "standard input");
+
+// Loads every plugin on the search path (throws PluginError on the first that fails). A
+// --plugin-path that is not a directory is a CliError(2) naming it.
 std::unique_ptr<Registry> load_registry(const CommonOptions& options);
 
 void add_plugins_command(CLI::App& app, CommonOptions& options);

@@ -25,6 +25,10 @@ int main(int argc, char** argv) {
   cli::add_bench_command(app, options);
   try {
     app.parse(argc, argv);
+  } catch (const CLI::ValidationError& e) {
+    // A flag outside its bounds (train/limits.h): a user error like any other.
+    std::cerr << "attnlab: error: " << e.what() << '\n';
+    return 1;
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const PluginError& e) {

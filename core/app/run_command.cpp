@@ -38,7 +38,7 @@ void add_run_command(CLI::App& app, CommonOptions& options) {
   command->add_option("--data", args->data, "Data directory for experiments that read files (default: $ATTNLAB_DATA)");
   command->add_flag("--resume", args->resume, "Continue the run in --out DIR from its newest checkpoint");
   command->add_option("--average", args->average, "At the end, average the last K checkpoints and evaluate the average")
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_in(train::kAverageLimit));
   command->add_flag("--print-default", args->print_default, "Print the built-in default experiment and exit");
   add_common_options(*command, options);
   command->callback([args, &options, command] {

@@ -5,7 +5,8 @@
 // bytes and the parameters by name. RUN_DIR_OR_FILE is resolved by train::find_checkpoint (a file;
 // or a directory's best.ckpt, else its newest step checkpoint, in DIR/checkpoints or DIR). Raw text
 // goes through the tokenizer (a word vocabulary gets normalize_for_word_vocab first). Sentences are
-// decoded in batches of similar length; every user error is one line and exit code 1.
+// decoded in batches of similar length; every user error is one line and exit code 1. Flags are
+// bounded by train/limits.h; input must be UTF-8 text; lines over --max-tokens are cut, counted.
 #include "app/cli.h"
 #include "data/tokenizer.h"
 #include "eval/decoder.h"
@@ -27,16 +28,11 @@ struct TranslateArgs {
   double alpha = 0.6;
   int64_t max_len_extra = 50;
   int batch_sentences = 32;
+  int64_t max_tokens = 1000;
 };
 
 
 void run_translate(const TranslateArgs& args, const CommonOptions& options) {
-  if (args.beam < 1) throw CliError(1, "--beam must be at least 1, got " + std::to_string(args.beam));
-  if (args.max_len_extra < 0)
-    throw CliError(1, "--max-len-extra must not be negative, got " + std::to_string(args.max_len_extra));
-  if (args.batch_sentences < 1)
-    throw CliError(1, "--batch-sentences must be at least 1, got " + std::to_string(args.batch_sentences));
-
   std::filesystem::path file;
   ckpt::Checkpoint checkpoint;
   try {
@@ -85,13 +81,25 @@ void run_translate(const TranslateArgs& args, const CommonOptions& options) {
   const std::vector<std::string> lines = read_lines(std::cin);
   const bool words = tokenizer->kind() == "word";
   std::vector<std::vector<int>> sources(lines.size());
+  int64_t truncated = 0;
+  size_t first_truncated = 0;
   for (size_t i = 0; i < lines.size(); ++i) {
     try {
       sources[i] = tokenizer->encode(words ? data::normalize_for_word_vocab(lines[i]) : lines[i]);
     } catch (const std::exception& e) {
       throw CliError(1, "input line " + std::to_string(i + 1) + ": " + e.what());
     }
+    // Decoding time grows with the square of the length: an over-long line is cut (and counted),
+    // as training skips pairs over parallel(max_tokens: ...).
+    if (static_cast<int64_t>(sources[i].size()) > args.max_tokens) {
+      if (truncated++ == 0) first_truncated = i + 1;
+      sources[i].resize(static_cast<size_t>(args.max_tokens));
+    }
   }
+  if (truncated > 0)
+    std::cerr << "warning: standard input: " << truncated << " line(s) longer than " << args.max_tokens
+              << " tokens translated from their first " << args.max_tokens << " tokens only (first at line " << first_truncated
+              << "; raise --max-tokens to keep more)\n";
 
   // Batches of similar source length (less padding), translated in that order, printed in input order.
   std::vector<size_t> order(lines.size());
@@ -133,11 +141,22 @@ void add_translate_command(CLI::App& app, CommonOptions& options) {
       ->add_option("--checkpoint", args->checkpoint,
                    "Checkpoint file, or a run directory (its checkpoints/best.ckpt, else the newest step checkpoint)")
       ->required();
-  command->add_option("--beam", args->beam, "Beam size; 1 is greedy decoding")->capture_default_str();
-  command->add_option("--alpha", args->alpha, "Length-penalty exponent α of ((5+|Y|)/6)^α")->capture_default_str();
+  command->add_option("--beam", args->beam, "Beam size; 1 is greedy decoding")
+      ->capture_default_str()
+      ->check(integer_in(train::kBeamLimit));
+  command->add_option("--alpha", args->alpha, "Length-penalty exponent α of ((5+|Y|)/6)^α")
+      ->capture_default_str()
+      ->check(real_in(train::kAlphaLimit));
   command->add_option("--max-len-extra", args->max_len_extra, "Output tokens at most source tokens + this")
-      ->capture_default_str();
-  command->add_option("--batch-sentences", args->batch_sentences, "Sentences decoded together")->capture_default_str();
+      ->capture_default_str()
+      ->check(integer_in(train::kMaxLengthExtraLimit));
+  command->add_option("--batch-sentences", args->batch_sentences, "Sentences decoded together")
+      ->capture_default_str()
+      ->check(integer_in(train::kBatchSentencesLimit));
+  command->add_option("--max-tokens", args->max_tokens,
+                      "Input tokens per line at most; a longer line is translated from its first tokens (with a warning)")
+      ->capture_default_str()
+      ->check(integer_in(train::kTranslateMaxTokensLimit));
   add_common_options(*command, options);
   command->callback([args, &options] { run_translate(*args, options); });
 }

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <ostream>
 #include <sstream>
@@ -43,25 +44,42 @@ std::string read_plain(const std::string& path) {
   return bytes;
 }
 
+// The whole file through zlib's inflate, member after member. Unlike gzread, which passes
+// non-gzip bytes through unchanged and stops quietly at trailing garbage, every byte must belong
+// to a gzip member that is complete and whose CRC checks.
 std::string read_gzip(const std::string& path) {
-  // zlib does not promise errno on failure: open with fopen first so the message carries the
-  // system's reason for a missing or unreadable file.
-  { std::unique_ptr<FILE, int (*)(FILE*)> probe(std::fopen(path.c_str(), "rb"), &std::fclose);
-    if (!probe) throw DataError("cannot open " + path + ": " + std::strerror(errno)); }
-  gzFile file = gzopen(path.c_str(), "rb");
-  if (!file) throw DataError("cannot open " + path + ": zlib could not open it");
+  const std::string packed = read_plain(path);
+  auto magic_at = [&](size_t at) {
+    return packed.size() >= at + 2 && static_cast<unsigned char>(packed[at]) == 0x1F && static_cast<unsigned char>(packed[at + 1]) == 0x8B;
+  };
+  if (packed.empty()) return {};
+  if (!magic_at(0)) throw DataError(path + ": not gzip data (the file does not start with the gzip signature 1f 8b)");
+  z_stream z{};
+  if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) throw DataError(path + ": zlib could not start decompressing");
+  std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&z, &inflateEnd);
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(packed.data()));
+  z.avail_in = static_cast<uInt>(packed.size());
+  if (packed.size() > std::numeric_limits<uInt>::max()) throw DataError(path + ": compressed file too large (over 4 GiB)");
   std::string bytes;
   char buffer[1 << 16];
-  int got;
-  while ((got = gzread(file, buffer, sizeof buffer)) > 0) bytes.append(buffer, static_cast<size_t>(got));
-  // A truncated stream ends with a short read and the error left in the stream state.
-  int code = Z_OK;
-  const std::string reason = gzerror(file, &code);
-  if (got < 0 || code != Z_OK) {
-    gzclose(file);
-    throw DataError(path + ": corrupt gzip data: " + reason);
+  while (true) {
+    z.next_out = reinterpret_cast<Bytef*>(buffer);
+    z.avail_out = sizeof buffer;
+    const int code = inflate(&z, Z_NO_FLUSH);
+    bytes.append(buffer, sizeof buffer - z.avail_out);
+    if (code == Z_STREAM_END) {
+      const size_t at = packed.size() - z.avail_in;
+      if (z.avail_in == 0) break;
+      if (!magic_at(at))
+        throw DataError(path + ": corrupt gzip data: " + std::to_string(z.avail_in) + " byte(s) of trailing data after the gzip stream (at byte " +
+                        std::to_string(at) + ")");
+      inflateReset(&z);  // a concatenated member follows
+      continue;
+    }
+    if (code == Z_OK) continue;
+    if (code == Z_BUF_ERROR && z.avail_in == 0) throw DataError(path + ": corrupt gzip data: the stream is truncated");
+    throw DataError(path + ": corrupt gzip data: " + std::string(z.msg ? z.msg : "inflate failed"));
   }
-  gzclose(file);
   return bytes;
 }
 
@@ -96,6 +114,31 @@ std::optional<size_t> find_invalid_utf8(std::string_view text) {
     i += length;
   }
   return std::nullopt;
+}
+
+namespace {
+std::string hex_byte(unsigned char c) {
+  char byte[8];
+  std::snprintf(byte, sizeof byte, "0x%02X", c);
+  return byte;
+}
+}  // namespace
+
+std::optional<std::string> check_text_line(std::string_view line) {
+  if (auto bad = find_invalid_utf8(line))
+    return std::to_string(*bad + 1) + ": invalid UTF-8 (byte " + hex_byte(static_cast<unsigned char>(line[*bad])) + ")";
+  for (size_t i = 0; i < line.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(line[i]);
+    const bool allowed_space = c == '\t' || c == '\v' || c == '\f' || c == '\r';
+    if ((c < 0x20 && !allowed_space) || c == 0x7F) return std::to_string(i + 1) + ": control byte " + hex_byte(c) + " in text";
+  }
+  return std::nullopt;
+}
+
+void check_text_lines(const std::vector<std::string>& lines, const std::string& path) {
+  for (size_t i = 0; i < lines.size(); ++i)
+    if (std::optional<std::string> problem = check_text_line(lines[i]))
+      throw DataError(path + ":" + std::to_string(i + 1) + ":" + *problem);
 }
 
 std::vector<std::string_view> split_whitespace(std::string_view text) {
@@ -142,16 +185,10 @@ ParallelText read_parallel_text(const std::string& source_path, const std::strin
   ParallelText text;
   text.lines = static_cast<int64_t>(source.size());
   int64_t first_empty = 0, first_too_long = 0;
+  check_text_lines(source, source_path);
+  check_text_lines(target, target_path);
   for (size_t i = 0; i < source.size(); ++i) {
     const int64_t line_number = static_cast<int64_t>(i) + 1;
-    for (const auto& [line, path] : {std::pair{&source[i], &source_path}, std::pair{&target[i], &target_path}}) {
-      if (auto bad = find_invalid_utf8(*line)) {
-        char byte[8];
-        std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned char>((*line)[*bad]));
-        throw DataError(*path + ":" + std::to_string(line_number) + ":" + std::to_string(*bad + 1) +
-                        ": invalid UTF-8 (byte " + byte + ")");
-      }
-    }
     const int64_t source_tokens = count_tokens(source[i]);
     const int64_t target_tokens = count_tokens(target[i]);
     if (source_tokens == 0 || target_tokens == 0) {

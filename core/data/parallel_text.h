@@ -2,7 +2,8 @@
 //
 // Contract:
 // - read_lines() reads a text file into lines; a name ending in ".gz" is decompressed with zlib
-//   (concatenated gzip members included). "\n" ends a line; a final line without "\n" counts; a
+//   (concatenated gzip members included; anything after the last member that is not another gzip
+//   member, such as trailing garbage, is an error). "\n" ends a line; a final line without "\n" counts; a
 //   trailing "\r" is removed (CRLF files). A missing or unreadable file, or a corrupt gzip stream,
 //   throws DataError naming the file.
 // - read_parallel_text() reads a source and a target file aligned by line and checks them. Errors
@@ -11,6 +12,8 @@
 //     "FILE: empty file"                                      zero lines (empty or zero bytes)
 //     "line counts differ: SRC has N lines, TGT has M lines"  misaligned files
 //     "FILE:LINE:COL: invalid UTF-8 (byte 0xNN)"              COL is the 1-based byte column
+//     "FILE:LINE:COL: control byte 0xNN in text"              NUL and C0 controls other than
+//                                                             tab, VT, FF and CR; and DEL
 //     "no sentence pairs left in SRC / TGT after skipping ..."  everything was skipped
 //   Counted skips (not errors), each reported by ONE warning line in ParallelText::warnings:
 //     a pair where either side is empty (only whitespace) is skipped;
@@ -64,6 +67,13 @@ ParallelText read_parallel_text(const std::string& source_path, const std::strin
 
 // The 0-based byte offset of the first invalid UTF-8 sequence in `text`, or nullopt if valid.
 std::optional<size_t> find_invalid_utf8(std::string_view text);
+
+// What is wrong with one line of text, as "COL: invalid UTF-8 (byte 0xNN)" or "COL: control
+// byte 0xNN in text" (COL 1-based), or nullopt when it is valid UTF-8 free of control bytes.
+std::optional<std::string> check_text_line(std::string_view line);
+
+// Throws DataError "PATH:LINE:COL: ..." for the first line check_text_line() refuses.
+void check_text_lines(const std::vector<std::string>& lines, const std::string& path);
 
 // Whitespace-separated tokens (space, tab, CR, LF, FF, VT), as multi-bleu.perl's split.
 std::vector<std::string_view> split_whitespace(std::string_view text);

@@ -260,6 +260,62 @@ std::unique_ptr<Tokenizer> build_word_vocab(const std::vector<std::string_view>&
   return std::make_unique<WordVocab>(std::move(pieces));
 }
 
+// The reasoning: see tokenizer.h.
+int64_t sentencepiece_vocab_floor(const std::vector<std::string_view>& sentences, double character_coverage) {
+  enum class Kind { Latin, Digit, Punct, Other };
+  auto kind_of = [](uint32_t c) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= 0xC0 && c <= 0x24F && c != 0xD7 && c != 0xF7)) return Kind::Latin;
+    if (c >= '0' && c <= '9') return Kind::Digit;
+    if (c > 0x20 && c < 0x7F) return Kind::Punct;
+    return Kind::Other;
+  };
+  std::unordered_map<std::string, int> parts;  // distinct word parts (value unused)
+  std::unordered_map<uint32_t, int> chars;
+  for (std::string_view sentence : sentences) {
+    size_t i = 0;
+    std::string part;
+    int part_chars = 0;
+    Kind part_kind = Kind::Other;
+    auto flush = [&] {
+      if (part_chars >= 2 && part_chars <= 16) parts.emplace(part, 0);
+      part.clear();
+      part_chars = 0;
+    };
+    bool word_start = true;
+    while (i < sentence.size()) {
+      const unsigned char b = static_cast<unsigned char>(sentence[i]);
+      const size_t length = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : 4;
+      uint32_t c = length == 1 ? b : b & (0x7F >> length);
+      for (size_t k = 1; k < length && i + k < sentence.size(); ++k) c = (c << 6) | (static_cast<unsigned char>(sentence[i + k]) & 0x3F);
+      const std::string_view bytes = sentence.substr(i, length);
+      i += length;
+      if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') {
+        flush();
+        word_start = true;
+        continue;
+      }
+      ++chars[c];
+      const Kind kind = kind_of(c);
+      if (word_start) {
+        flush();
+        part = "\xE2\x96\x81";  // U+2581, the word-start mark the trainer prefixes
+        part_chars = 1;
+        part_kind = kind;
+        word_start = false;
+      } else if (kind != part_kind || kind == Kind::Other) {
+        flush();
+        part_kind = kind;
+      }
+      part.append(bytes);
+      ++part_chars;
+      if (kind == Kind::Other) flush();
+    }
+    flush();
+  }
+  const int64_t characters = character_coverage >= 1.0 ? static_cast<int64_t>(chars.size()) : 0;
+  return kFirstPieceId + characters + static_cast<int64_t>(parts.size());
+}
+
 std::unique_ptr<Tokenizer> train_sentencepiece(const std::vector<std::string_view>& sentences,
                                                const SentencePieceOptions& options) {
   if (sentences.empty()) throw DataError("cannot train SentencePiece: no sentences");
@@ -267,6 +323,14 @@ std::unique_ptr<Tokenizer> train_sentencepiece(const std::vector<std::string_vie
     throw DataError("SentencePiece vocab_size must be larger than " + std::to_string(kFirstPieceId) + ", got " +
                     std::to_string(options.vocab_size));
   const AttnlabSentencePieceApi& api = sentencepiece_api();
+  // The floor is counted on every sentence. With sampling (max_sentences, which `attnlab run`
+  // does not set) the trainer sees fewer, so the check is then weaker.
+  const int64_t floor = sentencepiece_vocab_floor(sentences, options.character_coverage);
+  if (options.vocab_size > floor)
+    throw DataError("SentencePiece vocab_size " + std::to_string(options.vocab_size) + " is more than this corpus is sure to give (" +
+                    std::to_string(floor) + " pieces: the special pieces, every character and every distinct word part); "
+                    "SentencePiece's BPE training crashes when asked for more pieces than it can merge, so give vocab_size " +
+                    std::to_string(floor) + " or less, or train on more text");
   std::vector<std::pair<std::string, std::string>> flags = {
       {"model_type", "bpe"},
       {"vocab_size", std::to_string(options.vocab_size)},

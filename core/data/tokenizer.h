@@ -73,8 +73,21 @@ struct SentencePieceOptions {
   uint32_t seed = 1;                // SentencePiece's sampling seed
   int num_threads = 1;
 };
+// train_sentencepiece() refuses (DataError) a vocab_size above sentencepiece_vocab_floor(): asked
+// for more pieces than it can merge, SentencePiece's BPE trainer crashes instead of stopping.
 std::unique_ptr<Tokenizer> train_sentencepiece(const std::vector<std::string_view>& sentences,
                                                const SentencePieceOptions& options = {});
+
+// A number of pieces SentencePiece's BPE training is sure to reach on `sentences`. Asked for more
+// pieces than it can merge, its trainer (0.1.97) does not stop but crashes (SIGSEGV in
+// bpe::Trainer::Train), so larger vocabularies are refused before it is called.
+//
+// Why this is a floor: BPE merges until no pair is left, and then every distinct word part is one
+// piece, made by a merge. The word parts counted here are at least as coarse as the trainer's own
+// splitting (on whitespace, between letters, digits and punctuation, before any other script's
+// character, and at 16 characters), so each distinct one of two to 16 characters is a piece; add
+// the special pieces and, at full character coverage, every distinct character.
+int64_t sentencepiece_vocab_floor(const std::vector<std::string_view>& sentences, double character_coverage = 1.0);
 
 // Raw text toward Multi30k's *.lc.norm.tok form: lowercase (ASCII and Latin letters with accents,
 // e.g. "Ä" → "ä"), whitespace collapsed, punctuation . , ! ? ; : ( ) [ ] { } " split off as its

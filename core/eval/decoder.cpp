@@ -96,7 +96,13 @@ void check_options(const DecodeOptions& options) {
 std::vector<int64_t> length_limits(const std::vector<std::vector<int>>& sources, const DecodeOptions& options) {
   std::vector<int64_t> limits;
   limits.reserve(sources.size());
-  for (const auto& s : sources) limits.push_back(std::max<int64_t>(1, static_cast<int64_t>(s.size()) + options.max_len_extra));
+  // Saturating: an extra length near INT64_MAX must not wrap (the bounds callers apply are in
+  // train/limits.h; the loop stops at the model's own maximum length in any case).
+  for (const auto& s : sources) {
+    int64_t limit = 0;
+    if (__builtin_add_overflow(static_cast<int64_t>(s.size()), options.max_len_extra, &limit)) limit = std::numeric_limits<int64_t>::max();
+    limits.push_back(std::max<int64_t>(1, limit));
+  }
   return limits;
 }
 

@@ -5,6 +5,8 @@
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <set>
@@ -13,6 +15,26 @@
 namespace attnlab {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// Why the dynamic loader refuses `path`. Boost.DLL reports an error code ("Bad file descriptor"
+// for a file of random bytes) and drops dlerror()'s text ("invalid ELF header", "file too short"),
+// so the library is opened once more with dlopen to read it. dlerror() starts with the path;
+// only what follows is kept.
+std::string dlopen_reason(const fs::path& path, const std::string& fallback) {
+  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle) {
+    ::dlclose(handle);
+    return fallback;
+  }
+  std::string reason = ::dlerror();
+  const std::string prefix = path.string() + ": ";
+  if (reason.rfind(prefix, 0) == 0) reason = reason.substr(prefix.size());
+  return reason;
+}
+
+}  // namespace
 
 void load_plugin(Registry& registry, const fs::path& path) {
   const std::string name = path.filename().string();
@@ -27,9 +49,7 @@ void load_plugin(Registry& registry, const fs::path& path) {
   library->load(boost::dll::fs::path(path.string()),
                 boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, load_error);
   if (load_error) {
-    // dlerror() repeats the path; keep only what follows it.
-    std::string reason = load_error.message();
-    fail("cannot be loaded as a shared library (" + reason + ")");
+    fail("cannot be loaded as a shared library (" + dlopen_reason(path, load_error.message()) + ")");
   }
   if (!library->has(ATTNLAB_PLUGIN_ABI_SYMBOL))
     fail("not an attnlab plugin (it exports no " ATTNLAB_PLUGIN_ABI_SYMBOL " entry point)");

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <cerrno>
 #include <climits>
@@ -179,13 +180,25 @@ void check_data_length(const std::string& what, const Shape& shape, int64_t coun
                           " values) but " + std::to_string(count) + " values are stored");
 }
 
-// Checks on the parsed message: its version, and every tensor's data against its shape.
+// A weight that is NaN or infinite: the model would compute nothing but NaN (and translate to
+// empty lines), so such a checkpoint is refused when read, naming the first bad value.
+void check_finite(const std::string& what, const google::protobuf::RepeatedField<float>& data, const std::string& source) {
+  for (int i = 0; i < data.size(); ++i)
+    if (!std::isfinite(data[i]))
+      throw CheckpointError(prefix(source) + what + " holds a non-finite value (" + (std::isnan(data[i]) ? "nan" : data[i] > 0 ? "inf" : "-inf") +
+                            " at index " + std::to_string(i) + "); the checkpoint was saved from a diverged or damaged model");
+}
+
+// Checks on the parsed message: its version, every tensor's data against its shape, and every
+// parameter finite.
 void check_message(const ckpt::Checkpoint& checkpoint, const std::string& source) {
   if (checkpoint.format_version() != kCheckpointFormatVersion)
     throw CheckpointError(prefix(source) + "message format version " + std::to_string(checkpoint.format_version()) +
                           " is not supported (this build reads version " + std::to_string(kCheckpointFormatVersion) + ")");
-  for (const ckpt::TensorData& t : checkpoint.parameters())
+  for (const ckpt::TensorData& t : checkpoint.parameters()) {
     check_data_length("parameter '" + t.name() + "'", shape_of(t.shape()), t.data_size(), source);
+    check_finite("parameter '" + t.name() + "'", t.data(), source);
+  }
   for (const ckpt::AdamSlot& s : checkpoint.optimizer().slots()) {
     check_data_length("optimizer first moment of '" + s.name() + "'", shape_of(s.shape()), s.m_size(), source);
     check_data_length("optimizer second moment of '" + s.name() + "'", shape_of(s.shape()), s.v_size(), source);

@@ -25,13 +25,16 @@ std::string text_arg(const ConstValue& call, const std::string& name, const std:
   return v->text;
 }
 
-int64_t int_arg(const ConstValue& call, const std::string& name, int64_t fallback, int64_t min) {
+int64_t int_arg(const ConstValue& call, const std::string& name, int64_t fallback, const IntLimit& limit) {
   const ConstValue* v = call.arg(name);
   if (!v) return fallback;
-  if (v->kind != ConstValue::Kind::Int || v->i < min)
-    throw_at(v->loc, "data: " + name + " must be a whole number ≥ " + std::to_string(min) + ", got " + v->to_string());
+  if (v->kind != ConstValue::Kind::Int || !in_range(limit, v->i))
+    throw_at(v->loc, "data: " + name + " must be a whole number in " + describe(limit) + ", got " + v->to_string());
   return v->i;
 }
+
+constexpr IntLimit kMinCountLimit{"min_count", 1, int64_t{1} << 40};
+constexpr IntLimit kMaxTokensLimit{"max_tokens", 0, int64_t{1} << 30};
 
 }  // namespace
 
@@ -47,10 +50,10 @@ Corpus load_corpus(const ExperimentSpec& spec, const RunOptions& options, std::o
   if (call.text == "synthetic") {
     check_call_args(call, {"train", "dev", "test", "seed"});
     data::SyntheticOptions o;
-    o.train_size = int_arg(call, "train", 20000, 1);
-    o.dev_size = int_arg(call, "dev", 500, 1);
-    o.test_size = int_arg(call, "test", 500, 1);
-    o.seed = static_cast<uint64_t>(int_arg(call, "seed", 1, 0));
+    o.train_size = int_arg(call, "train", 20000, kSyntheticSizeLimit);
+    o.dev_size = int_arg(call, "dev", 500, kSyntheticSizeLimit);
+    o.test_size = int_arg(call, "test", 500, kSyntheticSizeLimit);
+    o.seed = static_cast<uint64_t>(int_arg(call, "seed", 1, kSeedLimit));
     data::SyntheticTask task = data::generate_synthetic_task(o);
     corpus.train = std::move(task.train);
     corpus.dev = std::move(task.dev);
@@ -65,8 +68,8 @@ Corpus load_corpus(const ExperimentSpec& spec, const RunOptions& options, std::o
     vocab_kind = text_arg(call, "vocab", "word");
     if (vocab_kind != "word" && vocab_kind != "sentencepiece")
       throw_at(data->loc, "data: vocab must be \"word\" or \"sentencepiece\", got \"" + vocab_kind + "\"");
-    min_count = int_arg(call, "min_count", 1, 1);
-    vocab_size = int_arg(call, "vocab_size", 8000, 16);
+    min_count = int_arg(call, "min_count", 1, kMinCountLimit);
+    vocab_size = int_arg(call, "vocab_size", 8000, kVocabSizeLimit);
     fs::path root = options.data_root;
     if (root.empty()) {
       const char* env = std::getenv("ATTNLAB_DATA");
@@ -93,7 +96,7 @@ Corpus load_corpus(const ExperimentSpec& spec, const RunOptions& options, std::o
       throw RunError("missing data file" + std::string(missing.size() > 1 ? "s" : "") + " in " + base.string() + ": " + join_names(missing) +
                      "; give the directory holding them with --data DIR or ATTNLAB_DATA");
     data::ParallelTextOptions po;
-    po.max_tokens = int_arg(call, "max_tokens", 250, 0);
+    po.max_tokens = int_arg(call, "max_tokens", 250, kMaxTokensLimit);
     po.warnings_to = &log;
     std::vector<data::SentencePair>* outs[3] = {&corpus.train, &corpus.dev, &corpus.test};
     for (int i = 0; i < 3; ++i) {

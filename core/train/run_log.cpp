@@ -134,8 +134,12 @@ void truncate_metrics_after(const fs::path& file, int64_t step) {
     const std::string line = text.substr(start, end + 1 - start);
     start = end + 1;
     json j = json::parse(line, nullptr, false);
-    if (!j.is_discarded() && j.is_object() && j.contains("step") && j["step"].is_number() && j["step"].get<double>() > double(step))
-      continue;
+    if (!j.is_discarded() && j.is_object() && j.contains("step") && j["step"].is_number()) {
+      const double at = j["step"].get<double>();
+      const std::string event = j.contains("event") && j["event"].is_string() ? j["event"].get<std::string>() : "";
+      // The end-of-run evaluation is done again by a resumed run: its events at `step` go too.
+      if (at > double(step) || (at == double(step) && (event == "test" || event == "test_average"))) continue;
+    }
     kept += line;
   }
   write_file_atomically(file, kept);

@@ -56,7 +56,9 @@ class MetricsLog {
 // RunLogError "FILE:LINE: ..."; an incomplete last line (no newline) is skipped.
 std::vector<nlohmann::json> read_metrics(const std::filesystem::path& file);
 
-// Rewrites `file` (atomically) without the events whose "step" is greater than `step`.
+// Rewrites `file` (atomically) without the events whose "step" is greater than `step`, nor the
+// end-of-run events ("test", "test_average") at `step`, which a resumed run writes again (so that
+// resuming a finished run does not repeat them).
 void truncate_metrics_after(const std::filesystem::path& file, int64_t step);
 
 // Train loss against step (every "train" event with a loss), and dev loss (every "valid" event

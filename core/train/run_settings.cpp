@@ -64,7 +64,10 @@ int64_t Section::integer(const std::string& key, int64_t fallback, int64_t min, 
   if (!s) return fallback;
   if (s->value.kind != ConstValue::Kind::Int)
     throw_at(s->loc, name_ + "." + key + " must be a whole number, got " + s->value.to_string());
-  return static_cast<int64_t>(number(key, 0, static_cast<double>(min), static_cast<double>(max)));
+  // Compared as integers: through a double, values near 2^63 would round into the range.
+  if (s->value.i < min || s->value.i > max)
+    throw_at(s->loc, name_ + "." + key + " = " + s->value.to_string() + " is out of range " + describe(IntLimit{"", min, max}));
+  return s->value.i;
 }
 
 double call_number(const ConstValue& call, const std::string& name, size_t position, double fallback) {
@@ -146,9 +149,9 @@ TrainSettings read_settings(const ExperimentSpec& spec, int64_t d_model) {
   t.log_every_s = train.number("log_every_s", 0, 0, 1e7);
   if (train.find("label_smoothing")) t.label_smoothing = train.number("label_smoothing", 0, 0, 1);
   if (train.find("dropout")) t.dropout = train.number("dropout", 0, 0, 1);
-  t.beam = decode.integer("beam", 1, 1, 64);
-  t.alpha = decode.number("alpha", 0.6, 0, 10);
-  t.max_length_extra = decode.integer("max_length_extra", 50, 1, 10000);
+  t.beam = decode.integer("beam", 1, kBeamLimit);
+  t.alpha = decode.number("alpha", 0.6, kAlphaLimit);
+  t.max_length_extra = decode.integer("max_length_extra", 50, kMaxLengthExtraLimit);
   return t;
 }
 

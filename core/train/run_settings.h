@@ -12,6 +12,7 @@
 #pragma once
 
 #include "dsl/experiment.h"
+#include "train/limits.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
 #include "train/trainer.h"
@@ -57,6 +58,13 @@ class Section {
   const dsl::ExperimentSetting* find(const std::string& key) const;
   double number(const std::string& key, double fallback, double min, double max) const;
   int64_t integer(const std::string& key, int64_t fallback, int64_t min, int64_t max) const;
+  // The same with a shared bound (train/limits.h), so that a flag and a setting agree.
+  double number(const std::string& key, double fallback, const RealLimit& limit) const {
+    return number(key, fallback, limit.min, limit.max);
+  }
+  int64_t integer(const std::string& key, int64_t fallback, const IntLimit& limit) const {
+    return integer(key, fallback, limit.min, limit.max);
+  }
 
  private:
   std::string name_;

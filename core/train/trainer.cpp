@@ -182,10 +182,11 @@ class TrainingRun {
 
  private:
   void load_experiment();
-  void prepare_run_directory();
+  void choose_run_directory();
   void read_seed();
   void build_models();
   void make_batchers();
+  void identify_run();
   void describe_run();
   ckpt::Checkpoint make_checkpoint() const;
   void resume_from_latest_checkpoint();
@@ -245,8 +246,10 @@ class TrainingRun {
 
 TrainingRun::TrainingRun(const RunOptions& options, const Registry& registry)
     : options_(options), registry_(registry), log_(options.log ? *options.log : std::cerr) {
+  // Nothing is written to the run directory until every check that can refuse the run (or the
+  // resume) has passed: a refused command leaves an existing run's files as they were.
   load_experiment();
-  prepare_run_directory();
+  choose_run_directory();
   // d_model for the schedule comes from the elaborated model, so the settings are read once the
   // model is known; load_experiment() has already checked the sections' keys, so that a typo fails
   // before any data is read.
@@ -255,12 +258,20 @@ TrainingRun::TrainingRun(const RunOptions& options, const Registry& registry)
   vocab_ = corpus_.tokenizer->vocab_size();
   build_models();
   make_batchers();
-  describe_run();
-  checkpoints_ = std::make_unique<CheckpointDirectory>(run_dir_ / "checkpoints", static_cast<int>(settings_.keep_checkpoints));
-  checkpoints_->remove_stale_temporaries();
+  identify_run();
   adam_ = std::make_unique<Adam>(settings_.adam);
   schedule_ = make_schedule(settings_.schedule);
   bleu_on_ = settings_.valid_bleu_sentences > 0;
+  if (options_.resume) {
+    checkpoints_ = std::make_unique<CheckpointDirectory>(run_dir_ / "checkpoints", static_cast<int>(settings_.keep_checkpoints));
+    resume_from_latest_checkpoint();  // refuses a checkpoint of another experiment before any write
+  }
+  // Accepted: from here on the run directory is written.
+  fs::create_directories(run_dir_);
+  describe_run();
+  if (!checkpoints_)
+    checkpoints_ = std::make_unique<CheckpointDirectory>(run_dir_ / "checkpoints", static_cast<int>(settings_.keep_checkpoints));
+  checkpoints_->remove_stale_temporaries();
 }
 
 // The named experiment file, or the embedded default (loaded from a scratch copy, since the
@@ -287,7 +298,9 @@ void TrainingRun::load_experiment() {
   (void)Section(spec_, "decode", kDecodeSettingNames);
 }
 
-void TrainingRun::prepare_run_directory() {
+// Where the run goes, and whether that is allowed; creates nothing (the constructor does, once the
+// run is accepted).
+void TrainingRun::choose_run_directory() {
   run_dir_ = options_.out_dir;
   if (run_dir_.empty()) {
     if (options_.resume) throw RunError("--resume needs --out DIR: the run directory to continue");
@@ -297,7 +310,6 @@ void TrainingRun::prepare_run_directory() {
     throw RunError("--resume: " + run_dir_.string() + " holds no checkpoints/ directory to resume from");
   if (!options_.resume && fs::exists(run_dir_ / "metrics.jsonl"))
     throw RunError("run directory " + run_dir_.string() + " already holds a run; give another --out DIR, or --resume to continue it");
-  fs::create_directories(run_dir_);
   result_.run_dir = run_dir_;
 }
 
@@ -306,7 +318,8 @@ void TrainingRun::read_seed() {
   if (seed_ != 0) return;
   seed_ = 1;
   if (const ExperimentSetting* s = spec_.find("seed")) {
-    if (s->value.kind != ConstValue::Kind::Int || s->value.i < 0) throw_at(s->loc, "seed must be a whole number ≥ 0");
+    if (s->value.kind != ConstValue::Kind::Int || !in_range(kSeedLimit, s->value.i))
+      throw_at(s->loc, "seed must be a whole number in " + describe(kSeedLimit) + ", got " + s->value.to_string());
     seed_ = static_cast<uint64_t>(s->value.i);
   }
 }
@@ -333,6 +346,10 @@ void TrainingRun::build_models() {
   eval_elaborated_ = dsl::elaborate_experiment_model(spec_, registry_, extra);
 
   settings_ = read_settings(spec_, elaborated_.integer_param("d_model", 512));
+  if (options_.average > settings_.keep_checkpoints)
+    throw RunError("--average " + std::to_string(options_.average) + ": the run keeps only its last " +
+                   std::to_string(settings_.keep_checkpoints) + " step checkpoints (train.keep_checkpoints); give --average " +
+                   std::to_string(settings_.keep_checkpoints) + " or less, or raise train.keep_checkpoints");
 
   parallelism_ = std::make_unique<tbb::global_control>(
       tbb::global_control::max_allowed_parallelism,
@@ -359,15 +376,18 @@ void TrainingRun::make_batchers() {
   }
 }
 
-// The run's identity (for resume) and the run directory's descriptive files.
-void TrainingRun::describe_run() {
+// The run's identity: what a resume must match, and what checkpoints record of it.
+void TrainingRun::identify_run() {
   for (const std::string& s : options_.sets) override_texts_.push_back("--set " + s);
   for (const std::string& u : options_.uses) override_texts_.push_back("--use " + u);
   for (const ExperimentSetting& s : spec_.settings) resolved_[s.key] = s.value.to_string();
   for (const auto& [section, list] : spec_.sections)
     for (const ExperimentSetting& s : list) resolved_[section + "." + s.key] = s.value.to_string();
   resolved_["seed"] = std::to_string(seed_);
+}
 
+// The run directory's descriptive files.
+void TrainingRun::describe_run() {
   write_text(run_dir_ / "experiment.attn", experiment_text_);
   write_text(run_dir_ / spec_.model_path.filename(), model_text_);
   const std::string command = options_.command_line.empty() ? "attnlab run" : options_.command_line;
@@ -511,7 +531,6 @@ void TrainingRun::validate(double elapsed) {
 }
 
 RunResult TrainingRun::run() {
-  if (options_.resume) resume_from_latest_checkpoint();
   metrics_ = std::make_unique<MetricsLog>(run_dir_ / "metrics.jsonl");
 
   log_ << "experiment " << spec_.name << ": model " << elaborated_.name << ", " << result_.parameters << " parameters, vocab " << vocab_
@@ -667,6 +686,9 @@ EvalFigures TrainingRun::test_and_save_translations() {
 std::string TrainingRun::evaluate_average() {
   if (options_.average <= 0) return "";
   std::vector<fs::path> files = checkpoints_->last(options_.average);
+  if (static_cast<int>(files.size()) < options_.average)
+    log_ << "warning: --average " << options_.average << ": the run has only " << files.size() << " step checkpoint"
+         << (files.size() == 1 ? "" : "s") << "; averaging those\n";
   ckpt::Checkpoint averaged = average_checkpoints(files);
   write_checkpoint(checkpoints_->dir() / "average.ckpt", averaged);
   std::vector<ParamRef> eval_refs = param_refs(eval_model_->parameters());
@@ -682,8 +704,11 @@ std::string TrainingRun::evaluate_average() {
     avg.bleu = eval::corpus_bleu(hyps, refs_text).bleu;
   }
   result_.average_test_bleu = avg.bleu;
-  metrics_->append("test_average", {{"step", step_}, {"checkpoints", files.size()}, {"loss", avg.loss}, {"accuracy", avg.accuracy}, {"bleu", avg.bleu}});
-  log_ << "average of " << files.size() << " checkpoints: test loss " << fmt(avg.loss) << ", BLEU " << fmt(avg.bleu, 2) << "\n";
+  nlohmann::json average_fields = {{"step", step_}, {"checkpoints", files.size()}, {"loss", avg.loss}, {"accuracy", avg.accuracy}};
+  if (avg.bleu >= 0) average_fields["bleu"] = avg.bleu;
+  metrics_->append("test_average", average_fields);
+  log_ << "average of " << files.size() << " checkpoints: test loss " << fmt(avg.loss)
+       << (avg.bleu >= 0 ? ", BLEU " + fmt(avg.bleu, 2) : std::string(" (BLEU off: train.valid_bleu_sentences = 0)")) << "\n";
   return "| test, average of the last " + std::to_string(files.size()) + " checkpoints | " + fmt(avg.loss) + " | " +
          fmt(std::exp(avg.loss), 2) + " | " + fmt(100 * avg.accuracy, 1) + "% | " + (avg.bleu >= 0 ? fmt(avg.bleu, 2) : "—") + " |\n";
 }

@@ -28,6 +28,11 @@
 //   (texts and overrides) and data fingerprint must equal this run's, otherwise RunError says which
 //   differs. The resumed run then computes exactly the losses an uninterrupted run would
 //   (metrics.jsonl events after the checkpoint's step are dropped first).
+// - Nothing is written before the run is accepted: every check that can refuse it (the experiment
+//   and its settings, the data, the models, --average against train.keep_checkpoints, and for a
+//   resume the checkpoint's experiment, seed and data) comes before the first file is written, so
+//   a refused command leaves an existing run directory byte for byte as it was. Resuming a finished
+//   run evaluates it again without repeating its "test" event (run_log.h).
 // - The run directory holds: experiment.attn and the model file (as run), command.txt,
 //   settings.json, metrics.jsonl, checkpoints/, report.md and learning_curve.svg.
 // - User errors (missing data, unknown settings, bad values, a mismatched checkpoint) throw RunError

@@ -153,3 +153,34 @@ TEST(ParallelText, WhitespaceTokensAndJointSentences) {
   const std::vector<SentencePair> pairs = {{"s1", "t1"}, {"s2", "t2"}};
   EXPECT_EQ(joint_sentences(pairs), (std::vector<std::string_view>{"s1", "s2", "t1", "t2"}));
 }
+
+// gzread would pass random bytes through as text and stop quietly at trailing garbage: every byte
+// of a .gz must belong to a complete gzip member.
+TEST(ParallelText, GzipMustBeGzipToTheLastByte) {
+  TempDir dir;
+  const auto random = write_file(dir / "random.de.gz", "\x8b\x1f\x08 random bytes\nmore\n");
+  EXPECT_EQ(error_of([&] { read_lines(random); }),
+            random + ": not gzip data (the file does not start with the gzip signature 1f 8b)");
+  const std::string member = test::read_text_file(write_gzip(dir / "one.gz", "ein hund .\n"));
+  const auto trailing = write_file(dir / "trailing.gz", member + "XYZ");
+  EXPECT_EQ(error_of([&] { read_lines(trailing); }),
+            trailing + ": corrupt gzip data: 3 byte(s) of trailing data after the gzip stream (at byte " +
+                std::to_string(member.size()) + ")");
+  const auto two = write_file(dir / "two.gz", member + member);  // concatenated members are one stream
+  EXPECT_EQ(read_lines(two), (std::vector<std::string>{"ein hund .", "ein hund ."}));
+  std::string flipped = member;
+  flipped[flipped.size() - 6] = static_cast<char>(flipped[flipped.size() - 6] ^ 0x40);  // inside the CRC
+  const auto bad_crc = write_file(dir / "crc.gz", flipped);
+  EXPECT_NE(error_of([&] { read_lines(bad_crc); }).find(bad_crc + ": corrupt gzip data"), std::string::npos);
+}
+
+TEST(ParallelText, ControlBytesAreRefusedWithFileAndLine) {
+  TempDir dir;
+  const auto src = write_file(dir / "a.de", std::string("ein hund .\nzwei\0katzen .\n", 25));
+  const auto tgt = write_file(dir / "a.en", "a dog .\ntwo cats .\n");
+  EXPECT_EQ(error_of([&] { read_parallel_text(src, tgt); }), src + ":2:5: control byte 0x00 in text");
+  const auto escape = write_file(dir / "b.en", "a dog .\ntwo \x1b[31mcats\n");
+  EXPECT_EQ(error_of([&] { read_parallel_text(write_file(dir / "b.de", "ein hund .\nzwei katzen .\n"), escape); }),
+            escape + ":2:5: control byte 0x1B in text");
+  EXPECT_FALSE(check_text_line("tab\tand\rcr and \v\f are text"));
+}

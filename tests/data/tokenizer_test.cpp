@@ -1,4 +1,5 @@
 #include "../support/error_of.h"
+#include "data/parallel_text.h"
 #include "data/synthetic.h"
 #include "data/tokenizer.h"
 #include "test_files.h"
@@ -173,4 +174,42 @@ TEST(SentencePieceModule, MissingOrBrokenModuleIsNamed) {
                                       " ATTNLAB_TEST_EXPECTED_MODULE_ERROR='cannot load the SentencePiece module " +
                                       not_a_library + ": '" + child);
   EXPECT_EQ(result.exit_code, 0) << result.out;
+}
+
+// SentencePiece's BPE trainer crashes (SIGSEGV) when asked for more pieces than a corpus can merge
+// (60 Multi30k pairs: vocab_size 3074 and up). train_sentencepiece refuses every vocab_size above
+// sentencepiece_vocab_floor, and training at the floor itself completes, on corpora of several sizes.
+void expect_floor_trains_and_above_is_refused(const std::vector<std::string_view>& sentences, const std::string& what) {
+  const int64_t floor = sentencepiece_vocab_floor(sentences);
+  ASSERT_GT(floor, kFirstPieceId) << what;
+  SentencePieceOptions options;
+  options.vocab_size = floor;
+  const auto sp = train_sentencepiece(sentences, options);
+  EXPECT_LE(sp->vocab_size(), floor) << what;
+  options.vocab_size = floor + 1;
+  const std::string message = error_of([&] { train_sentencepiece(sentences, options); });
+  EXPECT_EQ(message.rfind("SentencePiece vocab_size " + std::to_string(floor + 1) + " is more than this corpus is sure to give (" +
+                              std::to_string(floor) + " pieces",
+                          0),
+            0u)
+      << message;
+  options.vocab_size = 100000000;
+  EXPECT_NE(error_of([&] { train_sentencepiece(sentences, options); }).find("give vocab_size " + std::to_string(floor) + " or less"),
+            std::string::npos);
+}
+
+TEST_F(SentencePieceTest, VocabularyBeyondWhatTheCorpusCanMergeIsRefusedNotCrashed) {
+  const std::vector<std::string_view> all = joint_sentences(task_->train);
+  for (size_t n : {size_t{2}, size_t{20}, size_t{200}}) {
+    std::vector<std::string_view> some(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n));
+    expect_floor_trains_and_above_is_refused(some, std::to_string(n) + " synthetic sentences");
+  }
+  const std::string multi30k = MULTI30K_DIR;
+  std::vector<std::string> lines;
+  for (const char* side : {"/train.lc.norm.tok.de", "/train.lc.norm.tok.en"}) {
+    if (!std::filesystem::exists(multi30k + side)) GTEST_SKIP() << "no Multi30k in " << multi30k;
+    std::vector<std::string> file = read_lines(multi30k + side);
+    lines.insert(lines.end(), file.begin(), file.begin() + 60);
+  }
+  expect_floor_trains_and_above_is_refused(views(lines), "60 Multi30k pairs");
 }

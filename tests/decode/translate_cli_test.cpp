@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 namespace attnlab {
@@ -156,7 +157,54 @@ TEST(TranslateCommand, BadBeam) {
   const fs::path file = f.dir / "model.ckpt";
   train::write_checkpoint(file, f.checkpoint());
   expect_one_line_error(test::run_command(translate(file, f.input("a horse\n"), "--beam 0")),
-                        "--beam must be at least 1");
+                        "--beam: must be in [1, 64], got 0");
+}
+
+}  // namespace
+}  // namespace attnlab
+
+namespace attnlab {
+namespace {
+
+TEST(TranslateCommand, OverLongLinesAreCutWithOneCountedWarning) {
+  Fixture f;
+  const fs::path file = f.dir / "model.ckpt";
+  train::write_checkpoint(file, f.checkpoint());
+  std::string long_line;
+  for (int i = 0; i < 5000; ++i) long_line += "a horse ";
+  const auto result = test::run_command(translate(file, f.input("a horse\n" + long_line + "\n" + long_line + "\n"), "--max-tokens 40"));
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(lines_of(result.out).size(), 3u);
+  EXPECT_NE(result.err.find("warning: standard input: 2 line(s) longer than 40 tokens translated from their first 40 tokens only "
+                            "(first at line 2; raise --max-tokens to keep more)"),
+            std::string::npos)
+      << result.err;
+}
+
+TEST(TranslateCommand, InputThatIsNotTextIsRefusedWithItsLine) {
+  Fixture f;
+  const fs::path file = f.dir / "model.ckpt";
+  train::write_checkpoint(file, f.checkpoint());
+  expect_one_line_error(test::run_command(translate(file, f.input("a horse\nthe d\xffg\n"))),
+                        "standard input:2:6: invalid UTF-8 (byte 0xFF)");
+  expect_one_line_error(test::run_command(translate(file, f.input(std::string("a horse\0\n", 9)))),
+                        "standard input:1:8: control byte 0x00 in text");
+}
+
+TEST(TranslateCommand, NonFiniteWeightsAreRefusedNamingTheParameter) {
+  Fixture f;
+  ckpt::Checkpoint c = f.checkpoint();
+  ASSERT_GT(c.parameters_size(), 1);
+  ckpt::TensorData* t = c.mutable_parameters(1);
+  ASSERT_GT(t->data_size(), 3);
+  t->set_data(3, std::numeric_limits<float>::quiet_NaN());
+  const fs::path file = f.dir / "nan.ckpt";
+  train::write_checkpoint(file, c);
+  expect_one_line_error(test::run_command(translate(file, f.input("a horse\n"))),
+                        "parameter '" + t->name() + "' holds a non-finite value (nan at index 3)");
+  t->set_data(3, -std::numeric_limits<float>::infinity());
+  train::write_checkpoint(file, c);
+  expect_one_line_error(test::run_command(translate(file, f.input("a horse\n"))), "(-inf at index 3)");
 }
 
 }  // namespace

@@ -1,0 +1,63 @@
+// core/train/limits.h — the one table of bounds for every numeric command-line flag and experiment
+// setting that the two can both give, so that a value is accepted or refused the same way wherever
+// it comes from.
+//
+// Contract:
+// - A Limit names a quantity and its closed range [min, max]; the ranges are fixed here, except
+//   the thread count, whose maximum is kThreadsPerCore × the machine's cores (the message names
+//   it), so that a typo cannot start thousands of threads.
+// - check_integer_text(limit, text) parses TEXT as a whole number (decimal, optional sign, nothing
+//   else) and returns an error message, or "" when it is in range: the same words for a flag and
+//   a file ("must be a whole number in [1, 64], got 'abc'"). check_real_text likewise for reals.
+// - in_range(limit, v) / describe(limit) are the building blocks the experiment-file reader uses
+//   (train/run_settings.h), so that its message quotes the same range.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+
+namespace attnlab::train {
+
+struct IntLimit {
+  const char* name;  // the flag or setting, as the user writes it
+  int64_t min, max;
+};
+
+struct RealLimit {
+  const char* name;
+  double min, max;
+};
+
+inline constexpr int kThreadsPerCore = 8;
+
+// Decoding (translate --beam/--alpha/--max-len-extra, the decode section).
+inline constexpr IntLimit kBeamLimit{"beam", 1, 64};
+inline constexpr RealLimit kAlphaLimit{"alpha", 0, 10};
+inline constexpr IntLimit kMaxLengthExtraLimit{"max_length_extra", 0, 10000};
+inline constexpr IntLimit kBatchSentencesLimit{"batch_sentences", 1, 4096};
+// --seed and the experiment's seed (and synthetic(seed: ...)): what an int64 setting can hold.
+inline constexpr IntLimit kSeedLimit{"seed", 0, std::numeric_limits<int64_t>::max()};
+// --average K: checkpoints averaged at the end of a run.
+inline constexpr IntLimit kAverageLimit{"average", 0, 1000};
+// Vocabulary sizes (data = parallel(vocab_size: ...)); SentencePiece ids are 32-bit.
+inline constexpr IntLimit kVocabSizeLimit{"vocab_size", 16, 1000000};
+// Sentences of synthetic(train:, dev:, test:); each is generated in memory.
+inline constexpr IntLimit kSyntheticSizeLimit{"synthetic size", 1, 10000000};
+// translate --max-tokens: tokens kept of one input line (training skips longer pairs:
+// parallel(max_tokens: ...)).
+inline constexpr IntLimit kTranslateMaxTokensLimit{"max-tokens", 1, 100000};
+
+// --threads: 0 (every core) up to kThreadsPerCore × the cores of this machine.
+IntLimit threads_limit();
+
+bool in_range(const IntLimit& limit, int64_t v);
+bool in_range(const RealLimit& limit, double v);
+std::string describe(const IntLimit& limit);   // "[1, 64]" ("[0, 16] (8 × the 2 cores)" for threads)
+std::string describe(const RealLimit& limit);  // "[0, 10]"
+
+std::string check_integer_text(const IntLimit& limit, std::string_view text);
+std::string check_real_text(const RealLimit& limit, std::string_view text);
+
+}  // namespace attnlab::train

@@ -162,6 +162,7 @@ struct DecodeSession::NodeCache {
   size_t step = 0;
   std::vector<Tensor> buffers;
   std::vector<TensorView> views;
+  std::vector<uint8_t> stepwise;  // per input: depends on the target (DecodeState::stepwise)
   DecodeState state;
 };
 
@@ -229,6 +230,9 @@ DecodeSession::DecodeSession(exec::Model& model, exec::Executor& encoder_executo
     for (const TensorView& input : st.inputs) input_shapes.push_back(input.present() ? input.shape() : Shape{});
     NodeCache& cache = caches_[d];
     cache.step = dynamic_steps_[d];
+    for (const TensorView& input : st.inputs)
+      cache.stepwise.push_back(input.present() && dynamic_values.count(input.data()) ? 1 : 0);
+    cache.state.stepwise = cache.stepwise;
     for (const Shape& shape : st.instance->cache_shapes(input_shapes, max_steps_)) {
       if (shape.empty() || shape[0] != rows_)
         throw DecodeError("node '" + st.name + "' (" + st.type + ") asks for a decode cache of shape " +

@@ -129,9 +129,15 @@ struct NodeShapes {
 //     0 starts over).
 //   * A node whose inputs do not depend on the target is not driven incrementally: it runs once per
 //     decode, with StepInfo::decode null.
+//   * `stepwise` says, input by input, which inputs depend on the target and so hold only this
+//     call's new positions; the others hold the whole of a value fixed for the decode (the
+//     encoder's output, a source mask). It is the graph's structure, never a comparison of
+//     buffers: attention(y, identity(y)) is self-attention because its keys depend on the target.
 struct DecodeState {
   int64_t position = 0;
   std::span<const TensorView> cache;
+  std::span<const uint8_t> stepwise;  // one flag per input (1: depends on the target)
+  bool input_is_stepwise(size_t input) const { return input < stepwise.size() && stepwise[input] != 0; }
 };
 
 // What an executor tells a node about the current call.

@@ -224,7 +224,7 @@ std::vector<Shape> AttentionNode::cache_shapes(std::span<const Shape> in, int64_
   const int64_t L = std::max(max_len, d.keys);
   const int64_t B = d.batch, Tq = d.queries, H = config_.heads, G = config_.kv_heads;
   return {{B, L, G * config_.d_k}, {B, L, G * config_.d_v}, {B, Tq, H * config_.d_k}, {B, H, Tq, L},
-          {B, Tq, H * config_.d_v}};
+          {B, Tq, H * config_.d_v}, {B, L}};
 }
 
 // Rotates each d_k-sized slice of `groups` slices per row by the row's position (interleaved pairs
@@ -558,8 +558,8 @@ void AttentionNode::forward_decode(const ForwardContext& ctx) const {
   const int64_t B = query.dim(0), Tq = query.dim(1), D = query.dim(2), S = memory.dim(1);
   const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
   const int64_t p = state.position;
-  if (state.cache.size() != 5)
-    throw std::runtime_error(config_.type + ": incremental decoding needs the 5 cache buffers of cache_shapes()");
+  if (state.cache.size() != 6)
+    throw std::runtime_error(config_.type + ": incremental decoding needs the 6 cache buffers of cache_shapes()");
   const TensorView& key_cache = state.cache[0];
   const TensorView& value_cache = state.cache[1];
   const int64_t L = key_cache.dim(1);
@@ -573,13 +573,23 @@ void AttentionNode::forward_decode(const ForwardContext& ctx) const {
   float* Q = state.cache[2].data();
   float* P = state.cache[3].data();
   float* O = state.cache[4].data();
-  const bool self = query.data() == memory.data();
+  float* key_mask = state.cache[5].data();
+  // Self-attention when the keys depend on the target (the graph's structure: DecodeState).
+  const bool self = state.input_is_stepwise(1);
+  if (!state.input_is_stepwise(0))
+    throw std::runtime_error(config_.type + ": incremental decoding: the query does not depend on the target but the "
+                             "keys do; nothing can be decoded position by position here");
+  const bool mask_present = ctx.inputs.size() > 2 && ctx.inputs[2].present();
 
   int64_t keys;
   if (self) {
     if (config_.window > 0 && config_.mode == WindowMode::Centred)
       throw std::runtime_error(config_.type +
                                ": mode \"centred\" cannot decode incrementally (its window reaches later positions)");
+    if (!config_.causal && !(config_.window > 0 && config_.mode == WindowMode::Causal))
+      throw std::runtime_error(config_.type +
+                               ": self-attention over the target with causal: false cannot decode one position at a "
+                               "time (its earlier outputs depend on later positions); set causal: true");
     keys = p + Tq;
     if (keys > L)
       throw std::runtime_error(config_.type + ": decode position " + std::to_string(p + Tq - 1) +
@@ -594,6 +604,17 @@ void AttentionNode::forward_decode(const ForwardContext& ctx) const {
       std::copy_n(O + b * S * G * dv, S * G * dv, Vc + (b * L + p) * G * dv);
     }
     if (config_.posenc == PositionScheme::Rotary) rotate(Kc + p * G * dk, S, B, L * G * dk, G, p, false);
+    if (mask_present) {
+      // The mask of the new keys joins the cached mask of the earlier ones, so every step sees the
+      // whole key padding. Only a mask per key ([B, Tk], [B|1, 1, Tk]) can be kept that way.
+      const TensorView& mask = ctx.inputs[2];
+      const MaskLayout layout = mask_layout(mask.shape(), B, Tq, S);
+      if (!state.input_is_stepwise(2) || layout.query_stride != 0)
+        throw std::runtime_error(config_.type + ": incremental self-attention takes a mask per key of the target "
+                                 "([B, T] padding); a mask of shape " + to_string(mask.shape()) +
+                                 (state.input_is_stepwise(2) ? " varies by query" : " does not depend on the target"));
+      for (int64_t b = 0; b < B; ++b) std::copy_n(mask.data() + b * layout.batch_stride, S, key_mask + b * L + p);
+    }
   } else {
     keys = S;
     if (S > L)
@@ -611,10 +632,12 @@ void AttentionNode::forward_decode(const ForwardContext& ctx) const {
   project(query.data(), B * Tq, D, param(pidx_.w_q), H * dk, param(pidx_.b_q), Q);
   if (config_.posenc == PositionScheme::Rotary) rotate(Q, Tq, B, Tq * H * dk, H, p, false);
 
-  const bool has_mask = !self && ctx.inputs.size() > 2 && ctx.inputs[2].present();
   AttendArgs a{Q, Kc, L * G * dk, Vc, L * G * dv, param(pidx_.v), P, O, nullptr, {}, p,
-               self ? true : config_.causal, has_mask};
-  if (has_mask) {
+               self || config_.causal, mask_present};
+  if (mask_present && self) {
+    a.mask = key_mask;
+    a.mask_layout = MaskLayout{L, 0};
+  } else if (mask_present) {
     a.mask = ctx.inputs[2].data();
     a.mask_layout = mask_layout(ctx.inputs[2].shape(), B, Tq, keys);
   }

@@ -36,12 +36,15 @@
 //
 // Incremental decoding (StepInfo::decode set): the node needs only its cache buffers
 //   [0] keys [B,L,kv·d_k]  [1] values [B,L,kv·d_v]  [2] queries [B,Tq,H·d_k]
-//   [3] probabilities [B,H,Tq,L]  [4] head outputs [B,Tq,H·d_v]
-// with L = max(max_len, Tk). The batch dimension is outermost in the key/value caches, so a beam
-// decoder that reorders hypotheses copies whole batch slices of [0] and [1]. A node whose query and memory are the same buffer is self-attention:
-// each step appends its keys/values at DecodeState::position and its queries attend to every cached
-// position up to their own (causal by construction; the mask input is not used). Otherwise it is
-// cross-attention: memory keys/values are computed at position 0 and reused by later steps.
+//   [3] probabilities [B,H,Tq,L]  [4] head outputs [B,Tq,H·d_v]  [5] key mask [B,L]
+// with L = max(max_len, Tk). The batch dimension is outermost in every cache, so a beam decoder
+// that reorders hypotheses copies whole batch slices. A node whose keys input depends on the
+// target (DecodeState::stepwise, the graph's structure) is self-attention: it must be causal (else
+// it is refused: its earlier outputs would depend on later positions); each step appends its
+// keys/values, and the mask of its new keys ([B, Tk] padding or [B|1, 1, Tk]; a mask varying by
+// query is refused) to the caches at DecodeState::position, and its queries attend to every cached
+// position up to their own. Otherwise it is cross-attention: memory keys/values are computed at
+// position 0 and reused by later steps, with the (fixed or per-step) mask as given.
 // attention.local in mode "centred" cannot decode self-attention incrementally (its window reaches
 // later positions) and says so.
 #pragma once

@@ -343,6 +343,19 @@ std::vector<Tensor> allocate(const std::vector<Shape>& shapes) {
   return out;
 }
 
+// DecodeState::stepwise for self-attention (query, keys and mask depend on the target) and for
+// cross-attention (only the query does).
+constexpr uint8_t kSelfFlags[] = {1, 1, 1}, kCrossFlags[] = {1, 0, 0};
+constexpr std::span<const uint8_t> kSelf{kSelfFlags}, kCross{kCrossFlags};
+
+// Position p of a one-position decode step's output equals position p of the full forward pass.
+void expect_step_equals_full(const Driven& step, const Driven& full, int64_t B, int64_t T, int64_t D, int64_t p) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t o = 0; o < D; ++o)
+      ASSERT_NEAR(step.outputs[0].data()[b * D + o], full.outputs[0].data()[(b * T + p) * D + o], 1e-5)
+          << "position " << p << " batch " << b;
+}
+
 TEST(AttentionDecode, SelfAttentionStepByStepEqualsCausalForward) {
   const int64_t B = 2, T = 6, D = 8;
   for (const auto& c : decode_cases()) {
@@ -354,19 +367,16 @@ TEST(AttentionDecode, SelfAttentionStepByStepEqualsCausalForward) {
     full.forward();
 
     Tensor step_x({B, 1, D});
-    Driven step(c.type, resolved(c.type, c.attrs), {step_x.view(), step_x.view()});
+    Driven step(c.type, resolved(c.type, causal), {step_x.view(), step_x.view()});
     step.copy_params_from(full);
     const std::vector<Shape> step_shapes = {{B, 1, D}, {B, 1, D}};
     std::vector<Tensor> cache = allocate(step.node->cache_shapes(step_shapes, T));
     const std::vector<TensorView> cache_views = views(cache);
     for (int64_t p = 0; p < T; ++p) {
       for (int64_t b = 0; b < B; ++b) std::copy_n(x.data() + (b * T + p) * D, D, step_x.data() + b * D);
-      DecodeState state{p, cache_views};
+      DecodeState state{p, cache_views, kSelf};
       step.forward(StepInfo{false, 0, &state});
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t o = 0; o < D; ++o)
-          ASSERT_NEAR(step.outputs[0].data()[b * D + o], full.outputs[0].data()[(b * T + p) * D + o], 1e-5)
-              << "position " << p << " batch " << b;
+      expect_step_equals_full(step, full, B, T, D, p);
     }
   }
 }
@@ -382,13 +392,13 @@ TEST(AttentionDecode, SelfAttentionInChunksOfTwoPositionsEqualsCausalForward) {
     full.forward();
 
     Tensor step_x({B, chunk, D});
-    Driven step(c.type, resolved(c.type, c.attrs), {step_x.view(), step_x.view()});
+    Driven step(c.type, resolved(c.type, causal), {step_x.view(), step_x.view()});
     step.copy_params_from(full);
     std::vector<Tensor> cache = allocate(step.node->cache_shapes(std::vector<Shape>{{B, chunk, D}, {B, chunk, D}}, T));
     const std::vector<TensorView> cache_views = views(cache);
     for (int64_t p = 0; p < T; p += chunk) {
       for (int64_t b = 0; b < B; ++b) std::copy_n(x.data() + (b * T + p) * D, chunk * D, step_x.data() + b * chunk * D);
-      DecodeState state{p, cache_views};
+      DecodeState state{p, cache_views, kSelf};
       step.forward(StepInfo{false, 0, &state});
       for (int64_t b = 0; b < B; ++b)
         for (int64_t k = 0; k < chunk * D; ++k)
@@ -416,7 +426,7 @@ TEST(AttentionDecode, CrossAttentionComputesMemoryOnceAndEqualsFullForward) {
     const std::vector<TensorView> cache_views = views(cache);
     for (int64_t p = 0; p < T; ++p) {
       for (int64_t b = 0; b < B; ++b) std::copy_n(q.data() + (b * T + p) * D, D, step_q.data() + b * D);
-      DecodeState state{p, cache_views};
+      DecodeState state{p, cache_views, kCross};
       step.forward(StepInfo{false, 0, &state});
       // After position 0 the memory must come from the cache: poison it.
       step_memory.view().fill(std::nanf(""));
@@ -436,7 +446,7 @@ TEST(AttentionDecode, CentredLocalSelfAttentionCannotDecode) {
            {x.view(), x.view()});
   std::vector<Tensor> cache = allocate(d.node->cache_shapes(std::vector<Shape>{{1, 1, 4}, {1, 1, 4}}, 4));
   const std::vector<TensorView> cache_views = views(cache);
-  DecodeState state{0, cache_views};
+  DecodeState state{0, cache_views, kSelf};
   try {
     d.forward(StepInfo{false, 0, &state});
     FAIL() << "expected an error";
@@ -446,9 +456,9 @@ TEST(AttentionDecode, CentredLocalSelfAttentionCannotDecode) {
 }
 
 void expect_decode_error(const std::string& type, Driven& d, std::vector<Tensor>& cache, int64_t position,
-                         const std::string& message) {
+                         const std::string& message, std::span<const uint8_t> stepwise = kSelf) {
   const std::vector<TensorView> cache_views = views(cache);
-  DecodeState state{position, cache_views};
+  DecodeState state{position, cache_views, stepwise};
   try {
     d.forward(StepInfo{false, 0, &state});
     FAIL() << "expected \"" << message << "\"";
@@ -458,21 +468,108 @@ void expect_decode_error(const std::string& type, Driven& d, std::vector<Tensor>
 }
 
 TEST(AttentionDecode, MisuseOfTheCacheIsReported) {
-  const Attrs attrs = resolved("attention.scaled_dot", {{"heads", int64_t{1}}, {"d_k", int64_t{2}}, {"d_v", int64_t{2}}});
+  const Attrs attrs = resolved("attention.scaled_dot",
+                               {{"heads", int64_t{1}}, {"d_k", int64_t{2}}, {"d_v", int64_t{2}}, {"causal", true}});
   Tensor x = random_tensor({1, 1, 4});
   Driven self("attention.scaled_dot", attrs, {x.view(), x.view()});
   std::vector<Tensor> cache = allocate(self.node->cache_shapes(std::vector<Shape>{{1, 1, 4}, {1, 1, 4}}, 3));
   expect_decode_error("attention.scaled_dot", self, cache, 3, "decode position 3 is beyond the cache length 3");
   std::vector<Tensor> too_few(cache.begin(), cache.begin() + 2);
   expect_decode_error("attention.scaled_dot", self, too_few, 0,
-                      "incremental decoding needs the 5 cache buffers of cache_shapes()");
+                      "incremental decoding needs the 6 cache buffers of cache_shapes()");
   Tensor two = random_tensor({1, 2, 4});
   Driven wider("attention.scaled_dot", attrs, {two.view(), two.view()});
   expect_decode_error("attention.scaled_dot", wider, cache, 0,
                       "decode step of 2 positions does not match the cache planned for 1");
   Tensor memory = random_tensor({1, 5, 4});
   Driven cross("attention.scaled_dot", attrs, {x.view(), memory.view()});
-  expect_decode_error("attention.scaled_dot", cross, cache, 0, "memory length 5 exceeds the cache length 3");
+  expect_decode_error("attention.scaled_dot", cross, cache, 0, "memory length 5 exceeds the cache length 3", kCross);
+}
+
+// Self-attention is told by the graph (DecodeState::stepwise), not by comparing buffers: keys in a
+// buffer of their own that depend on the target (attention(y, identity(y))) are self-attention.
+TEST(AttentionDecode, KeysThatDependOnTheTargetAreSelfAttentionWhateverTheirBuffer) {
+  const int64_t B = 2, T = 5, D = 8;
+  const Attrs attrs = resolved("attention.scaled_dot",
+                               {{"heads", int64_t{2}}, {"d_k", int64_t{4}}, {"d_v", int64_t{4}}, {"causal", true}});
+  Tensor x = random_tensor({B, T, D});
+  Driven full("attention.scaled_dot", attrs, {x.view(), x.view()});
+  full.forward();
+  Tensor step_q({B, 1, D}), step_k({B, 1, D});  // the same values in two buffers
+  Driven step("attention.scaled_dot", attrs, {step_q.view(), step_k.view()});
+  step.copy_params_from(full);
+  std::vector<Tensor> cache = allocate(step.node->cache_shapes(std::vector<Shape>{{B, 1, D}, {B, 1, D}}, T));
+  const std::vector<TensorView> cache_views = views(cache);
+  for (int64_t p = 0; p < T; ++p) {
+    for (int64_t b = 0; b < B; ++b) {
+      std::copy_n(x.data() + (b * T + p) * D, D, step_q.data() + b * D);
+      std::copy_n(x.data() + (b * T + p) * D, D, step_k.data() + b * D);
+    }
+    DecodeState state{p, cache_views, kSelf};
+    step.forward(StepInfo{false, 0, &state});
+    expect_step_equals_full(step, full, B, T, D, p);
+  }
+}
+
+// A key padding mask on the target is honoured step by step: each step's mask joins the cached mask
+// of the earlier keys, so later queries still skip the padded ones.
+TEST(AttentionDecode, SelfAttentionKeepsTheKeyPaddingOfEarlierSteps) {
+  const int64_t B = 2, T = 5, D = 8;
+  const Attrs attrs = resolved("attention.scaled_dot",
+                               {{"heads", int64_t{2}}, {"d_k", int64_t{4}}, {"d_v", int64_t{4}}, {"causal", true}});
+  Tensor x = random_tensor({B, T, D});
+  Tensor mask({B, T}, 1.0f);
+  mask.data()[1] = 0.0f;      // batch 0: key 1 is padding
+  mask.data()[T + 2] = 0.0f;  // batch 1: key 2 is padding
+  Driven full("attention.scaled_dot", attrs, {x.view(), x.view(), mask.view()});
+  full.forward();
+  Tensor step_x({B, 1, D}), step_mask({B, 1});
+  Driven step("attention.scaled_dot", attrs, {step_x.view(), step_x.view(), step_mask.view()});
+  step.copy_params_from(full);
+  std::vector<Tensor> cache =
+      allocate(step.node->cache_shapes(std::vector<Shape>{{B, 1, D}, {B, 1, D}, {B, 1}}, T));
+  const std::vector<TensorView> cache_views = views(cache);
+  for (int64_t p = 0; p < T; ++p) {
+    for (int64_t b = 0; b < B; ++b) {
+      std::copy_n(x.data() + (b * T + p) * D, D, step_x.data() + b * D);
+      step_mask.data()[b] = mask.data()[b * T + p];
+    }
+    DecodeState state{p, cache_views, kSelf};
+    step.forward(StepInfo{false, 0, &state});
+    for (int64_t b = 0; b < B; ++b) {
+      if (mask.data()[b * T + p] == 0.0f) continue;  // a padded query's own row is not compared
+      for (int64_t o = 0; o < D; ++o)
+        ASSERT_NEAR(step.outputs[0].data()[b * D + o], full.outputs[0].data()[(b * T + p) * D + o], 1e-5)
+            << "position " << p << " batch " << b;
+    }
+  }
+}
+
+TEST(AttentionDecode, SelfAttentionThatCannotDecodeIncrementallyIsRefused) {
+  const int64_t D = 4;
+  Tensor x = random_tensor({1, 1, D});
+  const Attrs open = resolved("attention.scaled_dot", {{"heads", int64_t{1}}, {"d_k", int64_t{2}}, {"d_v", int64_t{2}}});
+  Driven bidirectional("attention.scaled_dot", open, {x.view(), x.view()});
+  std::vector<Tensor> cache = allocate(bidirectional.node->cache_shapes(std::vector<Shape>{{1, 1, D}, {1, 1, D}}, 3));
+  expect_decode_error("attention.scaled_dot", bidirectional, cache, 0,
+                      "self-attention over the target with causal: false cannot decode one position at a time (its "
+                      "earlier outputs depend on later positions); set causal: true");
+  const uint8_t keys_only[] = {0, 1};
+  expect_decode_error("attention.scaled_dot", bidirectional, cache, 0,
+                      "incremental decoding: the query does not depend on the target but the keys do; nothing can be "
+                      "decoded position by position here",
+                      keys_only);
+  const Attrs causal = resolved("attention.scaled_dot",
+                                {{"heads", int64_t{1}}, {"d_k", int64_t{2}}, {"d_v", int64_t{2}}, {"causal", true}});
+  Tensor per_query({1, 1, 1}, 1.0f);
+  Driven masked("attention.scaled_dot", causal, {x.view(), x.view(), per_query.view()});
+  std::vector<Tensor> masked_cache =
+      allocate(masked.node->cache_shapes(std::vector<Shape>{{1, 1, D}, {1, 1, D}, {1, 1, 1}}, 3));
+  const uint8_t fixed_mask[] = {1, 1, 0};
+  expect_decode_error("attention.scaled_dot", masked, masked_cache, 0,
+                      "incremental self-attention takes a mask per key of the target ([B, T] padding); a mask of "
+                      "shape [1, 1, 1] does not depend on the target",
+                      fixed_mask);
 }
 
 // ---- Rejected settings ---------------------------------------------------------------------------

@@ -61,7 +61,7 @@ TEST(Posenc, DecodingOffsetsByPosition) {
     step.copy_params_from(full);
     for (int64_t p = 0; p < T; ++p) {
       for (int64_t b = 0; b < B; ++b) std::copy_n(x.data() + (b * T + p) * D, D, step_x.data() + b * D);
-      DecodeState state{p, {}};
+      DecodeState state{p, {}, {}};
       step.forward(StepInfo{false, 0, &state});
       for (int64_t b = 0; b < B; ++b)
         for (int64_t i = 0; i < D; ++i)
@@ -84,7 +84,7 @@ TEST(Posenc, LearnedRejectsInputLongerThanMaxLen) {
 TEST(Posenc, LearnedRejectsDecodingPastMaxLen) {
   Tensor x = random_tensor({1, 1, 3});
   Driven d("posenc.learned", resolved("posenc.learned", {{"max_len", int64_t{4}}}), {x.view()});
-  DecodeState state{4, {}};
+  DecodeState state{4, {}, {}};
   try {
     d.forward(StepInfo{false, 0, &state});
     FAIL() << "expected a ShapeError";

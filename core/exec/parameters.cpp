@@ -6,10 +6,6 @@
 
 namespace attnlab::exec {
 
-std::string parameter_name(const std::string& param_scope, const std::string& node, const std::string& local) {
-  return (param_scope.empty() ? node : param_scope) + "." + local;
-}
-
 size_t ParameterStore::declare(const std::string& scope, const ParamSpec& spec, const std::string& node) {
   const std::string name = scope + "." + spec.name;
   if (auto it = index_.find(name); it != index_.end()) {
@@ -59,10 +55,6 @@ void ParameterStore::initialize(uint64_t seed) {
     initialize_parameter(p.spec, p.name, seed, p.value);
     p.grad.view().set_zero();
   }
-}
-
-void ParameterStore::zero_grads() {
-  for (Parameter& p : params_) p.grad.view().set_zero();
 }
 
 std::optional<size_t> ParameterStore::find(const std::string& full_name) const {

@@ -45,7 +45,6 @@ class ParameterStore {
   size_t declare(const std::string& scope, const ParamSpec& spec, const std::string& node);
 
   void initialize(uint64_t seed);
-  void zero_grads();
 
   size_t size() const { return params_.size(); }
   Parameter& operator[](size_t i) { return params_[i]; }
@@ -65,8 +64,6 @@ class ParameterStore {
   std::map<std::string, size_t> index_;
 };
 
-// The full name of a node's parameter: scope (or the node name when the scope is empty) + "." + local.
-std::string parameter_name(const std::string& param_scope, const std::string& node, const std::string& local);
 
 // Deterministic initial values for one parameter (exposed for tests and for re-initialisation).
 void initialize_parameter(const ParamSpec& spec, const std::string& full_name, uint64_t seed, const TensorView& out);

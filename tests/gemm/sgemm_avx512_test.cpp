@@ -212,7 +212,7 @@ TEST(SgemmAvx512, BatchedMatchesReferenceOnAttentionShapes) {
         c.insert(c.end(), o.c.begin(), o.c.end());
       }
       tbb::task_arena arena(2);
-      arena.execute([&] {
+      arena.execute([&, alpha = alpha, beta = beta] {  // clang 14 cannot capture a structured binding
         gemm_batched(bc.ta, bc.tb, batch, bc.s.m, bc.s.n, bc.s.k, alpha, a.data(), first.lda, sa, b.data(), first.ldb,
                      sb, beta, c.data(), first.ldc, sc);
       });

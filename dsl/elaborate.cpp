@@ -6,7 +6,6 @@
 #include "dsl/parser.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <functional>
 #include <map>

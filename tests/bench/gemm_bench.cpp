@@ -199,7 +199,10 @@ int main(int argc, char** argv) {
       std::printf("%-18s %-28s %7d %9.1f %9.1e\n", attnlab::gemm_backend(), p.what, threads, flops / s * 1e-9,
                   check(p, o));
     }
-    for (const auto& [name, serial] : outside) {
+    for (const auto& candidate : outside) {
+      // Named copies: clang 14 cannot capture a structured binding in the lambda below.
+      const std::string& name = candidate.first;
+      const Serial& serial = candidate.second;
       // libxsmm is linked without a BLAS: it runs only the small products it generates code for.
       if (name == "libxsmm" && std::string(p.family) != "heads") continue;
       std::fill(o.c.begin(), o.c.end(), 0.0f);

@@ -1,5 +1,6 @@
 // attnlab — the command-line entry point. Subcommands are set up in their own files (cli.h).
 #include "app/cli.h"
+#include "dist/world.h"
 #include "node/plugin_loader.h"
 
 #include <iostream>
@@ -11,7 +12,8 @@
 int main(int argc, char** argv) {
   using namespace attnlab;
   CLI::App app{"attnlab: a research toolkit for Transformer models"};
-  app.set_version_flag("--version", "attnlab " ATTNLAB_VERSION);
+  app.set_version_flag("--version", std::string("attnlab " ATTNLAB_VERSION) + " (distributed: " +
+                                        (dist::mpi_built_in() ? dist::mpi_description() : std::string("no, built without MPI")) + ")");
   app.require_subcommand(1);
   cli::CommonOptions options;
   cli::add_plugins_command(app, options);

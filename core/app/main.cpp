@@ -25,19 +25,25 @@ int main(int argc, char** argv) {
   cli::add_run_command(app, options);
   cli::add_ablate_command(app, options);
   cli::add_bench_command(app, options);
+  // Under mpirun an error names the rank, and ends every rank at once (the others would wait for
+  // this one until --rank-timeout).
+  auto fail = [](int code, const std::string& message) {
+    const bool distributed = dist::World::started() && dist::World::instance().distributed();
+    std::cerr << "attnlab: error: " << (distributed ? dist::World::instance().prefix() : "") << message << '\n';
+    // Also after a stop by signal: mpirun is then ending the job, and MPI_Finalize would wait for it.
+    if (distributed) dist::World::instance().abort(code);
+    return code;
+  };
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const PluginError& e) {
-    std::cerr << "attnlab: error: " << e.what() << '\n';
-    return kPluginErrorExit;
+    return fail(kPluginErrorExit, e.what());
   } catch (const cli::CliError& e) {
-    std::cerr << "attnlab: error: " << e.what() << '\n';
-    return e.exit_code;
+    return fail(e.exit_code, e.what());
   } catch (const std::exception& e) {
-    std::cerr << "attnlab: error: " << e.what() << '\n';
-    return 1;
+    return fail(1, e.what());
   }
   return 0;
 }

@@ -1,6 +1,7 @@
 // attnlab run [EXPERIMENT] [--set ...] [--use ...] [--out DIR] [--data DIR] [--resume] [--average K]
 // — train an experiment (the embedded default when no file is given); see core/train/trainer.h.
 #include "app/cli.h"
+#include "dist/world.h"
 #include "dsl/source.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
@@ -20,6 +21,8 @@ struct RunArgs {
   bool resume = false;
   int average = 0;
   bool print_default = false;
+  double rank_timeout = 300;
+  double bucket_mb = 4;
 };
 
 }  // namespace
@@ -39,6 +42,11 @@ void add_run_command(CLI::App& app, CommonOptions& options) {
   command->add_flag("--resume", args->resume, "Continue the run in --out DIR from its newest checkpoint");
   command->add_option("--average", args->average, "At the end, average the last K checkpoints and evaluate the average")
       ->check(CLI::NonNegativeNumber);
+  command->add_option("--rank-timeout", args->rank_timeout,
+                      "Under mpirun: seconds a rank may go without answering before every rank stops (default 300)")
+      ->check(CLI::Range(0.1, 1e6));
+  command->add_option("--bucket-mb", args->bucket_mb, "Under mpirun: size of a gradient reduction bucket in MiB (default 4)")
+      ->check(CLI::Range(0.001, 4096.0));
   command->add_flag("--print-default", args->print_default, "Print the built-in default experiment and exit");
   add_common_options(*command, options);
   command->callback([args, &options, command] {
@@ -56,6 +64,8 @@ void add_run_command(CLI::App& app, CommonOptions& options) {
     run.average = args->average;
     run.threads = options.threads;
     run.seed = command->count("--seed") ? options.seed : 0;
+    run.rank_timeout_s = args->rank_timeout;
+    run.bucket_bytes = static_cast<size_t>(args->bucket_mb * 1024 * 1024);
     std::string line = "attnlab run";
     if (!args->experiment.empty()) line += " " + args->experiment;
     for (const auto& s : args->sets) line += " --set " + s;
@@ -73,8 +83,10 @@ void add_run_command(CLI::App& app, CommonOptions& options) {
     try {
       train::RunResult result = train::run_experiment(run, *registry);
       if (result.interrupted) throw CliError(130, "interrupted at step " + std::to_string(result.steps) + "; checkpoint saved");
-      std::cout << "run directory: " << result.run_dir.string() << "\n";
-      if (result.test_bleu >= 0) std::cout << "test BLEU: " << result.test_bleu << "\n";
+      if (dist::World::instance().root()) {
+        std::cout << "run directory: " << result.run_dir.string() << "\n";
+        if (result.test_bleu >= 0) std::cout << "test BLEU: " << result.test_bleu << "\n";
+      }
     } catch (const train::RunError& e) {
       throw CliError(1, e.what());
     } catch (const train::CheckpointError& e) {

@@ -53,10 +53,15 @@ void GradientReducer::begin_step(const std::string& what) {
     b->started = b->finished = false;
   }
   next_to_start_ = finished_ = 0;
-  done_ = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    done_ = false;
+  }
   timing_ = {};
 #ifdef ATTNLAB_HAVE_MPI
-  world_.mpi()->add_poller([this] { return poll(); });
+  // The poller drives this step's reductions while backward runs; finish_step drives them too.
+  const uint64_t step = ++step_number_;
+  world_.mpi()->add_poller([this, step] { return step != step_number_.load() || poll(); });
 #endif
 }
 
@@ -73,6 +78,7 @@ void GradientReducer::report_all() {
 
 bool GradientReducer::poll() {
 #ifdef ATTNLAB_HAVE_MPI
+  if (finished_ == buckets_.size() && next_to_start_ == buckets_.size()) return true;
   const auto now = std::chrono::steady_clock::now();
   // In index order only: every rank issues the same collectives in the same order.
   while (next_to_start_ < buckets_.size() && buckets_[next_to_start_]->full.load(std::memory_order_acquire)) {
@@ -107,16 +113,24 @@ bool GradientReducer::poll() {
 void GradientReducer::finish_step() {
   const auto backward_end = std::chrono::steady_clock::now();
   const double timeout = world_.root() ? world_.rank_timeout() : 2 * world_.rank_timeout();
-  {
-    std::unique_lock<std::mutex> lock(mutex_);
-    if (!all_done_.wait_for(lock, std::chrono::duration<double>(timeout), [&] { return done_; })) {
-      lock.unlock();
-      std::cerr << "attnlab: error: " << world_.prefix() << "the gradient reduction of " << what_
-                << " got no answer from the other ranks within --rank-timeout " << world_.rank_timeout()
-                << " s; stopping every rank" << std::endl;
+  const auto deadline = backward_end + std::chrono::duration<double>(timeout);
+  for (;;) {
+    bool done = false;
+#ifdef ATTNLAB_HAVE_MPI
+    world_.mpi()->call([&] { done = poll(); });
+#endif
+    if (done) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      // Which rank is missing is known when there is only one other (with more, any of them).
+      const std::string missing = world_.size() == 2 ? "rank " + std::to_string(1 - world_.rank()) : "a rank";
+      std::cerr << "attnlab: error: " << world_.prefix() << missing << " did not answer within --rank-timeout " << world_.rank_timeout()
+                << " s (the gradient reduction of " << what_ << "); stopping every rank" << std::endl;
       world_.abort(3);
     }
+    std::unique_lock<std::mutex> lock(mutex_);
+    all_done_.wait_for(lock, std::chrono::microseconds(100), [&] { return done_; });
   }
+  step_number_.fetch_add(1);  // retires this step's poller
   for (auto& b : buckets_)
     for (size_t p : b->params) {
       Tensor& g = store_[p].grad;

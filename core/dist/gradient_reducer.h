@@ -15,7 +15,8 @@
 // - finish_step() (after backward) waits for every bucket's sum and writes it back into the
 //   store's gradients: each rank then holds the sum over ranks of its gradients, the same on
 //   every rank. A reduction that does not complete within the world's rank_timeout (twice that
-//   on ranks other than 0) ends the job with a message naming the step.
+//   on ranks other than 0) ends the job with a message naming the step, and the rank when the
+//   world has two (MPI does not say which rank of a collective is missing).
 // - last_timing(): the step's communication interval (first bucket started to last finished) and
 //   the part of it after backward ended (exposed); the rest was hidden behind backward.
 // - Only in a distributed world (World::distributed()); a world of one needs no reducer.
@@ -69,6 +70,7 @@ class GradientReducer final : public exec::GradientListener {
   std::mutex mutex_;
   std::condition_variable all_done_;
   bool done_ = true;
+  std::atomic<uint64_t> step_number_{0};  // a poller of an earlier step retires itself
   Timing timing_;
   std::chrono::steady_clock::time_point first_start_, last_end_;
 };

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -77,6 +78,11 @@ MpiThread::MpiThread() {
 }
 
 MpiThread::~MpiThread() {
+  // Ending the process from this very thread (exit() inside MPI): nothing to finalise or join.
+  if (std::this_thread::get_id() == thread_.get_id()) {
+    thread_.detach();
+    return;
+  }
   call([this] {
     MPI_Comm_free(&comm_);
     MPI_Finalize();
@@ -154,8 +160,11 @@ World::World() {
 World::~World() = default;
 
 void World::abort(int code) {
+  // Not MPI_Abort: Open MPI's abort waits for its help message to reach mpirun, forever when
+  // mpirun is already ending the job. A rank that leaves without MPI_Finalize and with a non-zero
+  // code makes mpirun end every other rank at once (orte_abort_on_non_zero_status).
   std::cerr.flush();
-  if (mpi_) mpi_->call([code] { MPI_Abort(MPI_COMM_WORLD, code); });
+  std::fflush(nullptr);
   ::_exit(code);
 }
 

@@ -16,9 +16,10 @@
 //   the table of all ranks' words (rank-major). It passes through rank 0 (point to point), so a
 //   rank that does not answer is known by name: rank 0 waits rank_timeout() seconds for each
 //   rank, then prints "rank 0: rank R did not answer within --rank-timeout S s (WHAT)" and aborts
-//   the job (MPI_Abort: every rank ends); the other ranks wait twice as long for rank 0, then name
+//   the job (abort below); the other ranks wait twice as long for rank 0, then name
 //   it the same way. A world of one returns `mine`.
-// - abort(code) ends every rank of the job at once (MPI_Abort); in a world of one, _exit(code).
+// - abort(code) ends this rank at once with `code` (_exit, without MPI_Finalize); mpirun then
+//   ends every other rank of the job (a rank that leaves with a non-zero code aborts the job).
 // - Messages a rank prints name it: prefix() is "rank R: " in a world of several ranks, else "".
 #pragma once
 

@@ -1,6 +1,7 @@
 // attnlab ablate [EXPERIMENT] [--vary KEY=V1,V2,...]... [--grid] [--out DIR] [--set ...] [--use ...]
 // [--data DIR] — a sweep of variants of an experiment, each a full run; see core/train/ablate.h.
 #include "app/cli.h"
+#include "dist/world.h"
 #include "train/ablate.h"
 
 #include <unistd.h>
@@ -64,6 +65,7 @@ void add_ablate_command(CLI::App& app, CommonOptions& options) {
     ablate.progress_terminal = ::isatty(2) != 0;
     try {
       train::AblationResult result = train::run_ablation(ablate, *registry);
+      if (!dist::World::instance().root()) return;  // under mpirun rank 0 reports the sweep
       int failed = 0;
       for (const auto& v : result.variants) failed += v.status == "failed";
       std::cout << "results: " << (result.out_dir / "results.md").string() << "\n";

@@ -20,6 +20,7 @@ namespace attnlab::dist {
 namespace {
 
 std::atomic<bool> world_started{false};
+constexpr int kTextTag = 13;
 
 }  // namespace
 
@@ -234,6 +235,37 @@ std::vector<uint64_t> World::all_gather(std::span<const uint64_t> mine, const st
   return table;
 }
 
+void World::send_text(int to, const std::string& text) {
+  if (!mpi_) throw DistError("send_text needs a world of several ranks");
+  MPI_Request request = MPI_REQUEST_NULL;
+  mpi_->call([&] { MPI_Isend(text.data(), static_cast<int>(text.size()), MPI_CHAR, to, kTextTag, mpi_->comm(), &request); });
+  for (int done = 0;;) {
+    mpi_->call([&] { MPI_Test(&request, &done, MPI_STATUS_IGNORE); });
+    if (done) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+std::pair<int, std::string> World::receive_text(int from) {
+  if (!mpi_) throw DistError("receive_text needs a world of several ranks");
+  for (;;) {
+    int found = 0;
+    std::pair<int, std::string> got;
+    mpi_->call([&] {
+      MPI_Status status;
+      MPI_Iprobe(from < 0 ? MPI_ANY_SOURCE : from, kTextTag, mpi_->comm(), &found, &status);
+      if (!found) return;
+      int count = 0;
+      MPI_Get_count(&status, MPI_CHAR, &count);
+      got.first = status.MPI_SOURCE;
+      got.second.resize(static_cast<size_t>(count));
+      MPI_Recv(got.second.data(), count, MPI_CHAR, status.MPI_SOURCE, kTextTag, mpi_->comm(), MPI_STATUS_IGNORE);
+    });
+    if (found) return got;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 #else  // no MPI built in
 
 class MpiThread {};
@@ -265,8 +297,17 @@ World::~World() = default;
 void World::abort(int code) { ::_exit(code); }
 
 std::vector<uint64_t> World::all_gather(std::span<const uint64_t> mine, const std::string&) { return {mine.begin(), mine.end()}; }
+void World::send_text(int, const std::string&) { throw DistError("send_text needs a world of several ranks"); }
+std::pair<int, std::string> World::receive_text(int) { throw DistError("receive_text needs a world of several ranks"); }
 
 #endif
+
+World::World(Alone) {}
+
+World& World::alone() {
+  static World world{Alone{}};
+  return world;
+}
 
 World& World::instance() {
   static World world;

@@ -20,6 +20,11 @@
 //   it the same way. A world of one returns `mine`.
 // - abort(code) ends this rank at once with `code` (_exit, without MPI_Finalize); mpirun then
 //   ends every other rank of the job (a rank that leaves with a non-zero code aborts the job).
+// - send_text(to, text) / receive_text(from) pass one text between two ranks (a sweep's work
+//   and results); receive_text(-1) takes the next text from any rank and says which. They wait as
+//   long as it takes (a variant trains for hours); mpirun ends the job when a rank dies.
+// - World::alone() is a world of one for work that a rank does on its own under mpirun (a sweep
+//   variant trained by one rank): it never talks to MPI.
 // - Messages a rank prints name it: prefix() is "rank R: " in a world of several ranks, else "".
 #pragma once
 
@@ -49,6 +54,7 @@ class MpiThread;  // world.cpp: the communication thread
 class World {
  public:
   static World& instance();
+  static World& alone();
   // Whether instance() has been called (and so MPI may be running): main's error path asks.
   static bool started();
   ~World();
@@ -65,6 +71,8 @@ class World {
   void set_rank_timeout(double seconds) { rank_timeout_ = seconds; }
 
   std::vector<uint64_t> all_gather(std::span<const uint64_t> mine, const std::string& what);
+  void send_text(int to, const std::string& text);
+  std::pair<int, std::string> receive_text(int from);
   [[noreturn]] void abort(int code);
 
   // For dist's own reducers: the communication thread (null in a world of one).
@@ -72,6 +80,8 @@ class World {
 
  private:
   World();
+  struct Alone {};
+  explicit World(Alone);
   std::unique_ptr<MpiThread> mpi_;
   int rank_ = 0, size_ = 1;
   double rank_timeout_ = 300;

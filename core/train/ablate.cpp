@@ -1,6 +1,8 @@
 // core/train/ablate.cpp — see ablate.h.
 #include "train/ablate.h"
 
+#include "dist/world.h"
+
 #include "dsl/experiment.h"
 #include "dsl/source.h"
 #include "train/checkpoint.h"
@@ -471,11 +473,17 @@ class Sweep {
   }
 
   AblationResult run(const AblateBaseline& baseline) {
+    dist::World& world = dist::World::instance();
+    if (world.distributed() && !world.root()) {
+      train_what_rank_zero_hands_out(world);
+      return result_;
+    }
     fs::create_directories(result_.out_dir);
     log_ << "ablation of " << baseline.experiment_name << ": " << variants_.size() << " runs (baseline and "
          << variants_.size() - 1 << (variants_.size() == 2 ? " variant" : " variants") << ") in " << result_.out_dir.string() << "\n";
     find_pending();
-    if (options_.parallel <= 1) run_in_process();
+    if (world.distributed()) hand_out_to_ranks(world);
+    else if (options_.parallel <= 1) run_in_process();
     else run_as_children();
     if (!baseline_failure_.empty())
       throw AblateError("the baseline run failed, so the sweep stopped (fix the cause and run the same command again):\n" +
@@ -557,37 +565,83 @@ class Sweep {
   void run_in_process() {
     for (size_t i : pending_) {
       if (!may_start_more()) break;
-      RunOptions run = prepare(i);
-      VariantResult r;
-      r.variant = variants_[i];
-      try {
-        RunResult rr = run_experiment(run, registry_);
-        if (rr.interrupted) {
-          log_ << label_of(i, variants_) << ": interrupted at step " << rr.steps
-               << " (checkpoint saved); run the same command again to resume\n";
-          result_.interrupted = true;
-          r.status = "not run";
-          r.reason = "interrupted at step " + std::to_string(rr.steps);
-          record(i, r);
-          continue;
-        }
-        r.status = "ok";
-        r.parameters = rr.parameters;
-        r.steps = rr.steps;
-        r.train_seconds = rr.train_seconds;
-        r.tokens_per_second = rr.tokens_per_second;
-        r.last_train_loss = rr.last_train_loss;
-        r.dev_loss = rr.valid_loss;
-        r.dev_perplexity = std::exp(rr.valid_loss);
-        r.dev_bleu = rr.valid_bleu;
-        r.test_bleu = rr.test_bleu;
-        // This invocation's time covers only the part after a resumed checkpoint: the whole run's.
-        if (run.resume) r.train_seconds = total_train_seconds(read_metrics(run.out_dir / "metrics.jsonl"));
-      } catch (const std::exception& e) {  // DslError, RunError, CheckpointError, errors of the data or plugins
-        r.status = "failed";
-        r.reason = trim(e.what());
-      }
+      VariantResult r = train_in_process(i, false);
+      if (r.status == "not run") result_.interrupted = true;
       record(i, r);
+    }
+  }
+
+  // One variant trained by this process (in a world of its own when `alone`, under mpirun).
+  VariantResult train_in_process(size_t i, bool alone) {
+    RunOptions run = prepare(i);
+    run.alone = alone;
+    VariantResult r;
+    r.variant = variants_[i];
+    try {
+      RunResult rr = run_experiment(run, registry_);
+      if (rr.interrupted) {
+        log_ << label_of(i, variants_) << ": interrupted at step " << rr.steps << " (checkpoint saved); run the same command again to resume\n";
+        r.status = "not run";
+        r.reason = "interrupted at step " + std::to_string(rr.steps);
+        return r;
+      }
+      r.status = "ok";
+      r.parameters = rr.parameters;
+      r.steps = rr.steps;
+      r.train_seconds = rr.train_seconds;
+      r.tokens_per_second = rr.tokens_per_second;
+      r.last_train_loss = rr.last_train_loss;
+      r.dev_loss = rr.valid_loss;
+      r.dev_perplexity = std::exp(rr.valid_loss);
+      r.dev_bleu = rr.valid_bleu;
+      r.test_bleu = rr.test_bleu;
+      // This invocation's time covers only the part after a resumed checkpoint: the whole run's.
+      if (run.resume) r.train_seconds = total_train_seconds(read_metrics(run.out_dir / "metrics.jsonl"));
+    } catch (const std::exception& e) {  // DslError, RunError, CheckpointError, errors of the data or plugins
+      r.status = "failed";
+      r.reason = trim(e.what());
+    }
+    return r;
+  }
+
+  // Under mpirun, rank 0: hands variants out one at a time to ranks 1..R-1, each taking the next
+  // pending variant as soon as it reports its last (dynamic assignment), and records the results.
+  // After a stop signal it hands out nothing more; the ranks' runs save a checkpoint and report.
+  void hand_out_to_ranks(dist::World& world) {
+    InterruptGuard interrupt;
+    size_t next = 0;
+    int busy = 0;
+    auto hand_out = [&](int rank) {
+      if (may_start_more() && !interrupt.stop_requested() && next < pending_.size()) {
+        const size_t i = pending_[next++];
+        log_ << label_of(i, variants_) << ": to rank " << rank << "\n";
+        world.send_text(rank, std::to_string(i));
+        ++busy;
+      } else {
+        world.send_text(rank, "done");
+      }
+    };
+    for (int rank = 1; rank < world.size(); ++rank) hand_out(rank);
+    while (busy > 0) {
+      const auto [rank, text] = world.receive_text(-1);
+      --busy;
+      const nlohmann::json j = nlohmann::json::parse(text);
+      const size_t i = j.at("index").get<size_t>();
+      VariantResult r = from_json(j.at("result"), variants_[i]);
+      if (r.status == "not run" || interrupt.stop_requested()) result_.interrupted = true;
+      record(i, r);
+      hand_out(rank);
+    }
+  }
+
+  // Under mpirun, ranks 1..R-1: train the variants rank 0 hands out, each alone, and report.
+  void train_what_rank_zero_hands_out(dist::World& world) {
+    for (;;) {
+      const std::string text = world.receive_text(0).second;
+      if (text == "done") return;
+      const size_t i = std::stoul(text);
+      const VariantResult r = train_in_process(i, true);
+      world.send_text(0, nlohmann::json{{"index", i}, {"result", to_json(r)}}.dump());
     }
   }
 

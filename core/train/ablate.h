@@ -39,6 +39,13 @@
 //   is the log's error lines. SIGINT/SIGTERM to the sweep is passed on to the children, which
 //   checkpoint; the sweep then stops as in the serial case. See docs/experiments.md "Ablations"
 //   for the measured comparison.
+// - Under mpirun with R > 1 ranks (dist::World), --parallel is ignored: rank 0 hands the pending
+//   variants out one at a time to ranks 1..R-1, each rank taking the next as soon as it reports
+//   its last (dynamic assignment); a rank trains its variant in process, alone
+//   (RunOptions::alone), with options.threads, in OUT/<id>/ on the shared filesystem, and sends
+//   its VariantResult back; rank 0 records results (result.json) and writes the tables. A failed
+//   variant is recorded as failed and the rest go on; a failing baseline or a stop signal hands
+//   out nothing more. See docs/distributed.md.
 // - Outputs in OUT: results.md (grouped like Table 3: a column per changed key, the baseline row
 //   in full, variant cells blank where equal to the baseline), results.csv, results.json (one row
 //   per variant plus the baseline: changes, parameters, train seconds, tokens/s, final train loss,

@@ -83,6 +83,7 @@ struct RunOptions {
   // Data-parallel training (under mpirun; see docs/distributed.md):
   double rank_timeout_s = 300;            // a rank that does not answer this long ends the job
   size_t bucket_bytes = size_t{4} << 20;  // gradient reduction buckets
+  bool alone = false;  // train in a world of one even under mpirun (a sweep's rank training its own variant)
 };
 
 struct RunResult {

@@ -165,6 +165,38 @@ TEST_F(Distributed, RanksThatDisagreeStopBeforeWritingAndTheMessageNamesTheRankA
   EXPECT_NE(r.err.find("rank 1 differs from rank 0 in: the experiment;"), std::string::npos) << r.err;
 }
 
+// ---- Distributed sweeps --------------------------------------------------------------------------
+
+TEST_F(Distributed, AblateHandsVariantsToRanksAsTheyFinishAndRecordsTheSameResults) {
+  const fs::path file = experiment("tiny", "batch_tokens: 400, max_steps: 8, valid_every: 0, valid_bleu_sentences: 0");
+  // A 5-token batch holds no pair: that variant fails, and the others go on.
+  const std::string vary = " --vary heads=1,4 --vary train.dropout=0,0.2 --vary train.batch_tokens=5 --threads 1 --out ";
+  CommandResult one = test::run_command(kExe + " ablate " + file.string() + vary + (dir_ / "one").string());
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  CommandResult ranks = test::run_command(mpirun(3) + kExe + " ablate " + file.string() + vary + (dir_ / "ranks").string());
+  ASSERT_EQ(ranks.exit_code, 0) << ranks.err;
+  // Rank 0 hands out; ranks 1 and 2 both train.
+  EXPECT_NE(ranks.err.find(": to rank 1"), std::string::npos) << ranks.err;
+  EXPECT_NE(ranks.err.find(": to rank 2"), std::string::npos) << ranks.err;
+  EXPECT_EQ(ranks.out, "results: " + (dir_ / "ranks/results.md").string() + "\n1 of 6 runs failed (see their status in results.md)\n");
+  const nlohmann::json a = nlohmann::json::parse(read_text_file(dir_ / "one/results.json"));
+  const nlohmann::json b = nlohmann::json::parse(read_text_file(dir_ / "ranks/results.json"));
+  const auto& rows_a = a.at("variants");
+  const auto& rows_b = b.at("variants");
+  ASSERT_EQ(rows_a.size(), 6u);
+  ASSERT_EQ(rows_a.size(), rows_b.size());
+  int failed = 0;
+  for (size_t i = 0; i < rows_a.size(); ++i) {
+    EXPECT_EQ(rows_a[i]["id"], rows_b[i]["id"]);
+    EXPECT_EQ(rows_a[i]["status"], rows_b[i]["status"]) << rows_a[i]["id"];
+    EXPECT_EQ(rows_a[i]["final_train_loss"], rows_b[i]["final_train_loss"]) << rows_a[i]["id"];  // each trained alone: bitwise
+    failed += rows_b[i]["status"] == "failed";
+  }
+  EXPECT_EQ(failed, 1);
+  EXPECT_TRUE(fs::exists(dir_ / "ranks/results.md"));
+  EXPECT_TRUE(fs::exists(dir_ / "ranks/curves.svg"));
+}
+
 // ---- Faults ------------------------------------------------------------------------------------
 
 // The attnlab processes training into `out_dir`, and their pids.

@@ -99,17 +99,6 @@ std::string describe_changes(const std::vector<AblateChange>& changes) {
   return join(parts, " ");
 }
 
-void write_atomically(const fs::path& file, const std::string& text) {
-  const fs::path tmp = file.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw AblateError("cannot write " + tmp.string());
-  }
-  fs::rename(tmp, file);
-}
-
 nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
 nlohmann::json to_json(const VariantResult& r) {
@@ -556,7 +545,7 @@ class Sweep {
     if (r.status == "failed" && variants_[i].changes.empty()) baseline_failure_ = r.reason;
     if (r.status == "ok" || (r.status == "failed" && baseline_failure_.empty())) {
       fs::create_directories(dir_of(i));
-      write_atomically(dir_of(i) / "result.json", to_json(r).dump(2) + "\n");
+      write_file_atomically(dir_of(i) / "result.json", to_json(r).dump(2) + "\n");
     }
     result_.variants[i] = std::move(r);
   }
@@ -794,7 +783,7 @@ void write_ablation_results(const fs::path& out_dir, const std::string& experime
   for (const VariantResult& r : results) rows.push_back(to_json(r));
   nlohmann::json base = nlohmann::json::object();
   for (const std::string& k : keys) base[k] = baseline.value_of(k);
-  write_atomically(out_dir / "results.json",
+  write_file_atomically(out_dir / "results.json",
                    nlohmann::json{{"experiment", experiment_name}, {"baseline", base}, {"variants", rows}}.dump(2) + "\n");
 
   // results.csv: every key's effective value in every row (the baseline's when unchanged).
@@ -816,7 +805,7 @@ void write_ablation_results(const fs::path& out_dir, const std::string& experime
       csv << ",,,,,,,,";
     csv << "," << r.status << "," << csv_field(one_line(r.reason)) << "\n";
   }
-  write_atomically(out_dir / "results.csv", csv.str());
+  write_file_atomically(out_dir / "results.csv", csv.str());
 
   // results.md: Table 3's layout.
   std::ostringstream md;
@@ -847,7 +836,7 @@ void write_ablation_results(const fs::path& out_dir, const std::string& experime
     }
   }
   md << "\n![learning curves](curves.svg)\n\n![quality per variant](quality.svg)\n";
-  write_atomically(out_dir / "results.md", md.str());
+  write_file_atomically(out_dir / "results.md", md.str());
 
   // curves.svg: the train loss of every variant that ran, overlaid.
   LineChart curves;

@@ -1,8 +1,8 @@
 // attnlab ablate [EXPERIMENT] [--vary KEY=V1,V2,...]... [--grid] [--out DIR] [--set ...] [--use ...]
-// [--data DIR] — a sweep of variants of an experiment, each a full run; see core/train/ablate.h.
+// [--data DIR] — a sweep of variants of an experiment, each a full run; see core/sweep/variants.h.
 #include "app/cli.h"
 #include "dist/world.h"
-#include "train/ablate.h"
+#include "sweep/runners.h"
 
 #include <unistd.h>
 
@@ -47,7 +47,7 @@ void add_ablate_command(CLI::App& app, CommonOptions& options) {
     if (args->parallel < 1)
       throw CliError(1, "--parallel " + std::to_string(args->parallel) + ": give the number of variants to run at once, 1 or more");
     std::unique_ptr<Registry> registry = load_registry(options);
-    train::AblateOptions ablate;
+    sweep::AblateOptions ablate;
     ablate.experiment_file = args->experiment;
     ablate.vary = args->vary;
     ablate.sets = args->sets;
@@ -64,14 +64,14 @@ void add_ablate_command(CLI::App& app, CommonOptions& options) {
     ablate.log = &std::cerr;
     ablate.progress_terminal = ::isatty(2) != 0;
     try {
-      train::AblationResult result = train::run_ablation(ablate, *registry);
+      sweep::AblationResult result = sweep::run_ablation(ablate, *registry);
       if (!dist::World::instance().root()) return;  // under mpirun rank 0 reports the sweep
       int failed = 0;
       for (const auto& v : result.variants) failed += v.status == "failed";
       std::cout << "results: " << (result.out_dir / "results.md").string() << "\n";
       if (failed > 0) std::cout << failed << " of " << result.variants.size() << " runs failed (see their status in results.md)\n";
       if (result.interrupted) throw CliError(130, "interrupted; run the same command again to resume the sweep");
-    } catch (const train::AblateError& e) {
+    } catch (const sweep::AblateError& e) {
       throw CliError(1, e.what());
     }
   });

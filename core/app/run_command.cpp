@@ -66,17 +66,7 @@ void add_run_command(CLI::App& app, CommonOptions& options) {
     run.seed = command->count("--seed") ? options.seed : 0;
     run.rank_timeout_s = args->rank_timeout;
     run.bucket_bytes = static_cast<size_t>(args->bucket_mb * 1024 * 1024);
-    std::string line = "attnlab run";
-    if (!args->experiment.empty()) line += " " + args->experiment;
-    for (const auto& s : args->sets) line += " --set " + s;
-    for (const auto& u : args->uses) line += " --use " + u;
-    if (!args->out.empty()) line += " --out " + args->out;
-    if (!args->data.empty()) line += " --data " + args->data;
-    if (args->resume) line += " --resume";
-    if (args->average > 0) line += " --average " + std::to_string(args->average);
-    if (options.threads > 0) line += " --threads " + std::to_string(options.threads);
-    if (command->count("--seed")) line += " --seed " + std::to_string(options.seed);
-    run.command_line = line;
+    run.command_line = "attnlab " + train::shell_line(train::run_arguments(run));
     run.log = &std::cerr;
     run.progress_terminal = ::isatty(2) != 0;
     std::unique_ptr<Registry> registry = load_registry(options);

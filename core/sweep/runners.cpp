@@ -185,12 +185,7 @@ class Sweep {
     const bool has_checkpoints = fs::is_directory(dir / "checkpoints") && !fs::is_empty(dir / "checkpoints");
     if (!has_checkpoints && fs::exists(dir)) fs::remove_all(dir);
     run.resume = has_checkpoints;
-    std::string line = "attnlab run";
-    if (!options_.experiment_file.empty()) line += " " + options_.experiment_file.string();
-    for (const auto& s : run.sets) line += " --set '" + s + "'";
-    for (const auto& u : run.uses) line += " --use '" + u + "'";
-    line += " --out " + dir.string();
-    run.command_line = line;
+    run.command_line = "attnlab " + shell_line(run_arguments(run));
     log_ << variant_label(i, variants_) << (run.resume ? ": resuming from its checkpoint" : ": running") << "\n";
     return run;
   }
@@ -293,15 +288,11 @@ class Sweep {
   }
 
   // The `attnlab run` command line of a child process for `run`.
-  std::vector<std::string> child_arguments(const RunOptions& run, int threads) const {
-    std::vector<std::string> args = {options_.executable.string(), "run"};
-    if (!run.experiment_file.empty()) args.push_back(run.experiment_file.string());
-    for (const auto& s : run.sets) args.insert(args.end(), {"--set", s});
-    for (const auto& u : run.uses) args.insert(args.end(), {"--use", u});
-    args.insert(args.end(), {"--out", run.out_dir.string(), "--threads", std::to_string(threads)});
-    if (run.resume) args.push_back("--resume");
-    if (options_.seed != 0) args.insert(args.end(), {"--seed", std::to_string(options_.seed)});
-    if (!options_.data_root.empty()) args.insert(args.end(), {"--data", options_.data_root.string()});
+  std::vector<std::string> child_arguments(RunOptions run, int threads) const {
+    run.threads = threads;
+    run.data_root = options_.data_root;
+    std::vector<std::string> args = {options_.executable.string()};
+    for (std::string& a : run_arguments(run)) args.push_back(std::move(a));
     for (const auto& dir : options_.plugin_paths) args.insert(args.end(), {"--plugin-path", fs::absolute(dir).string()});
     return args;
   }

@@ -856,4 +856,46 @@ RunResult run_experiment(const RunOptions& options, const Registry& registry) {
   return run.run();
 }
 
+std::vector<std::string> run_arguments(const RunOptions& o) {
+  const RunOptions defaults;
+  std::vector<std::string> args = {"run"};
+  if (!o.experiment_file.empty()) args.push_back(o.experiment_file.string());
+  for (const std::string& s : o.sets) args.insert(args.end(), {"--set", s});
+  for (const std::string& u : o.uses) args.insert(args.end(), {"--use", u});
+  if (!o.out_dir.empty()) args.insert(args.end(), {"--out", o.out_dir.string()});
+  if (!o.data_root.empty()) args.insert(args.end(), {"--data", o.data_root.string()});
+  if (o.resume) args.push_back("--resume");
+  if (o.average > 0) args.insert(args.end(), {"--average", std::to_string(o.average)});
+  if (o.threads > 0) args.insert(args.end(), {"--threads", std::to_string(o.threads)});
+  if (o.seed != 0) args.insert(args.end(), {"--seed", std::to_string(o.seed)});
+  if (o.rank_timeout_s != defaults.rank_timeout_s) {
+    std::ostringstream t;
+    t << o.rank_timeout_s;
+    args.insert(args.end(), {"--rank-timeout", t.str()});
+  }
+  if (o.bucket_bytes != defaults.bucket_bytes) {
+    std::ostringstream b;
+    b << static_cast<double>(o.bucket_bytes) / (1024.0 * 1024.0);
+    args.insert(args.end(), {"--bucket-mb", b.str()});
+  }
+  return args;
+}
+
+std::string shell_line(const std::vector<std::string>& arguments) {
+  std::string line;
+  for (const std::string& a : arguments) {
+    if (!line.empty()) line += ' ';
+    const bool plain = !a.empty() && a.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./=:,+-") ==
+                                         std::string::npos;
+    if (plain) {
+      line += a;
+      continue;
+    }
+    line += '\'';
+    for (char c : a) line += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    line += '\'';
+  }
+  return line;
+}
+
 }  // namespace attnlab::train

@@ -102,6 +102,13 @@ struct RunResult {
 
 RunResult run_experiment(const RunOptions& options, const Registry& registry);
 
+// The `attnlab run` arguments (without the program name) that give `options`: the one encoding
+// of a run as a command line, used for command.txt and to start a sweep's child processes.
+// Options at their defaults are left out.
+std::vector<std::string> run_arguments(const RunOptions& options);
+// The arguments as one shell line, each quoted when it holds anything but [A-Za-z0-9_./=:,+-].
+std::string shell_line(const std::vector<std::string>& arguments);
+
 // The embedded default experiment and the model file it names (experiments/default.attn,
 // experiments/transformer_base.attn as built into the binary).
 const std::string& default_experiment_text();

@@ -19,6 +19,7 @@ struct AblateArgs {
   std::string out, data;
   bool grid = false;
   int parallel = 1;
+  int ranks_per_variant = 1;
 };
 
 }  // namespace
@@ -42,6 +43,10 @@ void add_ablate_command(CLI::App& app, CommonOptions& options) {
   command->add_option("--parallel", args->parallel,
                       "Variants at once: 1 runs them one after another in this process with all threads; N > 1 runs N "
                       "`attnlab run` processes with threads/N each (docs/experiments.md compares them)");
+  command->add_option("--ranks-per-variant", args->ranks_per_variant,
+                      "Under mpirun: ranks that train one variant together, data-parallel (ranks 1..R-1 in groups of K; "
+                      "rank 0 hands out the variants)")
+      ->check(CLI::PositiveNumber);
   add_common_options(*command, options);
   command->callback([args, &options, command] {
     if (args->parallel < 1)
@@ -58,6 +63,7 @@ void add_ablate_command(CLI::App& app, CommonOptions& options) {
     ablate.threads = options.threads;
     ablate.seed = command->count("--seed") ? options.seed : 0;
     ablate.parallel = args->parallel;
+    ablate.ranks_per_variant = args->ranks_per_variant;
     std::error_code ec;
     ablate.executable = std::filesystem::read_symlink("/proc/self/exe", ec);
     ablate.plugin_paths.assign(options.plugin_path.begin(), options.plugin_path.end());

@@ -84,7 +84,7 @@ bool GradientReducer::poll() {
   while (next_to_start_ < buckets_.size() && buckets_[next_to_start_]->full.load(std::memory_order_acquire)) {
     Bucket& b = *buckets_[next_to_start_++];
     if (next_to_start_ == 1) first_start_ = now;
-    MPI_Iallreduce(MPI_IN_PLACE, b.sum.data(), static_cast<int>(b.sum.size()), MPI_FLOAT, MPI_SUM, world_.mpi()->comm(), &b.request);
+    MPI_Iallreduce(MPI_IN_PLACE, b.sum.data(), static_cast<int>(b.sum.size()), MPI_FLOAT, MPI_SUM, world_.mpi()->comm(world_.comm_index()), &b.request);
     b.started = true;
   }
   for (size_t i = 0; i < next_to_start_; ++i) {

@@ -8,7 +8,8 @@
 //   caller). It must not be called from the thread itself.
 // - add_poller(fn): the thread runs fn about every 100 µs (between jobs, sleeping in between) until
 //   it returns true; used to drive nonblocking requests (MPI_Test) while the caller computes.
-// - comm() is a duplicate of MPI_COMM_WORLD for attnlab's own messages.
+// - comm(0) is a duplicate of MPI_COMM_WORLD for attnlab's own messages; split() adds the
+//   communicators of groups of ranks (comm(index)); all are freed before MPI_Finalize.
 #pragma once
 
 #include <condition_variable>
@@ -32,7 +33,10 @@ class MpiThread {
 
   int rank() const { return rank_; }
   int size() const { return size_; }
-  MPI_Comm comm() const { return comm_; }
+  MPI_Comm comm(int index) const { return comms_[static_cast<size_t>(index)]; }
+  // On this thread: MPI_Comm_split of comm(parent); the new communicator's index, -1 for
+  // MPI_UNDEFINED.
+  int split(int parent, int color, int key);
 
   void call(const std::function<void()>& fn);
   void add_poller(std::function<bool()> fn);
@@ -47,7 +51,7 @@ class MpiThread {
   std::vector<std::function<bool()>> new_pollers_;
   bool stopping_ = false;
   int rank_ = 0, size_ = 1;
-  MPI_Comm comm_ = MPI_COMM_NULL;
+  std::vector<MPI_Comm> comms_;
   std::exception_ptr init_error_;
   std::thread thread_;  // last: started once the members above exist
 };

@@ -58,7 +58,8 @@ MpiThread::MpiThread() {
         throw DistError("the MPI library offers no MPI_THREAD_FUNNELED (only level " + std::to_string(provided) + ")");
       MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
       MPI_Comm_size(MPI_COMM_WORLD, &size_);
-      MPI_Comm_dup(MPI_COMM_WORLD, &comm_);
+      comms_.push_back(MPI_COMM_NULL);
+      MPI_Comm_dup(MPI_COMM_WORLD, &comms_[0]);
     } catch (...) {
       init_error_ = std::current_exception();
     }
@@ -85,7 +86,8 @@ MpiThread::~MpiThread() {
     return;
   }
   call([this] {
-    MPI_Comm_free(&comm_);
+    for (MPI_Comm& c : comms_)
+      if (c != MPI_COMM_NULL) MPI_Comm_free(&c);
     MPI_Finalize();
   });
   {
@@ -118,6 +120,14 @@ void MpiThread::call(const std::function<void()>& fn) {
   std::unique_lock<std::mutex> lock(done_mutex);
   done_cv.wait(lock, [&] { return done; });
   if (error) std::rethrow_exception(error);
+}
+
+int MpiThread::split(int parent, int color, int key) {
+  MPI_Comm c = MPI_COMM_NULL;
+  MPI_Comm_split(comm(parent), color < 0 ? MPI_UNDEFINED : color, key, &c);
+  if (c == MPI_COMM_NULL) return -1;
+  comms_.push_back(c);
+  return static_cast<int>(comms_.size()) - 1;
 }
 
 void MpiThread::add_poller(std::function<bool()> fn) {
@@ -153,7 +163,8 @@ void MpiThread::loop() {
 
 World::World() {
   if (!launched_by_mpi()) return;
-  mpi_ = std::make_unique<MpiThread>();
+  owned_ = std::make_unique<MpiThread>();
+  mpi_ = owned_.get();
   rank_ = mpi_->rank();
   size_ = mpi_->size();
 }
@@ -175,7 +186,7 @@ std::vector<uint64_t> World::all_gather(std::span<const uint64_t> mine, const st
   std::vector<uint64_t> table(static_cast<size_t>(size_) * mine.size());
   std::vector<MPI_Request> requests;
   std::vector<int> peer_of;  // which rank each request waits for
-  MPI_Comm comm = mpi_->comm();
+  MPI_Comm comm = mpi_->comm(comm_);
   constexpr int kToRoot = 11, kFromRoot = 12;
 
   // Polls the requests until all are done; past the deadline, names the ranks still missing and
@@ -238,7 +249,7 @@ std::vector<uint64_t> World::all_gather(std::span<const uint64_t> mine, const st
 void World::send_text(int to, const std::string& text) {
   if (!mpi_) throw DistError("send_text needs a world of several ranks");
   MPI_Request request = MPI_REQUEST_NULL;
-  mpi_->call([&] { MPI_Isend(text.data(), static_cast<int>(text.size()), MPI_CHAR, to, kTextTag, mpi_->comm(), &request); });
+  mpi_->call([&] { MPI_Isend(text.data(), static_cast<int>(text.size()), MPI_CHAR, to, kTextTag, mpi_->comm(comm_), &request); });
   for (int done = 0;;) {
     mpi_->call([&] { MPI_Test(&request, &done, MPI_STATUS_IGNORE); });
     if (done) return;
@@ -253,17 +264,33 @@ std::pair<int, std::string> World::receive_text(int from) {
     std::pair<int, std::string> got;
     mpi_->call([&] {
       MPI_Status status;
-      MPI_Iprobe(from < 0 ? MPI_ANY_SOURCE : from, kTextTag, mpi_->comm(), &found, &status);
+      MPI_Iprobe(from < 0 ? MPI_ANY_SOURCE : from, kTextTag, mpi_->comm(comm_), &found, &status);
       if (!found) return;
       int count = 0;
       MPI_Get_count(&status, MPI_CHAR, &count);
       got.first = status.MPI_SOURCE;
       got.second.resize(static_cast<size_t>(count));
-      MPI_Recv(got.second.data(), count, MPI_CHAR, status.MPI_SOURCE, kTextTag, mpi_->comm(), MPI_STATUS_IGNORE);
+      MPI_Recv(got.second.data(), count, MPI_CHAR, status.MPI_SOURCE, kTextTag, mpi_->comm(comm_), MPI_STATUS_IGNORE);
     });
     if (found) return got;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+}
+
+std::unique_ptr<World> World::split(int color) {
+  if (!mpi_) throw DistError("split needs a world of several ranks");
+  int index = -1;
+  mpi_->call([&] { index = mpi_->split(comm_, color, rank_); });
+  if (index < 0) return nullptr;
+  std::unique_ptr<World> group(new World(Alone{}));
+  group->mpi_ = mpi_;
+  group->comm_ = index;
+  mpi_->call([&] {
+    MPI_Comm_rank(mpi_->comm(index), &group->rank_);
+    MPI_Comm_size(mpi_->comm(index), &group->size_);
+  });
+  group->rank_timeout_ = rank_timeout_;
+  return group;
 }
 
 #else  // no MPI built in
@@ -299,6 +326,7 @@ void World::abort(int code) { ::_exit(code); }
 std::vector<uint64_t> World::all_gather(std::span<const uint64_t> mine, const std::string&) { return {mine.begin(), mine.end()}; }
 void World::send_text(int, const std::string&) { throw DistError("send_text needs a world of several ranks"); }
 std::pair<int, std::string> World::receive_text(int) { throw DistError("receive_text needs a world of several ranks"); }
+std::unique_ptr<World> World::split(int) { throw DistError("split needs a world of several ranks"); }
 
 #endif
 

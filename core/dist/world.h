@@ -75,14 +75,23 @@ class World {
   std::pair<int, std::string> receive_text(int from);
   [[noreturn]] void abort(int code);
 
-  // For dist's own reducers: the communication thread (null in a world of one).
-  MpiThread* mpi() { return mpi_.get(); }
+  // Groups of ranks (a sweep's variant trained by K ranks): every rank of this world calls it;
+  // ranks with the same color >= 0 form a world of their own (ranks in this world's order), a
+  // negative color joins none (null).
+  std::unique_ptr<World> split(int color);
+
+  // For dist's own reducers: the communication thread (null in a world of one) and this world's
+  // communicator on it.
+  MpiThread* mpi() { return mpi_; }
+  int comm_index() const { return comm_; }
 
  private:
   World();
   struct Alone {};
   explicit World(Alone);
-  std::unique_ptr<MpiThread> mpi_;
+  std::unique_ptr<MpiThread> owned_;  // the process's world owns the thread; groups borrow it
+  MpiThread* mpi_ = nullptr;
+  int comm_ = 0;
   int rank_ = 0, size_ = 1;
   double rank_timeout_ = 300;
 };

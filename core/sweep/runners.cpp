@@ -122,6 +122,7 @@ class Sweep {
   AblationResult run(const AblateBaseline& baseline) {
     dist::World& world = dist::World::instance();
     if (world.distributed() && !world.root()) {
+      check_groups(world);
       train_what_rank_zero_hands_out(world);
       return result_;
     }
@@ -129,7 +130,10 @@ class Sweep {
     log_ << "ablation of " << baseline.experiment_name << ": " << variants_.size() << " runs (baseline and "
          << variants_.size() - 1 << (variants_.size() == 2 ? " variant" : " variants") << ") in " << result_.out_dir.string() << "\n";
     find_pending();
-    if (world.distributed()) hand_out_to_ranks(world);
+    if (world.distributed()) {
+      check_groups(world);
+      hand_out_to_ranks(world);
+    }
     else if (options_.parallel <= 1) run_in_process();
     else run_as_children();
     if (!baseline_failure_.empty())
@@ -170,6 +174,23 @@ class Sweep {
   // checkpoint, which cannot be resumed).
   RunOptions prepare(size_t i) const {
     const fs::path dir = dir_of(i);
+    const bool has_checkpoints = fs::is_directory(dir / "checkpoints") && !fs::is_empty(dir / "checkpoints");
+    if (!has_checkpoints && fs::exists(dir)) fs::remove_all(dir);
+    log_ << variant_label(i, variants_) << (has_checkpoints ? ": resuming from its checkpoint" : ": running") << "\n";
+    return options_of(i, has_checkpoints);
+  }
+
+  // Under mpirun: ranks 1..R-1 must form whole groups of ranks_per_variant.
+  void check_groups(const dist::World& world) const {
+    const int k = options_.ranks_per_variant;
+    if (k < 1 || (world.size() - 1) % k != 0)
+      throw AblateError("--ranks-per-variant " + std::to_string(k) + ": the " + std::to_string(world.size() - 1) +
+                        " ranks after rank 0 must split into groups of that size");
+  }
+
+  // A variant's run options (no files touched: every rank of a group computes them).
+  RunOptions options_of(size_t i, bool resume) const {
+    const fs::path dir = dir_of(i);
     RunOptions run;
     run.experiment_file = options_.experiment_file;
     run.sets = options_.sets;
@@ -182,11 +203,8 @@ class Sweep {
     run.seed = options_.seed;
     run.log = &log_;
     run.progress_terminal = options_.progress_terminal;
-    const bool has_checkpoints = fs::is_directory(dir / "checkpoints") && !fs::is_empty(dir / "checkpoints");
-    if (!has_checkpoints && fs::exists(dir)) fs::remove_all(dir);
-    run.resume = has_checkpoints;
+    run.resume = resume;
     run.command_line = "attnlab " + shell_line(run_arguments(run));
-    log_ << variant_label(i, variants_) << (run.resume ? ": resuming from its checkpoint" : ": running") << "\n";
     return run;
   }
 
@@ -207,16 +225,17 @@ class Sweep {
   void run_in_process() {
     for (size_t i : pending_) {
       if (!may_start_more()) break;
-      VariantResult r = train_in_process(i, false);
+      VariantResult r = train_in_process(i);
       if (r.status == "not run") result_.interrupted = true;
       record(i, r);
     }
   }
 
-  // One variant trained by this process (in a world of its own when `alone`, under mpirun).
-  VariantResult train_in_process(size_t i, bool alone) {
-    RunOptions run = prepare(i);
-    run.alone = alone;
+  // One variant trained by this process: from prepare(i), or (a group of ranks) from `given` in
+  // `world` (null: the process's own world).
+  VariantResult train_in_process(size_t i, dist::World* world = nullptr, const RunOptions* given = nullptr) {
+    RunOptions run = given ? *given : prepare(i);
+    run.world = world;
     VariantResult r;
     r.variant = variants_[i];
     try {
@@ -246,44 +265,61 @@ class Sweep {
     return r;
   }
 
-  // Under mpirun, rank 0: hands variants out one at a time to ranks 1..R-1, each taking the next
+  // Under mpirun, rank 0: hands variants out one at a time to the groups of ranks_per_variant
+  // ranks among ranks 1..R-1 (each group's first rank receives), each group taking the next
   // pending variant as soon as it reports its last (dynamic assignment), and records the results.
-  // After a stop signal it hands out nothing more; the ranks' runs save a checkpoint and report.
+  // After a stop signal it hands out nothing more; the groups' runs save a checkpoint and report.
   void hand_out_to_ranks(dist::World& world) {
+    const int k = options_.ranks_per_variant;
+    (void)world.split(-1);  // the groups' communicators (collective; rank 0 is in none)
     InterruptGuard interrupt;
     size_t next = 0;
     int busy = 0;
-    auto hand_out = [&](int rank) {
+    auto hand_out = [&](int leader) {
+      const std::string ranks = k == 1 ? "rank " + std::to_string(leader) : "ranks " + std::to_string(leader) + "-" + std::to_string(leader + k - 1);
       if (may_start_more() && !interrupt.stop_requested() && next < pending_.size()) {
         const size_t i = pending_[next++];
-        log_ << variant_label(i, variants_) << ": to rank " << rank << "\n";
-        world.send_text(rank, std::to_string(i));
+        const RunOptions run = prepare(i);  // clears an unresumable start: done here, once
+        log_ << variant_label(i, variants_) << ": to " << ranks << "\n";
+        world.send_text(leader, nlohmann::json{{"index", i}, {"resume", run.resume}}.dump());
         ++busy;
       } else {
-        world.send_text(rank, "done");
+        world.send_text(leader, "{}");
       }
     };
-    for (int rank = 1; rank < world.size(); ++rank) hand_out(rank);
+    for (int leader = 1; leader < world.size(); leader += k) hand_out(leader);
     while (busy > 0) {
-      const auto [rank, text] = world.receive_text(-1);
+      const auto [leader, text] = world.receive_text(-1);
       --busy;
       const nlohmann::json j = nlohmann::json::parse(text);
       const size_t i = j.at("index").get<size_t>();
       VariantResult r = from_json(j.at("result"), variants_[i]);
       if (r.status == "not run" || interrupt.stop_requested()) result_.interrupted = true;
       record(i, r);
-      hand_out(rank);
+      hand_out(leader);
     }
   }
 
-  // Under mpirun, ranks 1..R-1: train the variants rank 0 hands out, each alone, and report.
+  // Under mpirun, ranks 1..R-1 in groups of ranks_per_variant: each group trains the variants
+  // rank 0 hands its first rank (data-parallel within the group), and its first rank reports.
   void train_what_rank_zero_hands_out(dist::World& world) {
+    const int k = options_.ranks_per_variant;
+    std::unique_ptr<dist::World> group = world.split((world.rank() - 1) / k);
+    constexpr uint64_t kDone = ~uint64_t{0};
     for (;;) {
-      const std::string text = world.receive_text(0).second;
-      if (text == "done") return;
-      const size_t i = std::stoul(text);
-      const VariantResult r = train_in_process(i, true);
-      world.send_text(0, nlohmann::json{{"index", i}, {"result", to_json(r)}}.dump());
+      // The group's first rank hears from rank 0 and tells the others: index * 2 + resume.
+      uint64_t word = kDone;
+      if (group->root()) {
+        const nlohmann::json job = nlohmann::json::parse(world.receive_text(0).second);
+        if (job.contains("index")) word = job["index"].get<uint64_t>() * 2 + (job["resume"].get<bool>() ? 1 : 0);
+      }
+      const uint64_t mine[] = {word};
+      word = group->all_gather(mine, "the next variant")[0];
+      if (word == kDone) return;
+      const size_t i = static_cast<size_t>(word / 2);
+      const RunOptions run = options_of(i, word % 2 == 1);
+      const VariantResult r = train_in_process(i, k == 1 ? &dist::World::alone() : group.get(), &run);
+      if (group->root()) world.send_text(0, nlohmann::json{{"index", i}, {"result", to_json(r)}}.dump());
     }
   }
 

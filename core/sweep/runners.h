@@ -23,6 +23,7 @@ struct AblateOptions {
   int threads = 0;                        // 0: every core
   uint64_t seed = 0;
   int parallel = 1;                       // variants at once (> 1: child processes)
+  int ranks_per_variant = 1;              // under mpirun: ranks that train one variant data-parallel
   std::filesystem::path executable;       // the attnlab binary, for parallel > 1
   std::vector<std::filesystem::path> plugin_paths;  // --plugin-path directories, passed on to the child runs
   std::ostream* log = nullptr;            // nullptr: std::cerr

@@ -44,8 +44,10 @@
 // - Under mpirun with R > 1 ranks (dist::World), --parallel is ignored: rank 0 hands the pending
 //   variants out one at a time to ranks 1..R-1, each rank taking the next as soon as it reports
 //   its last (dynamic assignment); a rank trains its variant in process, alone
-//   (RunOptions::alone), with options.threads, in OUT/<id>/ on the shared filesystem, and sends
-//   its VariantResult back; rank 0 records results (result.json) and writes the tables. A failed
+//   (RunOptions::world = World::alone()), with options.threads, in OUT/<id>/ on the shared
+//   filesystem, and sends its VariantResult back. With ranks_per_variant K, ranks 1..R-1 form
+//   groups of K (World::split; R-1 must be a multiple of K, else AblateError): a variant goes to
+//   a group's first rank, the group trains it data-parallel, and its first rank reports; rank 0 records results (result.json) and writes the tables. A failed
 //   variant is recorded as failed and the rest go on; a failing baseline or a stop signal hands
 //   out nothing more. See docs/distributed.md.
 // - Outputs in OUT: results.md (grouped like Table 3: a column per changed key, the baseline row

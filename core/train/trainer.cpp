@@ -271,7 +271,7 @@ class TrainingRun {
 TrainingRun::TrainingRun(const RunOptions& options, const Registry& registry)
     : options_(options),
       registry_(registry),
-      world_(options.alone ? dist::World::alone() : dist::World::instance()),
+      world_(options.world ? *options.world : dist::World::instance()),
       log_(!world_.root() ? discarded_log() : options.log ? *options.log : std::cerr) {
   world_.set_rank_timeout(options.rank_timeout_s);
   load_experiment();

@@ -60,6 +60,10 @@
 #include <string>
 #include <vector>
 
+namespace attnlab::dist {
+class World;
+}
+
 namespace attnlab::train {
 
 struct RunError : std::runtime_error {
@@ -83,7 +87,9 @@ struct RunOptions {
   // Data-parallel training (under mpirun; see docs/distributed.md):
   double rank_timeout_s = 300;            // a rank that does not answer this long ends the job
   size_t bucket_bytes = size_t{4} << 20;  // gradient reduction buckets
-  bool alone = false;  // train in a world of one even under mpirun (a sweep's rank training its own variant)
+  // The ranks that train this run: null, the process's world (dist::World::instance()); a sweep
+  // gives World::alone() or a group of ranks.
+  dist::World* world = nullptr;
 };
 
 struct RunResult {

@@ -197,6 +197,36 @@ TEST_F(Distributed, AblateHandsVariantsToRanksAsTheyFinishAndRecordsTheSameResul
   EXPECT_TRUE(fs::exists(dir_ / "ranks/curves.svg"));
 }
 
+TEST_F(Distributed, AblateWithRanksPerVariantTrainsEachVariantDataParallelInItsGroup) {
+  const fs::path file = experiment("tiny", "batch_tokens: 400, max_steps: 8, valid_every: 0, valid_bleu_sentences: 0");
+  const std::string vary = " --vary heads=1,4 --vary train.dropout=0 --threads 1 --out ";
+  CommandResult one = test::run_command(kExe + " ablate " + file.string() + vary + (dir_ / "one").string());
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  // Rank 0 hands out; ranks 1-2 and 3-4 are two groups of two.
+  CommandResult groups =
+      test::run_command(mpirun(5) + kExe + " ablate " + file.string() + vary + (dir_ / "groups").string() + " --ranks-per-variant 2");
+  ASSERT_EQ(groups.exit_code, 0) << groups.err;
+  EXPECT_NE(groups.err.find(": to ranks 1-2"), std::string::npos) << groups.err;
+  EXPECT_NE(groups.err.find(": to ranks 3-4"), std::string::npos) << groups.err;
+  EXPECT_NE(groups.err.find("on each of 2 ranks (data-parallel"), std::string::npos) << groups.err;
+  const auto a = nlohmann::json::parse(read_text_file(dir_ / "one/results.json")).at("variants");
+  const auto b = nlohmann::json::parse(read_text_file(dir_ / "groups/results.json")).at("variants");
+  ASSERT_EQ(a.size(), 4u);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(b[i]["status"], "ok") << b[i]["id"];
+    const double x = a[i]["final_train_loss"].get<double>(), y = b[i]["final_train_loss"].get<double>();
+    EXPECT_LE(std::abs(x - y), 1e-5 * std::abs(x)) << a[i]["id"];
+  }
+  // Ranks that do not make whole groups are refused before anything runs.
+  CommandResult bad =
+      test::run_command(mpirun(4) + kExe + " ablate " + file.string() + vary + (dir_ / "bad").string() + " --ranks-per-variant 2");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("--ranks-per-variant 2: the 3 ranks after rank 0 must split into groups of that size"), std::string::npos)
+      << bad.err;
+  EXPECT_FALSE(fs::exists(dir_ / "bad/results.md"));
+}
+
 // ---- Faults ------------------------------------------------------------------------------------
 
 // The attnlab processes training into `out_dir`, and their pids.

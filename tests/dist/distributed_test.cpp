@@ -195,6 +195,12 @@ TEST_F(Distributed, AblateHandsVariantsToRanksAsTheyFinishAndRecordsTheSameResul
   EXPECT_EQ(failed, 1);
   EXPECT_TRUE(fs::exists(dir_ / "ranks/results.md"));
   EXPECT_TRUE(fs::exists(dir_ / "ranks/curves.svg"));
+  // Resumable: the same command again finds every variant finished and runs none.
+  CommandResult again = test::run_command(mpirun(3) + kExe + " ablate " + file.string() + vary + (dir_ / "ranks").string());
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.err.find("[1/6] baseline: finished earlier (ok), skipped"), std::string::npos) << again.err;
+  EXPECT_EQ(again.err.find(": to rank"), std::string::npos) << again.err;
+  EXPECT_EQ(nlohmann::json::parse(read_text_file(dir_ / "ranks/results.json")).at("variants"), rows_b);
 }
 
 TEST_F(Distributed, AblateWithRanksPerVariantTrainsEachVariantDataParallelInItsGroup) {

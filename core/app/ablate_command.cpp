@@ -1,7 +1,8 @@
 // attnlab ablate [EXPERIMENT] [--vary KEY=V1,V2,...]... [--grid] [--out DIR] [--set ...] [--use ...]
-// [--data DIR] — a sweep of variants of an experiment, each a full run; see core/train/ablate.h.
+// [--data DIR] — a sweep of variants of an experiment, each a full run; see core/sweep/variants.h.
 #include "app/cli.h"
-#include "train/ablate.h"
+#include "dist/world.h"
+#include "sweep/runners.h"
 
 #include <unistd.h>
 
@@ -18,6 +19,7 @@ struct AblateArgs {
   std::string out, data;
   bool grid = false;
   int parallel = 1;
+  int ranks_per_variant = 1;
 };
 
 }  // namespace
@@ -41,12 +43,16 @@ void add_ablate_command(CLI::App& app, CommonOptions& options) {
   command->add_option("--parallel", args->parallel,
                       "Variants at once: 1 runs them one after another in this process with all threads; N > 1 runs N "
                       "`attnlab run` processes with threads/N each (docs/experiments.md compares them)");
+  command->add_option("--ranks-per-variant", args->ranks_per_variant,
+                      "Under mpirun: ranks that train one variant together, data-parallel (ranks 1..R-1 in groups of K; "
+                      "rank 0 hands out the variants)")
+      ->check(CLI::PositiveNumber);
   add_common_options(*command, options);
   command->callback([args, &options, command] {
     if (args->parallel < 1)
       throw CliError(1, "--parallel " + std::to_string(args->parallel) + ": give the number of variants to run at once, 1 or more");
     std::unique_ptr<Registry> registry = load_registry(options);
-    train::AblateOptions ablate;
+    sweep::AblateOptions ablate;
     ablate.experiment_file = args->experiment;
     ablate.vary = args->vary;
     ablate.sets = args->sets;
@@ -57,19 +63,21 @@ void add_ablate_command(CLI::App& app, CommonOptions& options) {
     ablate.threads = options.threads;
     ablate.seed = command->count("--seed") ? options.seed : 0;
     ablate.parallel = args->parallel;
+    ablate.ranks_per_variant = args->ranks_per_variant;
     std::error_code ec;
     ablate.executable = std::filesystem::read_symlink("/proc/self/exe", ec);
     ablate.plugin_paths.assign(options.plugin_path.begin(), options.plugin_path.end());
     ablate.log = &std::cerr;
     ablate.progress_terminal = ::isatty(2) != 0;
     try {
-      train::AblationResult result = train::run_ablation(ablate, *registry);
+      sweep::AblationResult result = sweep::run_ablation(ablate, *registry);
+      if (!dist::World::instance().root()) return;  // under mpirun rank 0 reports the sweep
       int failed = 0;
       for (const auto& v : result.variants) failed += v.status == "failed";
       std::cout << "results: " << (result.out_dir / "results.md").string() << "\n";
       if (failed > 0) std::cout << failed << " of " << result.variants.size() << " runs failed (see their status in results.md)\n";
       if (result.interrupted) throw CliError(130, "interrupted; run the same command again to resume the sweep");
-    } catch (const train::AblateError& e) {
+    } catch (const sweep::AblateError& e) {
       throw CliError(1, e.what());
     }
   });

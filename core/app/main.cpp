@@ -1,5 +1,6 @@
 // attnlab — the command-line entry point. Subcommands are set up in their own files (cli.h).
 #include "app/cli.h"
+#include "dist/world.h"
 #include "node/plugin_loader.h"
 
 #include <iostream>
@@ -11,7 +12,8 @@
 int main(int argc, char** argv) {
   using namespace attnlab;
   CLI::App app{"attnlab: a research toolkit for Transformer models"};
-  app.set_version_flag("--version", "attnlab " ATTNLAB_VERSION);
+  app.set_version_flag("--version", std::string("attnlab " ATTNLAB_VERSION) + " (distributed: " +
+                                        (dist::mpi_built_in() ? dist::mpi_description() : std::string("no, built without MPI")) + ")");
   app.require_subcommand(1);
   cli::CommonOptions options;
   cli::add_plugins_command(app, options);
@@ -23,6 +25,15 @@ int main(int argc, char** argv) {
   cli::add_run_command(app, options);
   cli::add_ablate_command(app, options);
   cli::add_bench_command(app, options);
+  // Under mpirun an error names the rank, and ends every rank at once (the others would wait for
+  // this one until --rank-timeout).
+  auto fail = [](int code, const std::string& message) {
+    const bool distributed = dist::World::started() && dist::World::instance().distributed();
+    std::cerr << "attnlab: error: " << (distributed ? dist::World::instance().prefix() : "") << message << '\n';
+    // Also after a stop by signal: mpirun is then ending the job, and MPI_Finalize would wait for it.
+    if (distributed) dist::World::instance().abort(code);
+    return code;
+  };
   try {
     app.parse(argc, argv);
   } catch (const CLI::ValidationError& e) {
@@ -32,14 +43,11 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const PluginError& e) {
-    std::cerr << "attnlab: error: " << e.what() << '\n';
-    return kPluginErrorExit;
+    return fail(kPluginErrorExit, e.what());
   } catch (const cli::CliError& e) {
-    std::cerr << "attnlab: error: " << e.what() << '\n';
-    return e.exit_code;
+    return fail(e.exit_code, e.what());
   } catch (const std::exception& e) {
-    std::cerr << "attnlab: error: " << e.what() << '\n';
-    return 1;
+    return fail(1, e.what());
   }
   return 0;
 }

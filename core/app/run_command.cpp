@@ -1,6 +1,7 @@
 // attnlab run [EXPERIMENT] [--set ...] [--use ...] [--out DIR] [--data DIR] [--resume] [--average K]
 // — train an experiment (the embedded default when no file is given); see core/train/trainer.h.
 #include "app/cli.h"
+#include "dist/world.h"
 #include "dsl/source.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
@@ -20,6 +21,8 @@ struct RunArgs {
   bool resume = false;
   int average = 0;
   bool print_default = false;
+  double rank_timeout = 300;
+  double bucket_mb = 4;
 };
 
 }  // namespace
@@ -39,6 +42,11 @@ void add_run_command(CLI::App& app, CommonOptions& options) {
   command->add_flag("--resume", args->resume, "Continue the run in --out DIR from its newest checkpoint");
   command->add_option("--average", args->average, "At the end, average the last K checkpoints and evaluate the average")
       ->check(integer_in(train::kAverageLimit));
+  command->add_option("--rank-timeout", args->rank_timeout,
+                      "Under mpirun: seconds a rank may go without answering before every rank stops (default 300)")
+      ->check(CLI::Range(0.1, 1e6));
+  command->add_option("--bucket-mb", args->bucket_mb, "Under mpirun: size of a gradient reduction bucket in MiB (default 4)")
+      ->check(CLI::Range(0.001, 4096.0));
   command->add_flag("--print-default", args->print_default, "Print the built-in default experiment and exit");
   add_common_options(*command, options);
   command->callback([args, &options, command] {
@@ -56,25 +64,19 @@ void add_run_command(CLI::App& app, CommonOptions& options) {
     run.average = args->average;
     run.threads = options.threads;
     run.seed = command->count("--seed") ? options.seed : 0;
-    std::string line = "attnlab run";
-    if (!args->experiment.empty()) line += " " + args->experiment;
-    for (const auto& s : args->sets) line += " --set " + s;
-    for (const auto& u : args->uses) line += " --use " + u;
-    if (!args->out.empty()) line += " --out " + args->out;
-    if (!args->data.empty()) line += " --data " + args->data;
-    if (args->resume) line += " --resume";
-    if (args->average > 0) line += " --average " + std::to_string(args->average);
-    if (options.threads > 0) line += " --threads " + std::to_string(options.threads);
-    if (command->count("--seed")) line += " --seed " + std::to_string(options.seed);
-    run.command_line = line;
+    run.rank_timeout_s = args->rank_timeout;
+    run.bucket_bytes = static_cast<size_t>(args->bucket_mb * 1024 * 1024);
+    run.command_line = "attnlab " + train::shell_line(train::run_arguments(run));
     run.log = &std::cerr;
     run.progress_terminal = ::isatty(2) != 0;
     std::unique_ptr<Registry> registry = load_registry(options);
     try {
       train::RunResult result = train::run_experiment(run, *registry);
       if (result.interrupted) throw CliError(130, "interrupted at step " + std::to_string(result.steps) + "; checkpoint saved");
-      std::cout << "run directory: " << result.run_dir.string() << "\n";
-      if (result.test_bleu >= 0) std::cout << "test BLEU: " << result.test_bleu << "\n";
+      if (dist::World::instance().root()) {
+        std::cout << "run directory: " << result.run_dir.string() << "\n";
+        if (result.test_bleu >= 0) std::cout << "test BLEU: " << result.test_bleu << "\n";
+      }
     } catch (const train::RunError& e) {
       throw CliError(1, e.what());
     } catch (const train::CheckpointError& e) {

@@ -157,4 +157,51 @@ Batch Batcher::make_batch(const std::vector<int64_t>& pair_indices) const {
   return batch;
 }
 
+namespace {
+int64_t non_padding(const Tensor& t, int64_t row) {
+  const int64_t cols = t.shape()[1];
+  const float* p = t.data() + row * cols;
+  return static_cast<int64_t>(std::count_if(p, p + cols, [](float v) { return v != static_cast<float>(kPadId); }));
+}
+}  // namespace
+
+std::vector<int64_t> shard_cuts(const Batch& batch, int parts) {
+  const int64_t rows = batch.rows();
+  std::vector<int64_t> running(static_cast<size_t>(rows) + 1, 0);
+  for (int64_t r = 0; r < rows; ++r)
+    running[static_cast<size_t>(r) + 1] = running[static_cast<size_t>(r)] + non_padding(batch.src, r) + non_padding(batch.tgt_out, r);
+  const int64_t total = running.back();
+  std::vector<int64_t> cuts(static_cast<size_t>(parts) + 1, rows);
+  cuts[0] = 0;
+  for (int k = 1; k < parts; ++k) {
+    // The first row boundary whose running count reaches k/parts of the total (exact in integers).
+    int64_t r = cuts[static_cast<size_t>(k) - 1];
+    while (r < rows && running[static_cast<size_t>(r)] * parts < total * k) ++r;
+    cuts[static_cast<size_t>(k)] = r;
+  }
+  return cuts;
+}
+
+Batch shard_rows(const Batch& batch, int64_t first, int64_t count) {
+  if (first < 0 || count < 0 || first + count > batch.rows())
+    throw DataError("shard_rows: rows [" + std::to_string(first) + ", " + std::to_string(first + count) + ") of a batch of " +
+                    std::to_string(batch.rows()));
+  auto rows_of = [&](const Tensor& t) {
+    const int64_t cols = t.shape()[1];
+    Tensor out({count, cols});
+    std::copy(t.data() + first * cols, t.data() + (first + count) * cols, out.data());
+    return out;
+  };
+  Batch shard;
+  shard.src = rows_of(batch.src);
+  shard.tgt_in = rows_of(batch.tgt_in);
+  shard.tgt_out = rows_of(batch.tgt_out);
+  shard.pair_indices.assign(batch.pair_indices.begin() + first, batch.pair_indices.begin() + first + count);
+  for (int64_t r = 0; r < count; ++r) {
+    shard.source_tokens += non_padding(shard.src, r);
+    shard.target_tokens += non_padding(shard.tgt_out, r);
+  }
+  return shard;
+}
+
 }  // namespace attnlab::data

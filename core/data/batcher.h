@@ -48,6 +48,16 @@ struct Batch {
   int64_t rows() const { return static_cast<int64_t>(pair_indices.size()); }
 };
 
+// Data-parallel shards of one batch: contiguous runs of rows, each kept at the whole batch's
+// padded widths (so a row is computed, and its dropout drawn, as in the whole batch).
+// shard_cuts(batch, parts) returns parts + 1 row boundaries 0 = c0 ≤ c1 ≤ ... ≤ c_parts = rows,
+// balanced by tokens (non-padding source and tgt_out ids): boundary k is the first row at which
+// the running token count reaches k/parts of the total. A shard may be empty when the batch has
+// fewer rows than parts. shard_rows(batch, first, count) is that run of rows (pair_indices and
+// token counts with it).
+std::vector<int64_t> shard_cuts(const Batch& batch, int parts);
+Batch shard_rows(const Batch& batch, int64_t first, int64_t count);
+
 struct BatchPosition {
   int64_t epoch = 0;
   int64_t batch = 0;

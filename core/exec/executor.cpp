@@ -19,8 +19,37 @@ static StepInfo step_info(const Plan& plan, const Plan::Step& step) {
   StepInfo info;
   info.training = plan.last_forward.training;
   info.seed = hash_combine(hash_combine(plan.last_forward.seed, plan.last_forward.step), step.name_hash);
+  info.batch_offset = plan.last_forward.batch_offset;
+  info.batch_rows = plan.last_forward.batch_rows;
   return info;
 }
+
+namespace {
+void zero_value_grad(void* ctx, size_t i) { static_cast<Plan*>(ctx)->value_grads()[i].set_zero(); }
+
+// The store gradient of one parameter from its per-use (or staged) buffers.
+void reduce_param_gradient(Plan& plan, size_t i, bool accumulate) {
+  const Plan::ParamGradient& pg = plan.param_gradients()[i];
+  Tensor& store_grad = plan.model().parameters()[pg.param].grad;
+  Eigen::Map<Eigen::VectorXf> grad(store_grad.data(), store_grad.numel());  // Tensor::view() would copy the shape
+  if (pg.uses.empty()) {
+    if (accumulate) grad += pg.staged.flat();  // otherwise the single user assigned it directly
+    return;
+  }
+  if (!accumulate) grad = pg.uses[0].flat();
+  else grad += pg.uses[0].flat();
+  for (size_t u = 1; u < pg.uses.size(); ++u) grad += pg.uses[u].flat();
+}
+
+struct Reduction {
+  Plan* plan;
+  bool accumulate;
+};
+void reduce_param_gradient_at(void* ctx, size_t i) {
+  const Reduction& r = *static_cast<Reduction*>(ctx);
+  reduce_param_gradient(*r.plan, i, r.accumulate);
+}
+}  // namespace
 
 void Executor::forward_step(Plan& plan, size_t index) {
   const Plan::Step& step = plan.steps()[index];
@@ -47,6 +76,13 @@ void Executor::backward_step(Plan& plan, size_t index, bool staged) {
   } catch (...) {
     throw ExecError(describe(step, "backward", "unknown exception"));
   }
+  Plan::GradientReporting& reporting = plan.reporting;
+  if (!reporting.listener) return;
+  for (size_t pg : step.writes_param_gradients)
+    if (reporting.pending_writers[pg].fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      reduce_param_gradient(plan, pg, reporting.accumulate);
+      reporting.listener->gradient_ready(plan.param_gradients()[pg].param);
+    }
 }
 
 void Executor::run_indexed(size_t n, void (*fn)(void*, size_t), void* ctx) {
@@ -78,34 +114,11 @@ void Executor::forward(Plan& plan, const TensorMap& feeds, StepInfo base, uint64
     }
   for (const auto& [name, tensor] : feeds) plan.value(name).copy_from(tensor);
 
-  plan.last_forward = {false, base.training, base.seed, step};
+  plan.last_forward = {false, base.training, base.seed, step, base.batch_offset, base.batch_rows};
   run_forward(plan);
   plan.last_forward.done = true;
 }
 
-namespace {
-struct Reduction {
-  Plan* plan;
-  bool accumulate;
-};
-
-void zero_value_grad(void* ctx, size_t i) { static_cast<Plan*>(ctx)->value_grads()[i].set_zero(); }
-
-// The store gradient of one parameter from its per-use (or staged) buffers.
-void reduce_param_gradient(void* ctx, size_t i) {
-  const Reduction& r = *static_cast<Reduction*>(ctx);
-  const Plan::ParamGradient& pg = r.plan->param_gradients()[i];
-  Tensor& store_grad = r.plan->model().parameters()[pg.param].grad;
-  Eigen::Map<Eigen::VectorXf> grad(store_grad.data(), store_grad.numel());  // Tensor::view() would copy the shape
-  if (pg.uses.empty()) {
-    if (r.accumulate) grad += pg.staged.flat();  // otherwise the single user assigned it directly
-    return;
-  }
-  if (!r.accumulate) grad = pg.uses[0].flat();
-  else grad += pg.uses[0].flat();
-  for (size_t u = 1; u < pg.uses.size(); ++u) grad += pg.uses[u].flat();
-}
-}  // namespace
 
 static const std::string loss_name = "loss";
 
@@ -130,15 +143,35 @@ void Executor::backward(Plan& plan, const TensorMap& seeds, BackwardOptions opti
   if (seeds.empty()) plan.grad(loss_name).fill(1.0f);
   for (const auto& [name, seed] : seeds) plan.grad(name).copy_from(seed);
 
-  run_backward(plan, options.accumulate);
-
-  Reduction reduction{&plan, options.accumulate};
-  run_indexed(plan.param_gradients().size(), reduce_param_gradient, &reduction);
-  if (!options.accumulate)
+  auto zero_unused = [&] {
+    if (options.accumulate) return;
     for (size_t p : plan.unused_params()) {
       Tensor& g = plan.model().parameters()[p].grad;
       std::fill_n(g.data(), g.numel(), 0.0f);
     }
+  };
+  if (options.listener) {
+    // Each parameter is finalised and reported by the last node that writes it (backward_step).
+    const auto& pgs = plan.param_gradients();
+    if (!plan.reporting.pending_writers) plan.reporting.pending_writers = std::make_unique<std::atomic<int>[]>(pgs.size());
+    for (size_t i = 0; i < pgs.size(); ++i) plan.reporting.pending_writers[i].store(pgs[i].writers, std::memory_order_relaxed);
+    plan.reporting.accumulate = options.accumulate;
+    zero_unused();
+    for (size_t p : plan.unused_params()) options.listener->gradient_ready(p);
+    plan.reporting.listener = options.listener;
+    try {
+      run_backward(plan, options.accumulate);
+    } catch (...) {
+      plan.reporting.listener = nullptr;
+      throw;
+    }
+    plan.reporting.listener = nullptr;
+    return;
+  }
+  run_backward(plan, options.accumulate);
+  Reduction reduction{&plan, options.accumulate};
+  run_indexed(plan.param_gradients().size(), reduce_param_gradient_at, &reduction);
+  zero_unused();
 }
 
 }  // namespace attnlab::exec

@@ -19,6 +19,13 @@
 //   So after backward, ParameterStore::grad holds the gradient of this step alone. With
 //   options.accumulate the step's gradients are ADDED to the store's instead (gradient
 //   accumulation over several batches; untouched parameters keep their gradient).
+//   5. with options.listener, each parameter's store gradient is made final as soon as the last
+//      node writing it has run (its per-use buffers summed, or its staged buffer added, right
+//      then), and listener->gradient_ready(store index) is called once per parameter of the store
+//      during backward: from whichever thread finished that node, concurrently for different
+//      parameters, while backward goes on with the remaining nodes (parameters the plan does not
+//      reach are reported first). The gradients are the same as without a listener, bit for bit.
+//      A data-parallel trainer starts reducing a parameter's gradient across processes there.
 // - A node that throws is reported as ExecError: "file:line:col: error: node 'NAME' (TYPE):
 //   forward: <what>" (or backward); nodes not yet started are skipped, and the plan stays usable.
 // - After the first call on a plan (which may build per-plan executor state, and for accumulate
@@ -43,8 +50,18 @@ struct ExecError : std::runtime_error {
 // Named tensors handed to an executor: fed values, or seed gradients.
 using TensorMap = std::map<std::string, TensorView>;
 
+// Told when a parameter's gradient is final during backward (see BackwardOptions::listener).
+class GradientListener {
+ public:
+  virtual void gradient_ready(size_t param) = 0;  // a ParameterStore index; must not throw
+
+ protected:
+  ~GradientListener() = default;
+};
+
 struct BackwardOptions {
   bool accumulate = false;  // add into the store's gradients instead of assigning them
+  GradientListener* listener = nullptr;
 };
 
 // The seed a node gets for one step: a hash of (run seed, step, node name).
@@ -68,6 +85,8 @@ class Executor {
 
   // One node's forward or backward with the plan's views, exceptions wrapped in ExecError.
   static void forward_step(Plan& plan, size_t step);
+  // With a listener (BackwardOptions), it then finalises the parameters this step was the last
+  // writer of and reports them.
   static void backward_step(Plan& plan, size_t step, bool staged);
 };
 

@@ -57,6 +57,10 @@ void ParameterStore::initialize(uint64_t seed) {
   }
 }
 
+void ParameterStore::zero_grads() {
+  for (Parameter& p : params_) p.grad.view().set_zero();
+}
+
 std::optional<size_t> ParameterStore::find(const std::string& full_name) const {
   auto it = index_.find(full_name);
   if (it == index_.end()) return std::nullopt;

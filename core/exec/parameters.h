@@ -45,6 +45,7 @@ class ParameterStore {
   size_t declare(const std::string& scope, const ParamSpec& spec, const std::string& node);
 
   void initialize(uint64_t seed);
+  void zero_grads();
 
   size_t size() const { return params_.size(); }
   Parameter& operator[](size_t i) { return params_[i]; }

@@ -302,6 +302,8 @@ Plan::Plan(Model& model, ir::DimBindings dims, std::vector<std::string> feeds, s
         pg.uses.push_back(use);
       }
     }
+    pg.writers = static_cast<int>(users.size());
+    for (auto [s, k] : users) steps_[s].writes_param_gradients.push_back(param_gradients_.size());
     param_gradients_.push_back(std::move(pg));
   }
   for (size_t p = 0; p < model.parameters().size(); ++p)

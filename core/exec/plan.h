@@ -28,6 +28,7 @@
 #include "ir/graph.h"
 #include "node/node.h"
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -37,6 +38,7 @@
 namespace attnlab::exec {
 
 class Model;
+class GradientListener;
 
 // What a plan is for. Forward-only plans (evaluation, decoding) get no gradient buffers: no value
 // gradients, no per-use parameter gradients, no node runs backward; backward() on one is an error.
@@ -66,6 +68,7 @@ class Plan {
     std::vector<TensorView> param_grads_staged;  // used when accumulating (see prepare_accumulation)
     std::vector<int> forward_after;   // steps whose forward must finish first
     std::vector<int> backward_after;  // steps whose backward must finish first
+    std::vector<size_t> writes_param_gradients;  // indices into param_gradients() this step's backward assigns
   };
 
   // How the store's gradient of one parameter is produced from the steps' param_grads.
@@ -74,6 +77,7 @@ class Plan {
     std::vector<TensorView> uses;    // per-use buffers; empty: the single user writes the store directly
     TensorView staged;               // single user's buffer when accumulating
     int single_step = -1, single_slot = -1;  // where the single user's param_grads entry sits
+    int writers = 0;                 // steps (uses) that assign it; the last one to finish makes it final
   };
 
   Plan(Model& model, ir::DimBindings dims, std::vector<std::string> feeds, std::vector<std::string> fetches,
@@ -114,7 +118,17 @@ class Plan {
     bool training = false;
     uint64_t seed = 0;
     uint64_t step = 0;
+    int64_t batch_offset = 0, batch_rows = 0;  // StepInfo's shard position, passed on to every node
   } last_forward;
+
+  // Executor-private: the backward in progress when it reports final gradients (see
+  // BackwardOptions::listener in executor.h): the listener (null: none), whether it accumulates,
+  // and how many writers of each param_gradients() entry have not finished (allocated once).
+  struct GradientReporting {
+    GradientListener* listener = nullptr;
+    bool accumulate = false;
+    std::unique_ptr<std::atomic<int>[]> pending_writers;
+  } reporting;
 
   // Executor-private state (e.g. a built flow graph), keyed by executor id.
   std::unique_ptr<ExecutorState>& executor_state(uint64_t executor_id) { return executor_state_[executor_id]; }

@@ -145,6 +145,13 @@ struct StepInfo {
   bool training = false;
   uint64_t seed = 0;  // unique per (run seed, step, node): counter-based randomness keys off it
   const DecodeState* decode = nullptr;  // non-null only during incremental decoding
+  // When the batch is one shard of a larger batch (data-parallel training): the rows of the whole
+  // batch before this shard, and this shard's rows (0: not a shard). Counter-based randomness
+  // over a batch-major tensor counts its elements from the start of the whole batch (element i
+  // of this shard is element batch_offset * (numel / batch_rows) + i of the whole batch), so a
+  // shard draws what the whole batch would draw for the same rows.
+  int64_t batch_offset = 0;
+  int64_t batch_rows = 0;
 };
 
 struct ForwardContext {

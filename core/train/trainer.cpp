@@ -6,8 +6,11 @@
 #include "data/parallel_text.h"
 #include "data/synthetic.h"
 #include "data/tokenizer.h"
+#include "dist/gradient_reducer.h"
+#include "dist/world.h"
 #include "dsl/experiment.h"
 #include "eval/bleu.h"
+#include "exec/hash.h"
 #include "exec/model.h"
 #include "exec/plan.h"
 #include "exec/tbb_executor.h"
@@ -27,6 +30,7 @@
 #include <tbb/global_control.h>
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -146,6 +150,22 @@ std::string fmt(double v, int precision = 4) {
   return out.str();
 }
 
+// Where the ranks other than 0 send their log: nowhere (rank 0 owns the output).
+std::ostream& discarded_log() {
+  static std::ostream nowhere(nullptr);
+  return nowhere;
+}
+
+// The executable's bytes, hashed: ranks must run the very same binary.
+uint64_t executable_fingerprint() {
+  std::ifstream in("/proc/self/exe", std::ios::binary);
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return exec::fnv1a(bytes.str());
+}
+
+uint64_t bits_of(double v) { return std::bit_cast<uint64_t>(v); }
+
 nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
 // A directory removed with everything in it when the run ends (the embedded default experiment's
@@ -187,7 +207,9 @@ class TrainingRun {
   void build_models();
   void make_batchers();
   void identify_run();
+  void check_ranks_agree();
   void describe_run();
+  bool owns_output() const { return world_.root(); }
   ckpt::Checkpoint make_checkpoint() const;
   void resume_from_latest_checkpoint();
   EvalFigures evaluate(const data::Batcher& set, const std::vector<data::SentencePair>& pairs, int64_t bleu_sentences,
@@ -201,6 +223,7 @@ class TrainingRun {
 
   const RunOptions& options_;
   const Registry& registry_;
+  dist::World& world_;
   std::ostream& log_;
   RunResult result_;
 
@@ -232,6 +255,7 @@ class TrainingRun {
   std::unique_ptr<MetricsLog> metrics_;
   std::unique_ptr<Translator> valid_translator_, test_translator_;
   std::unique_ptr<ProgressDisplay> progress_;
+  std::unique_ptr<dist::GradientReducer> reducer_;  // data-parallel only
 
   // The loop's state.
   int64_t step_ = 0;
@@ -245,9 +269,13 @@ class TrainingRun {
 };
 
 TrainingRun::TrainingRun(const RunOptions& options, const Registry& registry)
-    : options_(options), registry_(registry), log_(options.log ? *options.log : std::cerr) {
+    : options_(options),
+      registry_(registry),
+      world_(options.world ? *options.world : dist::World::instance()),
+      log_(!world_.root() ? discarded_log() : options.log ? *options.log : std::cerr) {
   // Nothing is written to the run directory until every check that can refuse the run (or the
   // resume) has passed: a refused command leaves an existing run's files as they were.
+  world_.set_rank_timeout(options.rank_timeout_s);
   load_experiment();
   choose_run_directory();
   // d_model for the schedule comes from the elaborated model, so the settings are read once the
@@ -259,6 +287,7 @@ TrainingRun::TrainingRun(const RunOptions& options, const Registry& registry)
   build_models();
   make_batchers();
   identify_run();
+  check_ranks_agree();
   adam_ = std::make_unique<Adam>(settings_.adam);
   schedule_ = make_schedule(settings_.schedule);
   bleu_on_ = settings_.valid_bleu_sentences > 0;
@@ -266,12 +295,16 @@ TrainingRun::TrainingRun(const RunOptions& options, const Registry& registry)
     checkpoints_ = std::make_unique<CheckpointDirectory>(run_dir_ / "checkpoints", static_cast<int>(settings_.keep_checkpoints));
     resume_from_latest_checkpoint();  // refuses a checkpoint of another experiment before any write
   }
-  // Accepted: from here on the run directory is written.
-  fs::create_directories(run_dir_);
-  describe_run();
-  if (!checkpoints_)
-    checkpoints_ = std::make_unique<CheckpointDirectory>(run_dir_ / "checkpoints", static_cast<int>(settings_.keep_checkpoints));
-  checkpoints_->remove_stale_temporaries();
+  // Accepted: from here on rank 0 writes the run directory (the other ranks only read checkpoints,
+  // to resume; rank 0 creates and rotates them).
+  if (owns_output()) {
+    fs::create_directories(run_dir_);
+    describe_run();
+    if (!checkpoints_)
+      checkpoints_ = std::make_unique<CheckpointDirectory>(run_dir_ / "checkpoints", static_cast<int>(settings_.keep_checkpoints));
+    checkpoints_->remove_stale_temporaries();
+  }
+  if (world_.distributed()) reducer_ = std::make_unique<dist::GradientReducer>(world_, model_->parameters(), options_.bucket_bytes);
 }
 
 // The named experiment file, or the embedded default (loaded from a scratch copy, since the
@@ -376,7 +409,8 @@ void TrainingRun::make_batchers() {
   }
 }
 
-// The run's identity: what a resume must match, and what checkpoints record of it.
+// The run's identity: what a resume and the ranks' start-up check compare, and what checkpoints
+// record of it.
 void TrainingRun::identify_run() {
   for (const std::string& s : options_.sets) override_texts_.push_back("--set " + s);
   for (const std::string& u : options_.uses) override_texts_.push_back("--use " + u);
@@ -386,7 +420,29 @@ void TrainingRun::identify_run() {
   resolved_["seed"] = std::to_string(seed_);
 }
 
-// The run directory's descriptive files.
+// Every rank must train the same thing on the same data with the same code; checked before
+// rank 0 writes anything.
+void TrainingRun::check_ranks_agree() {
+  if (!world_.distributed()) return;
+  std::string plugins;
+  for (const std::string& type : registry_.type_names()) plugins += type + "\n";
+  std::string overrides = "seed " + std::to_string(seed_) + (options_.resume ? " resume" : "") + " out " + options_.out_dir.string();
+  for (const std::string& o : override_texts_) overrides += "\n" + o;
+  const uint64_t data = exec::hash_combine(
+      exec::hash_combine(batcher_->fingerprint(), exec::fnv1a(corpus_.tokenizer->serialize())),
+      exec::hash_combine(dev_batcher_->fingerprint(), test_batcher_->fingerprint()));
+  try {
+    dist::check_same_everywhere(world_, {{"the attnlab binary", executable_fingerprint()},
+                                         {"the experiment", exec::fnv1a(experiment_text_ + "\n" + model_text_)},
+                                         {"the overrides (--set, --use, --seed, --resume, --out)", exec::fnv1a(overrides)},
+                                         {"the plugins", exec::fnv1a(plugins)},
+                                         {"the data", data}});
+  } catch (const dist::DistError& e) {
+    throw RunError(std::string("the ranks disagree: ") + e.what());
+  }
+}
+
+// The run directory's descriptive files (rank 0).
 void TrainingRun::describe_run() {
   write_text(run_dir_ / "experiment.attn", experiment_text_);
   write_text(run_dir_ / spec_.model_path.filename(), model_text_);
@@ -478,7 +534,7 @@ void TrainingRun::resume_from_latest_checkpoint() {
   best_score_ = c.metrics().best_score();
   best_step_ = c.metrics().best_step();
   const fs::path metrics_path = run_dir_ / "metrics.jsonl";
-  if (fs::exists(metrics_path)) truncate_metrics_after(metrics_path, step_);
+  if (owns_output() && fs::exists(metrics_path)) truncate_metrics_after(metrics_path, step_);
   log_ << "resuming " << run_dir_.string() << " at step " << step_ << " (epoch " << c.data_position().epoch() << ", batch "
        << c.data_position().batch_index() << ")\n";
 }
@@ -512,7 +568,7 @@ void TrainingRun::validate(double elapsed) {
   nlohmann::json fields = {{"step", step_},        {"epoch", batcher_->position().epoch}, {"loss", finite_or_null(f.loss)},
                            {"ppl", finite_or_null(std::exp(f.loss))}, {"accuracy", f.accuracy}, {"elapsed_s", elapsed}};
   if (f.bleu >= 0) fields["bleu"] = f.bleu;
-  metrics_->append("valid", fields);
+  if (metrics_) metrics_->append("valid", fields);
   const double score = bleu_on_ ? f.bleu : -f.loss;
   std::string line = "step " + std::to_string(step_) + "  valid loss " + fmt(f.loss) + "  ppl " + fmt(std::exp(f.loss), 2) +
                      "  accuracy " + fmt(100 * f.accuracy, 1) + "%";
@@ -521,7 +577,7 @@ void TrainingRun::validate(double elapsed) {
     has_best_ = true;
     best_score_ = score;
     best_step_ = step_;
-    checkpoints_->save_best(make_checkpoint());
+    if (owns_output()) checkpoints_->save_best(make_checkpoint());
     line += "  (best)";
   }
   progress_->print_line(line);
@@ -531,13 +587,15 @@ void TrainingRun::validate(double elapsed) {
 }
 
 RunResult TrainingRun::run() {
-  metrics_ = std::make_unique<MetricsLog>(run_dir_ / "metrics.jsonl");
+  if (owns_output()) metrics_ = std::make_unique<MetricsLog>(run_dir_ / "metrics.jsonl");
 
   log_ << "experiment " << spec_.name << ": model " << elaborated_.name << ", " << result_.parameters << " parameters, vocab " << vocab_
        << ", " << corpus_.train.size() << " training pairs, " << corpus_.dev.size() << " dev, " << corpus_.test.size() << " test\n"
        << "data: " << corpus_.description << "\n"
        << "schedule: " << schedule_->describe() << ", batch_tokens " << settings_.batch_tokens << " x accumulate " << settings_.accumulate
-       << ", threads " << executor_->threads() << "\n"
+       << ", threads " << executor_->threads();
+  if (world_.distributed()) log_ << " on each of " << world_.size() << " ranks (data-parallel, " << reducer_->bucket_count() << " gradient buckets)";
+  log_ << "\n"
        << "run directory: " << run_dir_.string() << "\n";
 
   eval::DecodeOptions decode_options;
@@ -560,7 +618,14 @@ RunResult TrainingRun::run() {
 
   const int64_t start_step = step_;
   const std::string reason = train(interrupt);
-  if (step_ > start_step || !checkpoints_->latest()) checkpoints_->save_step(make_checkpoint());
+  if (owns_output() && (step_ > start_step || !checkpoints_->latest())) checkpoints_->save_step(make_checkpoint());
+  // The other ranks leave only once rank 0 has saved (a rank that leaves with a non-zero code,
+  // as after a signal, makes mpirun end the others); rank 0 then evaluates and reports alone.
+  if (world_.distributed()) {
+    const uint64_t saved[] = {static_cast<uint64_t>(step_)};
+    (void)world_.all_gather(saved, "the last checkpoint");
+  }
+  if (!owns_output()) return result_;
   if (result_.interrupted) {
     log_ << "interrupted: checkpoint saved in " << checkpoints_->dir().string() << "; continue with --resume --out " << run_dir_.string()
          << "\n";
@@ -586,30 +651,76 @@ std::string TrainingRun::train(InterruptGuard& interrupt) {
     if (settings_.max_minutes > 0 && seconds() >= settings_.max_minutes * 60) return "max_minutes";
     return "";
   };
+  bool stop_after_step = false;  // a rank was asked to stop (data-parallel)
   std::string reason = stop_reason();
   while (reason.empty()) {
-    if (interrupt.stop_requested()) {
+    // One process stops before the step; ranks agree on stopping after it (see below).
+    if (!world_.distributed() && interrupt.stop_requested()) {
       reason = "signal";
       break;
     }
     double loss_sum = 0, tokens = 0, correct = 0;
     int64_t source_tokens = 0;
+    bool has_gradient = false;  // whether the store holds this step's gradient yet
+    bool reported = false;      // whether the last micro-batch's backward told the reducer
     for (int64_t micro = 0; micro < settings_.accumulate; ++micro) {
-      data::Batch b = batcher_->next();
-      pad_batch(b, settings_.pad_to);
+      data::Batch global = batcher_->next();
+      pad_batch(global, settings_.pad_to);
+      const bool last_micro = micro + 1 == settings_.accumulate;
+      if (reducer_ && last_micro) reducer_->begin_step("step " + std::to_string(step_ + 1));
+      // This rank's shard of the global batch (all of it in a world of one).
+      data::Batch shard;
+      StepInfo info{true, seed_, nullptr};
+      if (world_.distributed()) {
+        const std::vector<int64_t> cuts = data::shard_cuts(global, world_.size());
+        info.batch_offset = cuts[static_cast<size_t>(world_.rank())];
+        info.batch_rows = cuts[static_cast<size_t>(world_.rank()) + 1] - info.batch_offset;
+        shard = data::shard_rows(global, info.batch_offset, info.batch_rows);
+      }
+      const data::Batch& b = world_.distributed() ? shard : global;
+      if (b.rows() == 0) continue;  // a batch with fewer rows than ranks leaves some ranks idle
       exec::Plan& plan = model_->plan(batch_dims(b), {"src", "tgt_in", "tgt_out"}, {"loss", "tokens", "correct"});
       const uint64_t micro_index = static_cast<uint64_t>(step_ * settings_.accumulate + micro);
-      executor_->forward(plan, {{"src", b.src}, {"tgt_in", b.tgt_in}, {"tgt_out", b.tgt_out}}, StepInfo{true, seed_, nullptr}, micro_index);
+      executor_->forward(plan, {{"src", b.src}, {"tgt_in", b.tgt_in}, {"tgt_out", b.tgt_out}}, info, micro_index);
       const double n = plan.value("tokens").data()[0];
       loss_sum += plan.value("loss").data()[0] * n;
       tokens += n;
       correct += plan.value("correct").data()[0];
       source_tokens += b.source_tokens;
       // The seed n turns the mean loss's gradient into the sum's; summed over the micro-batches
-      // and scaled by 1/tokens below, it is the gradient of the mean over the whole step.
+      // (and the ranks) and scaled by 1/tokens below, it is the gradient of the mean over the
+      // whole step.
       loss_seed.data()[0] = static_cast<float>(n);
-      executor_->backward(plan, {{"loss", loss_seed}}, exec::BackwardOptions{micro > 0});
+      executor_->backward(plan, {{"loss", loss_seed}},
+                          exec::BackwardOptions{has_gradient, reducer_ && last_micro ? reducer_.get() : nullptr});
+      has_gradient = true;
+      reported = last_micro;
       if (static_cast<double>(plan.bytes()) * static_cast<double>(model_->cached_plans()) > plan_budget_bytes) model_->clear_plans();
+    }
+    if (world_.distributed()) {
+      // The last micro-batch's shard was empty here: this rank's share (zero when it had no rows
+      // in the whole step) still joins the sum.
+      if (!has_gradient) model_->parameters().zero_grads();
+      if (!reported) reducer_->report_all();
+      // The step's sums over ranks, in rank order (the same on every rank), and whether any rank
+      // was asked to stop. Sent after this rank's backward: a rank that does not get this far is
+      // named by rank 0.
+      const uint64_t mine[] = {bits_of(loss_sum), bits_of(tokens), bits_of(correct), static_cast<uint64_t>(source_tokens),
+                               interrupt.stop_requested() ? 1u : 0u};
+      const std::vector<uint64_t> all = world_.all_gather(mine, "step " + std::to_string(step_ + 1));
+      loss_sum = tokens = correct = 0;
+      source_tokens = 0;
+      bool stop = false;
+      for (int r = 0; r < world_.size(); ++r) {
+        const uint64_t* row = all.data() + static_cast<size_t>(r) * std::size(mine);
+        loss_sum += std::bit_cast<double>(row[0]);
+        tokens += std::bit_cast<double>(row[1]);
+        correct += std::bit_cast<double>(row[2]);
+        source_tokens += static_cast<int64_t>(row[3]);
+        stop = stop || row[4] != 0;
+      }
+      reducer_->finish_step();
+      if (stop) stop_after_step = true;
     }
     ++step_;
     const double lr = schedule_->rate(step_);
@@ -619,7 +730,7 @@ std::string TrainingRun::train(InterruptGuard& interrupt) {
     trained_source_tokens += source_tokens;
     const double elapsed = seconds();
     const double tps = elapsed > 0 ? static_cast<double>(trained_tokens) / elapsed : 0;
-    metrics_->append("train", {{"step", step_},
+    nlohmann::json train_fields = {{"step", step_},
                                {"epoch", batcher_->position().epoch},
                                {"loss", finite_or_null(last_loss_)},
                                {"accuracy", tokens > 0 ? correct / tokens : 0.0},
@@ -627,17 +738,23 @@ std::string TrainingRun::train(InterruptGuard& interrupt) {
                                {"tokens", tokens},
                                {"grad_norm", finite_or_null(stats.grad_norm)},
                                {"tokens_per_s", tps},
-                               {"elapsed_s", elapsed}});
+                               {"elapsed_s", elapsed}};
+    if (reducer_) {
+      const dist::GradientReducer::Timing t = reducer_->last_timing();
+      train_fields["allreduce_s"] = t.reduce_seconds;
+      train_fields["allreduce_exposed_s"] = t.exposed_seconds;
+    }
+    if (metrics_) metrics_->append("train", train_fields);
     if (!std::isfinite(last_loss_))
       throw RunError("training diverged at step " + std::to_string(step_) +
                      " (loss is not finite); lower the learning rate (noam factor) or enable train.clip_norm");
     progress_->update({step_, settings_.max_steps, batcher_->position().epoch, last_loss_, lr, tps, elapsed});
-    reason = stop_reason();
+    reason = stop_after_step ? "signal" : stop_reason();
     if (settings_.valid_every > 0 && step_ % settings_.valid_every == 0 && reason.empty()) {
       validate(elapsed);
       last_validated_ = step_;
     }
-    if (settings_.checkpoint_every > 0 && step_ % settings_.checkpoint_every == 0 && reason.empty())
+    if (settings_.checkpoint_every > 0 && step_ % settings_.checkpoint_every == 0 && reason.empty() && owns_output())
       checkpoints_->save_step(make_checkpoint());
   }
   result_.train_seconds = seconds();
@@ -759,6 +876,48 @@ void TrainingRun::write_report(const std::string& reason, const EvalFigures& tes
 RunResult run_experiment(const RunOptions& options, const Registry& registry) {
   TrainingRun run(options, registry);
   return run.run();
+}
+
+std::vector<std::string> run_arguments(const RunOptions& o) {
+  const RunOptions defaults;
+  std::vector<std::string> args = {"run"};
+  if (!o.experiment_file.empty()) args.push_back(o.experiment_file.string());
+  for (const std::string& s : o.sets) args.insert(args.end(), {"--set", s});
+  for (const std::string& u : o.uses) args.insert(args.end(), {"--use", u});
+  if (!o.out_dir.empty()) args.insert(args.end(), {"--out", o.out_dir.string()});
+  if (!o.data_root.empty()) args.insert(args.end(), {"--data", o.data_root.string()});
+  if (o.resume) args.push_back("--resume");
+  if (o.average > 0) args.insert(args.end(), {"--average", std::to_string(o.average)});
+  if (o.threads > 0) args.insert(args.end(), {"--threads", std::to_string(o.threads)});
+  if (o.seed != 0) args.insert(args.end(), {"--seed", std::to_string(o.seed)});
+  if (o.rank_timeout_s != defaults.rank_timeout_s) {
+    std::ostringstream t;
+    t << o.rank_timeout_s;
+    args.insert(args.end(), {"--rank-timeout", t.str()});
+  }
+  if (o.bucket_bytes != defaults.bucket_bytes) {
+    std::ostringstream b;
+    b << static_cast<double>(o.bucket_bytes) / (1024.0 * 1024.0);
+    args.insert(args.end(), {"--bucket-mb", b.str()});
+  }
+  return args;
+}
+
+std::string shell_line(const std::vector<std::string>& arguments) {
+  std::string line;
+  for (const std::string& a : arguments) {
+    if (!line.empty()) line += ' ';
+    const bool plain = !a.empty() && a.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./=:,+-") ==
+                                         std::string::npos;
+    if (plain) {
+      line += a;
+      continue;
+    }
+    line += '\'';
+    for (char c : a) line += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    line += '\'';
+  }
+  return line;
 }
 
 }  // namespace attnlab::train

@@ -35,6 +35,20 @@
 //   run evaluates it again without repeating its "test" event (run_log.h).
 // - The run directory holds: experiment.attn and the model file (as run), command.txt,
 //   settings.json, metrics.jsonl, checkpoints/, report.md and learning_curve.svg.
+// - Data-parallel (under an MPI launcher with R > 1 ranks, dist::World): every rank builds the
+//   same data, batches and initial weights; each global batch (the one a single process takes)
+//   is cut into R shards of contiguous rows balanced by tokens (data::shard_cuts), kept at the
+//   batch's padded widths, and each rank trains its shard with StepInfo's batch_offset/batch_rows
+//   set, so dropout draws the whole batch's mask. Each rank seeds its loss gradient with its
+//   shard's token count; the gradients are summed across ranks by dist::GradientReducer during
+//   the last micro-batch's backward, and the loss, token and accuracy sums by an all_gather
+//   (summed in rank order, the same on every rank), so Adam's grad_scale is 1 / (tokens of the
+//   global step) and the run computes what a single process computes (to rounding) at any R.
+//   A stop signal on any rank stops every rank after the same step. Before anything is written,
+//   the ranks compare the binary, the experiment, the overrides, the plugins and the data
+//   (dist::check_same_everywhere). Rank 0 alone writes the run directory, checkpoints, metrics
+//   and the log; checkpoints hold nothing that depends on R. Validation runs on every rank
+//   (identical weights, identical results, no waiting); the other ranks end after training.
 // - User errors (missing data, unknown settings, bad values, a mismatched checkpoint) throw RunError
 //   with a message naming the problem and what to do; errors in the experiment's text (including a
 //   bad setting, quoted with its line) are dsl::DslError.
@@ -50,6 +64,10 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+namespace attnlab::dist {
+class World;
+}
 
 namespace attnlab::train {
 
@@ -71,6 +89,12 @@ struct RunOptions {
   std::ostream* log = nullptr;   // progress and messages (nullptr: std::cerr)
   bool progress_terminal = false;  // redraw a progress line in place (else plain log lines)
   double log_interval_s = 30;      // plain log lines at most this often
+  // Data-parallel training (under mpirun; see docs/distributed.md):
+  double rank_timeout_s = 300;            // a rank that does not answer this long ends the job
+  size_t bucket_bytes = size_t{4} << 20;  // gradient reduction buckets
+  // The ranks that train this run: null, the process's world (dist::World::instance()); a sweep
+  // gives World::alone() or a group of ranks.
+  dist::World* world = nullptr;
 };
 
 struct RunResult {
@@ -88,6 +112,13 @@ struct RunResult {
 };
 
 RunResult run_experiment(const RunOptions& options, const Registry& registry);
+
+// The `attnlab run` arguments (without the program name) that give `options`: the one encoding
+// of a run as a command line, used for command.txt and to start a sweep's child processes.
+// Options at their defaults are left out.
+std::vector<std::string> run_arguments(const RunOptions& options);
+// The arguments as one shell line, each quoted when it holds anything but [A-Za-z0-9_./=:,+-].
+std::string shell_line(const std::vector<std::string>& arguments);
 
 // The embedded default experiment and the model file it names (experiments/default.attn,
 // experiments/transformer_base.attn as built into the binary).

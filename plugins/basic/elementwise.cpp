@@ -100,7 +100,7 @@ class Dropout final : public Node {
   }
 
  private:
-  // out (=|+=) mask ⊙ in / (1 - p), where mask[i] = uniform01(seed, i) >= p.
+  // out (=|+=) mask ⊙ in / (1 - p), where mask[i] = uniform01(seed, first + i) >= p (first: see StepInfo).
   void apply(const StepInfo& step, const float* in, float* out, int64_t n, bool accumulate) const {
     const bool active = step.training && p_ > 0.0f;
     const float keep_scale = active ? 1.0f / (1.0f - p_) : 1.0f;
@@ -115,10 +115,13 @@ class Dropout final : public Node {
     // loop free of conversions and branches, so it vectorises; the mask is the very same.
     const uint64_t threshold = static_cast<uint64_t>(std::ceil(p_ * 16777216.0f));
     const uint64_t key = uniform01_key(step.seed);
+    // A shard of a larger batch keys its mask on the element's position in the whole batch.
+    const uint64_t first =
+        step.batch_rows > 0 && n % step.batch_rows == 0 ? static_cast<uint64_t>(step.batch_offset * (n / step.batch_rows)) : 0;
     auto run = [&](auto accumulate_tag) {
       tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, kElementGrain), [&](const tbb::blocked_range<int64_t>& r) {
         for (int64_t i = r.begin(); i < r.end(); ++i) {
-          const float m = uniform01_bits(key, static_cast<uint64_t>(i)) >= threshold ? keep_scale : 0.0f;
+          const float m = uniform01_bits(key, first + static_cast<uint64_t>(i)) >= threshold ? keep_scale : 0.0f;
           if constexpr (decltype(accumulate_tag)::value) out[i] += m * in[i];
           else out[i] = m * in[i];
         }

@@ -1,11 +1,12 @@
-// Tests of ablation sweeps (core/train/ablate.h) and `attnlab ablate`: variants from --vary, --grid
+// Tests of ablation sweeps (core/sweep/variants.h, runners.h, results.h) and `attnlab ablate`: variants from --vary, --grid
 // and the ablate section (grouped set(...) values included); the rows of results.md/csv/json; a
 // sweep run again skips finished variants and resumes an interrupted one to the very losses of an
 // uninterrupted sweep; failing variants are recorded while the sweep goes on; user errors.
 #include "../support/installed_plugins.h"
 #include "../support/run_command.h"
 #include "../support/tiny_experiment.h"
-#include "train/ablate.h"
+#include "sweep/runners.h"
+#include "train/trainer.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -20,7 +21,8 @@
 #include <sstream>
 #include <thread>
 
-namespace attnlab::train {
+namespace attnlab::sweep {
+using namespace attnlab::train;  // run_experiment, the tiny experiment's helpers
 namespace {
 
 namespace fs = std::filesystem;
@@ -431,4 +433,4 @@ TEST(AblateCommand, Table3ExperimentChecksAndExpands) {
 }
 
 }  // namespace
-}  // namespace attnlab::train
+}  // namespace attnlab::sweep

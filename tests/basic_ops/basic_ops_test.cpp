@@ -184,6 +184,32 @@ TEST(Dropout, AnotherSeedGivesAnotherMask) {
   EXPECT_NEAR(double(differ) / kDropoutSize, 0.18, 0.01);
 }
 
+// A shard of a batch (data-parallel training) draws the mask the whole batch draws for its rows,
+// forward and backward; without the shard position it would draw another.
+TEST(Dropout, AShardDrawsTheWholeBatchsMaskForItsRows) {
+  const int64_t rows = 6, per_row = 3 * 8;
+  Tensor whole_x({rows, 3, 8});
+  for (int64_t i = 0; i < whole_x.numel(); ++i) whole_x.data()[i] = 1.0f + 0.01f * static_cast<float>(i);
+  NodeRun whole("dropout", {{"p", 0.5}}, {whole_x});
+  whole.step = {true, 99, nullptr};
+  whole.forward();
+  for (int64_t first : {int64_t{1}, int64_t{4}}) {
+    Tensor shard_x({2, 3, 8});
+    std::copy(whole_x.data() + first * per_row, whole_x.data() + (first + 2) * per_row, shard_x.data());
+    NodeRun shard("dropout", {{"p", 0.5}}, {shard_x});
+    shard.step = {true, 99, nullptr, first, 2};
+    shard.forward();
+    const std::vector<float> expected(whole.outputs[0].data() + first * per_row, whole.outputs[0].data() + (first + 2) * per_row);
+    EXPECT_EQ(values(shard.outputs[0]), expected) << "rows from " << first;
+    const std::vector<Tensor> g = shard.backward({Tensor({2, 3, 8}, 1.0f)}, {true});
+    for (int64_t i = 0; i < g[0].numel(); ++i) EXPECT_EQ(g[0].data()[i] != 0.0f, expected[i] != 0.0f) << i;
+    NodeRun unplaced("dropout", {{"p", 0.5}}, {shard_x});
+    unplaced.step = {true, 99, nullptr};
+    unplaced.forward();
+    EXPECT_NE(values(unplaced.outputs[0]), expected) << "rows from " << first;
+  }
+}
+
 TEST(Dropout, DropsAFractionCloseToPAndScalesTheRest) {
   for (float p : {0.1f, 0.3f, 0.5f}) {
     const std::vector<float> y = dropout_output(7, 2, p);

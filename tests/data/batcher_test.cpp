@@ -163,3 +163,50 @@ TEST(Batcher, EncodePairsUsesOneTokenizerForBothSides) {
   EXPECT_EQ(encoded[1].target, vocab->encode("a a"));
   EXPECT_EQ(vocab->decode(encoded[0].target), "b c");
 }
+
+// ---- Data-parallel shards ------------------------------------------------------------------------
+
+TEST(Shards, ContiguousRowsBalancedByTokensAtTheBatchWidths) {
+  Batcher batcher(make_pairs(200), {600, 3});
+  for (int parts : {1, 2, 3}) {
+    const Batch whole = batcher.make_batch(batcher.epoch_plan(0)[1]);
+    const std::vector<int64_t> cuts = shard_cuts(whole, parts);
+    ASSERT_EQ(cuts.size(), static_cast<size_t>(parts) + 1);
+    EXPECT_EQ(cuts.front(), 0);
+    EXPECT_EQ(cuts.back(), whole.rows());
+    int64_t rows = 0, source = 0, target = 0;
+    const int64_t total = whole.source_tokens + whole.target_tokens;
+    for (int k = 0; k < parts; ++k) {
+      const Batch shard = shard_rows(whole, cuts[k], cuts[k + 1] - cuts[k]);
+      EXPECT_EQ(shard.src.shape()[1], whole.src.shape()[1]);  // the whole batch's widths
+      EXPECT_EQ(shard.tgt_in.shape()[1], whole.tgt_in.shape()[1]);
+      for (int64_t r = 0; r < shard.rows(); ++r) {
+        EXPECT_EQ(shard.pair_indices[r], whole.pair_indices[cuts[k] + r]);
+        for (int64_t c = 0; c < shard.tgt_out.shape()[1]; ++c)
+          EXPECT_EQ(shard.tgt_out.data()[r * shard.tgt_out.shape()[1] + c],
+                    whole.tgt_out.data()[(cuts[k] + r) * whole.tgt_out.shape()[1] + c]);
+      }
+      // Balanced: each shard within one row's tokens of an equal share.
+      const int64_t tokens = shard.source_tokens + shard.target_tokens;
+      EXPECT_LE(std::abs(tokens * parts - total), 2 * (whole.src.shape()[1] + whole.tgt_out.shape()[1]) * parts) << parts;
+      rows += shard.rows();
+      source += shard.source_tokens;
+      target += shard.target_tokens;
+    }
+    EXPECT_EQ(rows, whole.rows());
+    EXPECT_EQ(source, whole.source_tokens);
+    EXPECT_EQ(target, whole.target_tokens);
+  }
+}
+
+TEST(Shards, MoreRanksThanRowsLeavesEmptyShardsAndBadRowsAreAnError) {
+  Batcher batcher(make_pairs(3), {4000, 3});
+  const Batch whole = batcher.make_batch({0, 1});
+  const std::vector<int64_t> cuts = shard_cuts(whole, 4);
+  EXPECT_EQ(cuts.back(), 2);
+  int empty = 0;
+  for (int k = 0; k < 4; ++k) empty += cuts[k + 1] == cuts[k];
+  EXPECT_EQ(empty, 2);
+  EXPECT_EQ(shard_rows(whole, 1, 0).rows(), 0);
+  EXPECT_EQ(error_of([&] { shard_rows(whole, 1, 2); }), "shard_rows: rows [1, 3) of a batch of 2");
+}

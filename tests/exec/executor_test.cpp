@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
 #include <limits>
 
@@ -485,6 +486,71 @@ TEST(Tying, GradientIsTheSumOfBothUses) {
   serial.backward(tp);
   Tensor analytic = tied.model->parameters()[0].grad;
   expect_close(numeric_gradient(serial, tp, {{"x", x}}, tied.model->parameters()[0].value), analytic, "shared.weight");
+}
+
+// ---- Reporting final gradients during backward (data-parallel reduction starts there) -----------
+
+// Records, for each parameter, a copy of its store gradient at the moment it was reported.
+class RecordingListener final : public exec::GradientListener {
+ public:
+  explicit RecordingListener(exec::ParameterStore& store) : at_report_(store.size()), store_(store), reports_(store.size()) {}
+  void gradient_ready(size_t param) override {
+    at_report_[param] = copy_of(store_[param].grad);
+    reports_[param].fetch_add(1);
+  }
+  std::vector<std::vector<float>> at_report_;
+  int reports(size_t param) const { return reports_[param].load(); }
+
+ private:
+  exec::ParameterStore& store_;
+  std::vector<std::atomic<int>> reports_;
+};
+
+TEST(GradientListener, EachParameterIsReportedOnceWithItsFinalGradientSameAsWithout) {
+  for (bool tied_scope : {false, true}) {
+    exec::SerialExecutor serial;
+    exec::TbbExecutor tbb(2);
+    for (exec::Executor* ex : {static_cast<exec::Executor*>(&serial), static_cast<exec::Executor*>(&tbb)}) {
+      for (bool accumulate : {false, true}) {
+        Fixture plain(chain(tied_scope ? "shared" : "", tied_scope ? "shared" : "")),
+            reported(chain(tied_scope ? "shared" : "", tied_scope ? "shared" : ""));
+        Tensor x = pattern({3, 4}, 0.4f), x2 = pattern({3, 4}, -0.9f);
+        auto run = [&](Fixture& fx, exec::GradientListener* listener) {
+          Plan& plan = fx.model->plan({{"batch", 3}}, {"x"}, {"loss"});
+          ex->forward(plan, {{"x", x}}, {true, 5}, 1);
+          ex->backward(plan);
+          ex->forward(plan, {{"x", x2}}, {true, 5}, 2);
+          ex->backward(plan, {}, exec::BackwardOptions{accumulate, listener});
+        };
+        RecordingListener listener(reported.model->parameters());
+        run(plain, nullptr);
+        run(reported, &listener);
+        const std::string what = std::string(ex->name()) + (accumulate ? " accumulate" : "") + (tied_scope ? " tied" : "");
+        for (size_t p = 0; p < reported.model->parameters().size(); ++p) {
+          EXPECT_EQ(listener.reports(p), 1) << what;
+          // Final when reported: equal to the gradient after backward, and to a backward without a listener.
+          EXPECT_EQ(listener.at_report_[p], copy_of(reported.model->parameters()[p].grad)) << what;
+          EXPECT_EQ(copy_of(plain.model->parameters()[p].grad), copy_of(reported.model->parameters()[p].grad)) << what;
+        }
+      }
+    }
+  }
+}
+
+TEST(GradientListener, ParametersThePlanDoesNotReachAreReportedWithZeroGradient) {
+  Fixture fx(chain("", ""));
+  // Fetching only "t" leaves m2's weight unreached.
+  Plan& plan = fx.model->plan({{"batch", 2}}, {"x"}, {"t"});
+  ASSERT_EQ(plan.unused_params().size(), 1u);
+  for (auto& p : fx.model->parameters()) p.grad.view().fill(7.0f);
+  exec::TbbExecutor tbb(2);
+  Tensor x = pattern({2, 4}, 0.1f), seed = pattern(plan.value("t").shape(), 0.5f);
+  tbb.forward(plan, {{"x", x}}, {true, 3}, 0);
+  RecordingListener listener(fx.model->parameters());
+  tbb.backward(plan, {{"t", seed}}, exec::BackwardOptions{false, &listener});
+  const size_t unused = plan.unused_params()[0];
+  EXPECT_EQ(listener.at_report_[unused], std::vector<float>(fx.model->parameters()[unused].grad.numel(), 0.0f));
+  for (size_t p = 0; p < fx.model->parameters().size(); ++p) EXPECT_EQ(listener.reports(p), 1) << p;
 }
 
 // ---- The gradient rules: zero once, assign the store, accumulate on request ---------------------

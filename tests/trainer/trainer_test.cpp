@@ -454,3 +454,23 @@ TEST(RunCommand, TrainsFromTheCommandLineAndResumes) {
 
 }  // namespace
 }  // namespace attnlab::train
+
+// One encoding of a run as a command line: command.txt and a sweep's child processes use it.
+TEST(RunArguments, GiveTheOptionsAndQuoteWhatTheShellWouldSplit) {
+  attnlab::train::RunOptions o;
+  o.experiment_file = "exp.attn";
+  o.sets = {"train.max_steps=8", "note=it's"};
+  o.uses = {"attention=attention.grouped_query(kv_heads: 2)"};
+  o.out_dir = "runs/x";
+  o.resume = true;
+  o.threads = 2;
+  o.seed = 7;
+  EXPECT_EQ(attnlab::train::run_arguments(o),
+            (std::vector<std::string>{"run", "exp.attn", "--set", "train.max_steps=8", "--set", "note=it's", "--use",
+                                      "attention=attention.grouped_query(kv_heads: 2)", "--out", "runs/x", "--resume", "--threads",
+                                      "2", "--seed", "7"}));
+  EXPECT_EQ(attnlab::train::shell_line(attnlab::train::run_arguments(o)),
+            "run exp.attn --set train.max_steps=8 --set 'note=it'\\''s' --use 'attention=attention.grouped_query(kv_heads: 2)' "
+            "--out runs/x --resume --threads 2 --seed 7");
+  EXPECT_EQ(attnlab::train::run_arguments(attnlab::train::RunOptions{}), std::vector<std::string>{"run"});
+}

@@ -1,6 +1,8 @@
-// core/train/ablate.h — `attnlab ablate`: a sweep of variants of one experiment (the paper's
-// Table 3 as one command), each a full run directory, summarised in results tables and charts.
+// core/sweep/variants.h — `attnlab ablate`, part 1: what a sweep varies. Axes (the experiment's
+// ablate section and --vary), their resolution against the baseline experiment, and the variants
+// they expand to. Pure except load_baseline, which reads and elaborates the experiment.
 //
+// Contract (the whole sweep: runners.h runs the variants, results.h writes the tables):
 // Contract:
 // - Axes come from the experiment's `ablate` section (in file order) and then from --vary
 //   (parse_vary: "KEY=V1,V2,..."; commas inside (), [] or quotes do not split, so
@@ -39,6 +41,15 @@
 //   is the log's error lines. SIGINT/SIGTERM to the sweep is passed on to the children, which
 //   checkpoint; the sweep then stops as in the serial case. See docs/experiments.md "Ablations"
 //   for the measured comparison.
+// - Under mpirun with R > 1 ranks (dist::World), --parallel is ignored: rank 0 hands the pending
+//   variants out one at a time to ranks 1..R-1, each rank taking the next as soon as it reports
+//   its last (dynamic assignment); a rank trains its variant in process, alone
+//   (RunOptions::world = World::alone()), with options.threads, in OUT/<id>/ on the shared
+//   filesystem, and sends its VariantResult back. With ranks_per_variant K, ranks 1..R-1 form
+//   groups of K (World::split; R-1 must be a multiple of K, else AblateError): a variant goes to
+//   a group's first rank, the group trains it data-parallel, and its first rank reports; rank 0 records results (result.json) and writes the tables. A failed
+//   variant is recorded as failed and the rest go on; a failing baseline or a stop signal hands
+//   out nothing more. See docs/distributed.md.
 // - Outputs in OUT: results.md (grouped like Table 3: a column per changed key, the baseline row
 //   in full, variant cells blank where equal to the baseline), results.csv, results.json (one row
 //   per variant plus the baseline: changes, parameters, train seconds, tokens/s, final train loss,
@@ -48,16 +59,15 @@
 #pragma once
 
 #include "node/registry.h"
-#include "train/trainer.h"
 
 #include <cstdint>
 #include <filesystem>
-#include <iosfwd>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
-namespace attnlab::train {
+namespace attnlab::sweep {
 
 struct AblateError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -116,48 +126,11 @@ std::vector<AblateAxis> sweep_axes(const AblateBaseline& baseline, const std::ve
 
 std::vector<AblateVariant> expand_variants(const std::vector<AblateAxis>& axes, const AblateBaseline& baseline, bool grid);
 
-// A variant's outcome (also the content of OUT/<id>/result.json).
-struct VariantResult {
-  AblateVariant variant;
-  std::string status;  // "ok", "failed", "not run" (the sweep was interrupted before it)
-  std::string reason;  // why it failed
-  int64_t parameters = 0;
-  int64_t steps = 0;
-  double train_seconds = 0;
-  double tokens_per_second = 0;
-  double last_train_loss = 0;
-  double dev_loss = 0;
-  double dev_perplexity = 0;
-  double dev_bleu = -1;   // -1: not computed
-  double test_bleu = -1;
-};
+// "heads=4 posenc=posenc.learned": a variant's changes, as the log and the tables show them.
+std::string change_text(const AblateChange& change);
+std::string describe_changes(const std::vector<AblateChange>& changes);
+// "[3/19] heads=4" (the baseline: "[1/19] baseline").
+std::string variant_label(size_t index, const std::vector<AblateVariant>& variants);
+std::string trim_whitespace(const std::string& text);
 
-struct AblateOptions {
-  std::filesystem::path experiment_file;  // empty: the embedded default experiment
-  std::vector<std::string> vary;          // --vary KEY=V1,V2
-  std::vector<std::string> sets, uses;    // applied to the baseline and every variant
-  bool grid = false;
-  std::filesystem::path out_dir;          // empty: ablations/<experiment>
-  std::filesystem::path data_root;
-  int threads = 0;                        // 0: every core
-  uint64_t seed = 0;
-  int parallel = 1;                       // variants at once (> 1: child processes)
-  std::filesystem::path executable;       // the attnlab binary, for parallel > 1
-  std::vector<std::filesystem::path> plugin_paths;  // --plugin-path directories, passed on to the child runs
-  std::ostream* log = nullptr;            // nullptr: std::cerr
-  bool progress_terminal = false;
-};
-
-struct AblationResult {
-  std::filesystem::path out_dir;
-  std::vector<VariantResult> variants;  // baseline first
-  bool interrupted = false;
-};
-
-AblationResult run_ablation(const AblateOptions& options, const Registry& registry);
-
-// Writes results.md, results.csv, results.json, curves.svg and quality.svg into `out_dir`.
-void write_ablation_results(const std::filesystem::path& out_dir, const std::string& experiment_name,
-                            const AblateBaseline& baseline, const std::vector<VariantResult>& results);
-
-}  // namespace attnlab::train
+}  // namespace attnlab::sweep

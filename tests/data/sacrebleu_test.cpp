@@ -2,9 +2,12 @@
 // (github.com/mjpost/sacrebleu, test/ directory); each table names the file and the test that
 // holds it. Agreement is required to 0.01 (BLEU and chrF points), as the project promises.
 #include "eval/sacrebleu.h"
+#include "data/parallel_text.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
@@ -228,4 +231,84 @@ TEST(SacreBleu, MismatchedSizesAreErrors) {
   EXPECT_THROW(corpus_sacrebleu({"a"}, {{"a", "b"}}, SacreBleuOptions{}), std::invalid_argument);
   EXPECT_THROW(corpus_sacrebleu({"a"}, {}, SacreBleuOptions{}), std::invalid_argument);
   EXPECT_THROW(corpus_chrf({"a"}, {{"a"}, {}}, ChrfOptions{}), std::invalid_argument);
+}
+
+// Perturbed Multi30k references: test2016's German side (raw, cased) with words dropped, swapped,
+// repeated, lines lowercased and punctuation split off is the hypothesis; a second reference
+// stream is the reference with its first word moved to the end or dropped. The expected scores
+// were computed by sacreBLEU 2.6.0 (github.com/mjpost/sacrebleu at f615c72, metrics.BLEU and
+// metrics.CHRF corpus_score) on the same perturbation, written in Python as below.
+namespace {
+
+std::string join_words(const std::vector<std::string_view>& words) {
+  std::string line;
+  for (const auto word : words) line.append(line.empty() ? "" : " ").append(word);
+  return line;
+}
+
+std::string perturbed_hypothesis(size_t i, const std::string& line) {
+  std::vector<std::string_view> words = attnlab::data::split_whitespace(line);
+  if (i % 4 == 0 && !words.empty()) words.erase(words.begin() + static_cast<std::ptrdiff_t>((i / 4) % words.size()));
+  else if (i % 4 == 1 && words.size() > 1) std::swap(words[0], words[1]);
+  else if (i % 4 == 2 && !words.empty()) words.push_back(words.back());
+  std::string out = join_words(words);
+  if (i % 5 == 0) out = unicode_lowercase(out);
+  if (i % 7 == 0) {
+    std::string spaced;
+    for (const char c : out) {
+      if (c == '.' || c == ',') spaced += ' ';
+      spaced += c;
+    }
+    out = spaced;
+  }
+  return out;
+}
+
+std::string second_reference(size_t i, const std::string& line) {
+  std::vector<std::string_view> words = attnlab::data::split_whitespace(line);
+  if (i % 3 == 0 && words.size() > 2) std::rotate(words.begin(), words.begin() + 1, words.end());
+  if (i % 3 == 1 && words.size() > 1) words.erase(words.begin());
+  return join_words(words);
+}
+
+}  // namespace
+
+TEST(SacreBleuMulti30k, PerturbedReferencesAgreeWithSacreBleu) {
+  const std::string file = std::string(MULTI30K_DIR) + "/test_2016_flickr.de.gz";
+  if (!std::filesystem::exists(file)) GTEST_SKIP() << "no Multi30k at " << MULTI30K_DIR;
+  const std::vector<std::string> reference = attnlab::data::read_lines(file);
+  ASSERT_EQ(reference.size(), 1000u);
+  std::vector<std::string> hypothesis, reference2;
+  for (size_t i = 0; i < reference.size(); ++i) {
+    hypothesis.push_back(perturbed_hypothesis(i, reference[i]));
+    reference2.push_back(second_reference(i, reference[i]));
+  }
+  const std::vector<std::vector<std::string>> one = {reference}, two = {reference, reference2};
+  using T = BleuTokenizer;
+  struct BleuCase { T tokenizer; bool lowercase; bool both; double expected; int64_t hyp_len, ref_len; };
+  for (const BleuCase& c : {BleuCase{T::k13a, false, false, 76.63646005272834, 12311, 12106},
+                            BleuCase{T::kIntl, false, false, 76.7502499451413, 12457, 12248},
+                            BleuCase{T::kChar, false, false, 91.77579700792737, 59219, 58604},
+                            BleuCase{T::kNone, false, false, 74.1331260340339, 11107, 10905},
+                            BleuCase{T::k13a, true, false, 89.02438410244503, 12311, 12106},
+                            BleuCase{T::k13a, false, true, 76.63646005272834, 12311, 12021},
+                            BleuCase{T::kIntl, true, true, 89.10839806602641, 12457, 12163}}) {
+    SacreBleuOptions options;
+    options.tokenizer = c.tokenizer;
+    options.lowercase = c.lowercase;
+    const SacreBleuScore s = corpus_sacrebleu(hypothesis, c.both ? two : one, options);
+    EXPECT_NEAR(s.score, c.expected, kTolerance) << bleu_signature(options, c.both ? 2 : 1);
+    EXPECT_EQ(s.sys_len, c.hyp_len) << bleu_signature(options, c.both ? 2 : 1);
+    EXPECT_EQ(s.ref_len, c.ref_len) << bleu_signature(options, c.both ? 2 : 1);
+  }
+  struct ChrfCase { int word_order; bool lowercase; bool both; double expected; };
+  for (const ChrfCase& c : {ChrfCase{0, false, false, 90.4639177164992}, ChrfCase{2, false, false, 89.06081261603819},
+                            ChrfCase{0, true, false, 94.62017883100074}, ChrfCase{2, false, true, 89.48422452427816},
+                            ChrfCase{0, true, true, 94.89889434145773}}) {
+    ChrfOptions options;
+    options.word_order = c.word_order;
+    options.lowercase = c.lowercase;
+    EXPECT_NEAR(corpus_chrf(hypothesis, c.both ? two : one, options).score, c.expected, kTolerance)
+        << chrf_signature(options, c.both ? 2 : 1);
+  }
 }

@@ -495,7 +495,7 @@ EvalFigures TrainingRun::evaluate(const data::Batcher& set, const std::vector<da
     std::vector<std::vector<int>> sources;
     std::vector<std::string> references;
     for (size_t i = 0; i < n; ++i) {
-      sources.push_back(corpus_.tokenizer->encode(pairs[i].source));
+      sources.push_back(encode_source(*corpus_.tokenizer, pairs[i].source, InputForm::kTokenized));
       references.push_back(pairs[i].target);
     }
     std::vector<std::vector<int>> ids = translator.translate(sources);
@@ -698,7 +698,8 @@ std::string TrainingRun::evaluate_average() {
   if (bleu_on_) {
     std::vector<std::vector<int>> sources;
     std::vector<std::string> refs_text;
-    for (const auto& p : corpus_.test) sources.push_back(corpus_.tokenizer->encode(p.source)), refs_text.push_back(p.target);
+    for (const auto& p : corpus_.test)
+      sources.push_back(encode_source(*corpus_.tokenizer, p.source, InputForm::kTokenized)), refs_text.push_back(p.target);
     std::vector<std::string> hyps;
     for (const auto& h : test_translator_->translate(sources)) hyps.push_back(corpus_.tokenizer->decode(h));
     avg.bleu = eval::corpus_bleu(hyps, refs_text).bleu;

@@ -6,6 +6,26 @@
 
 namespace attnlab::train {
 
+std::optional<InputForm> parse_input_form(std::string_view name) {
+  if (name == "raw") return InputForm::kRaw;
+  if (name == "tokenized") return InputForm::kTokenized;
+  return std::nullopt;
+}
+
+std::string_view input_form_name(InputForm form) { return form == InputForm::kRaw ? "raw" : "tokenized"; }
+
+std::vector<int> encode_source(const data::Tokenizer& tokenizer, std::string_view line, InputForm form) {
+  if (form == InputForm::kRaw && tokenizer.kind() == "word") return tokenizer.encode(data::normalize_for_word_vocab(line));
+  return tokenizer.encode(line);
+}
+
+InputForm checkpoint_input_form(const ckpt::Checkpoint& checkpoint) {
+  const auto it = checkpoint.settings().find("data");
+  if (it == checkpoint.settings().end()) return InputForm::kRaw;
+  const std::string& data = it->second;
+  return data.rfind("synthetic", 0) == 0 || data.find(".tok") != std::string::npos ? InputForm::kTokenized : InputForm::kRaw;
+}
+
 Translator::Translator(exec::Model& model, exec::Executor& executor, eval::DecodeOptions options, int64_t batch_sentences)
     : model_(model), executor_(executor), options_(options), batch_sentences_(std::max<int64_t>(1, batch_sentences)) {}
 

@@ -152,12 +152,21 @@ TEST(TranslateCommand, CheckpointWithoutTokenizer) {
   expect_one_line_error(test::run_command(translate(file, f.input("a horse\n"))), "no tokenizer");
 }
 
-TEST(TranslateCommand, BadBeam) {
+// Translating "a horse" with a complete checkpoint and `flags` is refused with `message`.
+void expect_flag_refused(const std::string& flags, const std::string& message) {
   Fixture f;
   const fs::path file = f.dir / "model.ckpt";
   train::write_checkpoint(file, f.checkpoint());
-  expect_one_line_error(test::run_command(translate(file, f.input("a horse\n"), "--beam 0")),
-                        "--beam: must be in [1, 64], got 0");
+  expect_one_line_error(test::run_command(translate(file, f.input("a horse\n"), flags)), message);
+}
+
+TEST(TranslateCommand, BadBeam) { expect_flag_refused("--beam 0", "--beam: must be in [1, 64], got 0"); }
+
+TEST(TranslateCommand, BadInputForm) {
+  expect_flag_refused("--input detokenized", "attnlab: error: --input: must be raw or tokenized, got 'detokenized'");
+  const auto help = test::run_command(std::string(ATTNLAB_EXE) + " translate --help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--input"), std::string::npos) << help.out;
 }
 
 }  // namespace

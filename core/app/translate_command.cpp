@@ -19,6 +19,7 @@
 #include "train/checkpoint.h"
 #include "train/translate.h"
 
+#include <cstdio>
 #include <iostream>
 
 namespace attnlab::cli {
@@ -33,7 +34,18 @@ struct TranslateArgs {
   int batch_sentences = static_cast<int>(train::kEvalBatchSentences);
   int64_t max_tokens = 1000;
   std::string input;  // "raw" or "tokenized"; empty: the checkpoint's data form
+  bool scores = false;
 };
+
+// --scores: "<TAB>ids ID ID ...<TAB>log_prob L" after the text; L sums the natural-log
+// probabilities of the output tokens and, when the search ended it, of </s> (no length penalty).
+std::string scores_columns(const eval::Translation& t) {
+  std::string columns = "\tids";
+  for (const int id : t.tokens) columns.append(" ").append(std::to_string(id));
+  char log_prob[64];
+  std::snprintf(log_prob, sizeof log_prob, "\tlog_prob %.6f", t.log_prob);
+  return columns + log_prob;
+}
 
 
 void run_translate(const TranslateArgs& args, const CommonOptions& options) {
@@ -117,14 +129,17 @@ void run_translate(const TranslateArgs& args, const CommonOptions& options) {
   decode.max_len_extra = args.max_len_extra;
   decode.threads = options.threads;
   train::Translator translator(*model, executor, decode, args.batch_sentences);
-  std::vector<std::vector<int>> translations;
+  std::vector<eval::Translation> translations;
   try {
-    translations = translator.translate(sources);
+    translations = translator.translate_with_scores(sources);
   } catch (const std::exception& e) {
     throw CliError(1, where + ": decoding failed: " + e.what());
   }
   std::vector<std::string> out;
-  for (const auto& ids : translations) out.push_back(tokenizer->decode(ids));
+  for (const eval::Translation& t : translations) {
+    out.push_back(tokenizer->decode(t.tokens));
+    if (args.scores) out.back() += scores_columns(t);
+  }
   for (const std::string& line : out) std::cout << line << '\n';
   std::cout.flush();
 }
@@ -151,6 +166,9 @@ void add_translate_command(CLI::App& app, CommonOptions& options) {
   command->add_option("--input", args->input,
                       "Input form: raw (normalized for a word vocabulary) or tokenized (encoded as is); default: the "
                       "form of the checkpoint's training data");
+  command->add_flag("--scores", args->scores,
+                    "After each translation: a tab, its token ids (\"ids 5 17 4\"), a tab and the sum of their "
+                    "log-probabilities with </s> (\"log_prob -3.214159\")");
   command->add_option("--batch-sentences", args->batch_sentences, "Sentences decoded together (as the run's test decoding)")
       ->capture_default_str()
       ->check(integer_in(train::kBatchSentencesLimit));

@@ -30,7 +30,13 @@ Translator::Translator(exec::Model& model, exec::Executor& executor, eval::Decod
     : model_(model), executor_(executor), options_(options), batch_sentences_(std::max<int64_t>(1, batch_sentences)) {}
 
 std::vector<std::vector<int>> Translator::translate(const std::vector<std::vector<int>>& sources) {
-  std::vector<std::vector<int>> out(sources.size());
+  std::vector<std::vector<int>> out;
+  for (eval::Translation& t : translate_with_scores(sources)) out.push_back(std::move(t.tokens));
+  return out;
+}
+
+std::vector<eval::Translation> Translator::translate_with_scores(const std::vector<std::vector<int>>& sources) {
+  std::vector<eval::Translation> out(sources.size());
   std::vector<size_t> order(sources.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return sources[a].size() < sources[b].size(); });
@@ -40,7 +46,7 @@ std::vector<std::vector<int>> Translator::translate(const std::vector<std::vecto
     std::vector<std::vector<int>> batch;
     for (size_t i = first; i < last; ++i) batch.push_back(sources[order[i]]);
     std::vector<eval::Translation> translations = decoder.translate(batch, options_);
-    for (size_t i = first; i < last; ++i) out[order[i]] = std::move(translations[i - first].tokens);
+    for (size_t i = first; i < last; ++i) out[order[i]] = std::move(translations[i - first]);
     model_.clear_plans();
   }
   return out;

@@ -46,6 +46,8 @@ class Translator {
   Translator(exec::Model& model, exec::Executor& executor, eval::DecodeOptions options,
              int64_t batch_sentences = kEvalBatchSentences);
   std::vector<std::vector<int>> translate(const std::vector<std::vector<int>>& sources);
+  // The same translations with their search figures (log-probability, score, length, finished).
+  std::vector<eval::Translation> translate_with_scores(const std::vector<std::vector<int>>& sources);
 
  private:
   exec::Model& model_;

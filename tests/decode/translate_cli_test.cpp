@@ -94,6 +94,25 @@ TEST(TranslateCommand, RunDirectoryTranslatesEachLineLikeTheLibrary) {
     const auto expected = decoder.translate(sources, options);
     for (size_t i = 0; i < raw.size(); ++i)
       EXPECT_EQ(out[i], f.tokenizer->decode(expected[i].tokens)) << "beam " << beam << " line " << i;
+
+    // --scores: the text, then the token ids and their summed log-probability (with </s>).
+    const auto scored = test::run_command(translate(f.dir / "run", input,
+                                                    "--beam " + std::to_string(beam) + " --alpha 0.6 --max-len-extra 4 --scores"));
+    ASSERT_EQ(scored.exit_code, 0) << scored.err;
+    const auto scored_lines = lines_of(scored.out);
+    ASSERT_EQ(scored_lines.size(), 2u) << scored.out;
+    for (size_t i = 0; i < raw.size(); ++i) {
+      std::string ids = "ids";
+      for (const int id : expected[i].tokens) ids.append(" ").append(std::to_string(id));
+      const std::string& line = scored_lines[i];
+      const size_t tab = line.find('\t'), second = line.find('\t', tab + 1);
+      ASSERT_NE(second, std::string::npos) << line;
+      EXPECT_EQ(line.substr(0, tab), out[i]);
+      EXPECT_EQ(line.substr(tab + 1, second - tab - 1), ids);
+      ASSERT_EQ(line.compare(second + 1, 9, "log_prob "), 0) << line;
+      EXPECT_NEAR(std::stod(line.substr(second + 10)), expected[i].log_prob, 1e-4) << line;
+      EXPECT_LT(expected[i].log_prob, 0.0);
+    }
   }
 }
 
@@ -167,6 +186,7 @@ TEST(TranslateCommand, BadInputForm) {
   const auto help = test::run_command(std::string(ATTNLAB_EXE) + " translate --help");
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("--input"), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("--scores"), std::string::npos) << help.out;
 }
 
 }  // namespace

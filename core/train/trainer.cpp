@@ -8,6 +8,7 @@
 #include "data/tokenizer.h"
 #include "dsl/experiment.h"
 #include "eval/bleu.h"
+#include "eval/sacrebleu.h"
 #include "exec/model.h"
 #include "exec/plan.h"
 #include "exec/tbb_executor.h"
@@ -119,6 +120,8 @@ struct EvalFigures {
   double bleu = -1;
   eval::BleuScore bleu_score;
   std::vector<std::string> hypotheses;
+  // The test set only: sacreBLEU's lines with their signatures (docs/evaluation.md).
+  std::string sacrebleu_line, chrf_line;
 };
 
 // Loss and accuracy over every pair of `batcher`'s epoch 0 (no dropout).
@@ -670,10 +673,28 @@ EvalFigures TrainingRun::test_and_save_translations() {
     write_text(run_dir_ / "test.ref", ref_text);
     write_text(run_dir_ / "test.hyp", hyp_text);
   }
+  nlohmann::json test_fields = {{"step", step_}, {"loss", test.loss}, {"ppl", finite_or_null(std::exp(test.loss))}, {"accuracy", test.accuracy}};
+  if (!test.hypotheses.empty()) {
+    // As papers report it: sacreBLEU's 13a on raw data; on tokenized data its text is scored as it
+    // is (tok:none), which the signature says.
+    std::vector<std::vector<std::string>> references(1);
+    for (const auto& pair : corpus_.test) references[0].push_back(pair.target);
+    eval::SacreBleuOptions bleu;
+    const auto data = resolved_.find("data");
+    if (data != resolved_.end() && data_input_form(data->second) == InputForm::kTokenized) bleu.tokenizer = eval::BleuTokenizer::kNone;
+    const eval::SacreBleuScore sacre = eval::corpus_sacrebleu(test.hypotheses, references, bleu);
+    const eval::ChrfOptions chrf_options;
+    const eval::ChrfScore chrf = eval::corpus_chrf(test.hypotheses, references, chrf_options);
+    test_fields["sacrebleu"] = sacre.score;
+    test_fields["sacrebleu_signature"] = eval::bleu_signature(bleu, 1);
+    test_fields["chrf"] = chrf.score;
+    test_fields["chrf_signature"] = eval::chrf_signature(chrf_options, 1);
+    test.sacrebleu_line = "BLEU|" + eval::bleu_signature(bleu, 1) + " = " + fmt(sacre.score, 2) + " " + sacre.breakdown();
+    test.chrf_line = chrf.name + "|" + eval::chrf_signature(chrf_options, 1) + " = " + fmt(chrf.score, 2);
+  }
   result_.test_loss = test.loss;
   result_.test_accuracy = test.accuracy;
   result_.test_bleu = test.bleu;
-  nlohmann::json test_fields = {{"step", step_}, {"loss", test.loss}, {"ppl", finite_or_null(std::exp(test.loss))}, {"accuracy", test.accuracy}};
   if (test.bleu >= 0) test_fields["bleu"] = test.bleu;
   metrics_->append("test", test_fields);
   log_ << "test: loss " << fmt(test.loss) << "  ppl " << fmt(std::exp(test.loss), 2) << "  accuracy " << fmt(100 * test.accuracy, 1) << "%";
@@ -741,6 +762,9 @@ void TrainingRun::write_report(const std::string& reason, const EvalFigures& tes
                                  : "beam " + std::to_string(settings_.beam) + ", length penalty alpha " + fmt(settings_.alpha, 2))
          << " (key/value cache; dev BLEU greedy), corpus BLEU as multi-bleu.perl on the tokenized text.\n\n";
   if (test.bleu >= 0) report << "Test BLEU in full: `" << test.bleu_score.to_string() << "`\n\n";
+  if (!test.sacrebleu_line.empty())
+    report << "Test scores as sacreBLEU gives them (docs/evaluation.md):\n\n- `" << test.sacrebleu_line << "`\n- `" << test.chrf_line
+           << "`\n\n";
   if (has_best_)
     report << "Best dev " << (bleu_on_ ? "BLEU " + fmt(best_score_, 2) : "loss " + fmt(-best_score_)) << " at step " << best_step_
            << " (checkpoints/best.ckpt).\n\n";

@@ -19,11 +19,14 @@ std::vector<int> encode_source(const data::Tokenizer& tokenizer, std::string_vie
   return tokenizer.encode(line);
 }
 
+InputForm data_input_form(std::string_view data) {
+  return data.rfind("synthetic", 0) == 0 || data.find(".tok") != std::string_view::npos ? InputForm::kTokenized
+                                                                                         : InputForm::kRaw;
+}
+
 InputForm checkpoint_input_form(const ckpt::Checkpoint& checkpoint) {
   const auto it = checkpoint.settings().find("data");
-  if (it == checkpoint.settings().end()) return InputForm::kRaw;
-  const std::string& data = it->second;
-  return data.rfind("synthetic", 0) == 0 || data.find(".tok") != std::string::npos ? InputForm::kTokenized : InputForm::kRaw;
+  return it == checkpoint.settings().end() ? InputForm::kRaw : data_input_form(it->second);
 }
 
 Translator::Translator(exec::Model& model, exec::Executor& executor, eval::DecodeOptions options, int64_t batch_sentences)

@@ -39,6 +39,7 @@ enum class InputForm { kRaw, kTokenized };
 std::optional<InputForm> parse_input_form(std::string_view name);  // "raw", "tokenized"
 std::string_view input_form_name(InputForm form);
 std::vector<int> encode_source(const data::Tokenizer& tokenizer, std::string_view line, InputForm form);
+InputForm data_input_form(std::string_view data_setting);  // the experiment's `data = ...` as written
 InputForm checkpoint_input_form(const ckpt::Checkpoint& checkpoint);
 
 class Translator {

@@ -240,11 +240,22 @@ TEST(Trainer, RunDirectoryHoldsSpecMetricsCheckpointsAndReport) {
       EXPECT_TRUE(e.contains("bleu"));
       EXPECT_TRUE(e.contains("ppl"));
     }
-    test += e["event"] == "test";
+    if (e["event"] == "test") {
+      ++test;
+      // sacreBLEU's figures beside multi-bleu's; synthetic data is tokenized, hence tok:none.
+      EXPECT_GE(e.value("sacrebleu", -1.0), 0.0) << e.dump();
+      EXPECT_GE(e.value("chrf", -1.0), 0.0) << e.dump();
+      EXPECT_EQ(e.value("sacrebleu_signature", ""), "nrefs:1|case:mixed|eff:no|tok:none|smooth:exp|version:attnlab-sacrebleu2");
+      EXPECT_EQ(e.value("chrf_signature", ""), "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:attnlab-sacrebleu2");
+    }
   }
   EXPECT_EQ(valid, 2);  // steps 4 and 8
   EXPECT_EQ(test, 1);
   const std::string report = read(dir / "run/report.md");
+  EXPECT_NE(report.find("- `BLEU|nrefs:1|case:mixed|eff:no|tok:none|smooth:exp|version:attnlab-sacrebleu2 = "), std::string::npos)
+      << report;
+  EXPECT_NE(report.find("- `chrF2|nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:attnlab-sacrebleu2 = "), std::string::npos)
+      << report;
   EXPECT_NE(report.find("| test |"), std::string::npos) << report;
   EXPECT_NE(report.find("Sample translations"), std::string::npos) << report;
   EXPECT_NE(report.find("learning_curve.svg"), std::string::npos);

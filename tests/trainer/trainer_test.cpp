@@ -442,6 +442,20 @@ TEST(RunCommand, Multi30kWithoutDataExplainsWhereToPointIt) {
   EXPECT_NE(r.out.find("attnlab: error: data directory " + (dir / "none").string() + " does not exist"), std::string::npos) << r.out;
 }
 
+TEST(RunCommand, RawMulti30kExperimentChecksAndNamesItsRawFiles) {
+  const std::string file = std::string(ATTNLAB_SOURCE_DIR) + "/experiments/multi30k_raw.attn";
+  Result r = run_cli("check " + file);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("ok: model transformer_base"), std::string::npos) << r.out;
+  // Without the data, the raw files (no .lc.norm.tok suffix) are the ones it asks for.
+  TempDir dir;
+  fs::create_directories(dir / "data/multi30k");
+  r = run_cli("run " + file + " --data " + (dir / "data").string() + " --out " + (dir / "run").string());
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("train.de"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(".lc.norm.tok"), std::string::npos) << r.out;
+}
+
 TEST(RunCommand, TrainsFromTheCommandLineAndResumes) {
   TempDir dir;
   const fs::path exp = tiny_experiment(dir);

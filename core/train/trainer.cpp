@@ -708,6 +708,7 @@ EvalFigures TrainingRun::test_and_save_translations() {
     test_fields["sacrebleu"] = sacre.score;
     test_fields["sacrebleu_signature"] = eval::bleu_signature(bleu, 1);
     test_fields["chrf"] = chrf.score;
+    result_.test_chrf = chrf.score;
     test_fields["chrf_signature"] = eval::chrf_signature(chrf_options, 1);
     test.sacrebleu_line = "BLEU|" + eval::bleu_signature(bleu, 1) + " = " + fmt(sacre.score, 2) + " " + sacre.breakdown();
     test.chrf_line = chrf.name + "|" + eval::chrf_signature(chrf_options, 1) + " = " + fmt(chrf.score, 2);

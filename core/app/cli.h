@@ -50,7 +50,7 @@ std::unique_ptr<Registry> load_registry(const CommonOptions& options);
 
 void add_plugins_command(CLI::App& app, CommonOptions& options);
 
-// `attnlab bleu --ref FILE [--hyp FILE]` (core/app/bleu_command.cpp).
+// `attnlab bleu --ref FILE... [--hyp FILE] [--metric ...] [--tokenize ...]` (core/app/bleu_command.cpp).
 void add_bleu_command(CLI::App& app);
 void add_check_command(CLI::App& app, CommonOptions& options);   // check_command.cpp (needs attnlab_dsl)
 void add_graph_command(CLI::App& app, CommonOptions& options);   // graph_command.cpp

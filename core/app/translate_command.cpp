@@ -1,11 +1,15 @@
-// `attnlab translate --checkpoint RUN_DIR_OR_FILE [--beam N] [--alpha A] [--max-len-extra E]`:
-// raw text on standard input, one translation a line on standard output, in input order.
+// `attnlab translate --checkpoint RUN_DIR_OR_FILE [--beam N] [--alpha A] [--max-len-extra E]
+//  [--input raw|tokenized]`: text on standard input, one translation a line on standard output, in
+// input order.
 //
 // The checkpoint alone is enough: it carries the elaborated graph (Checkpoint.graph), the tokenizer
 // bytes and the parameters by name. RUN_DIR_OR_FILE is resolved by train::find_checkpoint (a file;
 // or a directory's best.ckpt, else its newest step checkpoint, in DIR/checkpoints or DIR). Raw text
-// goes through the tokenizer (a word vocabulary gets normalize_for_word_vocab first). Sentences are
-// decoded in batches of similar length; every user error is one line and exit code 1. Flags are
+// goes through the tokenizer (a word vocabulary gets normalize_for_word_vocab first); tokenized text
+// (--input tokenized, the default when the checkpoint's data was tokenized) is encoded as it is.
+// Encoding and batched decoding are the run's own (train::encode_source, train::Translator), so
+// translating a run's test.src with its decode settings reproduces its test.hyp. Every user error
+// is one line and exit code 1. Flags are
 // bounded by train/limits.h; input must be UTF-8 text; lines over --max-tokens are cut, counted.
 #include "app/cli.h"
 #include "data/tokenizer.h"
@@ -13,10 +17,10 @@
 #include "exec/model.h"
 #include "exec/tbb_executor.h"
 #include "train/checkpoint.h"
+#include "train/translate.h"
 
-#include <algorithm>
+#include <cstdio>
 #include <iostream>
-#include <numeric>
 
 namespace attnlab::cli {
 
@@ -27,9 +31,21 @@ struct TranslateArgs {
   int beam = 4;
   double alpha = 0.6;
   int64_t max_len_extra = 50;
-  int batch_sentences = 32;
+  int batch_sentences = static_cast<int>(train::kEvalBatchSentences);
   int64_t max_tokens = 1000;
+  std::string input;  // "raw" or "tokenized"; empty: the checkpoint's data form
+  bool scores = false;
 };
+
+// --scores: "<TAB>ids ID ID ...<TAB>log_prob L" after the text; L sums the natural-log
+// probabilities of the output tokens and, when the search ended it, of </s> (no length penalty).
+std::string scores_columns(const eval::Translation& t) {
+  std::string columns = "\tids";
+  for (const int id : t.tokens) columns.append(" ").append(std::to_string(id));
+  char log_prob[64];
+  std::snprintf(log_prob, sizeof log_prob, "\tlog_prob %.6f", t.log_prob);
+  return columns + log_prob;
+}
 
 
 void run_translate(const TranslateArgs& args, const CommonOptions& options) {
@@ -78,14 +94,19 @@ void run_translate(const TranslateArgs& args, const CommonOptions& options) {
     throw CliError(1, e.what());
   }
 
+  train::InputForm form = train::checkpoint_input_form(checkpoint);
+  if (!args.input.empty()) {
+    const auto given = train::parse_input_form(args.input);
+    if (!given) throw CliError(1, "--input: must be raw or tokenized, got '" + args.input + "'");
+    form = *given;
+  }
   const std::vector<std::string> lines = read_lines(std::cin);
-  const bool words = tokenizer->kind() == "word";
   std::vector<std::vector<int>> sources(lines.size());
   int64_t truncated = 0;
   size_t first_truncated = 0;
   for (size_t i = 0; i < lines.size(); ++i) {
     try {
-      sources[i] = tokenizer->encode(words ? data::normalize_for_word_vocab(lines[i]) : lines[i]);
+      sources[i] = train::encode_source(*tokenizer, lines[i], form);
     } catch (const std::exception& e) {
       throw CliError(1, "input line " + std::to_string(i + 1) + ": " + e.what());
     }
@@ -101,31 +122,23 @@ void run_translate(const TranslateArgs& args, const CommonOptions& options) {
               << " tokens translated from their first " << args.max_tokens << " tokens only (first at line " << first_truncated
               << "; raise --max-tokens to keep more)\n";
 
-  // Batches of similar source length (less padding), translated in that order, printed in input order.
-  std::vector<size_t> order(lines.size());
-  std::iota(order.begin(), order.end(), size_t{0});
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return sources[a].size() < sources[b].size(); });
   exec::TbbExecutor executor(options.threads);
-  eval::Decoder decoder(*model, executor);
   eval::DecodeOptions decode;
   decode.beam = args.beam;
   decode.alpha = args.alpha;
   decode.max_len_extra = args.max_len_extra;
   decode.threads = options.threads;
-  std::vector<std::string> out(lines.size());
-  for (size_t first = 0; first < order.size(); first += args.batch_sentences) {
-    const size_t last = std::min(order.size(), first + args.batch_sentences);
-    std::vector<std::vector<int>> batch;
-    for (size_t k = first; k < last; ++k) batch.push_back(sources[order[k]]);
-    std::vector<eval::Translation> translations;
-    try {
-      translations = decoder.translate(batch, decode);
-    } catch (const std::exception& e) {
-      throw CliError(1, where + ": decoding failed: " + e.what());
-    }
-    for (size_t k = first; k < last; ++k) out[order[k]] = tokenizer->decode(translations[k - first].tokens);
-    if (model->cached_plans() > 16) model->clear_plans();  // one plan pair per source length otherwise
+  train::Translator translator(*model, executor, decode, args.batch_sentences);
+  std::vector<eval::Translation> translations;
+  try {
+    translations = translator.translate_with_scores(sources);
+  } catch (const std::exception& e) {
+    throw CliError(1, where + ": decoding failed: " + e.what());
+  }
+  std::vector<std::string> out;
+  for (const eval::Translation& t : translations) {
+    out.push_back(tokenizer->decode(t.tokens));
+    if (args.scores) out.back() += scores_columns(t);
   }
   for (const std::string& line : out) std::cout << line << '\n';
   std::cout.flush();
@@ -135,7 +148,7 @@ void run_translate(const TranslateArgs& args, const CommonOptions& options) {
 
 void add_translate_command(CLI::App& app, CommonOptions& options) {
   CLI::App* command = app.add_subcommand(
-      "translate", "Translate raw text (standard input, one sentence a line) with a checkpoint; one line out per line in");
+      "translate", "Translate text (standard input, one sentence a line) with a checkpoint; one line out per line in");
   auto args = std::make_shared<TranslateArgs>();
   command
       ->add_option("--checkpoint", args->checkpoint,
@@ -150,7 +163,13 @@ void add_translate_command(CLI::App& app, CommonOptions& options) {
   command->add_option("--max-len-extra", args->max_len_extra, "Output tokens at most source tokens + this")
       ->capture_default_str()
       ->check(integer_in(train::kMaxLengthExtraLimit));
-  command->add_option("--batch-sentences", args->batch_sentences, "Sentences decoded together")
+  command->add_option("--input", args->input,
+                      "Input form: raw (normalized for a word vocabulary) or tokenized (encoded as is); default: the "
+                      "form of the checkpoint's training data");
+  command->add_flag("--scores", args->scores,
+                    "After each translation: a tab, its token ids (\"ids 5 17 4\"), a tab and the sum of their "
+                    "log-probabilities with </s> (\"log_prob -3.214159\")");
+  command->add_option("--batch-sentences", args->batch_sentences, "Sentences decoded together (as the run's test decoding)")
       ->capture_default_str()
       ->check(integer_in(train::kBatchSentencesLimit));
   command->add_option("--max-tokens", args->max_tokens,

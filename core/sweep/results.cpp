@@ -1,6 +1,8 @@
 // core/sweep/results.cpp — see results.h.
 #include "sweep/results.h"
 
+#include "eval/sacrebleu.h"
+
 #include "dsl/experiment.h"
 #include "dsl/source.h"
 #include "train/checkpoint.h"
@@ -65,6 +67,7 @@ nlohmann::json to_json(const VariantResult& r) {
                       {"dev_perplexity", number_or_null(r.dev_perplexity)}};
   j["dev_bleu"] = r.dev_bleu >= 0 ? nlohmann::json(r.dev_bleu) : nlohmann::json(nullptr);
   j["test_bleu"] = r.test_bleu >= 0 ? nlohmann::json(r.test_bleu) : nlohmann::json(nullptr);
+  j["test_chrf"] = r.test_chrf >= 0 ? nlohmann::json(r.test_chrf) : nlohmann::json(nullptr);
   return j;
 }
 
@@ -83,6 +86,7 @@ VariantResult from_json(const nlohmann::json& j, const AblateVariant& variant) {
   r.dev_perplexity = json_number(j, "dev_perplexity", NAN);
   r.dev_bleu = json_number(j, "dev_bleu", -1);
   r.test_bleu = json_number(j, "test_bleu", -1);
+  r.test_chrf = json_number(j, "test_chrf", -1);
   return r;
 }
 
@@ -154,7 +158,7 @@ void write_ablation_results(const fs::path& out_dir, const std::string& experime
   std::ostringstream csv;
   csv << "variant,group";
   for (const std::string& k : keys) csv << "," << csv_field(k);
-  csv << ",parameters,steps,train_seconds,tokens_per_second,final_train_loss,dev_perplexity,dev_bleu,test_bleu,status,reason\n";
+  csv << ",parameters,steps,train_seconds,tokens_per_second,final_train_loss,dev_perplexity,dev_bleu,test_bleu,test_chrf,status,reason\n";
   for (const VariantResult& r : results) {
     csv << csv_field(r.variant.id) << "," << csv_field(r.variant.group);
     for (const std::string& k : keys) {
@@ -164,9 +168,9 @@ void write_ablation_results(const fs::path& out_dir, const std::string& experime
     if (r.status == "ok")
       csv << "," << r.parameters << "," << r.steps << "," << fmt(r.train_seconds, 1) << "," << fmt(r.tokens_per_second, 0) << ","
           << fmt(r.last_train_loss, 4) << "," << fmt(r.dev_perplexity, 3) << "," << (r.dev_bleu >= 0 ? fmt(r.dev_bleu, 2) : "") << ","
-          << (r.test_bleu >= 0 ? fmt(r.test_bleu, 2) : "");
+          << (r.test_bleu >= 0 ? fmt(r.test_bleu, 2) : "") << "," << (r.test_chrf >= 0 ? fmt(r.test_chrf, 2) : "");
     else
-      csv << ",,,,,,,,";
+      csv << ",,,,,,,,,";
     csv << "," << r.status << "," << csv_field(one_line(r.reason)) << "\n";
   }
   write_file_atomically(out_dir / "results.csv", csv.str());
@@ -177,11 +181,11 @@ void write_ablation_results(const fs::path& out_dir, const std::string& experime
      << "Rows are grouped by what they vary; a blank cell is the baseline's value.\n\n| |";
   for (const std::string& k : keys) md << " " << md_cell(k) << " |";
   md << " params | train loss | dev PPL |";
-  if (any_bleu) md << " dev BLEU | test BLEU |";
+  if (any_bleu) md << " dev BLEU | test BLEU | test chrF |";
   md << " train s | tokens/s | status |\n|---|";
   for (size_t i = 0; i < keys.size(); ++i) md << "---|";
   md << "---:|---:|---:|";
-  if (any_bleu) md << "---:|---:|";
+  if (any_bleu) md << "---:|---:|---:|";
   md << "---:|---:|---|\n";
   std::string previous_group = "\x01";
   for (const VariantResult& r : results) {
@@ -192,13 +196,18 @@ void write_ablation_results(const fs::path& out_dir, const std::string& experime
     for (const std::string& k : keys) md << " " << md_cell(is_base ? baseline.value_of(k) : value_in(r, k)) << " |";
     if (r.status == "ok") {
       md << " " << fmt_params(r.parameters) << " | " << fmt(r.last_train_loss, 3) << " | " << fmt(r.dev_perplexity, 2) << " |";
-      if (any_bleu) md << " " << (r.dev_bleu >= 0 ? fmt(r.dev_bleu, 2) : "") << " | " << (r.test_bleu >= 0 ? fmt(r.test_bleu, 2) : "") << " |";
+      if (any_bleu)
+        md << " " << (r.dev_bleu >= 0 ? fmt(r.dev_bleu, 2) : "") << " | " << (r.test_bleu >= 0 ? fmt(r.test_bleu, 2) : "") << " | "
+           << (r.test_chrf >= 0 ? fmt(r.test_chrf, 2) : "") << " |";
       md << " " << fmt(r.train_seconds, 0) << " | " << fmt(r.tokens_per_second, 0) << " | ok |\n";
     } else {
-      md << "  |  |  |" << (any_bleu ? "  |  |" : "") << "  |  | " << md_cell(r.status + (r.reason.empty() ? "" : ": " + first_line(r.reason)))
+      md << "  |  |  |" << (any_bleu ? "  |  |  |" : "") << "  |  | " << md_cell(r.status + (r.reason.empty() ? "" : ": " + first_line(r.reason)))
          << " |\n";
     }
   }
+  if (any_bleu)
+    md << "\nBLEU as multi-bleu.perl on the data's text; test chrF as sacreBLEU gives it (`chrF2|"
+       << eval::chrf_signature(eval::ChrfOptions{}, 1) << "`). Each run's report.md has sacreBLEU's BLEU with its signature.\n";
   md << "\n![learning curves](curves.svg)\n\n![quality per variant](quality.svg)\n";
   write_file_atomically(out_dir / "results.md", md.str());
 

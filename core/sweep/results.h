@@ -27,6 +27,7 @@ struct VariantResult {
   double dev_perplexity = 0;
   double dev_bleu = -1;   // -1: not computed
   double test_bleu = -1;
+  double test_chrf = -1;  // sacreBLEU's chrF2 (docs/evaluation.md)
 };
 
 // result.json's content, and back (a missing number reads as NaN, a missing BLEU as -1).

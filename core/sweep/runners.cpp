@@ -93,6 +93,7 @@ VariantResult read_run_directory(const fs::path& dir, const AblateVariant& varia
       r.dev_bleu = json_number(e, "bleu", -1);
     } else if (event == "test") {
       r.test_bleu = json_number(e, "bleu", -1);
+      r.test_chrf = json_number(e, "chrf", -1);
     }
   }
   return r;
@@ -256,6 +257,7 @@ class Sweep {
       r.dev_perplexity = std::exp(rr.valid_loss);
       r.dev_bleu = rr.valid_bleu;
       r.test_bleu = rr.test_bleu;
+      r.test_chrf = rr.test_chrf;
       // This invocation's time covers only the part after a resumed checkpoint: the whole run's.
       if (run.resume) r.train_seconds = total_train_seconds(read_metrics(run.out_dir / "metrics.jsonl"));
     } catch (const std::exception& e) {  // DslError, RunError, CheckpointError, errors of the data or plugins

@@ -143,6 +143,20 @@ TrainSettings read_settings(const ExperimentSpec& spec, int64_t d_model) {
   t.checkpoint_every = train.integer("checkpoint_every", t.valid_every, 0, int64_t{1} << 40);
   t.keep_checkpoints = train.integer("keep_checkpoints", 5, 1, 100000);
   t.valid_bleu_sentences = train.integer("valid_bleu_sentences", 500, 0, int64_t{1} << 30);
+  t.valid_metric = t.valid_bleu_sentences > 0 ? "bleu" : "loss";
+  if (const ExperimentSetting* metric = train.find("valid_metric")) {
+    const bool word = metric->value.kind == ConstValue::Kind::Name || metric->value.kind == ConstValue::Kind::String;
+    if (!word || (metric->value.text != "loss" && metric->value.text != "bleu" && metric->value.text != "chrf"))
+      throw_at(metric->loc, "train.valid_metric must be loss, bleu or chrf, got " + metric->value.to_string());
+    t.valid_metric = metric->value.text;
+    if (t.valid_metric != "loss" && t.valid_bleu_sentences == 0)
+      throw_at(metric->loc, "train.valid_metric = " + t.valid_metric +
+                                " needs dev translations; set train.valid_bleu_sentences above 0");
+  }
+  t.patience = train.integer("patience", 0, 0, 1000000);
+  if (t.patience > 0 && t.valid_every == 0)
+    throw_at(train.find("patience")->loc, "train.patience needs validations; set train.valid_every above 0");
+  t.valid_beam = train.integer("valid_beam", 1, kBeamLimit);
   t.samples = train.integer("samples", 5, 0, 1000);
   t.pad_to = train.integer("pad_to", 1, 1, 256);
   t.plan_memory_mb = train.number("plan_memory_mb", 3000, 16, 1e7);

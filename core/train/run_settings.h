@@ -36,6 +36,12 @@ struct TrainSettings {
   double max_minutes = 0;
   int64_t valid_every = 1000, checkpoint_every = 0, keep_checkpoints = 5;
   int64_t valid_bleu_sentences = 500, samples = 5;
+  // What picks best.ckpt: "loss", "bleu" or "chrf" (default bleu when valid_bleu_sentences > 0,
+  // else loss); patience > 0 stops the run after that many validations without improvement;
+  // valid_beam is the dev translations' beam (1: greedy).
+  std::string valid_metric = "loss";
+  int64_t patience = 0;
+  int64_t valid_beam = 1;
   int64_t pad_to = 1;
   double plan_memory_mb = 3000;
   double log_every_s = 0;  // 0: the run option's interval

@@ -11,6 +11,7 @@
 #include "dsl/experiment.h"
 #include "eval/bleu.h"
 #include "exec/hash.h"
+#include "eval/sacrebleu.h"
 #include "exec/model.h"
 #include "exec/plan.h"
 #include "exec/tbb_executor.h"
@@ -61,7 +62,7 @@ const std::vector<std::string>& train_setting_names() {
   static const std::vector<std::string> names = {
       "adam", "noam", "constant", "label_smoothing", "dropout", "batch_tokens", "accumulate", "clip_norm",
       "max_steps", "max_epochs", "max_minutes", "valid_every", "checkpoint_every", "keep_checkpoints",
-      "valid_bleu_sentences", "samples", "pad_to", "plan_memory_mb", "log_every_s"};
+      "valid_bleu_sentences", "valid_metric", "patience", "valid_beam", "samples", "pad_to", "plan_memory_mb", "log_every_s"};
   return names;
 }
 
@@ -120,9 +121,11 @@ ir::DimBindings batch_dims(const data::Batch& b) {
 
 struct EvalFigures {
   double loss = 0, accuracy = 0, tokens = 0;
-  double bleu = -1;
+  double bleu = -1, chrf = -1;  // -1: not computed
   eval::BleuScore bleu_score;
   std::vector<std::string> hypotheses;
+  // The test set only: sacreBLEU's lines with their signatures (docs/evaluation.md).
+  std::string sacrebleu_line, chrf_line;
 };
 
 // Loss and accuracy over every pair of `batcher`'s epoch 0 (no dropout).
@@ -261,6 +264,7 @@ class TrainingRun {
   int64_t step_ = 0;
   bool has_best_ = false;
   double best_score_ = 0;
+  int64_t validations_without_improvement_ = 0;  // train.patience
   int64_t best_step_ = 0;
   bool bleu_on_ = false;
   double last_loss_ = 0;
@@ -483,7 +487,8 @@ ckpt::Checkpoint TrainingRun::make_checkpoint() const {
   c.mutable_data_position()->set_fingerprint(batcher_->fingerprint());
   c.mutable_random()->set_seed(seed_);
   (*c.mutable_random()->mutable_counters())["micro_batches"] = static_cast<uint64_t>(step_ * settings_.accumulate);
-  c.mutable_metrics()->set_best_metric(bleu_on_ ? "valid_bleu" : "valid_loss");
+  c.mutable_metrics()->set_best_metric("valid_" + settings_.valid_metric);
+  c.mutable_metrics()->set_validations_without_improvement(validations_without_improvement_);
   c.mutable_metrics()->set_has_best(has_best_);
   c.mutable_metrics()->set_best_score(best_score_);
   c.mutable_metrics()->set_best_step(best_step_);
@@ -533,6 +538,7 @@ void TrainingRun::resume_from_latest_checkpoint() {
   has_best_ = c.metrics().has_best();
   best_score_ = c.metrics().best_score();
   best_step_ = c.metrics().best_step();
+  validations_without_improvement_ = c.metrics().validations_without_improvement();
   const fs::path metrics_path = run_dir_ / "metrics.jsonl";
   if (owns_output() && fs::exists(metrics_path)) truncate_metrics_after(metrics_path, step_);
   log_ << "resuming " << run_dir_.string() << " at step " << step_ << " (epoch " << c.data_position().epoch() << ", batch "
@@ -551,13 +557,14 @@ EvalFigures TrainingRun::evaluate(const data::Batcher& set, const std::vector<da
     std::vector<std::vector<int>> sources;
     std::vector<std::string> references;
     for (size_t i = 0; i < n; ++i) {
-      sources.push_back(corpus_.tokenizer->encode(pairs[i].source));
+      sources.push_back(encode_source(*corpus_.tokenizer, pairs[i].source, InputForm::kTokenized));
       references.push_back(pairs[i].target);
     }
     std::vector<std::vector<int>> ids = translator.translate(sources);
     for (const auto& h : ids) f.hypotheses.push_back(corpus_.tokenizer->decode(h));
     f.bleu_score = eval::corpus_bleu(f.hypotheses, references);
     f.bleu = f.bleu_score.bleu;
+    f.chrf = eval::corpus_chrf(f.hypotheses, {references}, eval::ChrfOptions{}).score;
   }
   return f;
 }
@@ -568,17 +575,26 @@ void TrainingRun::validate(double elapsed) {
   nlohmann::json fields = {{"step", step_},        {"epoch", batcher_->position().epoch}, {"loss", finite_or_null(f.loss)},
                            {"ppl", finite_or_null(std::exp(f.loss))}, {"accuracy", f.accuracy}, {"elapsed_s", elapsed}};
   if (f.bleu >= 0) fields["bleu"] = f.bleu;
+  if (f.chrf >= 0) fields["chrf"] = f.chrf;
   if (metrics_) metrics_->append("valid", fields);
-  const double score = bleu_on_ ? f.bleu : -f.loss;
+  // Higher is better: BLEU, chrF, or the negated loss.
+  const double score = settings_.valid_metric == "bleu" ? f.bleu : settings_.valid_metric == "chrf" ? f.chrf : -f.loss;
   std::string line = "step " + std::to_string(step_) + "  valid loss " + fmt(f.loss) + "  ppl " + fmt(std::exp(f.loss), 2) +
                      "  accuracy " + fmt(100 * f.accuracy, 1) + "%";
   if (f.bleu >= 0) line += "  BLEU " + fmt(f.bleu, 2);
+  if (f.chrf >= 0) line += "  chrF " + fmt(f.chrf, 2);
   if (!has_best_ || score > best_score_) {
+    validations_without_improvement_ = 0;
     has_best_ = true;
     best_score_ = score;
     best_step_ = step_;
     if (owns_output()) checkpoints_->save_best(make_checkpoint());
     line += "  (best)";
+  } else {
+    ++validations_without_improvement_;
+    if (settings_.patience > 0)
+      line += "  (no improvement for " + std::to_string(validations_without_improvement_) + " of patience " +
+              std::to_string(settings_.patience) + ")";
   }
   progress_->print_line(line);
   result_.valid_loss = f.loss;
@@ -597,6 +613,11 @@ RunResult TrainingRun::run() {
   if (world_.distributed()) log_ << " on each of " << world_.size() << " ranks (data-parallel, " << reducer_->bucket_count() << " gradient buckets)";
   log_ << "\n"
        << "run directory: " << run_dir_.string() << "\n";
+  if (settings_.valid_every > 0)
+    log_ << "validation: every " << settings_.valid_every << " steps, best by dev " << settings_.valid_metric
+         << (bleu_on_ ? ", dev translations " + std::string(settings_.valid_beam == 1 ? "greedy" : "beam " + std::to_string(settings_.valid_beam))
+                      : std::string())
+         << (settings_.patience > 0 ? ", patience " + std::to_string(settings_.patience) : std::string()) << "\n";
 
   eval::DecodeOptions decode_options;
   decode_options.beam = static_cast<int>(settings_.beam);
@@ -606,7 +627,7 @@ RunResult TrainingRun::run() {
   // Validation decodes greedily (cheap, and enough to follow progress); the test set with the
   // decode section's search (beam, alpha).
   eval::DecodeOptions greedy_options = decode_options;
-  greedy_options.beam = 1;
+  greedy_options.beam = static_cast<int>(settings_.valid_beam);
   valid_translator_ = std::make_unique<Translator>(*eval_model_, *executor_, greedy_options);
   test_translator_ = std::make_unique<Translator>(*eval_model_, *executor_, decode_options);
 
@@ -649,6 +670,7 @@ std::string TrainingRun::train(InterruptGuard& interrupt) {
     if (settings_.max_steps > 0 && step_ >= settings_.max_steps) return "max_steps";
     if (settings_.max_epochs > 0 && batcher_->position().epoch >= settings_.max_epochs) return "max_epochs";
     if (settings_.max_minutes > 0 && seconds() >= settings_.max_minutes * 60) return "max_minutes";
+    if (settings_.patience > 0 && validations_without_improvement_ >= settings_.patience) return "patience";
     return "";
   };
   bool stop_after_step = false;  // a rank was asked to stop (data-parallel)
@@ -753,6 +775,7 @@ std::string TrainingRun::train(InterruptGuard& interrupt) {
     if (settings_.valid_every > 0 && step_ % settings_.valid_every == 0 && reason.empty()) {
       validate(elapsed);
       last_validated_ = step_;
+      reason = stop_reason();  // early stopping (train.patience) decides after a validation
     }
     if (settings_.checkpoint_every > 0 && step_ % settings_.checkpoint_every == 0 && reason.empty() && owns_output())
       checkpoints_->save_step(make_checkpoint());
@@ -787,10 +810,29 @@ EvalFigures TrainingRun::test_and_save_translations() {
     write_text(run_dir_ / "test.ref", ref_text);
     write_text(run_dir_ / "test.hyp", hyp_text);
   }
+  nlohmann::json test_fields = {{"step", step_}, {"loss", test.loss}, {"ppl", finite_or_null(std::exp(test.loss))}, {"accuracy", test.accuracy}};
+  if (!test.hypotheses.empty()) {
+    // As papers report it: sacreBLEU's 13a on raw data; on tokenized data its text is scored as it
+    // is (tok:none), which the signature says.
+    std::vector<std::vector<std::string>> references(1);
+    for (const auto& pair : corpus_.test) references[0].push_back(pair.target);
+    eval::SacreBleuOptions bleu;
+    const auto data = resolved_.find("data");
+    if (data != resolved_.end() && data_input_form(data->second) == InputForm::kTokenized) bleu.tokenizer = eval::BleuTokenizer::kNone;
+    const eval::SacreBleuScore sacre = eval::corpus_sacrebleu(test.hypotheses, references, bleu);
+    const eval::ChrfOptions chrf_options;
+    const eval::ChrfScore chrf = eval::corpus_chrf(test.hypotheses, references, chrf_options);
+    test_fields["sacrebleu"] = sacre.score;
+    test_fields["sacrebleu_signature"] = eval::bleu_signature(bleu, 1);
+    test_fields["chrf"] = chrf.score;
+    result_.test_chrf = chrf.score;
+    test_fields["chrf_signature"] = eval::chrf_signature(chrf_options, 1);
+    test.sacrebleu_line = "BLEU|" + eval::bleu_signature(bleu, 1) + " = " + fmt(sacre.score, 2) + " " + sacre.breakdown();
+    test.chrf_line = chrf.name + "|" + eval::chrf_signature(chrf_options, 1) + " = " + fmt(chrf.score, 2);
+  }
   result_.test_loss = test.loss;
   result_.test_accuracy = test.accuracy;
   result_.test_bleu = test.bleu;
-  nlohmann::json test_fields = {{"step", step_}, {"loss", test.loss}, {"ppl", finite_or_null(std::exp(test.loss))}, {"accuracy", test.accuracy}};
   if (test.bleu >= 0) test_fields["bleu"] = test.bleu;
   metrics_->append("test", test_fields);
   log_ << "test: loss " << fmt(test.loss) << "  ppl " << fmt(std::exp(test.loss), 2) << "  accuracy " << fmt(100 * test.accuracy, 1) << "%";
@@ -815,7 +857,8 @@ std::string TrainingRun::evaluate_average() {
   if (bleu_on_) {
     std::vector<std::vector<int>> sources;
     std::vector<std::string> refs_text;
-    for (const auto& p : corpus_.test) sources.push_back(corpus_.tokenizer->encode(p.source)), refs_text.push_back(p.target);
+    for (const auto& p : corpus_.test)
+      sources.push_back(encode_source(*corpus_.tokenizer, p.source, InputForm::kTokenized)), refs_text.push_back(p.target);
     std::vector<std::string> hyps;
     for (const auto& h : test_translator_->translate(sources)) hyps.push_back(corpus_.tokenizer->decode(h));
     avg.bleu = eval::corpus_bleu(hyps, refs_text).bleu;
@@ -857,8 +900,15 @@ void TrainingRun::write_report(const std::string& reason, const EvalFigures& tes
                                  : "beam " + std::to_string(settings_.beam) + ", length penalty alpha " + fmt(settings_.alpha, 2))
          << " (key/value cache; dev BLEU greedy), corpus BLEU as multi-bleu.perl on the tokenized text.\n\n";
   if (test.bleu >= 0) report << "Test BLEU in full: `" << test.bleu_score.to_string() << "`\n\n";
+  if (!test.sacrebleu_line.empty())
+    report << "Test scores as sacreBLEU gives them (docs/evaluation.md):\n\n- `" << test.sacrebleu_line << "`\n- `" << test.chrf_line
+           << "`\n\n";
   if (has_best_)
-    report << "Best dev " << (bleu_on_ ? "BLEU " + fmt(best_score_, 2) : "loss " + fmt(-best_score_)) << " at step " << best_step_
+    report << "Best dev "
+           << (settings_.valid_metric == "bleu"   ? "BLEU " + fmt(best_score_, 2)
+               : settings_.valid_metric == "chrf" ? "chrF " + fmt(best_score_, 2)
+                                                  : "loss " + fmt(-best_score_))
+           << " at step " << best_step_
            << " (checkpoints/best.ckpt).\n\n";
   report << "![learning curve](learning_curve.svg)\n\n";
   if (!test.hypotheses.empty() && settings_.samples > 0) {

@@ -107,6 +107,7 @@ struct RunResult {
   double last_train_loss = 0;  // of the last step
   double valid_loss = 0, valid_accuracy = 0, valid_bleu = -1;  // BLEU -1: not computed
   double test_loss = 0, test_accuracy = 0, test_bleu = -1;
+  double test_chrf = -1;  // sacreBLEU's chrF2 of the test translations (-1: BLEU off)
   double average_test_bleu = -1;  // with --average K
   int64_t parameters = 0;
 };

@@ -199,6 +199,7 @@ TEST(AblateSweep, ResultsHoldEveryRowAndFailuresDoNotStopTheSweep) {
   EXPECT_EQ(json["variants"][3]["status"], "failed");
   EXPECT_TRUE(json["variants"][0]["dev_perplexity"].is_number());
   EXPECT_TRUE(json["variants"][0]["dev_bleu"].is_number());  // the synthetic task has BLEU
+  EXPECT_TRUE(json["variants"][0]["test_chrf"].is_number());  // and chrF beside it
   for (const auto& v : r.variants) {
     const nlohmann::json own = read_json(o.out_dir / v.variant.id / "result.json");
     EXPECT_EQ(own["status"], v.status);
@@ -211,6 +212,7 @@ TEST(AblateSweep, ResultsHoldEveryRowAndFailuresDoNotStopTheSweep) {
   ASSERT_EQ(rows.size(), 6u) << csv;
   EXPECT_EQ(rows[0].rfind("variant,group,heads,attention,train.noam,train.label_smoothing,parameters", 0), 0u) << rows[0];
   EXPECT_EQ(rows[1].rfind("baseline,,2,attention.scaled_dot,", 0), 0u) << rows[1];
+  EXPECT_NE(rows[0].find(",dev_bleu,test_bleu,test_chrf,status,reason"), std::string::npos) << rows[0];
   // A failed row: no figures, its status and its reason on the same line.
   EXPECT_NE(rows[3].find(",,,,,,,,failed,"), std::string::npos) << rows[3];
   EXPECT_NE(rows[3].find("kv_heads (3) must divide heads (2)"), std::string::npos) << rows[3];
@@ -222,6 +224,10 @@ TEST(AblateSweep, ResultsHoldEveryRowAndFailuresDoNotStopTheSweep) {
   EXPECT_NE(md.find("| heads | 1 |  |  |  |"), std::string::npos) << md;
   EXPECT_NE(md.find("| train.label_smoothing |  |  |  | 0 |"), std::string::npos) << md;
   EXPECT_NE(md.find("| failed: adam: non-finite gradient"), std::string::npos) << md;
+  EXPECT_NE(md.find(" | dev BLEU | test BLEU | test chrF |"), std::string::npos) << md;
+  EXPECT_NE(md.find("test chrF as sacreBLEU gives it (`chrF2|nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:attnlab-sacrebleu2`)"),
+            std::string::npos)
+      << md;
 
   const std::string curves = test::read_text_file(o.out_dir / "curves.svg");
   EXPECT_NE(curves.find("data-name=\"baseline\""), std::string::npos);

@@ -94,6 +94,25 @@ TEST(TranslateCommand, RunDirectoryTranslatesEachLineLikeTheLibrary) {
     const auto expected = decoder.translate(sources, options);
     for (size_t i = 0; i < raw.size(); ++i)
       EXPECT_EQ(out[i], f.tokenizer->decode(expected[i].tokens)) << "beam " << beam << " line " << i;
+
+    // --scores: the text, then the token ids and their summed log-probability (with </s>).
+    const auto scored = test::run_command(translate(f.dir / "run", input,
+                                                    "--beam " + std::to_string(beam) + " --alpha 0.6 --max-len-extra 4 --scores"));
+    ASSERT_EQ(scored.exit_code, 0) << scored.err;
+    const auto scored_lines = lines_of(scored.out);
+    ASSERT_EQ(scored_lines.size(), 2u) << scored.out;
+    for (size_t i = 0; i < raw.size(); ++i) {
+      std::string ids = "ids";
+      for (const int id : expected[i].tokens) ids.append(" ").append(std::to_string(id));
+      const std::string& line = scored_lines[i];
+      const size_t tab = line.find('\t'), second = line.find('\t', tab + 1);
+      ASSERT_NE(second, std::string::npos) << line;
+      EXPECT_EQ(line.substr(0, tab), out[i]);
+      EXPECT_EQ(line.substr(tab + 1, second - tab - 1), ids);
+      ASSERT_EQ(line.compare(second + 1, 9, "log_prob "), 0) << line;
+      EXPECT_NEAR(std::stod(line.substr(second + 10)), expected[i].log_prob, 1e-4) << line;
+      EXPECT_LT(expected[i].log_prob, 0.0);
+    }
   }
 }
 
@@ -152,12 +171,22 @@ TEST(TranslateCommand, CheckpointWithoutTokenizer) {
   expect_one_line_error(test::run_command(translate(file, f.input("a horse\n"))), "no tokenizer");
 }
 
-TEST(TranslateCommand, BadBeam) {
+// Translating "a horse" with a complete checkpoint and `flags` is refused with `message`.
+void expect_flag_refused(const std::string& flags, const std::string& message) {
   Fixture f;
   const fs::path file = f.dir / "model.ckpt";
   train::write_checkpoint(file, f.checkpoint());
-  expect_one_line_error(test::run_command(translate(file, f.input("a horse\n"), "--beam 0")),
-                        "--beam: must be in [1, 64], got 0");
+  expect_one_line_error(test::run_command(translate(file, f.input("a horse\n"), flags)), message);
+}
+
+TEST(TranslateCommand, BadBeam) { expect_flag_refused("--beam 0", "--beam: must be in [1, 64], got 0"); }
+
+TEST(TranslateCommand, BadInputForm) {
+  expect_flag_refused("--input detokenized", "attnlab: error: --input: must be raw or tokenized, got 'detokenized'");
+  const auto help = test::run_command(std::string(ATTNLAB_EXE) + " translate --help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--input"), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("--scores"), std::string::npos) << help.out;
 }
 
 }  // namespace

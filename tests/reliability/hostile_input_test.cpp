@@ -284,7 +284,7 @@ TEST(HostileData, BleuRefusesBinaryAndBrokenInput) {
                  "trailing.gz: corrupt gzip data: 7 byte(s) of trailing data after the gzip stream");
   const CommandResult ok = attnlab("bleu --ref " + gz + " --hyp " + ref);
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
-  EXPECT_EQ(ok.out.rfind("BLEU = 100.00", 0), 0u) << ok.out;
+  EXPECT_NE(ok.out.find(" = 100.00 "), std::string::npos) << ok.out;
 }
 
 // Found by fuzzing (tests/fuzz, fuzz_experiment): a model name longer than the system allows made

@@ -240,11 +240,22 @@ TEST(Trainer, RunDirectoryHoldsSpecMetricsCheckpointsAndReport) {
       EXPECT_TRUE(e.contains("bleu"));
       EXPECT_TRUE(e.contains("ppl"));
     }
-    test += e["event"] == "test";
+    if (e["event"] == "test") {
+      ++test;
+      // sacreBLEU's figures beside multi-bleu's; synthetic data is tokenized, hence tok:none.
+      EXPECT_GE(e.value("sacrebleu", -1.0), 0.0) << e.dump();
+      EXPECT_GE(e.value("chrf", -1.0), 0.0) << e.dump();
+      EXPECT_EQ(e.value("sacrebleu_signature", ""), "nrefs:1|case:mixed|eff:no|tok:none|smooth:exp|version:attnlab-sacrebleu2");
+      EXPECT_EQ(e.value("chrf_signature", ""), "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:attnlab-sacrebleu2");
+    }
   }
   EXPECT_EQ(valid, 2);  // steps 4 and 8
   EXPECT_EQ(test, 1);
   const std::string report = read(dir / "run/report.md");
+  EXPECT_NE(report.find("- `BLEU|nrefs:1|case:mixed|eff:no|tok:none|smooth:exp|version:attnlab-sacrebleu2 = "), std::string::npos)
+      << report;
+  EXPECT_NE(report.find("- `chrF2|nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:attnlab-sacrebleu2 = "), std::string::npos)
+      << report;
   EXPECT_NE(report.find("| test |"), std::string::npos) << report;
   EXPECT_NE(report.find("Sample translations"), std::string::npos) << report;
   EXPECT_NE(report.find("learning_curve.svg"), std::string::npos);
@@ -431,6 +442,20 @@ TEST(RunCommand, Multi30kWithoutDataExplainsWhereToPointIt) {
   EXPECT_NE(r.out.find("attnlab: error: data directory " + (dir / "none").string() + " does not exist"), std::string::npos) << r.out;
 }
 
+TEST(RunCommand, RawMulti30kExperimentChecksAndNamesItsRawFiles) {
+  const std::string file = std::string(ATTNLAB_SOURCE_DIR) + "/experiments/multi30k_raw.attn";
+  Result r = run_cli("check " + file);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("ok: model transformer_base"), std::string::npos) << r.out;
+  // Without the data, the raw files (no .lc.norm.tok suffix) are the ones it asks for.
+  TempDir dir;
+  fs::create_directories(dir / "data/multi30k");
+  r = run_cli("run " + file + " --data " + (dir / "data").string() + " --out " + (dir / "run").string());
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("train.de"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(".lc.norm.tok"), std::string::npos) << r.out;
+}
+
 TEST(RunCommand, TrainsFromTheCommandLineAndResumes) {
   TempDir dir;
   const fs::path exp = tiny_experiment(dir);
@@ -474,3 +499,113 @@ TEST(RunArguments, GiveTheOptionsAndQuoteWhatTheShellWouldSplit) {
             "--out runs/x --resume --threads 2 --seed 7");
   EXPECT_EQ(attnlab::train::run_arguments(attnlab::train::RunOptions{}), std::vector<std::string>{"run"});
 }
+
+namespace attnlab::train {
+namespace {
+
+// The step at which a run validated every `every` steps with `patience` stops, replayed from the
+// dev figures it recorded (higher `metric` is better), and the step of its best validation.
+std::pair<int64_t, int64_t> replay_patience(const fs::path& run_dir, const std::string& metric, int64_t patience) {
+  double best = 0;
+  int64_t best_step = -1, stale = 0;
+  for (const nlohmann::json& e : read_metrics(run_dir / "metrics.jsonl")) {
+    if (e["event"] != "valid") continue;
+    const double value = e[metric].get<double>();
+    if (best_step < 0 || value > best) {
+      best = value, best_step = e["step"].get<int64_t>(), stale = 0;
+    } else if (++stale >= patience) {
+      return {e["step"].get<int64_t>(), best_step};
+    }
+  }
+  return {-1, best_step};
+}
+
+TEST(TrainerEarlyStopping, PatienceStopsAtTheRightValidationAndKeepsTheBestCheckpoint) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  // Dev chrF of a barely trained model stalls within a few validations; 200 steps is far beyond.
+  RunOptions o = options_for(exp, dir / "run",
+                             {"train.max_steps=200", "train.valid_every=2", "train.valid_bleu_sentences=10",
+                              "train.valid_metric=chrf", "train.patience=2", "train.checkpoint_every=0"});
+  const RunResult r = run_experiment(o, registry());
+  const auto [stop_step, best_step] = replay_patience(dir / "run", "chrf", 2);
+  ASSERT_GT(stop_step, 0) << "no stall within 200 steps";
+  EXPECT_EQ(r.steps, stop_step);
+  EXPECT_LT(r.steps, 200);
+  const ckpt::Checkpoint best = read_checkpoint(dir / "run/checkpoints/best.ckpt");
+  EXPECT_EQ(best.step(), best_step);
+  EXPECT_EQ(best.metrics().best_metric(), "valid_chrf");
+  // Then the run tests and reports as usual.
+  int tests = 0, valids = 0;
+  for (const nlohmann::json& e : read_metrics(dir / "run/metrics.jsonl")) {
+    tests += e["event"] == "test";
+    if (e["event"] == "valid") {
+      ++valids;
+      EXPECT_TRUE(e.contains("loss") && e.contains("bleu") && e.contains("chrf")) << e.dump();
+    }
+  }
+  EXPECT_EQ(tests, 1);
+  EXPECT_EQ(valids, stop_step / 2);
+  const std::string report = read(dir / "run/report.md");
+  EXPECT_NE(report.find("stopped by patience"), std::string::npos) << report;
+  EXPECT_NE(report.find("Best dev chrF "), std::string::npos) << report;
+}
+
+TEST(TrainerEarlyStopping, AResumedRunStopsAtTheSameValidation) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  const std::vector<std::string> sets = {"train.valid_every=2", "train.valid_bleu_sentences=10", "train.valid_metric=chrf",
+                                         "train.patience=2", "train.checkpoint_every=2"};
+  auto with = [&](const std::string& max_steps) {
+    std::vector<std::string> all = sets;
+    all.push_back("train.max_steps=" + max_steps);
+    return all;
+  };
+  const RunResult whole = run_experiment(options_for(exp, dir / "whole", with("200")), registry());
+  ASSERT_LT(whole.steps, 200);
+  ASSERT_GE(whole.steps, 6);
+  // Stop one step before, after at least one validation without improvement, then resume.
+  const RunResult first = run_experiment(options_for(exp, dir / "split", with(std::to_string(whole.steps - 1))), registry());
+  EXPECT_EQ(first.steps, whole.steps - 1);
+  RunOptions again = options_for(exp, dir / "split", with("200"));
+  again.resume = true;
+  EXPECT_EQ(run_experiment(again, registry()).steps, whole.steps);
+}
+
+TEST(TrainerEarlyStopping, ValidBeamAndTheMetricAreInTheLog) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  for (const auto& [extra, expected] :
+       std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{}, "validation: every 4 steps, best by dev bleu, dev translations greedy\n"},
+           {{"train.valid_beam=4", "train.valid_metric=chrf", "train.patience=3"},
+            "validation: every 4 steps, best by dev chrf, dev translations beam 4, patience 3\n"}}) {
+    std::vector<std::string> sets = {"train.max_steps=4", "train.valid_every=4", "train.valid_bleu_sentences=10"};
+    sets.insert(sets.end(), extra.begin(), extra.end());
+    RunOptions o = options_for(exp, dir / ("run" + std::to_string(extra.size())), sets);
+    std::ostringstream log;
+    o.log = &log;
+    run_experiment(o, registry());
+    EXPECT_NE(log.str().find(expected), std::string::npos) << log.str();
+  }
+}
+
+TEST(TrainerEarlyStopping, BadSettingsAreNamed) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  std::string e = error_of(options_for(exp, dir / "r1", {"train.valid_metric=ter", "train.valid_bleu_sentences=10"}));
+  EXPECT_NE(e.find("train.valid_metric must be loss, bleu or chrf, got ter"), std::string::npos) << e;
+  e = error_of(options_for(exp, dir / "r2", {"train.valid_metric=bleu"}));
+  EXPECT_NE(e.find("train.valid_metric = bleu needs dev translations; set train.valid_bleu_sentences above 0"),
+            std::string::npos)
+      << e;
+  e = error_of(options_for(exp, dir / "r3", {"train.patience=3"}));
+  EXPECT_NE(e.find("train.patience needs validations; set train.valid_every above 0"), std::string::npos) << e;
+  e = error_of(options_for(exp, dir / "r4", {"train.patience=-1", "train.valid_every=2"}));
+  EXPECT_NE(e.find("train.patience = -1 is out of range [0, 1000000]"), std::string::npos) << e;
+  e = error_of(options_for(exp, dir / "r5", {"train.valid_beam=0"}));
+  EXPECT_NE(e.find("train.valid_beam = 0 is out of range [1, 64]"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace attnlab::train

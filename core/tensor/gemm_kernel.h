@@ -18,6 +18,8 @@
 // OpenMP; each calling thread's OpenMP team size is set to 1 before its first call, so its
 // parallel regions run inline on the TBB worker that called (TBB owns every compute thread). The
 // result of a product depends only on its shape and the kernel, never on the calling thread.
+// A signal that arrives while a oneDNN product runs is handled after it (or by another thread):
+// oneDNN's kernels keep the stack pointer in heap memory, where a handler's frame would land.
 //
 // Choice: gemm() reads ATTNLAB_GEMM_KERNEL once, at the first product. Unset, "" or "auto": the
 // first of runnable_kernels() for this CPU (the fastest, by measurement, for its widest ISA);

@@ -348,7 +348,7 @@ TEST(AblateSweep, InterruptedParallelSweepStopsAndResumes) {
   AblationResult second = run_ablation(o, registry());
   EXPECT_FALSE(second.interrupted);
   for (size_t i = 0; i < 3; ++i) {
-    EXPECT_EQ(second.variants[i].status, "ok") << i;
+    EXPECT_EQ(second.variants[i].status, "ok") << i << ": " << second.variants[i].reason << "\n" << test::read_text_file(o.out_dir / second.variants[i].variant.id / "run.log");
     EXPECT_EQ(second.variants[i].steps, reference.variants[i].steps) << i;
     EXPECT_NEAR(second.variants[i].last_train_loss, reference.variants[i].last_train_loss, 1e-9) << i;
   }

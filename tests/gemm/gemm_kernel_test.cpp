@@ -5,9 +5,11 @@
 
 #include <dirent.h>
 #include <gtest/gtest.h>
+#include <sys/time.h>
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -102,6 +104,45 @@ TEST(GemmKernel, StartsNoThreadsBesideTbbs) {
   });
   EXPECT_EQ(thread_count(), before) << "a GEMM library started threads of its own (" << gemm_backend() << ")";
   EXPECT_FLOAT_EQ(c[3][17], 0.5f * 0.25f * n);
+}
+
+volatile std::sig_atomic_t g_alarms = 0;
+extern "C" void count_alarm(int) { g_alarms = g_alarms + 1; }
+
+// A signal handled while a product runs (Ctrl-C, SIGTERM from mpirun, a profiler's timer) must
+// not touch the heap: oneDNN's generated kernels move the stack pointer into a heap workspace,
+// where a handler's frame would land (gemm_kernel.cpp). Thousands of timer signals during products
+// of the training shapes, each with freshly allocated operands: the child process exits normally
+// with every result right, or dies of the corrupted heap when the products are not protected.
+TEST(GemmKernelDeathTest, SignalsDuringProductsLeaveTheHeapIntact) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  auto products_under_signals = [] {
+    struct sigaction action {};
+    action.sa_handler = count_alarm;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    ::sigaction(SIGALRM, &action, nullptr);
+    itimerval every_20us{{0, 20}, {0, 20}};
+    ::setitimer(ITIMER_REAL, &every_20us, nullptr);
+    int wrong = 0;
+    for (int rep = 0; rep < 6; ++rep)
+      for (Trans ta : {Trans::No, Trans::Yes})
+        for (Trans tb : {Trans::No, Trans::Yes})
+          for (int64_t m : {64, 100, 256})
+            for (int64_t n : {48, 397})
+              for (int64_t k : {64, 100, 256}) {
+                std::vector<float> a(static_cast<size_t>(m * k), 0.5f), b(static_cast<size_t>(k * n), 0.25f);
+                std::vector<float> c(static_cast<size_t>(m * n), -1.0f);
+                gemm(ta, tb, m, n, k, 1.0f, a.data(), ta == Trans::No ? k : m, b.data(), tb == Trans::No ? n : k, 0.0f,
+                     c.data(), n);
+                if (c.front() != 0.125f * static_cast<float>(k) || c.back() != 0.125f * static_cast<float>(k)) ++wrong;
+              }
+    itimerval off{};
+    ::setitimer(ITIMER_REAL, &off, nullptr);
+    std::fprintf(stderr, "%d signals, %d wrong products\n", static_cast<int>(g_alarms), wrong);
+    std::_Exit(wrong == 0 && g_alarms > 100 ? 0 : 1);
+  };
+  EXPECT_EXIT(products_under_signals(), ::testing::ExitedWithCode(0), "signals, 0 wrong products");
 }
 
 }  // namespace

@@ -61,7 +61,7 @@ void GradientReducer::begin_step(const std::string& what) {
 #ifdef ATTNLAB_HAVE_MPI
   // The poller drives this step's reductions while backward runs; finish_step drives them too.
   const uint64_t step = ++step_number_;
-  world_.mpi()->add_poller([this, step] { return step != step_number_.load() || poll(); });
+  world_.mpi()->add_poller([this, step] { return step != step_number_.load() ? PollState::Finished : poll(); });
 #endif
 }
 
@@ -69,23 +69,31 @@ void GradientReducer::gradient_ready(size_t param) {
   Bucket& b = *buckets_[bucket_of_[param]];
   const Tensor& g = store_[param].grad;
   std::copy(g.data(), g.data() + g.numel(), b.sum.data() + offset_of_[param]);
-  if (b.remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) b.full.store(true, std::memory_order_release);
+  if (b.remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    b.full.store(true, std::memory_order_release);
+#ifdef ATTNLAB_HAVE_MPI
+    world_.mpi()->wake();  // the communication thread sleeps until a bucket can start
+#endif
+  }
 }
 
 void GradientReducer::report_all() {
   for (size_t p = 0; p < store_.size(); ++p) gradient_ready(p);
 }
 
-bool GradientReducer::poll() {
+PollState GradientReducer::poll() {
 #ifdef ATTNLAB_HAVE_MPI
-  if (finished_ == buckets_.size() && next_to_start_ == buckets_.size()) return true;
+  using State = PollState;
+  if (finished_ == buckets_.size() && next_to_start_ == buckets_.size()) return State::Finished;
   const auto now = std::chrono::steady_clock::now();
+  bool progressed = false;
   // In index order only: every rank issues the same collectives in the same order.
   while (next_to_start_ < buckets_.size() && buckets_[next_to_start_]->full.load(std::memory_order_acquire)) {
     Bucket& b = *buckets_[next_to_start_++];
     if (next_to_start_ == 1) first_start_ = now;
     MPI_Iallreduce(MPI_IN_PLACE, b.sum.data(), static_cast<int>(b.sum.size()), MPI_FLOAT, MPI_SUM, world_.mpi()->comm(world_.comm_index()), &b.request);
     b.started = true;
+    progressed = true;
   }
   for (size_t i = 0; i < next_to_start_; ++i) {
     Bucket& b = *buckets_[i];
@@ -95,18 +103,22 @@ bool GradientReducer::poll() {
     if (flag) {
       b.finished = true;
       ++finished_;
+      progressed = true;
     }
   }
-  if (finished_ < buckets_.size()) return false;
+  if (finished_ < buckets_.size()) {
+    if (progressed) return State::Progressed;
+    return finished_ == next_to_start_ ? State::Idle : State::InFlight;
+  }
   last_end_ = std::chrono::steady_clock::now();
   {
     std::lock_guard<std::mutex> lock(mutex_);
     done_ = true;
   }
   all_done_.notify_one();
-  return true;
+  return State::Finished;
 #else
-  return true;
+  return PollState::Finished;
 #endif
 }
 
@@ -117,7 +129,7 @@ void GradientReducer::finish_step() {
   for (;;) {
     bool done = false;
 #ifdef ATTNLAB_HAVE_MPI
-    world_.mpi()->call([&] { done = poll(); });
+    world_.mpi()->call([&] { done = poll() == PollState::Finished; });
 #endif
     if (done) break;
     if (std::chrono::steady_clock::now() > deadline) {

@@ -57,7 +57,7 @@ class GradientReducer final : public exec::GradientListener {
 
  private:
   struct Bucket;
-  bool poll();  // on the communication thread
+  PollState poll();  // on the communication thread
 
   World& world_;
   exec::ParameterStore& store_;

@@ -130,7 +130,15 @@ int MpiThread::split(int parent, int color, int key) {
   return static_cast<int>(comms_.size()) - 1;
 }
 
-void MpiThread::add_poller(std::function<bool()> fn) {
+void MpiThread::wake() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    woken_ = true;
+  }
+  wake_.notify_one();
+}
+
+void MpiThread::add_poller(std::function<PollState()> fn) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     new_pollers_.push_back(std::move(fn));
@@ -139,23 +147,35 @@ void MpiThread::add_poller(std::function<bool()> fn) {
 }
 
 void MpiThread::loop() {
+  using std::chrono::microseconds;
+  constexpr microseconds kSoon{50}, kLongest{1000};
+  microseconds wait = kSoon;
+  bool all_idle = true;  // no poller has a request in flight
   for (;;) {
     std::deque<std::function<void()>> jobs;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      auto has_work = [&] { return stopping_ || !jobs_.empty() || !new_pollers_.empty(); };
-      if (pollers_.empty()) wake_.wait(lock, has_work);
-      else wake_.wait_for(lock, std::chrono::microseconds(100), has_work);
+      auto has_work = [&] { return stopping_ || !jobs_.empty() || !new_pollers_.empty() || woken_; };
+      if (pollers_.empty() || all_idle) wake_.wait(lock, has_work);
+      else wake_.wait_for(lock, wait, has_work);
       if (stopping_ && jobs_.empty()) return;
+      if (woken_) wait = kSoon;
+      woken_ = false;
       jobs.swap(jobs_);
       for (auto& p : new_pollers_) pollers_.push_back(std::move(p));
       new_pollers_.clear();
     }
     for (auto& job : jobs) job();
+    bool progressed = false;
+    all_idle = true;
     for (size_t i = 0; i < pollers_.size();) {
-      if (pollers_[i]()) pollers_.erase(pollers_.begin() + static_cast<std::ptrdiff_t>(i));
+      const PollState state = pollers_[i]();
+      progressed = progressed || state == PollState::Progressed;
+      all_idle = all_idle && state == PollState::Idle;
+      if (state == PollState::Finished) pollers_.erase(pollers_.begin() + static_cast<std::ptrdiff_t>(i));
       else ++i;
     }
+    wait = progressed ? kSoon : std::min(2 * wait, kLongest);
   }
 }
 

@@ -38,6 +38,10 @@
 
 namespace attnlab::dist {
 
+// What a poller on the communication thread reports (mpi_thread.h, add_poller): done for good; a
+// request started or completed; requests pending that did not move; nothing in flight.
+enum class PollState { Finished, Progressed, InFlight, Idle };
+
 struct DistError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };

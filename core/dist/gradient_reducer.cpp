@@ -132,9 +132,21 @@ void GradientReducer::finish_step() {
     world_.mpi()->call([&] { done = poll() == PollState::Finished; });
 #endif
     if (done) break;
+    world_.answer_roll_call();
     if (std::chrono::steady_clock::now() > deadline) {
-      // Which rank is missing is known when there is only one other (with more, any of them).
-      const std::string missing = world_.size() == 2 ? "rank " + std::to_string(1 - world_.rank()) : "a rank";
+      // MPI does not say which rank of a collective is missing: with one other rank it is that
+      // one; with more, rank 0 asks each (the others answer while they wait here) and names
+      // those that do not reply within half the timeout, before the others' longer wait ends.
+      std::string missing = "a rank";
+      if (world_.size() == 2) {
+        missing = "rank " + std::to_string(1 - world_.rank());
+      } else if (world_.root()) {
+        const std::vector<int> absent = world_.ranks_not_answering(world_.rank_timeout() / 2);
+        if (!absent.empty()) {
+          missing = absent.size() > 1 ? "ranks " : "rank ";
+          for (size_t i = 0; i < absent.size(); ++i) missing += (i ? ", " : "") + std::to_string(absent[i]);
+        }
+      }
       std::cerr << "attnlab: error: " << world_.prefix() << missing << " did not answer within --rank-timeout " << world_.rank_timeout()
                 << " s (the gradient reduction of " << what_ << "); stopping every rank" << std::endl;
       world_.abort(3);

@@ -21,6 +21,7 @@ namespace {
 
 std::atomic<bool> world_started{false};
 constexpr int kTextTag = 13;
+constexpr int kRollCallTag = 14, kPresentTag = 15;
 
 }  // namespace
 
@@ -233,6 +234,9 @@ std::vector<uint64_t> World::all_gather(std::span<const uint64_t> mine, const st
                   << rank_timeout_ << " s (" << what << "); stopping every rank" << std::endl;
         abort(3);
       }
+      // A rank that got through a collective before the others (not every rank's part of it
+      // ends at once) waits here for rank 0, which may be naming the ranks that did not.
+      answer_roll_call();
       std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
   };
@@ -264,6 +268,56 @@ std::vector<uint64_t> World::all_gather(std::span<const uint64_t> mine, const st
     wait_all(2 * rank_timeout_);
   }
   return table;
+}
+
+std::vector<int> World::ranks_not_answering(double seconds) {
+  if (!mpi_) return {};
+  const size_t others = static_cast<size_t>(size_ - 1);
+  // The buffers outlive the call: a rank that never answers never takes its call either, and the
+  // job is aborted right after.
+  static std::vector<int> calls, replies;
+  calls.assign(others, 0);
+  replies.assign(others, 0);
+  std::vector<MPI_Request> sent(others, MPI_REQUEST_NULL), answered(others, MPI_REQUEST_NULL);
+  mpi_->call([&] {
+    for (int r = 1; r < size_; ++r) {
+      MPI_Isend(&calls[r - 1], 1, MPI_INT, r, kRollCallTag, mpi_->comm(comm_), &sent[r - 1]);
+      MPI_Irecv(&replies[r - 1], 1, MPI_INT, r, kPresentTag, mpi_->comm(comm_), &answered[r - 1]);
+    }
+  });
+  std::vector<int> present(others, 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  for (;;) {
+    bool all = true;
+    mpi_->call([&] {
+      for (size_t i = 0; i < others; ++i)
+        if (!present[i]) {
+          MPI_Test(&answered[i], &present[i], MPI_STATUS_IGNORE);
+          all = all && present[i];
+        }
+    });
+    if (all || std::chrono::steady_clock::now() > deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::vector<int> missing;
+  for (size_t i = 0; i < others; ++i)
+    if (!present[i]) missing.push_back(static_cast<int>(i) + 1);
+  return missing;
+}
+
+void World::answer_roll_call() {
+  if (!mpi_ || root()) return;
+  static int reply = 1;  // the send completes whenever rank 0 takes it
+  mpi_->call([&] {
+    int called = 0;
+    MPI_Iprobe(0, kRollCallTag, mpi_->comm(comm_), &called, MPI_STATUS_IGNORE);
+    if (!called) return;
+    int ignored = 0;
+    MPI_Recv(&ignored, 1, MPI_INT, 0, kRollCallTag, mpi_->comm(comm_), MPI_STATUS_IGNORE);
+    MPI_Request request = MPI_REQUEST_NULL;
+    MPI_Isend(&reply, 1, MPI_INT, 0, kPresentTag, mpi_->comm(comm_), &request);
+    MPI_Request_free(&request);
+  });
 }
 
 void World::send_text(int to, const std::string& text) {
@@ -347,6 +401,8 @@ std::vector<uint64_t> World::all_gather(std::span<const uint64_t> mine, const st
 void World::send_text(int, const std::string&) { throw DistError("send_text needs a world of several ranks"); }
 std::pair<int, std::string> World::receive_text(int) { throw DistError("receive_text needs a world of several ranks"); }
 std::unique_ptr<World> World::split(int) { throw DistError("split needs a world of several ranks"); }
+std::vector<int> World::ranks_not_answering(double) { return {}; }
+void World::answer_roll_call() {}
 
 #endif
 

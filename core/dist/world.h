@@ -11,7 +11,7 @@
 // - One thread talks to MPI: the world's communication thread, which calls MPI_Init_thread
 //   (MPI_THREAD_FUNNELED: only that thread ever calls MPI) and MPI_Finalize. Every exchange below
 //   is handed to it. It is not a compute thread: it sleeps on a condition variable, or between
-//   MPI_Test polls (every 100 µs) while a reduction is in flight, so TBB keeps every core.
+//   MPI_Test polls (50 µs to 1 ms apart) while a reduction is in flight, so TBB keeps every core.
 // - all_gather(mine, what): every rank contributes the same number of words; every rank gets
 //   the table of all ranks' words (rank-major). It passes through rank 0 (point to point), so a
 //   rank that does not answer is known by name: rank 0 waits rank_timeout() seconds for each
@@ -23,6 +23,11 @@
 // - send_text(to, text) / receive_text(from) pass one text between two ranks (a sweep's work
 //   and results); receive_text(-1) takes the next text from any rank and says which. They wait as
 //   long as it takes (a variant trains for hours); mpirun ends the job when a rank dies.
+// - A roll call names the ranks that stopped answering inside a collective, where MPI does not
+//   say which is missing: ranks_not_answering(seconds), on rank 0, asks every other rank point to
+//   point and returns, after at most `seconds`, those that did not reply; the others reply from
+//   answer_roll_call(), which they call while they wait in such a collective or in all_gather (it
+//   returns at once).
 // - World::alone() is a world of one for work that a rank does on its own under mpirun (a sweep
 //   variant trained by one rank): it never talks to MPI.
 // - Messages a rank prints name it: prefix() is "rank R: " in a world of several ranks, else "".
@@ -77,6 +82,8 @@ class World {
   std::vector<uint64_t> all_gather(std::span<const uint64_t> mine, const std::string& what);
   void send_text(int to, const std::string& text);
   std::pair<int, std::string> receive_text(int from);
+  std::vector<int> ranks_not_answering(double seconds);
+  void answer_roll_call();
   [[noreturn]] void abort(int code);
 
   // Groups of ranks (a sweep's variant trained by K ranks): every rank of this world calls it;

@@ -336,20 +336,39 @@ TEST_F(Distributed, AKilledRankEndsTheJobNamingItAndResumeContinuesFromTheLastCh
   EXPECT_EQ(losses("run").size(), 40u);
 }
 
-TEST_F(Distributed, ARankThatStopsAnsweringIsNamedWithinTheRankTimeout) {
-  const fs::path file = experiment("tiny", kLongRun);
-  const fs::path out = dir_ / "run";
-  Background job(mpirun(2) + kExe + " run " + file.string() + " --out " + out.string() + " --threads 1 --rank-timeout 2", dir_, out);
+// Starts the long run `file` on `ranks` ranks, stops rank `victim` with SIGSTOP once a checkpoint exists,
+// and expects rank 0 to end the job naming it.
+void expect_a_stopped_rank_named(const fs::path& file, const fs::path& dir, int ranks, int victim) {
+  const fs::path out = dir / "run";
+  Background job(mpirun(ranks) + kExe + " run " + file.string() + " --out " + out.string() + " --threads 1 --rank-timeout 2", dir, out);
   ASSERT_TRUE(wait_for_a_checkpoint(out, 60)) << read_text_file(job.err);
-  const pid_t victim = rank_pid(1, out);
-  ASSERT_GT(victim, 0);
-  ASSERT_EQ(kill(victim, SIGSTOP), 0);
+  const pid_t pid = rank_pid(victim, out);
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(kill(pid, SIGSTOP), 0);
   const int code = job.wait_for(30);
-  kill(victim, SIGKILL);  // in case the job's end left it behind
-  ASSERT_NE(code, -1) << "the job did not end within 30 s of rank 1 stopping";
+  kill(pid, SIGKILL);  // in case the job's end left it behind
+  ASSERT_NE(code, -1) << "the job did not end within 30 s of rank " << victim << " stopping";
   EXPECT_NE(code, 0);
   const std::string err = read_text_file(job.err);
-  EXPECT_NE(err.find("rank 0: rank 1 did not answer within --rank-timeout 2 s"), std::string::npos) << err;
+  EXPECT_NE(err.find("rank 0: rank " + std::to_string(victim) + " did not answer within --rank-timeout 2 s"), std::string::npos) << err;
+}
+
+TEST_F(Distributed, ARankThatStopsAnsweringIsNamedWithinTheRankTimeout) {
+  expect_a_stopped_rank_named(experiment("tiny", kLongRun), dir_, 2, 1);
+}
+
+// With more than two ranks MPI does not say which rank of a collective is missing: a roll call
+// (point to point) names the ranks that do not answer.
+TEST_F(Distributed, ARollCallNamesTheRanksThatDoNotAnswer) {
+  CommandResult r = test::run_command(mpirun(3) + ROLL_CALL_PROBE);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("not answering: 2\n"), std::string::npos) << r.out << r.err;
+}
+
+// The same at three ranks, wherever in the step the rank stops (its part of the step's exchange,
+// or the gradient reduction).
+TEST_F(Distributed, AtThreeRanksTheRankThatStopsAnsweringIsNamed) {
+  expect_a_stopped_rank_named(experiment("tiny", kLongRun), dir_, 3, 2);
 }
 
 TEST_F(Distributed, SigtermToMpirunSavesOneCheckpointAndStopsEveryRank) {

@@ -124,13 +124,14 @@ def compare_runs(reference_dir, soaked_dir, label):
 
 # ---- running under fire -----------------------------------------------------------------------
 
-def has_step_checkpoint(cwd, command):
-    """Whether the run directory a `run ... --out DIR` command names holds a step checkpoint (a
-    sweep's command, which has no such directory of its own, counts as resumable)."""
+def resumable(cwd, command):
+    """Whether `attnlab run --resume` takes up the run directory a `run ... --out DIR` command names:
+    once the run was accepted (its checkpoints/ directory exists), with or without a step
+    checkpoint (without one it starts again from step 0). A sweep's command, which has no such
+    directory of its own, counts as resumable."""
     if command[1] != "run":
         return True
-    ckpt = os.path.join(cwd, command[command.index("--out") + 1], "checkpoints")
-    return os.path.isdir(ckpt) and any(n.startswith("step-") and n.endswith(".ckpt") for n in os.listdir(ckpt))
+    return os.path.isdir(os.path.join(cwd, command[command.index("--out") + 1], "checkpoints"))
 
 
 def run_to_end(command, cwd, resume_command, rng, kills):
@@ -147,14 +148,9 @@ def run_to_end(command, cwd, resume_command, rng, kills):
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 landed += 1
-                # Killed before its first checkpoint, a run has nothing to resume from (attnlab
-                # refuses both --resume and a new run there): as a user would, start it over in a
-                # fresh directory. A sweep resumes in any case: its command is the same.
-                if has_step_checkpoint(cwd, command):
-                    attempt = resume_command(cwd)
-                else:
-                    shutil.rmtree(os.path.join(cwd, command[command.index("--out") + 1]))
-                    attempt = command
+                # Killed before the run was accepted, there is nothing to resume: the same
+                # command starts it. A sweep resumes in any case: its command is the same.
+                attempt = resume_command(cwd) if resumable(cwd, command) else command
                 continue
         else:
             proc.wait()

@@ -215,6 +215,9 @@ class TrainingRun {
   bool owns_output() const { return world_.root(); }
   ckpt::Checkpoint make_checkpoint() const;
   void resume_from_latest_checkpoint();
+  void restart_run_that_saved_nothing();
+  std::vector<std::string> differences_from(const std::string& experiment_text, const std::string& model_text,
+                                            const std::vector<std::string>& overrides) const;
   EvalFigures evaluate(const data::Batcher& set, const std::vector<data::SentencePair>& pairs, int64_t bleu_sentences,
                        Translator& translator);
   void validate(double elapsed);
@@ -507,18 +510,48 @@ std::vector<std::string> identity_overrides(const std::vector<std::string>& all)
   return out;
 }
 
+// What differs between a saved run (its experiment, model and overrides) and this one.
+std::vector<std::string> TrainingRun::differences_from(const std::string& experiment_text, const std::string& model_text,
+                                                       const std::vector<std::string>& overrides) const {
+  std::vector<std::string> differs;
+  if (experiment_text != experiment_text_) differs.push_back("the experiment file");
+  if (model_text != model_text_) differs.push_back("the model file");
+  if (identity_overrides(overrides) != identity_overrides(override_texts_))
+    differs.push_back("the overrides (" + join_names(identity_overrides(overrides)) + " then, " +
+                      join_names(identity_overrides(override_texts_)) + " now)");
+  return differs;
+}
+
+// A run stopped before its first step checkpoint left nothing to resume from: --resume starts it
+// again from step 0 in its own directory (as a user would, instead of looking for a new one), once
+// the files it wrote at its start show the same experiment, model and overrides.
+void TrainingRun::restart_run_that_saved_nothing() {
+  std::vector<std::string> differs;
+  const fs::path saved_experiment = run_dir_ / "experiment.attn", saved_model = run_dir_ / spec_.model_path.filename(),
+                 saved_settings = run_dir_ / "settings.json";
+  if (fs::exists(saved_experiment) && fs::exists(saved_model) && fs::exists(saved_settings)) {
+    const nlohmann::json settings = nlohmann::json::parse(read_text(saved_settings), nullptr, false);
+    std::vector<std::string> overrides;
+    if (!settings.is_discarded() && settings.contains("overrides") && settings["overrides"].is_array())
+      for (const auto& o : settings["overrides"])
+        if (o.is_string()) overrides.push_back(o.get<std::string>());
+    differs = differences_from(read_text(saved_experiment), read_text(saved_model), overrides);
+  }
+  if (!differs.empty())
+    throw RunError("cannot resume: " + run_dir_.string() + " holds a run of another experiment (" + join_names(differs) +
+                   " differ from this run's), which saved no checkpoint; give another --out");
+  const fs::path metrics_path = run_dir_ / "metrics.jsonl";
+  if (owns_output() && fs::exists(metrics_path)) fs::remove(metrics_path);
+  log_ << "no step checkpoint in " << checkpoints_->dir().string() << " (the run stopped before its first one): starting it again from step 0\n";
+}
+
 void TrainingRun::resume_from_latest_checkpoint() {
   std::optional<fs::path> latest = checkpoints_->latest();
-  if (!latest) throw RunError("--resume: no step checkpoint in " + checkpoints_->dir().string());
+  if (!latest) return restart_run_that_saved_nothing();
   ckpt::Checkpoint c = read_checkpoint(*latest);
   const std::string source = latest->string();
-  std::vector<std::string> differs;
-  if (c.experiment_text() != experiment_text_) differs.push_back("the experiment file");
-  if (c.spec_text() != model_text_) differs.push_back("the model file");
-  const std::vector<std::string> saved_overrides(c.overrides().begin(), c.overrides().end());
-  if (identity_overrides(saved_overrides) != identity_overrides(override_texts_))
-    differs.push_back("the overrides (" + join_names(identity_overrides(saved_overrides)) + " then, " +
-                      join_names(identity_overrides(override_texts_)) + " now)");
+  std::vector<std::string> differs =
+      differences_from(c.experiment_text(), c.spec_text(), std::vector<std::string>(c.overrides().begin(), c.overrides().end()));
   if (c.random().seed() != seed_)
     differs.push_back("the seed (" + std::to_string(c.random().seed()) + " then, " + std::to_string(seed_) + " now)");
   if (!differs.empty())

@@ -416,6 +416,35 @@ TEST(TrainerErrors, ResumeNeedsARunAndANewRunNeedsAFreshDirectory) {
   EXPECT_NE(e.find("already holds a run; give another --out DIR, or --resume"), std::string::npos) << e;
 }
 
+// A run stopped before its first step checkpoint (here: a finished run whose checkpoints are
+// removed, the state a kill in its first steps leaves) starts again from step 0 on --resume, and
+// ends as an uninterrupted run does; a run of another experiment in that directory is refused.
+TEST(TrainerResume, ARunThatSavedNoCheckpointStartsAgainFromStepZero) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  run_experiment(options_for(exp, dir / "reference"), registry());
+  run_experiment(options_for(exp, dir / "run"), registry());
+  for (const auto& entry : fs::directory_iterator(dir / "run" / "checkpoints")) fs::remove(entry.path());
+
+  RunOptions other = options_for(exp, dir / "run", {"train.label_smoothing=0"});
+  other.resume = true;
+  const std::string refused = error_of(other);
+  EXPECT_NE(refused.find("cannot resume: " + (dir / "run").string() + " holds a run of another experiment (the overrides"),
+            std::string::npos) << refused;
+  EXPECT_TRUE(fs::exists(dir / "run" / "metrics.jsonl"));  // the refusal touched nothing
+
+  RunOptions again = options_for(exp, dir / "run");
+  again.resume = true;
+  std::ostringstream log;
+  again.log = &log;
+  const RunResult r = run_experiment(again, registry());
+  EXPECT_NE(log.str().find("no step checkpoint in " + (dir / "run" / "checkpoints").string() +
+                           " (the run stopped before its first one): starting it again from step 0"),
+            std::string::npos) << log.str();
+  EXPECT_EQ(r.steps, 12);
+  EXPECT_EQ(train_losses(dir / "run"), train_losses(dir / "reference"));  // once each, as uninterrupted
+}
+
 // ---- The command ---------------------------------------------------------------------------------
 
 struct Result {

@@ -53,299 +53,328 @@ const TensorView& Plan::grad(const std::string& name) const {
   return it == grads_.end() ? absent_view() : it->second;
 }
 
-Plan::Plan(Model& model, ir::DimBindings dims, std::vector<std::string> feeds, std::vector<std::string> fetches,
-           Pass pass)
-    : model_(model), dims_(std::move(dims)), pass_(pass), fetches_(std::move(fetches)) {
-  const ir::GraphDef& graph = model.graph();
-  const int n = graph.nodes_size();
+// Building a plan, in stages that each read what the earlier ones found: the values asked for, the
+// nodes needed, their shapes at the plan's sizes, value buffers, which values carry gradients,
+// the steps with their views, parameter gradients, and the order between steps.
+struct Plan::Builder {
+  Plan& plan;
+  Model& model;
+  const ir::GraphDef& graph;
+  const int n;
   std::map<std::string, int> input_index;
-  for (int i = 0; i < graph.inputs_size(); ++i) input_index[graph.inputs(i).name()] = i;
   std::vector<std::string> output_names;
-  for (const ir::GraphOutput& out : graph.outputs()) {
-    output_values_[out.name()] = out.value();
-    output_names.push_back(out.name());
+  std::set<std::string> fed;
+  std::vector<std::string> fetched_values;  // the fetches, resolved
+  std::vector<bool> needed, shaped;
+  std::set<std::string> shaped_inputs;
+  std::map<std::string, Shape> shapes;
+  std::vector<NodeShapes> node_shapes;
+  std::vector<int> order;  // the needed nodes, topologically
+  std::vector<bool> active;  // runs backward
+  std::map<int, int> step_of;  // node -> step
+  std::map<size_t, std::vector<std::pair<int, int>>> param_users;  // store index -> (step, slot)
+
+  Builder(Plan& p, Model& m) : plan(p), model(m), graph(m.graph()), n(m.graph().nodes_size()) {
+    for (int i = 0; i < graph.inputs_size(); ++i) input_index[graph.inputs(i).name()] = i;
+    for (const ir::GraphOutput& out : graph.outputs()) {
+      plan.output_values_[out.name()] = out.value();
+      output_names.push_back(out.name());
+    }
   }
 
   // Where a value comes from: a graph input (-1) or a node; anything else is not a value.
-  auto producer = [&](const std::string& value, const std::string& role) -> int {
+  int producer(const std::string& value, const std::string& role) const {
     const ir::ValueRef ref = ir::parse_value(value);
     const int node = model.node_index(ref.name);
     if (node >= 0 && ref.port < static_cast<int>(model.schema(node).outputs.size())) return node;
     if (node < 0 && ref.port == 0 && input_index.count(ref.name)) return -1;
     throw PlanError("cannot plan: " + role + " '" + value + "' is neither a graph output (" + join(output_names) +
                     ") nor a value of the graph");
-  };
-
-  std::set<std::string> fed;
-  for (const std::string& f : feeds) {
-    const std::string& value = resolve(f);
-    producer(value, "fed value");
-    if (fed.insert(value).second) feeds_.push_back(value);
-  }
-  std::vector<std::string> fetched_values;
-  for (const std::string& f : fetches_) {
-    const std::string& value = resolve(f);
-    producer(value, "fetch");
-    fetched_values.push_back(value);
   }
 
-  // The nodes needed: walk back from the fetches, stopping at fed values.
-  std::vector<bool> needed(n, false);
-  std::function<void(const std::string&, const std::string&)> need = [&](const std::string& value,
-                                                                          const std::string& consumer) {
-    if (fed.count(value)) return;
-    const int p = producer(value, "value");
-    if (p < 0)
-      throw PlanError("cannot plan: " + consumer + " needs graph input '" + value + "', which is not fed (fed: " +
-                      (feeds_.empty() ? std::string("nothing") : join(feeds_)) + ")");
-    if (needed[p]) return;
-    needed[p] = true;
-    for (const std::string& in : graph.nodes(p).inputs())
-      if (!in.empty()) need(in, "node '" + graph.nodes(p).name() + "'");
-  };
-  for (size_t i = 0; i < fetched_values.size(); ++i) need(fetched_values[i], "fetch '" + fetches_[i] + "'");
-  for (const std::string& value : feeds_) {
-    const int p = producer(value, "fed value");
-    if (p >= 0 && needed[p])
-      throw PlanError("cannot plan: value '" + value + "' is fed, but its node '" + graph.nodes(p).name() +
-                      "' also has to run for another of its outputs");
+  void resolve_feeds_and_fetches(const std::vector<std::string>& feeds) {
+    for (const std::string& f : feeds) {
+      const std::string& value = plan.resolve(f);
+      producer(value, "fed value");
+      if (fed.insert(value).second) plan.feeds_.push_back(value);
+    }
+    for (const std::string& f : plan.fetches_) {
+      const std::string& value = plan.resolve(f);
+      producer(value, "fetch");
+      fetched_values.push_back(value);
+    }
   }
 
-  // Shapes: infer the needed nodes and whatever produces the fed values (upstream of feeds too,
-  // because a fed value's shape is the one its producer would give).
-  std::vector<bool> shaped(n, false);
-  std::set<std::string> shaped_inputs;
-  std::function<void(int)> shape_closure = [&](int node) {
-    if (shaped[node]) return;
-    shaped[node] = true;
-    for (const std::string& in : graph.nodes(node).inputs()) {
-      if (in.empty()) continue;
-      const int p = producer(in, "value");
+  // Walks back from the fetches, stopping at fed values.
+  void select_needed_nodes() {
+    needed.assign(n, false);
+    std::function<void(const std::string&, const std::string&)> need = [&](const std::string& value, const std::string& consumer) {
+      if (fed.count(value)) return;
+      const int p = producer(value, "value");
+      if (p < 0)
+        throw PlanError("cannot plan: " + consumer + " needs graph input '" + value + "', which is not fed (fed: " +
+                        (plan.feeds_.empty() ? std::string("nothing") : join(plan.feeds_)) + ")");
+      if (needed[p]) return;
+      needed[p] = true;
+      for (const std::string& in : graph.nodes(p).inputs())
+        if (!in.empty()) need(in, "node '" + graph.nodes(p).name() + "'");
+    };
+    for (size_t i = 0; i < fetched_values.size(); ++i) need(fetched_values[i], "fetch '" + plan.fetches_[i] + "'");
+    for (const std::string& value : plan.feeds_) {
+      const int p = producer(value, "fed value");
+      if (p >= 0 && needed[p])
+        throw PlanError("cannot plan: value '" + value + "' is fed, but its node '" + graph.nodes(p).name() +
+                        "' also has to run for another of its outputs");
+    }
+    for (int i : model.inferred().order)
+      if (needed[i]) order.push_back(i);
+  }
+
+  // Shapes of the needed nodes and of whatever produces the fed values (upstream of feeds too,
+  // because a fed value's shape is the one its producer would give), at the plan's sizes.
+  void infer_shapes() {
+    shaped.assign(n, false);
+    std::function<void(int)> shape_closure = [&](int node) {
+      if (shaped[node]) return;
+      shaped[node] = true;
+      for (const std::string& in : graph.nodes(node).inputs()) {
+        if (in.empty()) continue;
+        const int p = producer(in, "value");
+        if (p >= 0) shape_closure(p);
+        else shaped_inputs.insert(in);
+      }
+    };
+    for (int i = 0; i < n; ++i)
+      if (needed[i]) shape_closure(i);
+    for (const std::string& value : plan.feeds_) {
+      const int p = producer(value, "fed value");
       if (p >= 0) shape_closure(p);
-      else shaped_inputs.insert(in);
+      else shaped_inputs.insert(value);
     }
-  };
-  for (int i = 0; i < n; ++i)
-    if (needed[i]) shape_closure(i);
-  for (const std::string& value : feeds_) {
-    const int p = producer(value, "fed value");
-    if (p >= 0) shape_closure(p);
-    else shaped_inputs.insert(value);
-  }
-  for (const std::string& value : fetched_values)
-    if (producer(value, "fetch") < 0) shaped_inputs.insert(value);
+    for (const std::string& value : fetched_values)
+      if (producer(value, "fetch") < 0) shaped_inputs.insert(value);
 
-  std::vector<ir::Diagnostic> diagnostics;
-  std::map<std::string, Shape> shapes;
-  for (const std::string& name : shaped_inputs) {
-    const ir::GraphInput& input = graph.inputs(input_index.at(name));
-    Shape shape;
-    bool ok = true;
-    for (const ir::Dim& d : input.shape()) {
-      if (d.dim_case() != ir::Dim::kSymbol) {
-        shape.push_back(d.size());
-      } else if (auto it = dims_.find(d.symbol()); it != dims_.end()) {
-        shape.push_back(it->second);
-      } else {
-        diagnostics.push_back({input.loc(), "graph input '" + name + "': dimension '" + d.symbol() +
-                                                "' has no size bound in this plan"});
-        ok = false;
-      }
+    std::vector<ir::Diagnostic> diagnostics;
+    for (const std::string& name : shaped_inputs) {
+      const ir::GraphInput& input = graph.inputs(input_index.at(name));
+      std::vector<std::string> problems;
+      Shape shape = ir::bind_input_shape(input, plan.dims_, problems);
+      for (const std::string& problem : problems) diagnostics.push_back({input.loc(), problem + " in this plan"});
+      if (problems.empty()) shapes[name] = std::move(shape);
     }
-    if (ok) shapes[name] = shape;
-  }
-  std::vector<NodeShapes> node_shapes(n);
-  std::vector<bool> failed(n, false);
-  for (int i : model.inferred().order) {
-    if (!shaped[i]) continue;
-    const ir::NodeDef& def = graph.nodes(i);
-    std::vector<Shape> in_shapes;
-    for (const std::string& in : def.inputs()) {
-      if (in.empty()) {
-        in_shapes.push_back({});
-        continue;
+    node_shapes.resize(n);
+    std::vector<bool> failed(n, false);
+    for (int i : model.inferred().order) {
+      if (!shaped[i]) continue;
+      const ir::NodeDef& def = graph.nodes(i);
+      std::vector<Shape> in_shapes;
+      for (const std::string& in : def.inputs()) {
+        if (in.empty()) {
+          in_shapes.push_back({});
+          continue;
+        }
+        auto it = shapes.find(in);
+        if (it == shapes.end()) {
+          failed[i] = true;
+          break;
+        }
+        in_shapes.push_back(it->second);
       }
-      auto it = shapes.find(in);
-      if (it == shapes.end()) {
+      if (failed[i]) continue;
+      try {
+        node_shapes[i] = ir::infer_node_shapes(model.node(i), model.schema(i), std::move(in_shapes));
+        check_parameters_do_not_depend_on_sizes(i);
+        const NodeShapes& s = node_shapes[i];
+        for (size_t k = 0; k < s.outputs.size(); ++k) shapes[ir::value_name(def.name(), static_cast<int>(k))] = s.outputs[k];
+      } catch (const std::exception& e) {
+        diagnostics.push_back({def.loc(), "node '" + def.name() + "' (" + def.type() + "): " + e.what()});
         failed[i] = true;
-        break;
       }
-      in_shapes.push_back(it->second);
     }
-    if (failed[i]) continue;
-    in_shapes.resize(model.schema(i).inputs.size());  // trailing optional inputs left out
-    const std::string prefix = "node '" + def.name() + "' (" + def.type() + "): ";
-    try {
-      node_shapes[i] = model.node(i).infer(in_shapes);
-      const NodeShapes& s = node_shapes[i];
-      if (s.outputs.size() != model.schema(i).outputs.size())
-        throw ShapeError("infer() gave " + std::to_string(s.outputs.size()) + " output shapes; the schema declares " +
-                         std::to_string(model.schema(i).outputs.size()));
-      const auto params = model.node_parameters(i);
-      if (s.params.size() != params.size())
-        throw ShapeError("infer() declared " + std::to_string(s.params.size()) + " parameters for these sizes and " +
-                         std::to_string(params.size()) + " for the model's; parameters must not depend on sizes");
-      for (size_t k = 0; k < params.size(); ++k)
-        if (s.params[k].shape != model.parameters()[params[k]].spec.shape)
-          throw ShapeError("parameter '" + s.params[k].name + "' has shape " + to_string(s.params[k].shape) +
-                           " for these sizes and " + to_string(model.parameters()[params[k]].spec.shape) +
-                           " for the model's; parameters must not depend on sizes");
-      for (size_t k = 0; k < s.outputs.size(); ++k) shapes[ir::value_name(def.name(), static_cast<int>(k))] = s.outputs[k];
-    } catch (const std::exception& e) {
-      diagnostics.push_back({def.loc(), prefix + e.what()});
-      failed[i] = true;
-    }
+    if (!diagnostics.empty()) throw ir::GraphError(std::move(diagnostics));
   }
-  if (!diagnostics.empty()) throw ir::GraphError(std::move(diagnostics));
 
-  // Which values can carry a gradient at all.
-  auto differentiable = [&](const std::string& value) {
+  void check_parameters_do_not_depend_on_sizes(int i) const {
+    const NodeShapes& s = node_shapes[i];
+    const auto params = model.node_parameters(i);
+    if (s.params.size() != params.size())
+      throw ShapeError("infer() declared " + std::to_string(s.params.size()) + " parameters for these sizes and " +
+                       std::to_string(params.size()) + " for the model's; parameters must not depend on sizes");
+    for (size_t k = 0; k < params.size(); ++k)
+      if (s.params[k].shape != model.parameters()[params[k]].spec.shape)
+        throw ShapeError("parameter '" + s.params[k].name + "' has shape " + to_string(s.params[k].shape) + " for these sizes and " +
+                         to_string(model.parameters()[params[k]].spec.shape) + " for the model's; parameters must not depend on sizes");
+  }
+
+  // Whether a value can carry a gradient at all.
+  bool differentiable(const std::string& value) const {
     const int p = producer(value, "value");
     if (p < 0) {
       const std::string& kind = graph.inputs(input_index.at(value)).kind();
       return kind != "ids" && kind != "mask";
     }
     return model.schema(p).outputs[ir::parse_value(value).port].differentiable;
-  };
-
-  // Value buffers: fed values, then every output of every needed node.
-  for (const std::string& value : feeds_) values_[value] = allocate(shapes.at(value));
-  std::vector<int> order;
-  for (int i : model.inferred().order)
-    if (needed[i]) order.push_back(i);
-  for (int i : order)
-    for (size_t k = 0; k < model.schema(i).outputs.size(); ++k) {
-      const std::string name = ir::value_name(graph.nodes(i).name(), static_cast<int>(k));
-      values_[name] = allocate(shapes.at(name));
-    }
-
-  // Gradient flow, in reverse topological order.
-  std::set<std::string> with_grad;
-  for (const std::string& value : fetched_values)
-    if (pass_ == Pass::ForwardAndBackward && differentiable(value)) with_grad.insert(value);
-  std::vector<bool> active(n, false);
-  for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    const int i = *it;
-    const ir::NodeDef& def = graph.nodes(i);
-    const NodeSchema& schema = model.schema(i);
-    bool output_grad = false;
-    for (size_t k = 0; k < schema.outputs.size(); ++k)
-      if (schema.outputs[k].differentiable && with_grad.count(ir::value_name(def.name(), static_cast<int>(k))))
-        output_grad = true;
-    std::vector<std::string> grad_inputs;
-    for (int j = 0; j < def.inputs_size(); ++j)
-      if (!def.inputs(j).empty() && schema.inputs[j].differentiable && differentiable(def.inputs(j)))
-        grad_inputs.push_back(def.inputs(j));
-    if (!output_grad || (model.node_parameters(i).empty() && grad_inputs.empty())) continue;
-    active[i] = true;
-    for (size_t k = 0; k < schema.outputs.size(); ++k)
-      if (schema.outputs[k].differentiable) with_grad.insert(ir::value_name(def.name(), static_cast<int>(k)));
-    with_grad.insert(grad_inputs.begin(), grad_inputs.end());
-  }
-  for (const std::string& value : with_grad) {
-    grads_[value] = allocate(shapes.at(value));
-    value_grad_views_.push_back(grads_[value]);
   }
 
-  // Steps with their views.
-  std::map<int, int> step_of;
-  std::map<size_t, std::vector<std::pair<int, int>>> param_users;  // store index -> (step, slot)
-  steps_.resize(order.size());
-  for (size_t s = 0; s < order.size(); ++s) {
-    const int i = order[s];
-    step_of[i] = static_cast<int>(s);
-    const ir::NodeDef& def = graph.nodes(i);
-    const NodeSchema& schema = model.schema(i);
-    const NodeShapes& ns = node_shapes[i];
-    Step& step = steps_[s];
-    step.node = i;
-    step.instance = &model.node(i);
-    step.name = def.name();
-    step.type = def.type();
-    step.loc = def.loc();
-    step.name_hash = fnv1a(def.name());
-    step.runs_backward = active[i];
-    for (int j = 0; j < static_cast<int>(schema.inputs.size()); ++j) {
-      const std::string in = j < def.inputs_size() ? def.inputs(j) : std::string();
-      step.inputs.push_back(in.empty() ? TensorView() : values_.at(in));
-      const bool wants = active[i] && !in.empty() && schema.inputs[j].differentiable && grads_.count(in);
-      step.input_grads.push_back(wants ? grads_.at(in) : TensorView());
-    }
-    for (size_t k = 0; k < schema.outputs.size(); ++k) {
-      const std::string name = ir::value_name(def.name(), static_cast<int>(k));
-      step.outputs.push_back(values_.at(name));
-      auto g = grads_.find(name);
-      step.output_grads.push_back(active[i] && g != grads_.end() ? g->second : TensorView());
-    }
-    const auto params = model.node_parameters(i);
-    for (size_t k = 0; k < params.size(); ++k) {
-      step.params.push_back(model.parameters()[params[k]].value.view());
-      step.param_grads.push_back(TensorView());
-      if (active[i]) param_users[params[k]].push_back({static_cast<int>(s), static_cast<int>(k)});
-    }
-    for (const Shape& shape : ns.saved) step.saved.push_back(allocate(shape));
-  }
-
-  // Parameter gradients: a single user writes the store; several users get a buffer each.
-  for (auto& [param, users] : param_users) {
-    ParamGradient pg;
-    pg.param = param;
-    Parameter& p = model.parameters()[param];
-    if (users.size() == 1) {
-      steps_[users[0].first].param_grads[users[0].second] = p.grad.view();
-      pg.single_step = users[0].first;
-      pg.single_slot = users[0].second;
-    } else {
-      for (auto [s, k] : users) {
-        TensorView use = allocate(p.spec.shape);
-        steps_[s].param_grads[k] = use;
-        pg.uses.push_back(use);
+  // Fed values, then every output of every needed node.
+  void allocate_values() {
+    for (const std::string& value : plan.feeds_) plan.values_[value] = plan.allocate(shapes.at(value));
+    for (int i : order)
+      for (size_t k = 0; k < model.schema(i).outputs.size(); ++k) {
+        const std::string name = ir::value_name(graph.nodes(i).name(), static_cast<int>(k));
+        plan.values_[name] = plan.allocate(shapes.at(name));
       }
-    }
-    pg.writers = static_cast<int>(users.size());
-    for (auto [s, k] : users) steps_[s].writes_param_gradients.push_back(param_gradients_.size());
-    param_gradients_.push_back(std::move(pg));
   }
-  for (size_t p = 0; p < model.parameters().size(); ++p)
-    if (!param_users.count(p)) unused_params_.push_back(p);
 
-  // Dependencies. Forward: a node after the producers of its inputs. Backward: a producer after
-  // every consumer that adds into its outputs' gradients, and those consumers one after another.
-  std::map<const float*, std::vector<int>> writers;  // gradient buffer -> steps adding into it
-  for (size_t s = 0; s < steps_.size(); ++s) {
-    Step& step = steps_[s];
-    std::set<int> preds;
-    for (const std::string& in : graph.nodes(step.node).inputs()) {
-      if (in.empty()) continue;
-      const int p = producer(in, "value");
-      if (p >= 0 && step_of.count(p)) preds.insert(step_of.at(p));
+  // Which nodes run backward and which values get gradient buffers, in reverse topological order.
+  void route_gradients() {
+    std::set<std::string> with_grad;
+    for (const std::string& value : fetched_values)
+      if (plan.pass_ == Pass::ForwardAndBackward && differentiable(value)) with_grad.insert(value);
+    active.assign(n, false);
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {
+      const int i = *it;
+      const ir::NodeDef& def = graph.nodes(i);
+      const NodeSchema& schema = model.schema(i);
+      bool output_grad = false;
+      for (size_t k = 0; k < schema.outputs.size(); ++k)
+        if (schema.outputs[k].differentiable && with_grad.count(ir::value_name(def.name(), static_cast<int>(k)))) output_grad = true;
+      std::vector<std::string> grad_inputs;
+      for (int j = 0; j < def.inputs_size(); ++j)
+        if (!def.inputs(j).empty() && schema.inputs[j].differentiable && differentiable(def.inputs(j))) grad_inputs.push_back(def.inputs(j));
+      if (!output_grad || (model.node_parameters(i).empty() && grad_inputs.empty())) continue;
+      active[i] = true;
+      for (size_t k = 0; k < schema.outputs.size(); ++k)
+        if (schema.outputs[k].differentiable) with_grad.insert(ir::value_name(def.name(), static_cast<int>(k)));
+      with_grad.insert(grad_inputs.begin(), grad_inputs.end());
     }
-    step.forward_after.assign(preds.begin(), preds.end());
-    if (!step.runs_backward) continue;
-    std::set<const float*> targets;
-    for (const TensorView& g : step.input_grads)
-      if (g.present()) targets.insert(g.data());
-    for (const float* t : targets) writers[t].push_back(static_cast<int>(s));
+    for (const std::string& value : with_grad) {
+      plan.grads_[value] = plan.allocate(shapes.at(value));
+      plan.value_grad_views_.push_back(plan.grads_[value]);
+    }
   }
-  std::vector<std::set<int>> backward_after(steps_.size());
-  for (auto& [buffer, ws] : writers) {
-    std::sort(ws.rbegin(), ws.rend());
-    for (size_t k = 1; k < ws.size(); ++k) backward_after[ws[k]].insert(ws[k - 1]);
-  }
-  for (size_t s = 0; s < steps_.size(); ++s) {
-    if (!steps_[s].runs_backward) continue;
-    std::set<const float*> mine;
-    for (const TensorView& g : steps_[s].output_grads)
-      if (g.present()) mine.insert(g.data());
-    for (const float* g : mine)
-      if (auto it = writers.find(g); it != writers.end())
-        for (int w : it->second) backward_after[s].insert(w);
-  }
-  for (size_t s = 0; s < steps_.size(); ++s) steps_[s].backward_after.assign(backward_after[s].begin(), backward_after[s].end());
 
-  std::vector<std::vector<Shape>> workspace_shapes(steps_.size());
-  for (size_t s = 0; s < steps_.size(); ++s) workspace_shapes[s] = node_shapes[steps_[s].node].workspace;
-  share_workspaces(workspace_shapes);
+  // One step per needed node, with views of its inputs, outputs, gradients, parameters and saved
+  // tensors; records which steps use each parameter.
+  void build_steps() {
+    plan.steps_.resize(order.size());
+    for (size_t s = 0; s < order.size(); ++s) {
+      const int i = order[s];
+      step_of[i] = static_cast<int>(s);
+      const ir::NodeDef& def = graph.nodes(i);
+      const NodeSchema& schema = model.schema(i);
+      Step& step = plan.steps_[s];
+      step.node = i;
+      step.instance = &model.node(i);
+      step.name = def.name();
+      step.type = def.type();
+      step.loc = def.loc();
+      step.name_hash = fnv1a(def.name());
+      step.runs_backward = active[i];
+      for (int j = 0; j < static_cast<int>(schema.inputs.size()); ++j) {
+        const std::string in = j < def.inputs_size() ? def.inputs(j) : std::string();
+        step.inputs.push_back(in.empty() ? TensorView() : plan.values_.at(in));
+        const bool wants = active[i] && !in.empty() && schema.inputs[j].differentiable && plan.grads_.count(in);
+        step.input_grads.push_back(wants ? plan.grads_.at(in) : TensorView());
+      }
+      for (size_t k = 0; k < schema.outputs.size(); ++k) {
+        const std::string name = ir::value_name(def.name(), static_cast<int>(k));
+        step.outputs.push_back(plan.values_.at(name));
+        auto g = plan.grads_.find(name);
+        step.output_grads.push_back(active[i] && g != plan.grads_.end() ? g->second : TensorView());
+      }
+      const auto params = model.node_parameters(i);
+      for (size_t k = 0; k < params.size(); ++k) {
+        step.params.push_back(model.parameters()[params[k]].value.view());
+        step.param_grads.push_back(TensorView());
+        if (active[i]) param_users[params[k]].push_back({static_cast<int>(s), static_cast<int>(k)});
+      }
+      for (const Shape& shape : node_shapes[i].saved) step.saved.push_back(plan.allocate(shape));
+    }
+  }
+
+  // A parameter with a single user lets it write the store; several users get a buffer each.
+  void assign_parameter_gradients() {
+    for (auto& [param, users] : param_users) {
+      ParamGradient pg;
+      pg.param = param;
+      Parameter& p = model.parameters()[param];
+      if (users.size() == 1) {
+        plan.steps_[users[0].first].param_grads[users[0].second] = p.grad.view();
+        pg.single_step = users[0].first;
+        pg.single_slot = users[0].second;
+      } else {
+        for (auto [s, k] : users) {
+          TensorView use = plan.allocate(p.spec.shape);
+          plan.steps_[s].param_grads[k] = use;
+          pg.uses.push_back(use);
+        }
+      }
+      pg.writers = static_cast<int>(users.size());
+      for (auto [s, k] : users) plan.steps_[s].writes_param_gradients.push_back(plan.param_gradients_.size());
+      plan.param_gradients_.push_back(std::move(pg));
+    }
+    for (size_t p = 0; p < model.parameters().size(); ++p)
+      if (!param_users.count(p)) plan.unused_params_.push_back(p);
+  }
+
+  // Forward: a node after the producers of its inputs. Backward: a producer after every consumer
+  // that adds into its outputs' gradients, and those consumers one after another.
+  void order_steps() {
+    std::vector<Step>& steps = plan.steps_;
+    std::map<const float*, std::vector<int>> writers;  // gradient buffer -> steps adding into it
+    for (size_t s = 0; s < steps.size(); ++s) {
+      Step& step = steps[s];
+      std::set<int> preds;
+      for (const std::string& in : graph.nodes(step.node).inputs()) {
+        if (in.empty()) continue;
+        const int p = producer(in, "value");
+        if (p >= 0 && step_of.count(p)) preds.insert(step_of.at(p));
+      }
+      step.forward_after.assign(preds.begin(), preds.end());
+      if (!step.runs_backward) continue;
+      std::set<const float*> targets;
+      for (const TensorView& g : step.input_grads)
+        if (g.present()) targets.insert(g.data());
+      for (const float* t : targets) writers[t].push_back(static_cast<int>(s));
+    }
+    std::vector<std::set<int>> backward_after(steps.size());
+    for (auto& [buffer, ws] : writers) {
+      std::sort(ws.rbegin(), ws.rend());
+      for (size_t k = 1; k < ws.size(); ++k) backward_after[ws[k]].insert(ws[k - 1]);
+    }
+    for (size_t s = 0; s < steps.size(); ++s) {
+      if (!steps[s].runs_backward) continue;
+      std::set<const float*> mine;
+      for (const TensorView& g : steps[s].output_grads)
+        if (g.present()) mine.insert(g.data());
+      for (const float* g : mine)
+        if (auto it = writers.find(g); it != writers.end())
+          for (int w : it->second) backward_after[s].insert(w);
+    }
+    for (size_t s = 0; s < steps.size(); ++s) steps[s].backward_after.assign(backward_after[s].begin(), backward_after[s].end());
+  }
+
+  std::vector<std::vector<Shape>> workspace_shapes() const {
+    std::vector<std::vector<Shape>> out(plan.steps_.size());
+    for (size_t s = 0; s < plan.steps_.size(); ++s) out[s] = node_shapes[plan.steps_[s].node].workspace;
+    return out;
+  }
+};
+
+Plan::Plan(Model& model, ir::DimBindings dims, std::vector<std::string> feeds, std::vector<std::string> fetches,
+           Pass pass)
+    : model_(model), dims_(std::move(dims)), pass_(pass), fetches_(std::move(fetches)) {
+  Builder build(*this, model);
+  build.resolve_feeds_and_fetches(feeds);
+  build.select_needed_nodes();
+  build.infer_shapes();
+  build.allocate_values();
+  build.route_gradients();
+  build.build_steps();
+  build.assign_parameter_gradients();
+  build.order_steps();
+  share_workspaces(build.workspace_shapes());
 }
 
 namespace {

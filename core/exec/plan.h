@@ -137,6 +137,7 @@ class Plan {
   const std::string& resolve(const std::string& name) const;
 
  private:
+  struct Builder;  // the constructor's stages (plan.cpp)
   TensorView allocate(Shape shape);
   void share_workspaces(const std::vector<std::vector<Shape>>& shapes);  // per step
 

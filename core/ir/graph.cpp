@@ -284,6 +284,30 @@ std::string port_list(const std::vector<PortSchema>& ports) {
 
 }  // namespace
 
+Shape bind_input_shape(const GraphInput& input, const DimBindings& dims, std::vector<std::string>& problems) {
+  Shape shape;
+  for (const Dim& d : input.shape()) {
+    if (d.dim_case() == Dim::kSymbol) {
+      auto it = dims.find(d.symbol());
+      if (it == dims.end()) problems.push_back("graph input '" + input.name() + "': dimension '" + d.symbol() + "' has no size bound");
+      else shape.push_back(it->second);
+    } else {
+      if (d.size() < 0) problems.push_back("graph input '" + input.name() + "': negative dimension " + std::to_string(d.size()));
+      shape.push_back(d.size());
+    }
+  }
+  return shape;
+}
+
+NodeShapes infer_node_shapes(const Node& node, const NodeSchema& schema, std::vector<Shape> input_shapes) {
+  input_shapes.resize(schema.inputs.size());
+  NodeShapes shapes = node.infer(input_shapes);
+  if (shapes.outputs.size() != schema.outputs.size())
+    throw ShapeError("infer() gave " + std::to_string(shapes.outputs.size()) + " output shapes; the schema declares " +
+                     std::to_string(schema.outputs.size()));
+  return shapes;
+}
+
 InferredGraph validate_and_infer(const GraphDef& graph, const Registry& registry, const DimBindings& dims) {
   std::vector<Diagnostic> diagnostics;
   auto report = [&](const SourceLoc& loc, std::string message) { diagnostics.push_back({loc, std::move(message)}); };
@@ -301,26 +325,10 @@ InferredGraph validate_and_infer(const GraphDef& graph, const Registry& registry
       report(input.loc(), "duplicate graph input '" + input.name() + "'");
       continue;
     }
-    Shape shape;
-    bool ok = true;
-    for (const Dim& d : input.shape()) {
-      if (d.dim_case() == Dim::kSymbol) {
-        auto it = dims.find(d.symbol());
-        if (it == dims.end()) {
-          report(input.loc(), "graph input '" + input.name() + "': dimension '" + d.symbol() + "' has no size bound");
-          ok = false;
-        } else {
-          shape.push_back(it->second);
-        }
-      } else {
-        if (d.size() < 0) {
-          report(input.loc(), "graph input '" + input.name() + "': negative dimension " + std::to_string(d.size()));
-          ok = false;
-        }
-        shape.push_back(d.size());
-      }
-    }
-    if (ok) result.value_shapes[input.name()] = shape;
+    std::vector<std::string> problems;
+    Shape shape = bind_input_shape(input, dims, problems);
+    for (std::string& p : problems) report(input.loc(), std::move(p));
+    if (problems.empty()) result.value_shapes[input.name()] = std::move(shape);
     else failed_values.insert(input.name());
   }
 
@@ -503,13 +511,9 @@ InferredGraph validate_and_infer(const GraphDef& graph, const Registry& registry
       failed[i] = true;
       continue;
     }
-    input_shapes.resize(schemas[i]->inputs.size());  // trailing optional inputs left out
     try {
       NodeHandle instance = registry.create(node.type(), to_attrs(node));
-      NodeShapes shapes = instance->infer(input_shapes);
-      if (shapes.outputs.size() != schemas[i]->outputs.size())
-        throw ShapeError("infer() gave " + std::to_string(shapes.outputs.size()) + " output shapes; the schema declares " +
-                         std::to_string(schemas[i]->outputs.size()));
+      NodeShapes shapes = infer_node_shapes(*instance, *schemas[i], std::move(input_shapes));
       for (size_t k = 0; k < shapes.outputs.size(); ++k)
         result.value_shapes[value_name(node.name(), static_cast<int>(k))] = shapes.outputs[k];
       result.node_shapes[i] = std::move(shapes);

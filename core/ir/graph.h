@@ -77,4 +77,13 @@ struct InferredGraph {
 
 InferredGraph validate_and_infer(const GraphDef& graph, const Registry& registry, const DimBindings& dims);
 
+// Shared by validate_and_infer and exec::Plan, which infers again at a plan's own sizes:
+// - bind_input_shape: graph input `input`'s shape with `dims` bound; each symbolic dimension
+//   without a size, and each negative size, is described in `problems` (the shape is then unusable).
+// - infer_node_shapes: node.infer() on `input_shapes` padded to the schema's inputs (trailing
+//   optional inputs left out), its number of output shapes checked against the schema (a
+//   ShapeError otherwise).
+Shape bind_input_shape(const GraphInput& input, const DimBindings& dims, std::vector<std::string>& problems);
+NodeShapes infer_node_shapes(const Node& node, const NodeSchema& schema, std::vector<Shape> input_shapes);
+
 }  // namespace attnlab::ir

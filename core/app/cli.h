@@ -62,6 +62,8 @@ void add_run_command(CLI::App& app, CommonOptions& options);     // run_command.
 void add_ablate_command(CLI::App& app, CommonOptions& options);
 // `attnlab export --checkpoint RUN --format safetensors --out FILE` (export_command.cpp).
 void add_export_command(CLI::App& app);
+// `attnlab attention --checkpoint RUN --src TEXT [--tgt TEXT] [--out FILE.html]` (attention_command.cpp).
+void add_attention_command(CLI::App& app, CommonOptions& options);
 // `attnlab bench`: training and decoding throughput against the PyTorch reference (bench_command.cpp).
 void add_bench_command(CLI::App& app, CommonOptions& options);
 

@@ -219,7 +219,9 @@ class TrainingRun {
   void init_from_safetensors();  // --init-from
   EvalFigures evaluate(const data::Batcher& set, const std::vector<data::SentencePair>& pairs, int64_t bleu_sentences,
                        Translator& translator);
-  void validate(double elapsed);
+  // `scheduled`: a validation of the train.valid_every schedule, which early stopping counts; the
+  // end-of-run validation at a step off the schedule only records figures and the best.
+  void validate(double elapsed, bool scheduled);
   // One event into metrics.jsonl and the TensorBoard events (rank 0), and its numbers into the checkpoint's latest metrics
   // ("valid_loss", "train_lr", ...).
   void log_event(const std::string& event, const nlohmann::json& fields);
@@ -272,6 +274,11 @@ class TrainingRun {
   double best_score_ = 0;
   int64_t validations_without_improvement_ = 0;  // train.patience
   int64_t best_step_ = 0;
+  // The best over the scheduled validations only, which train.patience compares against: a
+  // resumed run then stops where an uninterrupted one would, whatever the end-of-run validation
+  // before the resume found.
+  bool schedule_has_best_ = false;
+  double schedule_best_score_ = 0;
   std::map<std::string, double> last_metrics_;  // Checkpoint.metrics.last
   bool bleu_on_ = false;
   double last_loss_ = 0;
@@ -503,6 +510,8 @@ ckpt::Checkpoint TrainingRun::make_checkpoint() const {
   c.mutable_metrics()->set_has_best(has_best_);
   c.mutable_metrics()->set_best_score(best_score_);
   c.mutable_metrics()->set_best_step(best_step_);
+  c.mutable_metrics()->set_schedule_has_best(schedule_has_best_);
+  c.mutable_metrics()->set_schedule_best_score(schedule_best_score_);
   for (const auto& [name, value] : last_metrics_) (*c.mutable_metrics()->mutable_last())[name] = value;
   c.set_created_utc(utc_stamp("%Y-%m-%dT%H:%M:%SZ"));
   return c;
@@ -550,6 +559,12 @@ void TrainingRun::resume_from_latest_checkpoint() {
   has_best_ = c.metrics().has_best();
   best_score_ = c.metrics().best_score();
   best_step_ = c.metrics().best_step();
+  schedule_has_best_ = c.metrics().schedule_has_best();
+  schedule_best_score_ = c.metrics().schedule_best_score();
+  if (!schedule_has_best_ && has_best_) {  // a checkpoint from before the two were told apart
+    schedule_has_best_ = true;
+    schedule_best_score_ = best_score_;
+  }
   validations_without_improvement_ = c.metrics().validations_without_improvement();
   last_metrics_ = {c.metrics().last().begin(), c.metrics().last().end()};
   const fs::path metrics_path = run_dir_ / "metrics.jsonl";
@@ -600,7 +615,7 @@ EvalFigures TrainingRun::evaluate(const data::Batcher& set, const std::vector<da
 }
 
 // Dev figures into metrics.jsonl and the log; best.ckpt when they are the best so far.
-void TrainingRun::validate(double elapsed) {
+void TrainingRun::validate(double elapsed, bool scheduled) {
   EvalFigures f = evaluate(*dev_batcher_, corpus_.dev, settings_.valid_bleu_sentences, *valid_translator_);
   nlohmann::json fields = {{"step", step_},        {"epoch", batcher_->position().epoch}, {"loss", finite_or_null(f.loss)},
                            {"ppl", finite_or_null(std::exp(f.loss))}, {"accuracy", f.accuracy}, {"elapsed_s", elapsed}};
@@ -613,18 +628,25 @@ void TrainingRun::validate(double elapsed) {
                      "  accuracy " + fmt(100 * f.accuracy, 1) + "%";
   if (f.bleu >= 0) line += "  BLEU " + fmt(f.bleu, 2);
   if (f.chrf >= 0) line += "  chrF " + fmt(f.chrf, 2);
-  if (!has_best_ || score > best_score_) {
-    validations_without_improvement_ = 0;
+  const bool best = !has_best_ || score > best_score_;
+  if (scheduled) {
+    if (!schedule_has_best_ || score > schedule_best_score_) {
+      validations_without_improvement_ = 0;
+      schedule_has_best_ = true;
+      schedule_best_score_ = score;
+    } else {
+      ++validations_without_improvement_;
+      if (settings_.patience > 0)
+        line += "  (no improvement for " + std::to_string(validations_without_improvement_) + " of patience " +
+                std::to_string(settings_.patience) + ")";
+    }
+  }
+  if (best) {
     has_best_ = true;
     best_score_ = score;
     best_step_ = step_;
     if (owns_output()) checkpoints_->save_best(make_checkpoint());
     line += "  (best)";
-  } else {
-    ++validations_without_improvement_;
-    if (settings_.patience > 0)
-      line += "  (no improvement for " + std::to_string(validations_without_improvement_) + " of patience " +
-              std::to_string(settings_.patience) + ")";
   }
   progress_->print_line(line);
   result_.valid_loss = f.loss;
@@ -681,7 +703,8 @@ RunResult TrainingRun::run() {
   const std::string reason = train(interrupt);
   // The last validation comes before the last checkpoint, so that the checkpoint knows whether
   // it is the best one (and holds its figures).
-  if (!result_.interrupted && last_validated_ != step_) validate(seconds());
+  if (!result_.interrupted && last_validated_ != step_)
+    validate(seconds(), settings_.valid_every > 0 && step_ % settings_.valid_every == 0);
   if (owns_output() && (step_ > start_step || !checkpoints_->latest())) checkpoints_->save_step(make_checkpoint());
   // The other ranks leave only once rank 0 has saved (a rank that leaves with a non-zero code,
   // as after a signal, makes mpirun end the others); rank 0 then evaluates and reports alone.
@@ -815,7 +838,7 @@ std::string TrainingRun::train(InterruptGuard& interrupt) {
     progress_->update({step_, settings_.max_steps, batcher_->position().epoch, last_loss_, lr, tps, elapsed});
     reason = stop_after_step ? "signal" : stop_reason();
     if (settings_.valid_every > 0 && step_ % settings_.valid_every == 0 && reason.empty()) {
-      validate(elapsed);
+      validate(elapsed, true);
       last_validated_ = step_;
       reason = stop_reason();  // early stopping (train.patience) decides after a validation
     }

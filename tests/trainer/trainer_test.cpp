@@ -275,12 +275,13 @@ TEST(Trainer, FinalCheckpointKnowsTheFinalValidationAndTheBest) {
   ASSERT_EQ(c.step(), 10);
   nlohmann::json last_valid, last_train;
   int64_t best_step = 0;
-  double best_loss = 1e300;
+  double best_loss = 1e300, scheduled_best_loss = 1e300;
   for (const nlohmann::json& e : read_metrics(dir / "run/metrics.jsonl")) {
     if (e["event"] == "train") last_train = e;
     if (e["event"] != "valid") continue;
     last_valid = e;
     if (e["loss"].get<double>() < best_loss) best_loss = e["loss"].get<double>(), best_step = e["step"].get<int64_t>();
+    if (e["step"].get<int64_t>() % 4 == 0) scheduled_best_loss = std::min(scheduled_best_loss, e["loss"].get<double>());
   }
   ASSERT_EQ(last_valid["step"], 10) << "the final validation is logged";
   const auto& m = c.metrics();
@@ -288,6 +289,10 @@ TEST(Trainer, FinalCheckpointKnowsTheFinalValidationAndTheBest) {
   EXPECT_TRUE(m.has_best());
   EXPECT_EQ(m.best_step(), best_step);
   EXPECT_DOUBLE_EQ(m.best_score(), -best_loss);
+  // Early stopping compares against the validations of the schedule (steps 4 and 8) only, so a
+  // resumed run stops where an uninterrupted one would (TrainerEarlyStopping below).
+  EXPECT_TRUE(m.schedule_has_best());
+  EXPECT_DOUBLE_EQ(m.schedule_best_score(), -scheduled_best_loss);
   ASSERT_TRUE(m.last().contains("valid_loss")) << "metrics.last holds the final validation";
   EXPECT_DOUBLE_EQ(m.last().at("valid_loss"), last_valid["loss"].get<double>());
   EXPECT_DOUBLE_EQ(m.last().at("valid_accuracy"), last_valid["accuracy"].get<double>());

@@ -14,7 +14,7 @@
 // - DslError carries every diagnostic of a failed parse or elaboration.
 #pragma once
 
-#include "graph.pb.h"
+#include "attnlab/ir/graph.pb.h"
 
 #include <filesystem>
 #include <memory>

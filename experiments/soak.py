@@ -38,7 +38,7 @@ experiment tiny {{
 }}
 """
 
-# ---- checkpoints: the 24-byte header, then a protobuf message (core/proto/checkpoint.proto) -----
+# ---- checkpoints: the 24-byte header, then a protobuf message (core/proto/attnlab/ckpt/checkpoint.proto)
 # The fields compared: parameters (7), optimizer (8), step (9), epoch (10), data_position (11),
 # random (12, whose map of counters is compared as a dict: protobuf does not order map entries).
 COMPARED = {7: "parameters", 8: "optimizer", 9: "step", 10: "epoch", 11: "data_position"}

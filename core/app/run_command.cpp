@@ -1,4 +1,5 @@
 // attnlab run [EXPERIMENT] [--set ...] [--use ...] [--out DIR] [--data DIR] [--resume] [--average K]
+// [--init-from FILE.safetensors]
 // — train an experiment (the embedded default when no file is given); see core/train/trainer.h.
 #include "app/cli.h"
 #include "dist/world.h"
@@ -17,7 +18,7 @@ namespace {
 struct RunArgs {
   std::string experiment;
   std::vector<std::string> sets, uses;
-  std::string out, data;
+  std::string out, data, init_from;
   bool resume = false;
   int average = 0;
   bool print_default = false;
@@ -40,6 +41,8 @@ void add_run_command(CLI::App& app, CommonOptions& options) {
   command->add_option("--out", args->out, "Run directory (default: runs/<experiment>-<UTC time>)");
   command->add_option("--data", args->data, "Data directory for experiments that read files (default: $ATTNLAB_DATA)");
   command->add_flag("--resume", args->resume, "Continue the run in --out DIR from its newest checkpoint");
+  command->add_option("--init-from", args->init_from,
+                      "Start from the weights of a safetensors file (attnlab export) instead of a fresh initialisation");
   command->add_option("--average", args->average, "At the end, average the last K checkpoints and evaluate the average")
       ->check(integer_in(train::kAverageLimit));
   command->add_option("--rank-timeout", args->rank_timeout,
@@ -61,6 +64,7 @@ void add_run_command(CLI::App& app, CommonOptions& options) {
     run.out_dir = args->out;
     run.data_root = args->data;
     run.resume = args->resume;
+    run.init_from = args->init_from;
     run.average = args->average;
     run.threads = options.threads;
     run.seed = command->count("--seed") ? options.seed : 0;

@@ -25,6 +25,17 @@ static StepInfo step_info(const Plan& plan, const Plan::Step& step) {
 }
 
 namespace {
+// The Recorder a node gets in an inspecting pass: the sink, told which node records.
+class StepRecorder final : public Recorder {
+ public:
+  StepRecorder(RecordSink& sink, const std::string& node) : sink_(sink), node_(node) {}
+  TensorView record(const std::string& what, const Shape& shape) override { return sink_.record(node_, what, shape); }
+
+ private:
+  RecordSink& sink_;
+  const std::string& node_;
+};
+
 void zero_value_grad(void* ctx, size_t i) { static_cast<Plan*>(ctx)->value_grads()[i].set_zero(); }
 
 // The store gradient of one parameter from its per-use (or staged) buffers.
@@ -54,6 +65,7 @@ void reduce_param_gradient_at(void* ctx, size_t i) {
 void Executor::forward_step(Plan& plan, size_t index) {
   const Plan::Step& step = plan.steps()[index];
   ForwardContext ctx{step.inputs, step.params, step.outputs, step.saved, step.workspace, step_info(plan, step)};
+  if (plan.last_forward.recorders) ctx.step.recorder = plan.last_forward.recorders[index];
   try {
     step.instance->forward(ctx);
   } catch (const std::exception& e) {
@@ -89,7 +101,9 @@ void Executor::run_indexed(size_t n, void (*fn)(void*, size_t), void* ctx) {
   for (size_t i = 0; i < n; ++i) fn(ctx, i);
 }
 
-void Executor::forward(Plan& plan, const TensorMap& feeds, StepInfo base, uint64_t step) {
+void Executor::forward(Plan& plan, const TensorMap& feeds, StepInfo base, uint64_t step, RecordSink* sink) {
+  if (sink && plan.pass() != Pass::ForwardOnly)
+    throw ExecError("forward: recording needs a forward-only plan (Pass::ForwardOnly)");
   // Every fed value exactly once (by value name or graph output name), with the planned shape.
   size_t matched = 0;
   for (const auto& [name, tensor] : feeds) {
@@ -115,7 +129,22 @@ void Executor::forward(Plan& plan, const TensorMap& feeds, StepInfo base, uint64
   for (const auto& [name, tensor] : feeds) plan.value(name).copy_from(tensor);
 
   plan.last_forward = {false, base.training, base.seed, step, base.batch_offset, base.batch_rows};
-  run_forward(plan);
+  if (!sink) {
+    run_forward(plan);
+  } else {
+    std::vector<StepRecorder> recorders;
+    recorders.reserve(plan.steps().size());
+    std::vector<Recorder*> pointers;
+    for (const Plan::Step& s : plan.steps()) pointers.push_back(&recorders.emplace_back(*sink, s.name));
+    plan.last_forward.recorders = pointers.data();
+    try {
+      run_forward(plan);
+    } catch (...) {
+      plan.last_forward.recorders = nullptr;
+      throw;
+    }
+    plan.last_forward.recorders = nullptr;
+  }
   plan.last_forward.done = true;
 }
 

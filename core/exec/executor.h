@@ -26,6 +26,11 @@
 //      parameters, while backward goes on with the remaining nodes (parameters the plan does not
 //      reach are reported first). The gradients are the same as without a listener, bit for bit.
 //      A data-parallel trainer starts reducing a parameter's gradient across processes there.
+// - forward(..., sink) is an inspecting pass: every node gets a Recorder (StepInfo::recorder)
+//   whose records go to sink->record(node name, what, shape), called from the threads that run
+//   the nodes. Only a Pass::ForwardOnly plan may be inspected (ExecError otherwise): a node may
+//   compute differently while recording (attention takes its materialised kernel), and nothing
+//   runs backward from such a pass. The outputs are those of an ordinary forward pass.
 // - A node that throws is reported as ExecError: "file:line:col: error: node 'NAME' (TYPE):
 //   forward: <what>" (or backward); nodes not yet started are skipped, and the plan stays usable.
 // - After the first call on a plan (which may build per-plan executor state, and for accumulate
@@ -64,6 +69,15 @@ struct BackwardOptions {
   GradientListener* listener = nullptr;
 };
 
+// Receives the records of an inspecting forward pass (see forward above).
+class RecordSink {
+ public:
+  virtual TensorView record(const std::string& node, const std::string& what, const Shape& shape) = 0;
+
+ protected:
+  ~RecordSink() = default;
+};
+
 // The seed a node gets for one step: a hash of (run seed, step, node name).
 uint64_t node_seed(uint64_t run_seed, uint64_t step, const std::string& node_name);
 
@@ -72,7 +86,7 @@ class Executor {
   virtual ~Executor() = default;
   virtual const char* name() const = 0;
 
-  void forward(Plan& plan, const TensorMap& feeds, StepInfo base, uint64_t step);
+  void forward(Plan& plan, const TensorMap& feeds, StepInfo base, uint64_t step, RecordSink* sink = nullptr);
   void backward(Plan& plan, const TensorMap& seeds = {}, BackwardOptions options = {});
 
  protected:

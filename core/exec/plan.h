@@ -119,6 +119,7 @@ class Plan {
     uint64_t seed = 0;
     uint64_t step = 0;
     int64_t batch_offset = 0, batch_rows = 0;  // StepInfo's shard position, passed on to every node
+    Recorder* const* recorders = nullptr;  // during an inspecting forward: one per step
   } last_forward;
 
   // Executor-private: the backward in progress when it reports final gradients (see

@@ -1,4 +1,4 @@
-// core/ir/graph.h — the graph IR (core/proto/graph.proto) as the rest of attnlab uses it: reading
+// core/ir/graph.h — the graph IR (core/proto/attnlab/ir/graph.proto) as the rest of attnlab uses it: reading
 // and writing, printing, and the validation and shape-inference pass.
 //
 // Contract:
@@ -20,7 +20,7 @@
 //   whose diagnostic carries the file's path (and line:col for text-format parse errors).
 #pragma once
 
-#include "graph.pb.h"
+#include "attnlab/ir/graph.pb.h"
 #include "node/registry.h"
 
 #include <filesystem>

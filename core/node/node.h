@@ -18,7 +18,13 @@
 //      An absent input gradient (TensorView::present() false) is not wanted: skip it.
 //
 // A node keeps no activations between calls: whatever backward needs from forward goes into the
-// "saved" buffers, which the executor owns. Nodes may run concurrently with other nodes and may use
+// "saved" buffers, which the executor owns.
+//
+// Inspection: in a forward-only pass an executor may hand each node a Recorder
+// (StepInfo::recorder). A node type with internal values worth showing (attention records its
+// probabilities as "probs" [batch, heads, queries, keys]) asks it for a buffer per record and
+// writes the values there during forward. The recorder owns the buffers, so the node allocates
+// nothing; without a recorder (training, validation, decoding) the node records nothing. Nodes may run concurrently with other nodes and may use
 // tbb::parallel_for inside; they must not start threads.
 #pragma once
 
@@ -140,6 +146,17 @@ struct DecodeState {
   bool input_is_stepwise(size_t input) const { return input < stepwise.size() && stepwise[input] != 0; }
 };
 
+// Where a node writes what it records in an inspecting forward pass (see the top of this file).
+class Recorder {
+ public:
+  // A buffer of `shape` for this node's record `what`, owned by the recorder; the node fills it
+  // during this forward call. May be called from several nodes' threads at once.
+  virtual TensorView record(const std::string& what, const Shape& shape) = 0;
+
+ protected:
+  ~Recorder() = default;
+};
+
 // What an executor tells a node about the current call.
 struct StepInfo {
   bool training = false;
@@ -152,6 +169,8 @@ struct StepInfo {
   // shard draws what the whole batch would draw for the same rows.
   int64_t batch_offset = 0;
   int64_t batch_rows = 0;
+  // Non-null only in an inspecting forward pass (never in training or decoding): see Recorder.
+  Recorder* recorder = nullptr;
 };
 
 struct ForwardContext {

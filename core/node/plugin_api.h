@@ -17,7 +17,7 @@
 #include <vector>
 
 // Bump whenever node.h, attrs.h, tensor.h or registry.h change in a way that breaks binaries.
-#define ATTNLAB_ABI_VERSION 2u  // 2: DecodeState::stepwise, StepInfo::batch_offset/batch_rows
+#define ATTNLAB_ABI_VERSION 3u  // 2: DecodeState::stepwise, StepInfo::batch_offset/batch_rows; 3: StepInfo::recorder
 
 namespace attnlab {
 

@@ -2,7 +2,7 @@
 // rotation.
 //
 // Contract:
-// - The content is the protobuf message attnlab.ckpt.Checkpoint (core/proto/checkpoint.proto). On
+// - The content is the protobuf message attnlab.ckpt.Checkpoint (core/proto/attnlab/ckpt/checkpoint.proto). On
 //   disk it is wrapped in a 24-byte little-endian header:
 //     bytes 0..7   magic "ATTNCKPT"
 //     bytes 8..11  format version (kCheckpointFormatVersion)
@@ -31,7 +31,7 @@
 //   after each save, plus "best.ckpt", which pruning never touches.
 #pragma once
 
-#include "checkpoint.pb.h"
+#include "attnlab/ckpt/checkpoint.pb.h"
 #include "train/optimizer.h"
 
 #include <cstdint>

@@ -2,13 +2,18 @@
 
 #include "train/checkpoint.h"  // write_file_atomically
 
+#include "attnlab/tensorboard/event.pb.h"
+
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -37,6 +42,21 @@ std::string slurp(const fs::path& file) {
   s << in.rdbuf();
   return s.str();
 }
+
+// Writes all of `bytes` at the end of `fd` (opened O_APPEND) with one write(2) where the kernel
+// takes it whole, so a record or line lands in one piece.
+void append_whole(int fd, std::string_view bytes, const fs::path& file) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw RunLogError("cannot write to " + file.string() + ": " + std::strerror(errno));
+    done += size_t(n);
+  }
+}
+
+// The events a resumed run writes again at its resume step: the end-of-run evaluation.
+bool is_end_of_run_event(std::string_view event) { return event == "test" || event == "test_average"; }
 
 }  // namespace
 
@@ -89,14 +109,7 @@ void MetricsLog::append(const std::string& event, const json& fields) {
   if (tail.size() > 2) text += "," + tail.substr(1, tail.size() - 1);
   else text += "}";
   text += '\n';
-  // One write per line: O_APPEND makes it land whole at the end.
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd_, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw RunLogError("cannot write to " + file_.string() + ": " + std::strerror(errno));
-    done += size_t(n);
-  }
+  append_whole(fd_, text, file_);  // one write per line: O_APPEND makes it land whole at the end
 }
 
 std::vector<json> read_metrics(const fs::path& file) {
@@ -138,11 +151,158 @@ void truncate_metrics_after(const fs::path& file, int64_t step) {
       const double at = j["step"].get<double>();
       const std::string event = j.contains("event") && j["event"].is_string() ? j["event"].get<std::string>() : "";
       // The end-of-run evaluation is done again by a resumed run: its events at `step` go too.
-      if (at > double(step) || (at == double(step) && (event == "test" || event == "test_average"))) continue;
+      if (at > double(step) || (at == double(step) && is_end_of_run_event(event))) continue;
     }
     kept += line;
   }
   write_file_atomically(file, kept);
+}
+
+// ---- TensorBoard event files ---------------------------------------------------------------------
+
+namespace {
+
+constexpr std::array<uint32_t, 256> kCrc32cTable = [] {
+  std::array<uint32_t, 256> table{};
+  for (uint32_t i = 0; i < 256; ++i) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;  // Castagnoli, reflected
+    table[i] = c;
+  }
+  return table;
+}();
+
+void put_le(std::string& out, uint64_t value, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xFF));
+}
+
+uint64_t get_le(std::string_view in, size_t at, int bytes) {
+  uint64_t value = 0;
+  for (int i = 0; i < bytes; ++i) value |= uint64_t(static_cast<unsigned char>(in[at + size_t(i)])) << (8 * i);
+  return value;
+}
+
+std::string tfrecord(std::string_view payload) {
+  std::string length;
+  put_le(length, payload.size(), 8);
+  std::string record = length;
+  put_le(record, masked_crc32c(length), 4);
+  record.append(payload);
+  put_le(record, masked_crc32c(payload), 4);
+  return record;
+}
+
+// The payloads of the TFRecords in `bytes`. An incomplete last record is left out; a record whose
+// length or data fails its CRC ends the scan and, unless `damage_ends_file`, is a RunLogError.
+std::vector<std::string> tfrecord_payloads(std::string_view bytes, const fs::path& file, bool damage_ends_file) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (bytes.size() - at >= 12) {
+    const uint64_t length = get_le(bytes, at, 8);
+    if (get_le(bytes, at + 8, 4) != masked_crc32c(bytes.substr(at, 8))) {
+      if (damage_ends_file) break;
+      throw RunLogError(file.string() + ": byte " + std::to_string(at) + ": record length fails its CRC32C");
+    }
+    if (bytes.size() - at - 12 < length + 4) break;  // written by a killed run
+    const std::string_view payload = bytes.substr(at + 12, length);
+    if (get_le(bytes, at + 12 + length, 4) != masked_crc32c(payload)) {
+      if (damage_ends_file) break;
+      throw RunLogError(file.string() + ": byte " + std::to_string(at) + ": record data fails its CRC32C");
+    }
+    out.emplace_back(payload);
+    at += 12 + length + 4;
+  }
+  return out;
+}
+
+std::string host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0 || !name[0]) return "localhost";
+  return name;
+}
+
+double wall_time_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+uint32_t masked_crc32c(std::string_view bytes) {
+  uint32_t c = 0xFFFFFFFFu;
+  for (const char ch : bytes) c = kCrc32cTable[(c ^ static_cast<unsigned char>(ch)) & 0xFF] ^ (c >> 8);
+  c ^= 0xFFFFFFFFu;
+  return ((c >> 15) | (c << 17)) + 0xA282EAD8u;
+}
+
+EventLog::EventLog(const fs::path& run_dir) {
+  // Unique within the directory: a second writer in the same second (a resume) gets its own file.
+  static std::atomic<int> counter{0};
+  const auto seconds = static_cast<long long>(wall_time_now());
+  file_ = run_dir / ("events.out.tfevents." + std::to_string(seconds) + "." + host_name() + "." + std::to_string(::getpid()) + "." +
+                     std::to_string(counter++));
+  fd_ = ::open(file_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw RunLogError("cannot create " + file_.string() + ": " + std::strerror(errno));
+  tensorboard::Event version;
+  version.set_wall_time(wall_time_now());
+  version.set_file_version("brain.Event:2");
+  append_whole(fd_, tfrecord(version.SerializeAsString()), file_);
+}
+
+EventLog::~EventLog() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void EventLog::append(const std::string& event, const json& fields) {
+  if (!fields.is_object() || !fields.contains("step") || !fields["step"].is_number())
+    throw RunLogError("event '" + event + "': fields must be a JSON object with a numeric step");
+  tensorboard::Event e;
+  e.set_wall_time(wall_time_now());
+  e.set_step(fields["step"].get<int64_t>());
+  tensorboard::Summary* summary = e.mutable_summary();
+  for (const auto& [key, value] : fields.items()) {
+    if (key == "step" || !value.is_number() || !std::isfinite(value.get<double>())) continue;
+    tensorboard::Summary::Value* v = summary->add_value();
+    v->set_tag(event + "/" + key);
+    v->set_simple_value(static_cast<float>(value.get<double>()));
+  }
+  append_whole(fd_, tfrecord(e.SerializeAsString()), file_);
+}
+
+std::vector<fs::path> event_files(const fs::path& run_dir) {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (const fs::directory_entry& entry : fs::directory_iterator(run_dir, ec))
+    if (entry.is_regular_file() && entry.path().filename().string().rfind("events.out.tfevents.", 0) == 0) files.push_back(entry.path());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+std::vector<EventScalar> read_events(const fs::path& file) {
+  std::vector<EventScalar> out;
+  for (const std::string& payload : tfrecord_payloads(slurp(file), file, false)) {
+    tensorboard::Event e;
+    if (!e.ParseFromString(payload)) throw RunLogError(file.string() + ": a record that is not an Event");
+    for (const auto& v : e.summary().value()) out.push_back({e.step(), e.wall_time(), v.tag(), v.simple_value()});
+  }
+  return out;
+}
+
+void truncate_events_after(const fs::path& run_dir, int64_t step) {
+  for (const fs::path& file : event_files(run_dir)) {
+    const std::string bytes = slurp(file);
+    std::string kept;
+    for (const std::string& payload : tfrecord_payloads(bytes, file, true)) {
+      tensorboard::Event e;
+      if (!e.ParseFromString(payload)) break;
+      if (e.has_summary() && !e.summary().value().empty()) {
+        const std::string& tag = e.summary().value(0).tag();
+        const std::string event = tag.substr(0, tag.find('/'));
+        if (e.step() > step || (e.step() == step && is_end_of_run_event(event))) continue;
+      }
+      kept += tfrecord(payload);
+    }
+    if (kept != bytes) write_file_atomically(file, kept);
+  }
 }
 
 LineChart learning_curve(const std::vector<json>& events, const std::string& title) {

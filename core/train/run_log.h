@@ -1,5 +1,5 @@
-// core/train/run_log.h — what a run writes while it trains: metrics.jsonl, the progress display,
-// and the learning curve drawn from the metrics.
+// core/train/run_log.h — what a run writes while it trains: metrics.jsonl, TensorBoard event
+// files, the progress display, and the learning curve drawn from the metrics.
 //
 // Contract:
 // - metrics.jsonl holds one JSON object per line, one line per event. Every object has "event"
@@ -10,6 +10,22 @@
 // - Non-finite numbers are written as null (JSON has no NaN).
 // - truncate_metrics_after(file, step) drops the events of steps after `step` (used on resume, so
 //   the log does not repeat the steps that are trained again).
+// - EventLog writes the same events as TensorBoard scalars: a new file
+//   `events.out.tfevents.SECONDS.HOST.PID.N` in the run directory per EventLog, starting with the
+//   "brain.Event:2" file-version event, then one Event per metrics event: its step, the wall
+//   time, and a Summary with one simple_value per numeric field except "step", tagged
+//   "EVENT/FIELD" ("train/loss", "valid/bleu", "test/ppl"). Messages: core/proto/attnlab/
+//   tensorboard/event.proto (TensorFlow's field numbers). Each record is TFRecord-framed —
+//   uint64 length, uint32 masked CRC32C of the length, the bytes, uint32 masked CRC32C of the
+//   bytes, little-endian; mask(c) = ((c >> 15) | (c << 17)) + 0xa282ead8 — and written with a
+//   single write(2).
+// - truncate_events_after(dir, step) does for every event file in `dir` what
+//   truncate_metrics_after does for metrics.jsonl (same rule for "test"/"test_average"), and drops
+//   an incomplete or damaged tail a kill left; files are rewritten atomically. A resumed run calls
+//   it, then opens a new EventLog: TensorBoard reads the files in name order and sees each step
+//   once.
+// - read_events(file) returns the events of a file (records with a bad length or CRC are a
+//   RunLogError naming the file and the byte offset; an incomplete last record is ignored).
 // - ProgressDisplay: on a terminal, a single line redrawn in place (carriage return, erase to end
 //   of line) at most every redraw_interval_s, with a bar when the total is known, step, epoch,
 //   loss, lr, tokens/s, elapsed time and ETA; print_line() puts a message above it. Elsewhere (a
@@ -27,6 +43,7 @@
 #include <ostream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace attnlab::train {
@@ -51,6 +68,39 @@ class MetricsLog {
   std::filesystem::path file_;
   int fd_ = -1;
 };
+
+// TensorBoard's view of the run (see the contract above).
+class EventLog {
+ public:
+  // Creates a new event file in `run_dir` and writes its file-version event.
+  explicit EventLog(const std::filesystem::path& run_dir);
+  ~EventLog();
+  EventLog(const EventLog&) = delete;
+  EventLog& operator=(const EventLog&) = delete;
+
+  // One Event with a scalar per numeric field of `fields` except "step" (a JSON object with a
+  // numeric "step"; non-finite values are left out, as in metrics.jsonl).
+  void append(const std::string& event, const nlohmann::json& fields);
+  const std::filesystem::path& file() const { return file_; }
+
+ private:
+  std::filesystem::path file_;
+  int fd_ = -1;
+};
+
+// One scalar of an event file.
+struct EventScalar {
+  int64_t step = 0;
+  double wall_time = 0;
+  std::string tag;
+  float value = 0;
+};
+std::vector<EventScalar> read_events(const std::filesystem::path& file);
+// The event files of a run directory, in name order (the order TensorBoard reads them).
+std::vector<std::filesystem::path> event_files(const std::filesystem::path& run_dir);
+void truncate_events_after(const std::filesystem::path& run_dir, int64_t step);
+// TFRecord's checksum: CRC32C (Castagnoli), masked.
+uint32_t masked_crc32c(std::string_view bytes);
 
 // All complete events of a metrics file, in order. A line that is not a JSON object is a
 // RunLogError "FILE:LINE: ..."; an incomplete last line (no newline) is skipped.

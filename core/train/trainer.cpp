@@ -21,6 +21,7 @@
 #include "train/run_corpus.h"
 #include "train/run_settings.h"
 #include "train/run_log.h"
+#include "train/safetensors.h"
 #include "train/schedule.h"
 #include "train/svg_chart.h"
 #include "train/translate.h"
@@ -218,9 +219,15 @@ class TrainingRun {
   void restart_run_that_saved_nothing();
   std::vector<std::string> differences_from(const std::string& experiment_text, const std::string& model_text,
                                             const std::vector<std::string>& overrides) const;
+  void init_from_safetensors();  // --init-from
   EvalFigures evaluate(const data::Batcher& set, const std::vector<data::SentencePair>& pairs, int64_t bleu_sentences,
                        Translator& translator);
-  void validate(double elapsed);
+  // `scheduled`: a validation of the train.valid_every schedule, which early stopping counts; the
+  // end-of-run validation at a step off the schedule only records figures and the best.
+  void validate(double elapsed, bool scheduled);
+  // One event into metrics.jsonl and the TensorBoard events (rank 0), and its numbers into the checkpoint's latest metrics
+  // ("valid_loss", "train_lr", ...).
+  void log_event(const std::string& event, const nlohmann::json& fields);
   std::string train(InterruptGuard& interrupt);  // returns why it stopped
   EvalFigures test_and_save_translations();
   std::string evaluate_average();                // the report's table row, empty without --average
@@ -259,6 +266,7 @@ class TrainingRun {
   std::unique_ptr<Adam> adam_;
   std::unique_ptr<LearningRateSchedule> schedule_;
   std::unique_ptr<MetricsLog> metrics_;
+  std::unique_ptr<EventLog> events_;  // TensorBoard's copy of metrics_
   std::unique_ptr<Translator> valid_translator_, test_translator_;
   std::unique_ptr<ProgressDisplay> progress_;
   std::unique_ptr<dist::GradientReducer> reducer_;  // data-parallel only
@@ -269,6 +277,12 @@ class TrainingRun {
   double best_score_ = 0;
   int64_t validations_without_improvement_ = 0;  // train.patience
   int64_t best_step_ = 0;
+  // The best over the scheduled validations only, which train.patience compares against: a
+  // resumed run then stops where an uninterrupted one would, whatever the end-of-run validation
+  // before the resume found.
+  bool schedule_has_best_ = false;
+  double schedule_best_score_ = 0;
+  std::map<std::string, double> last_metrics_;  // Checkpoint.metrics.last
   bool bleu_on_ = false;
   double last_loss_ = 0;
   int64_t last_validated_ = -1;
@@ -283,6 +297,8 @@ TrainingRun::TrainingRun(const RunOptions& options, const Registry& registry)
   // Nothing is written to the run directory until every check that can refuse the run (or the
   // resume) has passed: a refused command leaves an existing run's files as they were.
   world_.set_rank_timeout(options.rank_timeout_s);
+  if (options_.resume && !options_.init_from.empty())
+    throw RunError("--init-from " + options_.init_from.string() + ": not with --resume (a resumed run continues from its own checkpoint)");
   load_experiment();
   choose_run_directory();
   // d_model for the schedule comes from the elaborated model, so the settings are read once the
@@ -301,6 +317,8 @@ TrainingRun::TrainingRun(const RunOptions& options, const Registry& registry)
   if (options_.resume) {
     checkpoints_ = std::make_unique<CheckpointDirectory>(run_dir_ / "checkpoints", static_cast<int>(settings_.keep_checkpoints));
     resume_from_latest_checkpoint();  // refuses a checkpoint of another experiment before any write
+  } else if (!options_.init_from.empty()) {
+    init_from_safetensors();  // refuses weights of another model before any write
   }
   // Accepted: from here on rank 0 writes the run directory (the other ranks only read checkpoints,
   // to resume; rank 0 creates and rotates them).
@@ -495,6 +513,9 @@ ckpt::Checkpoint TrainingRun::make_checkpoint() const {
   c.mutable_metrics()->set_has_best(has_best_);
   c.mutable_metrics()->set_best_score(best_score_);
   c.mutable_metrics()->set_best_step(best_step_);
+  c.mutable_metrics()->set_schedule_has_best(schedule_has_best_);
+  c.mutable_metrics()->set_schedule_best_score(schedule_best_score_);
+  for (const auto& [name, value] : last_metrics_) (*c.mutable_metrics()->mutable_last())[name] = value;
   c.set_created_utc(utc_stamp("%Y-%m-%dT%H:%M:%SZ"));
   return c;
 }
@@ -541,7 +562,10 @@ void TrainingRun::restart_run_that_saved_nothing() {
     throw RunError("cannot resume: " + run_dir_.string() + " holds a run of another experiment (" + join_names(differs) +
                    " differ from this run's), which saved no checkpoint; give another --out");
   const fs::path metrics_path = run_dir_ / "metrics.jsonl";
-  if (owns_output() && fs::exists(metrics_path)) fs::remove(metrics_path);
+  if (owns_output()) {
+    if (fs::exists(metrics_path)) fs::remove(metrics_path);
+    for (const fs::path& f : event_files(run_dir_)) fs::remove(f);
+  }
   log_ << "no step checkpoint in " << checkpoints_->dir().string() << " (the run stopped before its first one): starting it again from step 0\n";
 }
 
@@ -571,11 +595,35 @@ void TrainingRun::resume_from_latest_checkpoint() {
   has_best_ = c.metrics().has_best();
   best_score_ = c.metrics().best_score();
   best_step_ = c.metrics().best_step();
+  schedule_has_best_ = c.metrics().schedule_has_best();
+  schedule_best_score_ = c.metrics().schedule_best_score();
+  if (!schedule_has_best_ && has_best_) {  // a checkpoint from before the two were told apart
+    schedule_has_best_ = true;
+    schedule_best_score_ = best_score_;
+  }
   validations_without_improvement_ = c.metrics().validations_without_improvement();
+  last_metrics_ = {c.metrics().last().begin(), c.metrics().last().end()};
   const fs::path metrics_path = run_dir_ / "metrics.jsonl";
   if (owns_output() && fs::exists(metrics_path)) truncate_metrics_after(metrics_path, step_);
+  if (owns_output()) truncate_events_after(run_dir_, step_);
   log_ << "resuming " << run_dir_.string() << " at step " << step_ << " (epoch " << c.data_position().epoch() << ", batch "
        << c.data_position().batch_index() << ")\n";
+}
+
+// The initial weights from an exported file instead of the seed's initialisation; the optimizer
+// starts afresh. Every parameter must be there with the model's shape (load_parameters names
+// each one that is missing, unexpected or of another shape).
+void TrainingRun::init_from_safetensors() {
+  const std::string source = options_.init_from.string();
+  try {
+    const SafetensorsFile file = read_safetensors(options_.init_from);
+    load_parameters(file.tensors, refs_, source);
+    log_ << "initial weights: " << file.tensors.parameters_size() << " parameters from " << source << "\n";
+  } catch (const SafetensorsError& e) {
+    throw RunError(std::string("--init-from ") + e.what());
+  } catch (const CheckpointError& e) {
+    throw RunError(std::string("--init-from ") + source + ": " + e.what());
+  }
 }
 
 // Loss and accuracy of `set` with the current weights, and BLEU of the first `bleu_sentences`
@@ -603,31 +651,38 @@ EvalFigures TrainingRun::evaluate(const data::Batcher& set, const std::vector<da
 }
 
 // Dev figures into metrics.jsonl and the log; best.ckpt when they are the best so far.
-void TrainingRun::validate(double elapsed) {
+void TrainingRun::validate(double elapsed, bool scheduled) {
   EvalFigures f = evaluate(*dev_batcher_, corpus_.dev, settings_.valid_bleu_sentences, *valid_translator_);
   nlohmann::json fields = {{"step", step_},        {"epoch", batcher_->position().epoch}, {"loss", finite_or_null(f.loss)},
                            {"ppl", finite_or_null(std::exp(f.loss))}, {"accuracy", f.accuracy}, {"elapsed_s", elapsed}};
   if (f.bleu >= 0) fields["bleu"] = f.bleu;
   if (f.chrf >= 0) fields["chrf"] = f.chrf;
-  if (metrics_) metrics_->append("valid", fields);
+  log_event("valid", fields);
   // Higher is better: BLEU, chrF, or the negated loss.
   const double score = settings_.valid_metric == "bleu" ? f.bleu : settings_.valid_metric == "chrf" ? f.chrf : -f.loss;
   std::string line = "step " + std::to_string(step_) + "  valid loss " + fmt(f.loss) + "  ppl " + fmt(std::exp(f.loss), 2) +
                      "  accuracy " + fmt(100 * f.accuracy, 1) + "%";
   if (f.bleu >= 0) line += "  BLEU " + fmt(f.bleu, 2);
   if (f.chrf >= 0) line += "  chrF " + fmt(f.chrf, 2);
-  if (!has_best_ || score > best_score_) {
-    validations_without_improvement_ = 0;
+  const bool best = !has_best_ || score > best_score_;
+  if (scheduled) {
+    if (!schedule_has_best_ || score > schedule_best_score_) {
+      validations_without_improvement_ = 0;
+      schedule_has_best_ = true;
+      schedule_best_score_ = score;
+    } else {
+      ++validations_without_improvement_;
+      if (settings_.patience > 0)
+        line += "  (no improvement for " + std::to_string(validations_without_improvement_) + " of patience " +
+                std::to_string(settings_.patience) + ")";
+    }
+  }
+  if (best) {
     has_best_ = true;
     best_score_ = score;
     best_step_ = step_;
     if (owns_output()) checkpoints_->save_best(make_checkpoint());
     line += "  (best)";
-  } else {
-    ++validations_without_improvement_;
-    if (settings_.patience > 0)
-      line += "  (no improvement for " + std::to_string(validations_without_improvement_) + " of patience " +
-              std::to_string(settings_.patience) + ")";
   }
   progress_->print_line(line);
   result_.valid_loss = f.loss;
@@ -635,8 +690,18 @@ void TrainingRun::validate(double elapsed) {
   result_.valid_bleu = f.bleu;
 }
 
+void TrainingRun::log_event(const std::string& event, const nlohmann::json& fields) {
+  if (metrics_) metrics_->append(event, fields);
+  if (events_) events_->append(event, fields);
+  for (const auto& [key, value] : fields.items())
+    if (value.is_number() && key != "step") last_metrics_[event + "_" + key] = value.get<double>();
+}
+
 RunResult TrainingRun::run() {
-  if (owns_output()) metrics_ = std::make_unique<MetricsLog>(run_dir_ / "metrics.jsonl");
+  if (owns_output()) {
+    metrics_ = std::make_unique<MetricsLog>(run_dir_ / "metrics.jsonl");
+    events_ = std::make_unique<EventLog>(run_dir_);
+  }
 
   log_ << "experiment " << spec_.name << ": model " << elaborated_.name << ", " << result_.parameters << " parameters, vocab " << vocab_
        << ", " << corpus_.train.size() << " training pairs, " << corpus_.dev.size() << " dev, " << corpus_.test.size() << " test\n"
@@ -672,6 +737,10 @@ RunResult TrainingRun::run() {
 
   const int64_t start_step = step_;
   const std::string reason = train(interrupt);
+  // The last validation comes before the last checkpoint, so that the checkpoint knows whether
+  // it is the best one (and holds its figures).
+  if (!result_.interrupted && last_validated_ != step_)
+    validate(seconds(), settings_.valid_every > 0 && step_ % settings_.valid_every == 0);
   if (owns_output() && (step_ > start_step || !checkpoints_->latest())) checkpoints_->save_step(make_checkpoint());
   // The other ranks leave only once rank 0 has saved (a rank that leaves with a non-zero code,
   // as after a signal, makes mpirun end the others); rank 0 then evaluates and reports alone.
@@ -685,7 +754,6 @@ RunResult TrainingRun::run() {
          << "\n";
     return result_;
   }
-  if (last_validated_ != step_) validate(seconds());
   EvalFigures test = test_and_save_translations();
   const std::string average_row = evaluate_average();
   write_report(reason, test, average_row);
@@ -799,14 +867,14 @@ std::string TrainingRun::train(InterruptGuard& interrupt) {
       train_fields["allreduce_s"] = t.reduce_seconds;
       train_fields["allreduce_exposed_s"] = t.exposed_seconds;
     }
-    if (metrics_) metrics_->append("train", train_fields);
+    log_event("train", train_fields);
     if (!std::isfinite(last_loss_))
       throw RunError("training diverged at step " + std::to_string(step_) +
                      " (loss is not finite); lower the learning rate (noam factor) or enable train.clip_norm");
     progress_->update({step_, settings_.max_steps, batcher_->position().epoch, last_loss_, lr, tps, elapsed});
     reason = stop_after_step ? "signal" : stop_reason();
     if (settings_.valid_every > 0 && step_ % settings_.valid_every == 0 && reason.empty()) {
-      validate(elapsed);
+      validate(elapsed, true);
       last_validated_ = step_;
       reason = stop_reason();  // early stopping (train.patience) decides after a validation
     }
@@ -867,7 +935,7 @@ EvalFigures TrainingRun::test_and_save_translations() {
   result_.test_accuracy = test.accuracy;
   result_.test_bleu = test.bleu;
   if (test.bleu >= 0) test_fields["bleu"] = test.bleu;
-  metrics_->append("test", test_fields);
+  log_event("test", test_fields);
   log_ << "test: loss " << fmt(test.loss) << "  ppl " << fmt(std::exp(test.loss), 2) << "  accuracy " << fmt(100 * test.accuracy, 1) << "%";
   if (test.bleu >= 0) log_ << "  " << test.bleu_score.to_string();
   log_ << "\n";
@@ -899,7 +967,7 @@ std::string TrainingRun::evaluate_average() {
   result_.average_test_bleu = avg.bleu;
   nlohmann::json average_fields = {{"step", step_}, {"checkpoints", files.size()}, {"loss", avg.loss}, {"accuracy", avg.accuracy}};
   if (avg.bleu >= 0) average_fields["bleu"] = avg.bleu;
-  metrics_->append("test_average", average_fields);
+  log_event("test_average", average_fields);
   log_ << "average of " << files.size() << " checkpoints: test loss " << fmt(avg.loss)
        << (avg.bleu >= 0 ? ", BLEU " + fmt(avg.bleu, 2) : std::string(" (BLEU off: train.valid_bleu_sentences = 0)")) << "\n";
   return "| test, average of the last " + std::to_string(files.size()) + " checkpoints | " + fmt(avg.loss) + " | " +
@@ -971,6 +1039,7 @@ std::vector<std::string> run_arguments(const RunOptions& o) {
   if (!o.data_root.empty()) args.insert(args.end(), {"--data", o.data_root.string()});
   if (o.resume) args.push_back("--resume");
   if (o.average > 0) args.insert(args.end(), {"--average", std::to_string(o.average)});
+  if (!o.init_from.empty()) args.insert(args.end(), {"--init-from", o.init_from.string()});
   if (o.threads > 0) args.insert(args.end(), {"--threads", std::to_string(o.threads)});
   if (o.seed != 0) args.insert(args.end(), {"--seed", std::to_string(o.seed)});
   if (o.rank_timeout_s != defaults.rank_timeout_s) {

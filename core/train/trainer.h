@@ -82,6 +82,7 @@ struct RunOptions {
   std::filesystem::path out_dir;          // empty: runs/<experiment>-<UTC timestamp>
   std::filesystem::path data_root;        // empty: $ATTNLAB_DATA
   bool resume = false;
+  std::filesystem::path init_from;  // safetensors weights to start from (attnlab export); not with resume
   int average = 0;          // > 0: average the last K step checkpoints at the end and evaluate them
   int threads = 0;          // TBB arena size; 0: every core
   uint64_t seed = 0;        // 0: the experiment's seed (or 1)

@@ -19,7 +19,7 @@
 //   (also when the checkpoint does not say).
 #pragma once
 
-#include "checkpoint.pb.h"
+#include "attnlab/ckpt/checkpoint.pb.h"
 #include "data/tokenizer.h"
 
 #include "eval/decoder.h"

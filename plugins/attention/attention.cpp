@@ -545,9 +545,14 @@ void AttentionNode::forward(const ForwardContext& ctx) const {
     a.mask = ctx.inputs[2].data();
     a.mask_layout = mask_layout(ctx.inputs[2].shape(), B, Tq, Tk);
   }
-  // Tiled: saved[3] holds the log-sum-exp per query row instead of P.
-  if (const int64_t tile = tile_for(Tq, Tk); tile > 0) attend_tiled(a, B, Tq, Tk, tile, P, ctx.workspace[1].data());
+  // Tiled: saved[3] holds the log-sum-exp per query row instead of P. An inspecting pass records
+  // the probabilities (node.h: Recorder): the materialised kernel writes them, into the record.
+  const int64_t tile = tile_for(Tq, Tk);
+  const TensorView recorded = ctx.step.recorder ? ctx.step.recorder->record("probs", {B, H, Tq, Tk}) : TensorView{};
+  if (recorded.present()) a.probs = recorded.data();
+  if (tile > 0 && !recorded.present()) attend_tiled(a, B, Tq, Tk, tile, P, ctx.workspace[1].data());
   else attend(a, B, Tq, Tk);
+  if (recorded.present() && tile == 0) std::copy(recorded.data(), recorded.data() + recorded.numel(), P);
   project(O, B * Tq, H * dv, param(pidx_.w_o), D, param(pidx_.b_o), ctx.outputs[0].data());
 }
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 
 namespace attnlab::components_test {
 namespace {
@@ -849,6 +850,78 @@ TEST(AttentionTiled, AutomaticChoiceFollowsTheScoreCount) {
 TEST(AttentionErrors, TileBelowMinusOneIsRejected) {
   expect_rejected("attention.scaled_dot", {{"tile", int64_t{-2}}},
                   "tile must be 0 (automatic), -1 (materialise the scores) or a positive tile size, got -2");
+}
+
+// ---- Recording (node.h: Recorder) ---------------------------------------------------------------
+
+// Owns what the node records.
+class TestRecorder final : public Recorder {
+ public:
+  TensorView record(const std::string& what, const Shape& shape) override {
+    names.push_back(what);
+    tensors.emplace_back(shape, std::nanf(""));
+    return tensors.back().view();
+  }
+  std::vector<std::string> names;
+  std::deque<Tensor> tensors;
+};
+
+// Every attention type records its probabilities in an inspecting pass: [B, H, Tq, Tk], each row
+// a distribution over the allowed keys (masked and future keys 0), the output unchanged; the
+// tiled kernel records what the materialised one computes.
+TEST(Attention, EveryTypeRecordsItsProbabilities) {
+  Registry& registry = component_registry();
+  int recorded = 0;
+  Tensor q = random_tensor({2, 5, 16}), m = random_tensor({2, 7, 16});
+  Tensor mask({2, 7}, 1.0f);
+  mask.data()[7 + 6] = 0.0f;  // the second sentence's last key is padding
+  for (const std::string& type : registry.type_names()) {
+    if (type.rfind("attention.", 0) != 0) continue;
+    SCOPED_TRACE(type);
+    Attrs attrs = {{"heads", int64_t{2}}, {"d_k", int64_t{8}}, {"d_v", int64_t{8}}};
+    Driven plain(type, resolved(type, attrs), {q.view(), m.view(), mask.view()});
+    Driven inspected(type, resolved(type, attrs), {q.view(), m.view(), mask.view()});
+    inspected.copy_params_from(plain);
+    plain.forward();
+    TestRecorder recorder;
+    StepInfo info;
+    info.recorder = &recorder;
+    inspected.forward(info);
+    ASSERT_EQ(recorder.names, std::vector<std::string>{"probs"});
+    const Tensor& p = recorder.tensors.front();
+    ASSERT_EQ(p.shape(), (Shape{2, 2, 5, 7}));
+    for (int64_t row = 0; row < 2 * 2 * 5; ++row) {
+      double sum = 0;
+      for (int64_t k = 0; k < 7; ++k) sum += p.data()[row * 7 + k];
+      EXPECT_NEAR(sum, 1.0, 1e-5) << "row " << row;
+    }
+    for (int64_t h = 0; h < 2; ++h)
+      for (int64_t i = 0; i < 5; ++i) EXPECT_EQ(p.data()[((1 * 2 + h) * 5 + i) * 7 + 6], 0.0f) << "a padded key";
+    EXPECT_LT(max_abs_diff(plain.outputs[0].data(), inspected.outputs[0].data(), plain.outputs[0].numel()), 1e-6);
+    ++recorded;
+  }
+  EXPECT_GE(recorded, 4);
+
+  // The tiled kernel (forced with tile: 4) records the same probabilities as the materialised one.
+  const Attrs base = {{"heads", int64_t{2}}, {"d_k", int64_t{8}}, {"d_v", int64_t{8}}, {"causal", true}};
+  Attrs tiled_attrs = base, dense_attrs = base;
+  tiled_attrs.set("tile", int64_t{4});
+  dense_attrs.set("tile", int64_t{-1});
+  Tensor x = random_tensor({2, 9, 16});
+  Driven tiled("attention.scaled_dot", resolved("attention.scaled_dot", tiled_attrs), {x.view(), x.view()});
+  Driven dense("attention.scaled_dot", resolved("attention.scaled_dot", dense_attrs), {x.view(), x.view()});
+  dense.copy_params_from(tiled);
+  TestRecorder rt, rd;
+  StepInfo it, id;
+  it.recorder = &rt;
+  id.recorder = &rd;
+  tiled.forward(it);
+  dense.forward(id);
+  const Tensor& pt = rt.tensors.front();
+  const Tensor& pd = rd.tensors.front();
+  EXPECT_LT(max_abs_diff(pt.data(), pd.data(), pd.numel()), 1e-6);
+  EXPECT_EQ(pd.data()[1], 0.0f) << "causal: the first query sees no later key";
+  EXPECT_LT(max_abs_diff(tiled.outputs[0].data(), dense.outputs[0].data(), dense.outputs[0].numel()), 1e-5);
 }
 
 }  // namespace

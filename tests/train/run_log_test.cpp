@@ -1,4 +1,4 @@
-// metrics.jsonl writing and reading, the progress display in both modes, the learning curve.
+// metrics.jsonl writing and reading, TensorBoard event files, the progress display in both modes, the learning curve.
 #include "train/run_log.h"
 #include "temp_dir.h"
 
@@ -100,6 +100,72 @@ TEST(MetricsLog, TruncateAfterStepForResume) {
   ASSERT_EQ(events.size(), 4u);
   EXPECT_EQ(events[2]["step"], 3);
   EXPECT_EQ(events[3]["event"], "run");
+}
+
+TEST(EventLog, MaskedCrc32cOfTheCheckValue) {
+  // CRC32C("123456789") is 0xE3069283 (RFC 3720's check value); TFRecord masks it.
+  const uint32_t crc = 0xE3069283u;
+  EXPECT_EQ(masked_crc32c("123456789"), ((crc >> 15) | (crc << 17)) + 0xA282EAD8u);
+  EXPECT_NE(masked_crc32c("123456788"), masked_crc32c("123456789"));
+}
+
+TEST(EventLog, ScalarsPerNumericFieldTaggedByEvent) {
+  TempDir dir;
+  EventLog log(dir.path());
+  EXPECT_EQ(log.file().filename().string().rfind("events.out.tfevents.", 0), 0u);
+  log.append("train", {{"step", 3}, {"loss", 2.5}, {"lr", 1e-3}, {"note", "text"}, {"nan", std::nan("")}});
+  log.append("valid", {{"step", 4}, {"bleu", 12.25}});
+  const std::vector<EventScalar> got = read_events(log.file());
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].tag, "train/loss");
+  EXPECT_EQ(got[0].step, 3);
+  EXPECT_FLOAT_EQ(got[0].value, 2.5f);
+  EXPECT_EQ(got[1].tag, "train/lr");
+  EXPECT_EQ(got[2].tag, "valid/bleu");
+  EXPECT_EQ(got[2].step, 4);
+  EXPECT_GT(got[2].wall_time, 1.6e9);
+  EXPECT_THROW(log.append("train", {{"loss", 1.0}}), RunLogError);  // no step
+  EventLog second(dir.path());
+  EXPECT_NE(second.file(), log.file());
+  EXPECT_EQ(event_files(dir.path()).size(), 2u);
+}
+
+TEST(EventLog, DamagedRecordIsNamedWithItsOffset) {
+  TempDir dir;
+  std::filesystem::path file;
+  {
+    EventLog log(dir.path());
+    log.append("train", {{"step", 1}, {"loss", 2.0}});
+    file = log.file();
+  }
+  std::string bytes = read_file(file);
+  bytes[bytes.size() - 6] ^= 0x40;  // inside the last record's payload
+  write_file(file, bytes);
+  try {
+    read_events(file);
+    FAIL() << "no error";
+  } catch (const RunLogError& e) {
+    EXPECT_TRUE(contains(e.what(), file.string() + ": byte ")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "record data fails its CRC32C")) << e.what();
+  }
+}
+
+TEST(EventLog, TruncateAfterStepForResume) {
+  TempDir dir;
+  std::filesystem::path file;
+  {
+    EventLog log(dir.path());
+    for (int step = 1; step <= 4; ++step) log.append("train", {{"step", step}, {"loss", 1.0 * step}});
+    log.append("test", {{"step", 2}, {"loss", 9.0}});
+    file = log.file();
+  }
+  write_file(file, read_file(file) + std::string("\x10\0\0\0\0\0\0\0\1", 9));  // half a record, as a kill leaves
+  truncate_events_after(dir.path(), 2);
+  const std::vector<EventScalar> got = read_events(file);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].step, 1);
+  EXPECT_EQ(got[1].step, 2);
+  EXPECT_EQ(got[1].tag, "train/loss");  // the end-of-run test at step 2 is dropped too
 }
 
 TEST(LearningCurve, TrainAndDevLossAgainstStep) {

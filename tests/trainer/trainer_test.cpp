@@ -264,6 +264,43 @@ TEST(Trainer, RunDirectoryHoldsSpecMetricsCheckpointsAndReport) {
   EXPECT_EQ(settings["model_params"]["d_model"], "16");
 }
 
+// The final checkpoint is written after the final validation: it holds that validation's figures
+// in metrics.last, and its best_step agrees with the best dev loss in metrics.jsonl.
+TEST(Trainer, FinalCheckpointKnowsTheFinalValidationAndTheBest) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  // valid_every 4 with 10 steps: validations at 4 and 8 during training, 10 at the end.
+  run_experiment(options_for(exp, dir / "run", {"train.max_steps=10", "train.valid_every=4"}), registry());
+  ckpt::Checkpoint c = read_checkpoint(*CheckpointDirectory(dir / "run/checkpoints").latest());
+  ASSERT_EQ(c.step(), 10);
+  nlohmann::json last_valid, last_train;
+  int64_t best_step = 0;
+  double best_loss = 1e300, scheduled_best_loss = 1e300;
+  for (const nlohmann::json& e : read_metrics(dir / "run/metrics.jsonl")) {
+    if (e["event"] == "train") last_train = e;
+    if (e["event"] != "valid") continue;
+    last_valid = e;
+    if (e["loss"].get<double>() < best_loss) best_loss = e["loss"].get<double>(), best_step = e["step"].get<int64_t>();
+    if (e["step"].get<int64_t>() % 4 == 0) scheduled_best_loss = std::min(scheduled_best_loss, e["loss"].get<double>());
+  }
+  ASSERT_EQ(last_valid["step"], 10) << "the final validation is logged";
+  const auto& m = c.metrics();
+  EXPECT_EQ(m.best_metric(), "valid_loss");
+  EXPECT_TRUE(m.has_best());
+  EXPECT_EQ(m.best_step(), best_step);
+  EXPECT_DOUBLE_EQ(m.best_score(), -best_loss);
+  // Early stopping compares against the validations of the schedule (steps 4 and 8) only, so a
+  // resumed run stops where an uninterrupted one would (TrainerEarlyStopping below).
+  EXPECT_TRUE(m.schedule_has_best());
+  EXPECT_DOUBLE_EQ(m.schedule_best_score(), -scheduled_best_loss);
+  ASSERT_TRUE(m.last().contains("valid_loss")) << "metrics.last holds the final validation";
+  EXPECT_DOUBLE_EQ(m.last().at("valid_loss"), last_valid["loss"].get<double>());
+  EXPECT_DOUBLE_EQ(m.last().at("valid_accuracy"), last_valid["accuracy"].get<double>());
+  EXPECT_DOUBLE_EQ(m.last().at("train_loss"), last_train["loss"].get<double>());
+  EXPECT_DOUBLE_EQ(m.last().at("train_lr"), last_train["lr"].get<double>());
+  EXPECT_FALSE(m.last().contains("valid_step"));
+}
+
 TEST(Trainer, MaxEpochsStopsAfterWholeEpochs) {
   TempDir dir;
   const fs::path exp = tiny_experiment(dir);

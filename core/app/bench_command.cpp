@@ -24,6 +24,7 @@
 #include "app/cli.h"
 #include "dsl/experiment.h"
 #include "eval/decoder.h"
+#include "task/task.h"
 #include "exec/tbb_executor.h"
 #include "tensor/gemm.h"
 #include "train/optimizer.h"
@@ -236,19 +237,12 @@ void run_bench(const BenchOptions& o, const CommonOptions& common) {
     throw CliError(1, (o.file.empty() ? std::string("the default model") : o.file) + ": " + std::to_string(n) +
                           (n == 1 ? " error" : " errors"));
   }
-  for (const char* input : {"src", "tgt_in", "tgt_out"}) {
-    bool found = false;
-    for (const auto& in : elaborated.graph.inputs()) found = found || in.name() == input;
-    if (!found)
-      throw CliError(1, "model " + elaborated.name + " has no input '" + input +
-                            "': bench needs an encoder-decoder with inputs src, tgt_in, tgt_out");
-  }
-  for (const char* output : {"loss", "memory", "logits"}) {
-    bool found = false;
-    for (const auto& out : elaborated.graph.outputs()) found = found || out.name() == output;
-    if (!found)
-      throw CliError(1, "model " + elaborated.name + " has no output '" + output +
-                            "': bench needs outputs loss, logits and memory");
+  const task::TranslationTask& task = task::translation();
+  try {
+    task::check_graph(task, elaborated.graph);
+  } catch (const dsl::DslError& e) {
+    std::cerr << e.what();
+    throw CliError(1, "model " + elaborated.name + " cannot be benchmarked as the " + task.name() + " task");
   }
 
   const int threads = common.threads;
@@ -282,15 +276,14 @@ void run_bench(const BenchOptions& o, const CommonOptions& common) {
     }
   }
 
-  const ir::DimBindings dims = {{"batch", B}, {"src_len", S}, {"tgt_len", T}};
-  const exec::TensorMap feeds = {{"src", src.view()}, {"tgt_in", tgt_in.view()}, {"tgt_out", tgt_out.view()}};
+  const task::TrainingFeeds batch = task.feeds(elaborated.graph, src.view(), tgt_in.view(), tgt_out.view());
   double last_loss = 0;
   auto train_step = [&](uint64_t step) {
-    exec::Plan& plan = model.plan(dims, {"src", "tgt_in", "tgt_out"}, {"loss", "tokens", "correct"});
-    executor.forward(plan, feeds, StepInfo{true, seed, nullptr}, step);
+    exec::Plan& plan = model.plan(batch.dims, task.feed_names(), task.objective().fetches());
+    executor.forward(plan, batch.feeds, StepInfo{true, seed, nullptr}, step);
     executor.backward(plan);  // d loss = 1: the gradient of the mean loss, as the reference
     adam.step(refs, 1e-4);
-    last_loss = plan.value("loss").data()[0];
+    last_loss = plan.value(task.objective().loss).data()[0];
   };
   train_step(0);  // warm-up: plans, buffers, optimizer moments
   gemm_count_reset();

@@ -11,7 +11,7 @@
 // translating a run's test.src with its decode settings reproduces its test.hyp. Every user error
 // is one line and exit code 1. Flags are
 // bounded by train/limits.h; input must be UTF-8 text; lines over --max-tokens are cut, counted.
-#include "app/cli.h"
+#include "app/checkpoint_model.h"
 #include "data/tokenizer.h"
 #include "eval/decoder.h"
 #include "exec/model.h"
@@ -49,50 +49,11 @@ std::string scores_columns(const eval::Translation& t) {
 
 
 void run_translate(const TranslateArgs& args, const CommonOptions& options) {
-  std::filesystem::path file;
-  ckpt::Checkpoint checkpoint;
-  try {
-    file = train::find_checkpoint(args.checkpoint);
-    checkpoint = train::read_checkpoint(file);
-  } catch (const train::CheckpointError& e) {
-    throw CliError(1, e.what());
-  }
-  const std::string where = "checkpoint " + file.string();
-  if (checkpoint.graph().empty())
-    throw CliError(1, where + ": no model graph in it (it cannot be translated with; was it written by a trainer that "
-                              "stores the graph?)");
-  if (checkpoint.tokenizer().empty()) throw CliError(1, where + ": no tokenizer in it (it cannot translate raw text)");
-  ir::GraphDef graph;
-  if (!graph.ParseFromString(checkpoint.graph())) throw CliError(1, where + ": the stored model graph is unreadable");
-  std::unique_ptr<data::Tokenizer> tokenizer;
-  try {
-    tokenizer = data::load_tokenizer(checkpoint.tokenizer());
-  } catch (const std::exception& e) {
-    throw CliError(1, where + ": its tokenizer cannot be loaded: " + e.what());
-  }
-
-  auto registry = load_registry(options);
-  ir::DimBindings dims;
-  for (const ir::GraphInput& input : graph.inputs())
-    for (const ir::Dim& dim : input.shape())
-      if (!dim.symbol().empty()) dims[dim.symbol()] = 8;
-  std::unique_ptr<exec::Model> model;
-  try {
-    model = std::make_unique<exec::Model>(graph, *registry, options.seed, dims);
-  } catch (const std::exception& e) {
-    throw CliError(1, where + ": its model graph does not build: " + e.what());
-  }
-  for (const ir::GraphInput& input : graph.inputs())
-    if (input.name() == "src" && input.bound() > 0 && tokenizer->vocab_size() > input.bound())
-      throw CliError(1, where + ": the tokenizer has " + std::to_string(tokenizer->vocab_size()) +
-                            " ids but the model's vocabulary has " + std::to_string(input.bound()));
-  std::vector<train::ParamRef> params;
-  for (exec::Parameter& p : model->parameters()) params.push_back({p.name, p.value.view(), p.grad.view()});
-  try {
-    train::load_parameters(checkpoint, params, file.string());
-  } catch (const train::CheckpointError& e) {
-    throw CliError(1, e.what());
-  }
+  const CheckpointModel loaded = load_checkpoint_model(args.checkpoint, options, task::translation(), "translate");
+  const ckpt::Checkpoint& checkpoint = loaded.checkpoint;
+  const std::string& where = loaded.where;
+  const data::Tokenizer* tokenizer = loaded.tokenizer.get();
+  exec::Model* model = loaded.model.get();
 
   train::InputForm form = train::checkpoint_input_form(checkpoint);
   if (!args.input.empty()) {

@@ -33,4 +33,19 @@ struct Corpus {
 
 Corpus load_corpus(const dsl::ExperimentSpec& spec, const RunOptions& options, std::ostream& log);
 
+// The language_model task's text: `data = text(file:, valid_file:, valid_fraction:, vocab:,
+// vocab_size:, min_count:)`. FILE (relative to the data root, as parallel's dir; ".gz" accepted)
+// is read whole; validation is VALID_FILE when given, else the last valid_fraction of FILE's
+// characters (default 0.1: nanoGPT's split). The vocabulary is learned on the training part:
+// vocab "char" (default: every distinct character), "word" or "sentencepiece" (vocab_size).
+// Word tokens are encoded per line, each line's tokens followed by the id of the newline
+// (</s>), so that generated text keeps its lines.
+struct LmText {
+  std::string description;
+  std::vector<int> train, valid;  // token ids of the two parts
+  int64_t train_chars = 0, valid_chars = 0;  // characters (UTF-8 code points) of the two parts
+  std::unique_ptr<data::Tokenizer> tokenizer;
+};
+LmText load_lm_text(const dsl::ExperimentSpec& spec, const RunOptions& options, std::ostream& log);
+
 }  // namespace attnlab::train

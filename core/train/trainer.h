@@ -106,6 +106,7 @@ struct RunResult {
   double tokens_per_second = 0;
   double last_train_loss = 0;  // of the last step
   double valid_loss = 0, valid_accuracy = 0, valid_bleu = -1;  // BLEU -1: not computed
+  double valid_bits_per_char = -1;  // language_model with a character vocabulary (-1: not computed)
   double test_loss = 0, test_accuracy = 0, test_bleu = -1;
   double test_chrf = -1;  // sacreBLEU's chrF2 of the test translations (-1: BLEU off)
   double average_test_bleu = -1;  // with --average K

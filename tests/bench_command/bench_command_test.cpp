@@ -179,10 +179,11 @@ TEST(BenchCommand, RejectsAModelWithoutSource) {
   const CommandResult r = bench(std::string(" ").append(file.string()).append(kTinyShapes));
   fs::remove_all(dir);
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("attnlab: error: model lm has no input 'src': bench needs an encoder-decoder with inputs src, "
-                       "tgt_in, tgt_out"),
+  // Located at the model declaration, naming what the translation task expects.
+  EXPECT_NE(r.err.find("lm.attn:1:1: error: the translation task needs model 'lm' to declare input 'src': ids[batch, source length]"),
             std::string::npos)
       << r.err;
+  EXPECT_NE(r.err.find("attnlab: error: model lm cannot be benchmarked as the translation task"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -1,0 +1,68 @@
+// core/app/checkpoint_model.cpp — see checkpoint_model.h.
+#include "app/checkpoint_model.h"
+
+#include "train/checkpoint.h"
+
+#include <iostream>
+
+namespace attnlab::cli {
+
+CheckpointModel load_checkpoint_model(const std::string& arg, const CommonOptions& options, const task::Task& task,
+                                      const std::string& command) {
+  CheckpointModel out;
+  try {
+    out.file = train::find_checkpoint(arg);
+    out.checkpoint = train::read_checkpoint(out.file);
+  } catch (const train::CheckpointError& e) {
+    throw CliError(1, e.what());
+  }
+  const ckpt::Checkpoint& checkpoint = out.checkpoint;
+  const std::string& where = out.where = "checkpoint " + out.file.string();
+  if (checkpoint.graph().empty())
+    throw CliError(1, where + ": no model graph in it (it cannot be " + command + "d with; was it written by a trainer that "
+                              "stores the graph?)");
+  if (checkpoint.tokenizer().empty()) throw CliError(1, where + ": no tokenizer in it (it cannot read raw text)");
+  const auto trained = checkpoint.settings().find("task");
+  const std::string trained_task = trained == checkpoint.settings().end() ? task::translation().name() : trained->second;
+  if (trained_task != task.name())
+    throw CliError(1, where + ": it was trained for the " + trained_task + " task; attnlab " + command + " needs a " + task.name() +
+                          " checkpoint");
+  ir::GraphDef graph;
+  if (!graph.ParseFromString(checkpoint.graph())) throw CliError(1, where + ": the stored model graph is unreadable");
+  try {
+    task::check_graph(task, graph);
+  } catch (const dsl::DslError& e) {
+    std::cerr << e.what();
+    throw CliError(1, where + ": its model graph is not a " + task.name() + " model");
+  }
+  try {
+    out.tokenizer = data::load_tokenizer(checkpoint.tokenizer());
+  } catch (const std::exception& e) {
+    throw CliError(1, where + ": its tokenizer cannot be loaded: " + e.what());
+  }
+  out.registry = load_registry(options);
+  ir::DimBindings dims;
+  for (const ir::GraphInput& input : graph.inputs())
+    for (const ir::Dim& dim : input.shape())
+      if (!dim.symbol().empty()) dims[dim.symbol()] = 8;
+  try {
+    out.model = std::make_unique<exec::Model>(graph, *out.registry, options.seed, dims);
+  } catch (const std::exception& e) {
+    throw CliError(1, where + ": its model graph does not build: " + e.what());
+  }
+  const std::string& ids_input = task.inputs().front().name;
+  for (const ir::GraphInput& input : graph.inputs())
+    if (input.name() == ids_input && input.bound() > 0 && out.tokenizer->vocab_size() > input.bound())
+      throw CliError(1, where + ": the tokenizer has " + std::to_string(out.tokenizer->vocab_size()) +
+                            " ids but the model's vocabulary has " + std::to_string(input.bound()));
+  std::vector<train::ParamRef> params;
+  for (exec::Parameter& p : out.model->parameters()) params.push_back({p.name, p.value.view(), p.grad.view()});
+  try {
+    train::load_parameters(checkpoint, params, out.file.string());
+  } catch (const train::CheckpointError& e) {
+    throw CliError(1, e.what());
+  }
+  return out;
+}
+
+}  // namespace attnlab::cli

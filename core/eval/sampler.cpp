@@ -11,10 +11,8 @@
 
 namespace attnlab::eval {
 
-namespace {
-
-// One id drawn from softmax(row / temperature) over the top_k largest entries (all when 0).
-int draw(const float* row, int64_t vocab, double temperature, int64_t top_k, data::SplitMix64& random, std::vector<float>& scratch) {
+int draw_token(const float* row, int64_t vocab, double temperature, int64_t top_k, data::SplitMix64& random,
+               std::vector<float>& scratch) {
   float threshold = -INFINITY;
   if (top_k > 0 && top_k < vocab) {
     scratch.assign(row, row + vocab);
@@ -37,8 +35,6 @@ int draw(const float* row, int64_t vocab, double temperature, int64_t top_k, dat
   }
   return last;  // rounding: the last id with weight
 }
-
-}  // namespace
 
 std::vector<int> sample(exec::Model& model, const std::vector<int>& prompt, const SampleOptions& options) {
   if (prompt.empty()) throw SampleError("sampling needs a prompt of at least one token");
@@ -69,7 +65,7 @@ std::vector<int> sample(exec::Model& model, const std::vector<int>& prompt, cons
   };
   prime(sequence.size());
   while (static_cast<int64_t>(out.size()) < options.tokens) {
-    const int next = draw(logits, session->vocab(), options.temperature, options.top_k, random, scratch);
+    const int next = draw_token(logits, session->vocab(), options.temperature, options.top_k, random, scratch);
     out.push_back(next);
     sequence.push_back(next);
     if (static_cast<int64_t>(out.size()) == options.tokens) break;

@@ -15,6 +15,7 @@
 //   SampleError saying which.
 #pragma once
 
+#include "data/random.h"
 #include "exec/model.h"
 
 #include <cstdint>
@@ -37,5 +38,10 @@ struct SampleOptions {
 };
 
 std::vector<int> sample(exec::Model& model, const std::vector<int>& prompt, const SampleOptions& options);
+
+// One id drawn from softmax(row / temperature) over the top_k largest of the vocab scores of
+// `row` (all when 0), with one draw of `random`; `scratch` is reused working memory.
+int draw_token(const float* row, int64_t vocab, double temperature, int64_t top_k, data::SplitMix64& random,
+               std::vector<float>& scratch);
 
 }  // namespace attnlab::eval

@@ -224,5 +224,20 @@ TEST(Generate, SamplesFromTheCheckpointAloneAndRefusesBadFlags) {
       << translate.err;
 }
 
+TEST(Ablate, SweepsALanguageModelThroughTheSameTrainer) {
+  LmDir dir;
+  const fs::path exp = dir.experiment();
+  const fs::path out = dir.path / "sweep";
+  const Command c = attnlab("ablate " + exp.string() + " --vary posenc=posenc.learned,posenc.rotary --set train.max_steps=3 "
+                            "--set train.valid_every=0 --data " + dir.path.string() + " --out " + out.string() + " --threads 1");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  const std::string results = read(out / "results.md");
+  EXPECT_NE(results.find("posenc.rotary"), std::string::npos) << results;
+  size_t runs = 0;
+  for (const auto& entry : fs::directory_iterator(out))
+    if (fs::exists(entry.path() / "metrics.jsonl")) ++runs;
+  EXPECT_EQ(runs, 2u) << results;
+}
+
 }  // namespace
 }  // namespace attnlab::train

@@ -715,8 +715,8 @@ void TrainingRun::validate(double elapsed) {
 RunResult TrainingRun::run() {
   if (owns_output()) metrics_ = std::make_unique<MetricsLog>(run_dir_ / "metrics.jsonl");
 
-  log_ << "experiment " << spec_.name << " (" << task_->name() << "): model " << elaborated_.name << ", " << result_.parameters
-       << " parameters, vocab " << vocab_;
+  log_ << "experiment " << spec_.name << (lm_ ? " (" + task_->name() + ")" : std::string()) << ": model " << elaborated_.name << ", "
+       << result_.parameters << " parameters, vocab " << vocab_;
   if (lm_)
     log_ << ", " << lm_->train.size() << " training tokens, " << valid_offsets_.size() << " validation blocks of " << sampler_->block() << "\n";
   else

@@ -99,8 +99,8 @@ TEST(MakeSchedule, Errors) {
     return std::string("no error");
   };
   ScheduleConfig c;
-  c.kind = "cosine";
-  EXPECT_EQ(message(c), "unknown learning-rate schedule 'cosine' (known: noam, constant)");
+  c.kind = "linear";
+  EXPECT_EQ(message(c), "unknown learning-rate schedule 'linear' (known: noam, constant, cosine)");
   c = {};
   c.warmup = 0;
   EXPECT_EQ(message(c), "noam schedule: warmup must be >= 1 step, got 0");

@@ -4,8 +4,8 @@
 // Contract:
 // - A Task names the graph inputs it feeds (name, kind, dimension roles) and the graph outputs it
 //   reads, the model parameters the trainer sets or reads, and says in words how its batches are
-//   built, what validation measures and how the model is decoded or sampled (`describe()`; the
-//   trainer, `attnlab check --task` and the docs print it).
+//   built, what validation measures and how the model is decoded or sampled (`describe()` gives
+//   all of it as text; docs/language-models.md tabulates it).
 // - Every task that trains has an Objective: a scalar `loss` (the mean over the step's counted
 //   tokens, the one value backward is seeded at), its token count `tokens` and the count of
 //   arg-max hits `correct`. The training loop reads only the Objective and TrainingFeeds, so a new

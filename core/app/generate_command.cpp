@@ -9,6 +9,7 @@
 // is one line and exit code 1.
 #include "app/checkpoint_model.h"
 #include "eval/sampler.h"
+#include "train/run_corpus.h"
 
 #include <iostream>
 
@@ -26,7 +27,7 @@ struct GenerateArgs {
 
 void run_generate(const GenerateArgs& args, const CommonOptions& options) {
   const CheckpointModel loaded = load_checkpoint_model(args.checkpoint, options, task::language_model(), "generate");
-  std::vector<int> prompt = loaded.tokenizer->encode(args.prompt);
+  const std::vector<int> prompt = train::encode_lm_text(*loaded.tokenizer, args.prompt);
   if (prompt.empty()) throw CliError(1, "--prompt: the prompt is empty; give at least one character (the default is a line break)");
   eval::SampleOptions sample;
   sample.tokens = args.tokens;
@@ -42,7 +43,7 @@ void run_generate(const GenerateArgs& args, const CommonOptions& options) {
   } catch (const std::exception& e) {
     throw CliError(1, loaded.where + ": sampling failed: " + e.what());
   }
-  std::cout << args.prompt << loaded.tokenizer->decode(ids) << '\n';
+  std::cout << args.prompt << train::decode_lm_text(*loaded.tokenizer, ids) << '\n';
   std::cout.flush();
 }
 

@@ -69,19 +69,6 @@ std::vector<std::string_view> lines_of(std::string_view text) {
   return lines;
 }
 
-// Encodes `text` for a language model: a character vocabulary as it is; word and SentencePiece
-// vocabularies line by line, each line's ids followed by </s> (the line break).
-std::vector<int> encode_lm_text(const data::Tokenizer& tokenizer, std::string_view text) {
-  if (tokenizer.kind() == "char") return tokenizer.encode(text);
-  std::vector<int> ids;
-  for (std::string_view line : lines_of(text)) {
-    const std::vector<int> line_ids = tokenizer.encode(line);
-    ids.insert(ids.end(), line_ids.begin(), line_ids.end());
-    ids.push_back(data::kEosId);
-  }
-  return ids;
-}
-
 int64_t count_characters(std::string_view text) {
   int64_t n = 0;
   for (char c : text) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
@@ -168,6 +155,36 @@ Corpus load_corpus(const ExperimentSpec& spec, const RunOptions& options, std::o
     }
   }
   return corpus;
+}
+
+std::vector<int> encode_lm_text(const data::Tokenizer& tokenizer, std::string_view text) {
+  if (tokenizer.kind() == "char") return tokenizer.encode(text);
+  std::vector<int> ids;
+  for (size_t start = 0;;) {
+    const size_t end = text.find('\n', start);
+    const std::vector<int> line = tokenizer.encode(text.substr(start, end == std::string_view::npos ? end : end - start));
+    ids.insert(ids.end(), line.begin(), line.end());
+    if (end == std::string_view::npos) break;
+    ids.push_back(data::kEosId);
+    start = end + 1;
+  }
+  return ids;
+}
+
+std::string decode_lm_text(const data::Tokenizer& tokenizer, const std::vector<int>& ids) {
+  if (tokenizer.kind() == "char") return tokenizer.decode(ids);
+  std::string text;
+  std::vector<int> line;
+  for (size_t i = 0; i <= ids.size(); ++i) {
+    if (i < ids.size() && ids[i] != data::kEosId) {
+      line.push_back(ids[i]);
+      continue;
+    }
+    text += tokenizer.decode(line);
+    if (i < ids.size()) text += '\n';
+    line.clear();
+  }
+  return text;
 }
 
 LmText load_lm_text(const ExperimentSpec& spec, const RunOptions& options, std::ostream& log) {

@@ -1068,11 +1068,11 @@ void TrainingRun::write_language_model_report(const std::string& reason) {
     sample.context = sampler_->block();
     sample.threads = options_.threads;
     for (exec::Parameter& p : eval_model_->parameters()) p.value.view().copy_from(model_->parameters().at(p.name).value.view());
-    const std::vector<int> ids = eval::sample(*eval_model_, tokenizer().encode("\n"), sample);
+    const std::vector<int> ids = eval::sample(*eval_model_, encode_lm_text(tokenizer(), "\n"), sample);
     eval_model_->clear_plans();
     report << "## A sample\n\n" << sample.tokens << " tokens sampled with the key/value cache from the last weights after a "
            << "line break (temperature 0.8, top-k 200, seed " << seed_ << "; `attnlab generate --checkpoint RUN` samples "
-           << "from checkpoints/best.ckpt):\n\n```\n" << tokenizer().decode(ids) << "\n```\n";
+           << "from checkpoints/best.ckpt):\n\n```\n" << decode_lm_text(tokenizer(), ids) << "\n```\n";
   }
   write_text(run_dir_ / "report.md", report.str());
   log_ << "report: " << (run_dir_ / "report.md").string() << "\n";

@@ -168,6 +168,43 @@ TEST(LanguageModel, TranslationOnlySettingsAreRefused) {
   }
 }
 
+TEST(LanguageModel, WordVocabularyGzipTextAndAValidationFile) {
+  LmDir dir;
+  // text.txt.gz (read through its .gz twin) to train, valid.txt to validate, words as tokens.
+  ASSERT_EQ(std::system(("gzip -k " + (dir.path / "text.txt").string()).c_str()), 0);
+  fs::remove(dir.path / "text.txt");
+  std::ofstream(dir.path / "valid.txt") << "to be, or not to be\nthat is the question:\n";
+  std::string text = read(dir.experiment());
+  const std::string data = "text(file: \"text.txt\", vocab: \"char\")";
+  text.replace(text.find(data), data.size(), "text(file: \"text.txt\", valid_file: \"valid.txt\", vocab: \"word\")");
+  std::ofstream(dir.path / "words.attn") << text;
+  RunOptions o = options_for(dir, dir.path / "words.attn", "words", {"train.max_steps=3", "train.valid_blocks=0"});
+  o.sets.push_back("block_size=4");
+  const RunResult r = run_experiment(o, registry());
+  EXPECT_EQ(r.steps, 3);
+  EXPECT_EQ(r.valid_bits_per_char, -1) << "bits per character only for a character vocabulary";
+  const std::vector<nlohmann::json> valid = events(dir.path / "words", "valid");
+  ASSERT_EQ(valid.size(), 1u);
+  EXPECT_FALSE(valid[0].contains("bpc"));
+  // valid.txt is 12 tokens (10 words, 2 line ends): 2 windows of 4 and their next token.
+  EXPECT_GT(valid[0]["loss"].get<double>(), 0);
+  EXPECT_NE(read(dir.path / "words/settings.json").find("valid.txt"), std::string::npos);
+}
+
+TEST(LanguageModel, AMissingTextFileIsNamed) {
+  LmDir dir;
+  std::string text = read(dir.experiment());
+  const std::string file = "\"text.txt\"";
+  text.replace(text.find(file), file.size(), "\"nothing.txt\"");
+  std::ofstream(dir.path / "missing.attn") << text;
+  try {
+    run_experiment(options_for(dir, dir.path / "missing.attn", "missing"), registry());
+    FAIL() << "no error";
+  } catch (const RunError& e) {
+    EXPECT_NE(std::string(e.what()).find("missing data file " + (dir.path / "nothing.txt").string()), std::string::npos) << e.what();
+  }
+}
+
 // ---- attnlab generate -------------------------------------------------------------------------
 
 struct Command {

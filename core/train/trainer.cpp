@@ -497,7 +497,8 @@ void TrainingRun::identify_run() {
   for (const auto& [section, list] : spec_.sections)
     for (const ExperimentSetting& s : list) resolved_[section + "." + s.key] = s.value.to_string();
   resolved_["seed"] = std::to_string(seed_);
-  resolved_["task"] = task_->name();  // what translate and generate check a checkpoint for
+  // What translate and generate check a checkpoint for (absent: translation, as before tasks).
+  if (task_ != &task::translation()) resolved_["task"] = task_->name();
   if (sampler_) resolved_[kBlockSize] = std::to_string(sampler_->block());  // generate's context
 }
 
@@ -535,7 +536,7 @@ void TrainingRun::describe_run() {
   nlohmann::ordered_json sj;
   sj["experiment"] = spec_.name;
   sj["model"] = elaborated_.name;
-  sj["task"] = task_->name();
+  if (task_ != &task::translation()) sj["task"] = task_->name();
   sj["data"] = data_description();
   sj["vocab"] = vocab_;
   sj["parameters"] = result_.parameters;

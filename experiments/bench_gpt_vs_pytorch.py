@@ -3,7 +3,7 @@
 
 Runs, one after the other, on the same threads and shape,
   attnlab bench experiments/gpt.attn --set layers=L --set d_model=D --set heads=H
-                --batch B --block T --vocab V --threads N --json
+                --use "posenc=posenc.learned(max_len: T)" --batch B --block T --vocab V --threads N --json
   /usr/bin/python3 ../shared/bench/torch_gpt.py N B T V D L H
 and prints both runs' figures and the ratios attnlab / PyTorch of training tokens/s (AdamW,
 clipping 1.0; the reference trains with dropout 0.2, attnlab with the model's) and of cached
@@ -41,7 +41,9 @@ def main():
     d, layers, heads, batch, block, vocab = SHAPES[args.only]
     steps = ["--steps", "1"] if args.only == "tiny" else []
     ours = run_json([args.attnlab, "bench", "experiments/gpt.attn", "--set", "d_model=%d" % d, "--set", "layers=%d" % layers,
-                     "--set", "heads=%d" % heads, "--set", "block_size=%d" % block, "--batch", str(batch), "--block", str(block),
+                     "--set", "heads=%d" % heads, "--set", "block_size=%d" % block,
+                     "--use", "posenc=posenc.learned(max_len: %d)" % block,  # the reference's table: block rows
+                     "--batch", str(batch), "--block", str(block),
                      "--vocab", str(vocab), "--threads", str(args.threads), "--json"] + steps)
     theirs = run_reference([sys.executable, args.reference, str(args.threads), str(batch), str(block), str(vocab), str(d),
                             str(layers), str(heads)])

@@ -74,7 +74,7 @@ std::unique_ptr<Program> load_program(const std::filesystem::path& path) {
   return program;
 }
 
-ir::DimBindings default_dims() { return {{"batch", 2}, {"src_len", 7}, {"tgt_len", 5}}; }
+ir::DimBindings default_dims() { return {{"batch", 2}, {"src_len", 7}, {"tgt_len", 5}, {"seq_len", 6}}; }
 
 Override parse_override(const std::string& text, const std::string& flag) {
   auto source = std::make_shared<SourceFile>(flag + " " + text, text);
@@ -1091,6 +1091,7 @@ void Elaborator::elaborate_output(const ast::OutputDecl& o, std::set<std::string
   ir::GraphOutput* go = graph_.add_outputs();
   go->set_name(o.name);
   go->set_value(v.tensor.ref);
+  *go->mutable_loc() = loc(o.offset);
 }
 
 // Weight sharing: every node of an identity applied more than once gets that identity as scope.
@@ -1145,6 +1146,7 @@ ElaboratedModel Elaborator::run(const ElaborateOptions& options) {
   result.name = model->name;
   graph_.set_name(model->name);
   file_ = program_.main().source.get();
+  *graph_.mutable_loc() = loc(model->offset);
   std::set<std::string> outputs;
   try {
     for (const ast::ModelItem& item : model->items) {

@@ -30,7 +30,7 @@
 namespace attnlab::dsl {
 
 inline const std::vector<std::string> kExperimentSections = {"train", "decode", "ablate"};
-inline const std::vector<std::string> kExperimentSettings = {"data", "seed", "description"};
+inline const std::vector<std::string> kExperimentSettings = {"data", "seed", "description", "task"};
 
 struct NamedConstValue;
 

@@ -58,8 +58,8 @@ class Dependencies {
   }
   unsigned of(const std::string& value) {
     const std::string node = value.substr(0, value.find(':'));
-    if (node == "src") return kFromSource;
-    if (node == "tgt_in") return kFromTarget;
+    if (node == task::translation().src) return kFromSource;
+    if (node == task::translation().tgt_in) return kFromTarget;
     const auto memo = memo_.find(node);
     if (memo != memo_.end()) return memo->second;
     unsigned deps = 0;
@@ -89,16 +89,9 @@ Tensor ids_tensor(const std::vector<int>& ids) {
 }
 
 void run_attention(const AttentionArgs& args, const CommonOptions& options) {
-  CheckpointModel m = load_checkpoint_model(args.checkpoint, options);
+  CheckpointModel m = load_checkpoint_model(args.checkpoint, options, task::translation(), "attention");
   const std::string where = m.where();
-  bool has_src = false, has_tgt = false;
-  for (const ir::GraphInput& input : m.graph.inputs()) {
-    has_src = has_src || input.name() == "src";
-    has_tgt = has_tgt || input.name() == "tgt_in";
-  }
-  if (!has_src || !has_tgt)
-    throw CliError(1, where + ": not a translation model (its graph has no 'src' and 'tgt_in' inputs); attnlab attention "
-                              "shows an encoder-decoder's attention");
+  const task::TranslationTask& names = task::translation();  // the checkpoint is a translation model (checked above)
   train::InputForm form = train::checkpoint_input_form(m.checkpoint);
   if (!args.input.empty()) {
     const auto given = train::parse_input_form(args.input);
@@ -139,15 +132,15 @@ void run_attention(const AttentionArgs& args, const CommonOptions& options) {
   const Tensor src_t = ids_tensor(src), tgt_t = ids_tensor(tgt_in);
   ir::DimBindings dims;
   for (const ir::GraphInput& input : m.graph.inputs()) {
-    const Tensor* fed = input.name() == "src" ? &src_t : input.name() == "tgt_in" ? &tgt_t : nullptr;
+    const Tensor* fed = input.name() == names.src ? &src_t : input.name() == names.tgt_in ? &tgt_t : nullptr;
     if (!fed) continue;
     for (int d = 0; d < input.shape_size() && d < 2; ++d)
       if (!input.shape(d).symbol().empty()) dims[input.shape(d).symbol()] = fed->shape()[static_cast<size_t>(d)];
   }
   CollectingSink sink;
   try {
-    exec::Plan& plan = m.model->plan(dims, {"src", "tgt_in"}, {"logits"}, exec::Pass::ForwardOnly);
-    executor.forward(plan, {{"src", src_t.view()}, {"tgt_in", tgt_t.view()}}, StepInfo{}, 0, &sink);
+    exec::Plan& plan = m.model->plan(dims, {names.src, names.tgt_in}, {names.logits}, exec::Pass::ForwardOnly);
+    executor.forward(plan, {{names.src, src_t.view()}, {names.tgt_in, tgt_t.view()}}, StepInfo{}, 0, &sink);
   } catch (const std::exception& e) {
     throw CliError(1, where + ": the forward pass failed: " + e.what());
   }

@@ -1,4 +1,4 @@
-// attnlab bench [FILE] [--set ...] [--use ...] --batch B --src-len S --tgt-len T --vocab V
+// attnlab bench [FILE] [--set ...] [--use ...] --batch B (--src-len S --tgt-len T | --block L) --vocab V
 //               [--threads N] [--steps K] [--peak [--peak-size N]] [--json]
 //
 // The same work as the PyTorch reference (../shared/bench/torch_transformer.py, seen from the
@@ -23,7 +23,10 @@
 // Random tokens avoid the reserved ids 0–3 (<pad>, <unk>, <s>, </s>), so there is no padding.
 #include "app/cli.h"
 #include "dsl/experiment.h"
+#include "data/random.h"
 #include "eval/decoder.h"
+#include "eval/sampler.h"
+#include "task/task.h"
 #include "exec/tbb_executor.h"
 #include "tensor/gemm.h"
 #include "train/optimizer.h"
@@ -65,6 +68,7 @@ struct BenchOptions {
   std::vector<std::string> uses;
   std::string model;
   int64_t batch = 0, src_len = 0, tgt_len = 0, vocab = 0;
+  int64_t block = 0;  // > 0: the language_model task, rows of this many tokens
   int64_t steps = 3;
   int beam = 0;  // > 1: also time beam search with this many hypotheses per sentence
   bool peak = false;
@@ -83,8 +87,14 @@ void check_options(const BenchOptions& o) {
                             std::to_string(value) + why);
   };
   at_least("--batch", o.batch, 1);
-  at_least("--src-len", o.src_len, 1);
-  at_least("--tgt-len", o.tgt_len, 1);
+  if (o.block > 0) {
+    if (o.src_len > 0 || o.tgt_len > 0 || o.beam != 0)
+      throw CliError(1, "--block times a language model; --src-len, --tgt-len and --beam are for translation");
+  } else {
+    if (o.src_len == 0 && o.tgt_len == 0) throw CliError(1, "give --src-len and --tgt-len (translation) or --block (a language model)");
+    at_least("--src-len", o.src_len, 1);
+    at_least("--tgt-len", o.tgt_len, 1);
+  }
   at_least("--vocab", o.vocab, kFirstWordId + 1, " (ids 0-3 are reserved for <pad>, <unk>, <s>, </s>)");
   at_least("--steps", o.steps, 1);
   if (o.beam != 0 && (o.beam < 2 || o.beam > 64))
@@ -215,6 +225,102 @@ double peak_rss_mb() {
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux: kilobytes
 }
 
+// The language_model task at the reference's shape (../shared/bench/torch_gpt.py): training steps
+// on fixed random rows of B × (L + 1) tokens (inputs the first L, labels the last L) with AdamW
+// (0.9, 0.99, weight decay 0.1 on matrices) and clipping 1.0, one warm-up step then K timed;
+// train tokens/s = B·L / step time. Then sampling as the reference does: B rows of L new tokens
+// each from one start token, with the key/value cache (eval::DecodeSession), each drawn from the
+// softmax of the logits (eval::draw_token); sample tokens/s = B·L / sampling time.
+void bench_language_model(const BenchOptions& o, const dsl::ElaboratedModel& elaborated, exec::Model& model,
+                          std::vector<train::ParamRef>& refs, exec::TbbExecutor& executor, int threads, uint64_t seed) {
+  const task::LanguageModelTask& task = task::language_model();
+  const int64_t B = o.batch, L = o.block, V = o.vocab;
+  for (train::ParamRef& r : refs) r.decay = r.value.shape().size() >= 2;
+  train::Adam adamw(train::AdamConfig{0.9, 0.99, 1e-8, 1.0, 0.1});
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> word(kFirstWordId, static_cast<int>(V) - 1);
+  Tensor inputs({B, L}), labels({B, L});
+  for (int64_t r = 0; r < B; ++r) {
+    int previous = word(rng);
+    for (int64_t i = 0; i < L; ++i) {
+      const int next = word(rng);
+      inputs.data()[r * L + i] = static_cast<float>(previous);
+      labels.data()[r * L + i] = static_cast<float>(next);
+      previous = next;
+    }
+  }
+  const task::TrainingFeeds batch = task.feeds(elaborated.graph, inputs.view(), labels.view());
+  double last_loss = 0;
+  auto train_step = [&](uint64_t step) {
+    exec::Plan& plan = model.plan(batch.dims, task.feed_names(), task.objective().fetches());
+    executor.forward(plan, batch.feeds, StepInfo{true, seed, nullptr}, step);
+    executor.backward(plan);
+    adamw.step(refs, 1e-3);
+    last_loss = plan.value(task.objective().loss).data()[0];
+  };
+  train_step(0);
+  gemm_count_reset();
+  gemm_count_enable(true);
+  const auto train_t0 = std::chrono::steady_clock::now();
+  for (int64_t k = 0; k < o.steps; ++k) train_step(static_cast<uint64_t>(k + 1));
+  const double step_s = seconds_since(train_t0) / static_cast<double>(o.steps);
+  gemm_count_enable(false);
+  const double madds_per_step = static_cast<double>(gemm_counted_madds()) / static_cast<double>(o.steps);
+  const double train_rss_mb = peak_rss_mb();
+  if (!std::isfinite(last_loss)) throw CliError(1, "the training loss is not finite: " + std::to_string(last_loss));
+  model.clear_plans();
+
+  const auto sample_t0 = std::chrono::steady_clock::now();
+  {
+    eval::DecodeSession session(model, B, L, threads);
+    std::vector<int> tokens(static_cast<size_t>(B), kFirstWordId);
+    data::SplitMix64 random(seed);
+    std::vector<float> scratch;
+    for (int64_t t = 0; t < L; ++t) {
+      const float* logits = session.step(tokens);
+      for (int64_t r = 0; r < B; ++r)
+        tokens[static_cast<size_t>(r)] = eval::draw_token(logits + r * session.vocab(), session.vocab(), 1.0, 0, random, scratch);
+    }
+  }
+  const double sample_s = seconds_since(sample_t0);
+  const double train_tps = static_cast<double>(B * L) / step_s, sample_tps = static_cast<double>(B * L) / sample_s;
+  const double gflops = 2.0 * madds_per_step / step_s * 1e-9;
+  nlohmann::ordered_json out;
+  out["engine"] = std::string("attnlab-") + ATTNLAB_VERSION;
+  out["task"] = task.name();
+  out["model"] = elaborated.name;
+  out["threads"] = executor.threads();
+  out["batch"] = B;
+  out["block"] = L;
+  out["vocab"] = V;
+  for (const char* name : {"d_model", "layers", "heads"})
+    if (const int64_t value = elaborated.integer_param(name, -1); value >= 0) out[name] = value;
+  out["parameters"] = model.parameters().element_count();
+  out["backend"] = gemm_backend();
+  out["steps"] = o.steps;
+  out["train_step_s"] = step_s;
+  out["train_tokens_per_s"] = train_tps;
+  out["train_loss"] = last_loss;
+  out["gflops"] = gflops;
+  out["sample_s"] = sample_s;
+  out["sample_tokens_per_s"] = sample_tps;
+  out["train_peak_rss_mb"] = train_rss_mb;
+  out["peak_rss_mb"] = peak_rss_mb();
+  if (o.json) {
+    std::cout << out.dump() << '\n';
+    return;
+  }
+  char line[160];
+  std::cout << "model " << elaborated.name << " (language_model), " << model.parameters().element_count() << " parameters; batch " << B
+            << ", block " << L << ", vocab " << V << "; " << executor.threads() << " threads (" << gemm_backend() << " gemm)\n";
+  std::snprintf(line, sizeof line, "  train   %10.1f tokens/s   %8.4f s/step   %7.1f GFLOP/s (matrix products)\n", train_tps, step_s,
+                gflops);
+  std::cout << line;
+  std::snprintf(line, sizeof line, "  sample  %10.1f tokens/s   %8.4f s (%lld rows x %lld tokens, cached)\n", sample_tps, sample_s,
+                static_cast<long long>(B), static_cast<long long>(L));
+  std::cout << line;
+}
+
 void run_bench(const BenchOptions& o, const CommonOptions& common) {
   check_options(o);
   std::unique_ptr<Registry> registry = load_registry(common);
@@ -236,19 +342,14 @@ void run_bench(const BenchOptions& o, const CommonOptions& common) {
     throw CliError(1, (o.file.empty() ? std::string("the default model") : o.file) + ": " + std::to_string(n) +
                           (n == 1 ? " error" : " errors"));
   }
-  for (const char* input : {"src", "tgt_in", "tgt_out"}) {
-    bool found = false;
-    for (const auto& in : elaborated.graph.inputs()) found = found || in.name() == input;
-    if (!found)
-      throw CliError(1, "model " + elaborated.name + " has no input '" + input +
-                            "': bench needs an encoder-decoder with inputs src, tgt_in, tgt_out");
-  }
-  for (const char* output : {"loss", "memory", "logits"}) {
-    bool found = false;
-    for (const auto& out : elaborated.graph.outputs()) found = found || out.name() == output;
-    if (!found)
-      throw CliError(1, "model " + elaborated.name + " has no output '" + output +
-                            "': bench needs outputs loss, logits and memory");
+  const task::TranslationTask& task = task::translation();
+  const task::Task& benched = o.block > 0 ? static_cast<const task::Task&>(task::language_model()) : task;
+  try {
+    task::check_graph(benched, elaborated.graph);
+  } catch (const dsl::DslError& e) {
+    std::cerr << e.what();
+    throw CliError(1, "model " + elaborated.name + " cannot be benchmarked as the " + benched.name() + " task" +
+                          (o.block > 0 ? "" : " (--block times a language model)"));
   }
 
   const int threads = common.threads;
@@ -260,6 +361,10 @@ void run_bench(const BenchOptions& o, const CommonOptions& common) {
   exec::Model model(elaborated.graph, *registry, seed, dsl::default_dims());
   std::vector<train::ParamRef> refs;
   for (exec::Parameter& p : model.parameters()) refs.push_back({p.name, p.value.view(), p.grad.view()});
+  if (o.block > 0) {
+    bench_language_model(o, elaborated, model, refs, executor, threads, seed);
+    return;
+  }
   train::Adam adam(train::AdamConfig{0.9, 0.98, 1e-9, 0.0});
 
   const int64_t B = o.batch, S = o.src_len, T = o.tgt_len, V = o.vocab;
@@ -282,15 +387,14 @@ void run_bench(const BenchOptions& o, const CommonOptions& common) {
     }
   }
 
-  const ir::DimBindings dims = {{"batch", B}, {"src_len", S}, {"tgt_len", T}};
-  const exec::TensorMap feeds = {{"src", src.view()}, {"tgt_in", tgt_in.view()}, {"tgt_out", tgt_out.view()}};
+  const task::TrainingFeeds batch = task.feeds(elaborated.graph, src.view(), tgt_in.view(), tgt_out.view());
   double last_loss = 0;
   auto train_step = [&](uint64_t step) {
-    exec::Plan& plan = model.plan(dims, {"src", "tgt_in", "tgt_out"}, {"loss", "tokens", "correct"});
-    executor.forward(plan, feeds, StepInfo{true, seed, nullptr}, step);
+    exec::Plan& plan = model.plan(batch.dims, task.feed_names(), task.objective().fetches());
+    executor.forward(plan, batch.feeds, StepInfo{true, seed, nullptr}, step);
     executor.backward(plan);  // d loss = 1: the gradient of the mean loss, as the reference
     adam.step(refs, 1e-4);
-    last_loss = plan.value("loss").data()[0];
+    last_loss = plan.value(task.objective().loss).data()[0];
   };
   train_step(0);  // warm-up: plans, buffers, optimizer moments
   gemm_count_reset();
@@ -435,8 +539,10 @@ void add_bench_command(CLI::App& app, CommonOptions& options) {
   command->add_option("--use", bench->uses, "Bind a slot to a node type: SLOT=TYPE")->allow_extra_args(false);
   command->add_option("--model", bench->model, "Which model (or experiment) of the file; default the first");
   command->add_option("--batch", bench->batch, "Sentences per batch")->required();
-  command->add_option("--src-len", bench->src_len, "Source tokens per sentence")->required();
-  command->add_option("--tgt-len", bench->tgt_len, "Target tokens per sentence (and greedy decode steps)")->required();
+  command->add_option("--src-len", bench->src_len, "Source tokens per sentence (translation)");
+  command->add_option("--tgt-len", bench->tgt_len, "Target tokens per sentence (and greedy decode steps; translation)");
+  command->add_option("--block", bench->block,
+                      "Time a language model (the language_model task): tokens per row, and tokens sampled per row");
   command->add_option("--vocab", bench->vocab, "Vocabulary size (sets the model's vocab)")->required();
   command->add_option("--steps", bench->steps, "Timed training steps after one warm-up step (default 3)");
   command->add_option("--beam", bench->beam,

@@ -1,7 +1,9 @@
+// core/app/checkpoint_model.cpp — see checkpoint_model.h.
 #include "app/checkpoint_model.h"
 
 #include "train/checkpoint.h"
-#include "train/optimizer.h"
+
+#include <iostream>
 
 namespace attnlab::cli {
 
@@ -16,43 +18,56 @@ CheckpointFile read_checkpoint_arg(const std::string& path) {
   return f;
 }
 
-CheckpointModel load_checkpoint_model(const std::string& path, const CommonOptions& options) {
-  CheckpointModel m;
-  static_cast<CheckpointFile&>(m) = read_checkpoint_arg(path);
-  const std::string where = m.where();
-  if (m.checkpoint.graph().empty())
-    throw CliError(1, where + ": no model graph in it (it cannot be translated with; was it written by a trainer that "
+CheckpointModel load_checkpoint_model(const std::string& path, const CommonOptions& options, const task::Task& task,
+                                      const std::string& command) {
+  CheckpointModel out;
+  static_cast<CheckpointFile&>(out) = read_checkpoint_arg(path);
+  const ckpt::Checkpoint& checkpoint = out.checkpoint;
+  const std::string where = out.where();
+  if (checkpoint.graph().empty())
+    throw CliError(1, where + ": no model graph in it (attnlab " + command + " cannot use it; was it written by a trainer that "
                               "stores the graph?)");
-  if (m.checkpoint.tokenizer().empty()) throw CliError(1, where + ": no tokenizer in it (it cannot translate raw text)");
-  if (!m.graph.ParseFromString(m.checkpoint.graph())) throw CliError(1, where + ": the stored model graph is unreadable");
+  if (checkpoint.tokenizer().empty()) throw CliError(1, where + ": no tokenizer in it (it cannot read raw text)");
+  const auto trained = checkpoint.settings().find("task");
+  const std::string trained_task = trained == checkpoint.settings().end() ? task::translation().name() : trained->second;
+  if (trained_task != task.name())
+    throw CliError(1, where + ": it was trained for the " + trained_task + " task; attnlab " + command + " needs a " + task.name() +
+                          " checkpoint");
+  if (!out.graph.ParseFromString(checkpoint.graph())) throw CliError(1, where + ": the stored model graph is unreadable");
   try {
-    m.tokenizer = data::load_tokenizer(m.checkpoint.tokenizer());
+    task::check_graph(task, out.graph);
+  } catch (const dsl::DslError& e) {
+    std::cerr << e.what();
+    throw CliError(1, where + ": its model graph is not a " + task.name() + " model");
+  }
+  try {
+    out.tokenizer = data::load_tokenizer(checkpoint.tokenizer());
   } catch (const std::exception& e) {
     throw CliError(1, where + ": its tokenizer cannot be loaded: " + e.what());
   }
-
-  m.registry = load_registry(options);
+  out.registry = load_registry(options);
   ir::DimBindings dims;
-  for (const ir::GraphInput& input : m.graph.inputs())
+  for (const ir::GraphInput& input : out.graph.inputs())
     for (const ir::Dim& dim : input.shape())
       if (!dim.symbol().empty()) dims[dim.symbol()] = 8;
   try {
-    m.model = std::make_unique<exec::Model>(m.graph, *m.registry, options.seed, dims);
+    out.model = std::make_unique<exec::Model>(out.graph, *out.registry, options.seed, dims);
   } catch (const std::exception& e) {
     throw CliError(1, where + ": its model graph does not build: " + e.what());
   }
-  for (const ir::GraphInput& input : m.graph.inputs())
-    if (input.name() == "src" && input.bound() > 0 && m.tokenizer->vocab_size() > input.bound())
-      throw CliError(1, where + ": the tokenizer has " + std::to_string(m.tokenizer->vocab_size()) +
+  const std::string& ids_input = task.inputs().front().name;
+  for (const ir::GraphInput& input : out.graph.inputs())
+    if (input.name() == ids_input && input.bound() > 0 && out.tokenizer->vocab_size() > input.bound())
+      throw CliError(1, where + ": the tokenizer has " + std::to_string(out.tokenizer->vocab_size()) +
                             " ids but the model's vocabulary has " + std::to_string(input.bound()));
   std::vector<train::ParamRef> params;
-  for (exec::Parameter& p : m.model->parameters()) params.push_back({p.name, p.value.view(), p.grad.view()});
+  for (exec::Parameter& p : out.model->parameters()) params.push_back({p.name, p.value.view(), p.grad.view()});
   try {
-    train::load_parameters(m.checkpoint, params, m.file.string());
+    train::load_parameters(checkpoint, params, out.file.string());
   } catch (const train::CheckpointError& e) {
     throw CliError(1, e.what());
   }
-  return m;
+  return out;
 }
 
 }  // namespace attnlab::cli

@@ -1,15 +1,19 @@
 // core/app/checkpoint_model.h — a checkpoint named on the command line, and a model rebuilt from
-// it alone, for the commands that use a trained model (translate, export, attention).
+// it alone, for the commands that use a trained run (translate, generate, attention, export).
 //
-// Contract: read_checkpoint_arg(PATH) resolves PATH as train::find_checkpoint does and reads it;
-// a missing or damaged checkpoint is CliError(1) with the checkpoint reader's message.
-// load_checkpoint_model(PATH) resolves PATH as train::find_checkpoint does (a file, or a
-// run directory's best.ckpt, else its newest step checkpoint), reads it, parses its graph
-// (Checkpoint.graph), loads its tokenizer, loads the plugins (`options`), builds the model with
-// representative sizes for the symbolic dimensions and copies the stored parameters in. Every
-// problem is CliError(1) naming the checkpoint file and what is wrong (no graph, no tokenizer, a
-// graph that does not build, a tokenizer larger than the model's vocabulary, parameters that do
-// not match); plugin failures are PluginError as for every command.
+// Contract:
+// - read_checkpoint_arg(PATH) resolves PATH as train::find_checkpoint does (a file, or a run
+//   directory's best.ckpt, else its newest step checkpoint) and reads it; a missing or damaged
+//   checkpoint is CliError(1) with the checkpoint reader's message.
+// - load_checkpoint_model(PATH, options, task, command) reads it so, then its graph, tokenizer and
+//   parameters, loads the plugins (`options`) and builds the model with representative sizes for
+//   the symbolic dimensions. It checks the checkpoint against `task`: the task the run trained
+//   (its settings' "task", translation when absent) must be `task`, and the graph must fit the task
+//   (task::check_graph, its located diagnostics on stderr); the tokenizer must not have more ids
+//   than the model's vocabulary. Every failure is a CliError(1) naming the checkpoint file and what
+//   is wrong (no graph, no tokenizer, a graph that does not build, parameters that do not match,
+//   "attnlab COMMAND needs a TASK checkpoint" when the run trained another task); plugin failures
+//   are PluginError as for every command.
 #pragma once
 
 #include "app/cli.h"
@@ -17,6 +21,7 @@
 #include "data/tokenizer.h"
 #include "exec/model.h"
 #include "ir/graph.h"
+#include "task/task.h"
 
 #include <filesystem>
 #include <memory>
@@ -27,17 +32,18 @@ namespace attnlab::cli {
 struct CheckpointFile {
   std::filesystem::path file;
   ckpt::Checkpoint checkpoint;
-  std::string where() const { return "checkpoint " + file.string(); }
+  std::string where() const { return "checkpoint " + file.string(); }  // for messages
 };
 CheckpointFile read_checkpoint_arg(const std::string& path);
 
 struct CheckpointModel : CheckpointFile {
   ir::GraphDef graph;
   std::unique_ptr<data::Tokenizer> tokenizer;
-  std::unique_ptr<Registry> registry;
-  std::unique_ptr<exec::Model> model;  // after the registry: destroyed first
+  std::unique_ptr<Registry> registry;  // outlives the model (its nodes hold plugin handles)
+  std::unique_ptr<exec::Model> model;
 };
 
-CheckpointModel load_checkpoint_model(const std::string& path, const CommonOptions& options);
+CheckpointModel load_checkpoint_model(const std::string& path, const CommonOptions& options, const task::Task& task,
+                                      const std::string& command);
 
 }  // namespace attnlab::cli

@@ -57,6 +57,8 @@ void add_graph_command(CLI::App& app, CommonOptions& options);   // graph_comman
 void add_params_command(CLI::App& app, CommonOptions& options);  // params_command.cpp
 // `attnlab translate --checkpoint RUN_DIR_OR_FILE [--beam N] [--alpha A]` (translate_command.cpp).
 void add_translate_command(CLI::App& app, CommonOptions& options);
+// `attnlab generate --checkpoint RUN [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K]` (generate_command.cpp).
+void add_generate_command(CLI::App& app, CommonOptions& options);
 void add_run_command(CLI::App& app, CommonOptions& options);     // run_command.cpp (needs attnlab_trainer)
 // `attnlab ablate [EXPERIMENT] [--vary K=V1,V2]... [--grid] [--out DIR]` (ablate_command.cpp).
 void add_ablate_command(CLI::App& app, CommonOptions& options);

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   cli::add_graph_command(app, options);
   cli::add_params_command(app, options);
   cli::add_translate_command(app, options);
+  cli::add_generate_command(app, options);
   cli::add_run_command(app, options);
   cli::add_ablate_command(app, options);
   cli::add_bench_command(app, options);

@@ -50,11 +50,11 @@ std::string scores_columns(const eval::Translation& t) {
 
 
 void run_translate(const TranslateArgs& args, const CommonOptions& options) {
-  CheckpointModel m = load_checkpoint_model(args.checkpoint, options);
-  const std::string where = m.where();
-  const ckpt::Checkpoint& checkpoint = m.checkpoint;
-  const data::Tokenizer* tokenizer = m.tokenizer.get();
-  exec::Model* model = m.model.get();
+  const CheckpointModel loaded = load_checkpoint_model(args.checkpoint, options, task::translation(), "translate");
+  const ckpt::Checkpoint& checkpoint = loaded.checkpoint;
+  const std::string where = loaded.where();
+  const data::Tokenizer* tokenizer = loaded.tokenizer.get();
+  exec::Model* model = loaded.model.get();
 
   train::InputForm form = train::checkpoint_input_form(checkpoint);
   if (!args.input.empty()) {

@@ -71,6 +71,67 @@ class WordVocab final : public Tokenizer {
   std::unordered_map<std::string, int> ids_;
 };
 
+// ---- Character vocabulary ----------------------------------------------------------------------
+
+// The length of the UTF-8 sequence starting with byte `lead` (1 for an invalid lead byte, which
+// then stands for itself).
+size_t utf8_length(unsigned char lead) {
+  if (lead >= 0xF0 && lead < 0xF8) return 4;
+  if (lead >= 0xE0) return lead < 0xF0 ? 3 : 1;
+  if (lead >= 0xC0) return 2;
+  return 1;
+}
+
+std::vector<std::string_view> split_characters(std::string_view text) {
+  std::vector<std::string_view> out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    const size_t n = std::min(utf8_length(static_cast<unsigned char>(text[i])), text.size() - i);
+    out.push_back(text.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
+class CharVocab final : public Tokenizer {
+ public:
+  explicit CharVocab(std::vector<std::string> chars) : chars_(std::move(chars)) {
+    for (size_t i = 0; i < chars_.size(); ++i) ids_.emplace(chars_[i], kFirstPieceId + static_cast<int>(i));
+  }
+  std::string kind() const override { return "char"; }
+  int64_t vocab_size() const override { return kFirstPieceId + static_cast<int64_t>(chars_.size()); }
+  std::vector<int> encode(std::string_view text) const override {
+    std::vector<int> ids;
+    ids.reserve(text.size());
+    for (std::string_view c : split_characters(text)) {
+      auto it = ids_.find(std::string(c));
+      ids.push_back(it == ids_.end() ? kUnkId : it->second);
+    }
+    return ids;
+  }
+  std::string decode(const std::vector<int>& ids) const override {
+    std::string text;
+    for (int id : ids)
+      if (id != kPadId && id != kBosId && id != kEosId) text += piece(id);
+    return text;
+  }
+  std::string piece(int id) const override {
+    if (is_special(id)) return kSpecialPieces[id];
+    if (id < 0 || id >= vocab_size()) return kSpecialPieces[kUnkId];
+    return chars_[static_cast<size_t>(id - kFirstPieceId)];
+  }
+  std::string serialize() const override {
+    std::string bytes(kMagic);
+    bytes += "char " + std::to_string(chars_.size()) + "\n";
+    for (const std::string& c : chars_) bytes += c;
+    return bytes;
+  }
+
+ private:
+  std::vector<std::string> chars_;  // ids kFirstPieceId.., in byte order
+  std::unordered_map<std::string, int> ids_;
+};
+
 // ---- SentencePiece, through its module -------------------------------------------------------
 
 std::filesystem::path executable_dir() {
@@ -353,6 +414,17 @@ std::unique_ptr<Tokenizer> train_sentencepiece(const std::vector<std::string_vie
   return std::make_unique<SentencePieceTokenizer>(std::move(model));
 }
 
+std::unique_ptr<Tokenizer> build_char_vocab(std::string_view text) {
+  std::vector<std::string> chars;
+  {
+    std::vector<std::string_view> all = split_characters(text);
+    std::sort(all.begin(), all.end());
+    all.erase(std::unique(all.begin(), all.end()), all.end());
+    for (std::string_view c : all) chars.emplace_back(c);
+  }
+  return std::make_unique<CharVocab>(std::move(chars));
+}
+
 std::unique_ptr<Tokenizer> load_tokenizer(std::string_view bytes) {
   if (bytes.substr(0, kMagic.size()) != kMagic) throw DataError("tokenizer bytes: not an attnlab tokenizer");
   const size_t header_end = bytes.find('\n');
@@ -366,6 +438,14 @@ std::unique_ptr<Tokenizer> load_tokenizer(std::string_view bytes) {
   const unsigned long long count = std::strtoull(count_text.c_str(), &end, 10);
   if (count_text.empty() || *end != '\0') throw DataError("tokenizer bytes: malformed header");
   const std::string_view payload = bytes.substr(header_end + 1);
+  if (kind == "char") {
+    std::vector<std::string> chars;
+    for (std::string_view c : split_characters(payload)) chars.emplace_back(c);
+    if (chars.size() != count)
+      throw DataError("tokenizer bytes: character list has " + std::to_string(chars.size()) + " entries, header says " +
+                      std::to_string(count));
+    return std::make_unique<CharVocab>(std::move(chars));
+  }
   if (kind == "word") {
     std::vector<std::string> pieces;
     size_t start = 0;

@@ -49,7 +49,7 @@ inline constexpr int kFirstPieceId = 4;
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
-  virtual std::string kind() const = 0;  // "word" or "sentencepiece"
+  virtual std::string kind() const = 0;  // "word", "char" or "sentencepiece"
   virtual int64_t vocab_size() const = 0;  // ids are 0 .. vocab_size()-1, specials included
   virtual std::vector<int> encode(std::string_view text) const = 0;
   virtual std::string decode(const std::vector<int>& ids) const = 0;
@@ -65,6 +65,11 @@ struct WordVocabOptions {
 };
 std::unique_ptr<Tokenizer> build_word_vocab(const std::vector<std::string_view>& sentences,
                                             const WordVocabOptions& options = {});
+
+// Character vocabulary (kind "char", for language models): every distinct UTF-8 character of
+// `text` (an invalid byte stands for itself), ids 4.. in byte order, the specials as above.
+// encode() maps each character to its id (<unk> outside the vocabulary), decode() concatenates.
+std::unique_ptr<Tokenizer> build_char_vocab(std::string_view text);
 
 struct SentencePieceOptions {
   int64_t vocab_size = 8000;

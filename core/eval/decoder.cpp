@@ -2,6 +2,7 @@
 #include "eval/decoder.h"
 
 #include "ir/graph.h"
+#include "task/task.h"
 
 #include <Eigen/Core>
 #include <tbb/parallel_for.h>
@@ -36,16 +37,17 @@ struct DimNames {
   std::string batch, src_len, tgt_len;
 
   explicit DimNames(const ir::GraphDef& graph) {
-    const ir::GraphInput* src = find_input(graph, "src");
-    const ir::GraphInput* tgt = find_input(graph, "tgt_in");
+    const task::TranslationTask& task = task::translation();
+    const ir::GraphInput* src = find_input(graph, task.src);
+    const ir::GraphInput* tgt = find_input(graph, task.tgt_in);
     std::string missing;
-    if (!src) missing += " input 'src'";
-    if (!tgt) missing += " input 'tgt_in'";
-    if (!has_output(graph, "memory")) missing += " output 'memory'";
-    if (!has_output(graph, "logits")) missing += " output 'logits'";
+    if (!src) missing += " input '" + task.src + "'";
+    if (!tgt) missing += " input '" + task.tgt_in + "'";
+    if (!has_output(graph, task.memory)) missing += " output '" + task.memory + "'";
+    if (!has_output(graph, task.logits)) missing += " output '" + task.logits + "'";
     if (!missing.empty())
-      throw DecodeError("graph '" + graph.name() + "' cannot be decoded: it lacks" + missing +
-                        " (an encoder-decoder graph has inputs src, tgt_in and outputs memory, logits)");
+      throw DecodeError("graph '" + graph.name() + "' cannot be decoded: it lacks" + missing + " (an encoder-decoder graph has inputs " +
+                        task.src + ", " + task.tgt_in + " and outputs " + task.memory + ", " + task.logits + ")");
     auto symbol = [](const ir::GraphInput& input, int axis) -> std::string {
       if (input.shape_size() != 2 || input.shape(axis).symbol().empty())
         throw DecodeError("graph input '" + input.name() + "' must be [batch, length] with symbolic sizes");
@@ -55,7 +57,7 @@ struct DimNames {
     src_len = symbol(*src, 1);
     tgt_len = symbol(*tgt, 1);
     if (symbol(*tgt, 0) != batch)
-      throw DecodeError("graph inputs 'src' and 'tgt_in' must share their batch size symbol");
+      throw DecodeError("graph inputs '" + task.src + "' and '" + task.tgt_in + "' must share their batch size symbol");
   }
 
   ir::DimBindings bind(const ir::GraphDef& graph, int64_t rows, int64_t source, int64_t target) const {
@@ -185,13 +187,14 @@ DecodeSession::DecodeSession(exec::Model& model, exec::Executor& encoder_executo
   // Encoder: once, on the N sentences.
   Tensor src({sentences_, S});
   fill_sources(sources, 1, S, src.data());
-  exec::Plan& encoder = model.plan(names.bind(graph, sentences_, S, 1), {"src"}, {"memory"}, exec::Pass::ForwardOnly);
-  encoder_executor.forward(encoder, {{"src", src.view()}}, StepInfo{}, 0);
-  const TensorView& memory = encoder.value("memory");
+  const task::TranslationTask& task = task::translation();
+  exec::Plan& encoder = model.plan(names.bind(graph, sentences_, S, 1), {task.src}, {task.memory}, exec::Pass::ForwardOnly);
+  encoder_executor.forward(encoder, {{task.src, src.view()}}, StepInfo{}, 0);
+  const TensorView& memory = encoder.value(task.memory);
 
   // Decoder: one position at a time on N·beams rows.
-  plan_ = &model.plan(names.bind(graph, rows_, S, 1), {"src", "memory", "tgt_in"}, {"logits"}, exec::Pass::ForwardOnly);
-  const TensorView& dec_memory = plan_->value("memory");
+  plan_ = &model.plan(names.bind(graph, rows_, S, 1), {task.src, task.memory, task.tgt_in}, {task.logits}, exec::Pass::ForwardOnly);
+  const TensorView& dec_memory = plan_->value(task.memory);
   if (dec_memory.numel() != memory.numel() * beams)
     throw DecodeError("the encoder output has " + to_string(memory.shape()) +
                       " elements per batch but the decoder plans memory as " + to_string(dec_memory.shape()));
@@ -199,10 +202,40 @@ DecodeSession::DecodeSession(exec::Model& model, exec::Executor& encoder_executo
   for (int64_t r = 0; r < rows_; ++r)
     std::memcpy(dec_memory.data() + r * memory_row, memory.data() + (r / beams) * memory_row,
                 sizeof(float) * memory_row);
-  fill_sources(sources, beams, S, plan_->value("src").data());
-  tgt_in_ = plan_->value("tgt_in");
-  logits_ = plan_->value("logits");
+  fill_sources(sources, beams, S, plan_->value(task.src).data());
+  tgt_in_ = plan_->value(task.tgt_in);
+  logits_ = plan_->value(task.logits);
   vocab_ = logits_.dim(-1);
+  prepare_steps();
+}
+
+DecodeSession::DecodeSession(exec::Model& model, int64_t rows, int64_t max_steps, int threads)
+    : model_(model), sentences_(rows), beams_(1), rows_(rows), source_len_(0), max_steps_(max_steps) {
+  if (rows < 1) throw DecodeError("nothing to sample: no rows");
+  if (max_steps < 1) throw DecodeError("the number of decode steps must be at least 1");
+  arena_ = threads > 0 ? std::make_unique<tbb::task_arena>(threads) : std::make_unique<tbb::task_arena>();
+  const ir::GraphDef& graph = model.graph();
+  const task::LanguageModelTask& task = task::language_model();
+  const ir::GraphInput* input = find_input(graph, task.input_ids);
+  if (!input || !has_output(graph, task.logits) || input->shape_size() != 2 || input->shape(0).symbol().empty())
+    throw DecodeError("graph '" + graph.name() + "' cannot be sampled: a language model has input " + task.input_ids +
+                      "[batch, length] and output " + task.logits);
+  ir::DimBindings dims;
+  for (const ir::GraphInput& in : graph.inputs())
+    for (const ir::Dim& dim : in.shape())
+      if (!dim.symbol().empty()) dims[dim.symbol()] = 1;
+  dims[input->shape(0).symbol()] = rows;
+  plan_ = &model.plan(dims, {task.input_ids}, {task.logits}, exec::Pass::ForwardOnly);
+  tgt_in_ = plan_->value(task.input_ids);
+  logits_ = plan_->value(task.logits);
+  vocab_ = logits_.dim(-1);
+  prepare_steps();
+}
+
+// Shared by both constructors, once plan_, tgt_in_ (the input fed one token a row per step) and
+// logits_ are set: splits the plan into nodes run once and nodes run per position, allocates the
+// nodes' caches and runs the once-only nodes.
+void DecodeSession::prepare_steps() {
   if (logits_.numel() != rows_ * vocab_)
     throw DecodeError("logits planned as " + to_string(logits_.shape()) + " for " + std::to_string(rows_) +
                       " rows of one position");
@@ -359,9 +392,10 @@ std::vector<Translation> Decoder::greedy_without_cache(const std::vector<std::ve
         Tensor tgt({n, p + 1});
         for (int64_t i = 0; i < n; ++i)
           for (int64_t t = 0; t <= p; ++t) tgt.data()[i * (p + 1) + t] = static_cast<float>(prefixes[i][t]);
-        exec::Plan& plan = model_.plan(names.bind(graph, n, S, p + 1), {"src", "tgt_in"}, {"logits"}, exec::Pass::ForwardOnly);
-        executor_.forward(plan, {{"src", src.view()}, {"tgt_in", tgt.view()}}, StepInfo{}, 0);
-        const TensorView& logits = plan.value("logits");
+        const task::TranslationTask& task = task::translation();
+        exec::Plan& plan = model_.plan(names.bind(graph, n, S, p + 1), {task.src, task.tgt_in}, {task.logits}, exec::Pass::ForwardOnly);
+        executor_.forward(plan, {{task.src, src.view()}, {task.tgt_in, tgt.view()}}, StepInfo{}, 0);
+        const TensorView& logits = plan.value(task.logits);
         vocab = logits.dim(-1);
         last.resize(n * vocab);
         for (int64_t i = 0; i < n; ++i)

@@ -1,6 +1,8 @@
 // core/eval/decoder.h — incremental decoding of an encoder-decoder graph: greedy and beam search.
 //
 // Contract:
+// - A language model (second constructor) has no encoder: the session plans input_ids → logits
+//   for one position and steps it exactly as below, with input_ids in the place of tgt_in.
 // - The model's graph has inputs `src`[batch, src_len] and `tgt_in`[batch, tgt_len] and outputs
 //   `memory` (the encoder output) and `logits`[batch, tgt_len, V]. Token ids follow
 //   core/data/tokenizer.h: <pad>=0, <s>=2, </s>=3.
@@ -85,6 +87,10 @@ class DecodeSession {
   // `max_steps` positions. Throws DecodeError for a graph without src/tgt_in/memory/logits.
   DecodeSession(exec::Model& model, exec::Executor& encoder_executor, const std::vector<std::vector<int>>& sources,
                 int beams, int64_t max_steps, int threads = 0);
+  // A decoder-only language model (core/task/task.h: input input_ids, output logits): no encoder;
+  // `rows` rows, each step() feeding input_ids one token a row. Throws DecodeError for a graph
+  // without them.
+  DecodeSession(exec::Model& model, int64_t rows, int64_t max_steps, int threads = 0);
   ~DecodeSession();
   DecodeSession(const DecodeSession&) = delete;
   DecodeSession& operator=(const DecodeSession&) = delete;
@@ -108,6 +114,7 @@ class DecodeSession {
 
  private:
   struct NodeCache;
+  void prepare_steps();
   void run_node(size_t step_index, const DecodeState* state);
 
   exec::Model& model_;

@@ -149,7 +149,19 @@ void Executor::forward(Plan& plan, const TensorMap& feeds, StepInfo base, uint64
 }
 
 
-static const std::string loss_name = "loss";
+// With no seeds given, backward starts from the plan's one fetched scalar that carries a gradient
+// (a task's loss; core/task/task.h), seeded with 1. Empty when there is none or more than one.
+static std::string default_seed(const Plan& plan) {
+  std::string found;
+  for (const std::string& name : plan.fetches()) {
+    if (!plan.has_value(name)) continue;
+    const TensorView& g = plan.grad(name);
+    if (!g.present() || g.numel() != 1) continue;
+    if (!found.empty() && plan.resolve(found) != plan.resolve(name)) return "";
+    found = name;
+  }
+  return found;
+}
 
 void Executor::backward(Plan& plan, const TensorMap& seeds, BackwardOptions options) {
   if (plan.pass() == Pass::ForwardOnly) throw ExecError("backward: the plan was made forward-only (Pass::ForwardOnly)");
@@ -162,14 +174,13 @@ void Executor::backward(Plan& plan, const TensorMap& seeds, BackwardOptions opti
       throw ExecError("backward: seed for '" + name + "' has shape " + to_string(seed.shape()) + "; the value has " +
                       to_string(g.shape()));
   }
-  if (seeds.empty()) {
-    if (!plan.has_value(loss_name) || !plan.grad(loss_name).present() || plan.grad(loss_name).numel() != 1)
-      throw ExecError("backward: no seed gradients given, and the plan fetches no scalar 'loss' to seed with 1");
-  }
+  const std::string implicit_seed = seeds.empty() ? default_seed(plan) : "";
+  if (seeds.empty() && implicit_seed.empty())
+    throw ExecError("backward: no seed gradients given, and the plan fetches no single scalar with a gradient (a loss) to seed with 1");
   if (options.accumulate) plan.prepare_accumulation();
 
   run_indexed(plan.value_grads().size(), zero_value_grad, &plan);
-  if (seeds.empty()) plan.grad(loss_name).fill(1.0f);
+  if (seeds.empty()) plan.grad(implicit_seed).fill(1.0f);
   for (const auto& [name, seed] : seeds) plan.grad(name).copy_from(seed);
 
   auto zero_unused = [&] {

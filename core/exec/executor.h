@@ -12,7 +12,8 @@
 //   reverse topological order:
 //     1. every value gradient of the plan is zeroed (once; nodes then ADD, so fan-out sums);
 //     2. the seeds are copied into the gradients of their values (a fetched differentiable value,
-//        by value or graph output name). No seeds: a fetched scalar "loss" gets gradient 1;
+//        by value or graph output name). No seeds: the one fetched scalar that carries a gradient (a
+//        task's loss, core/task/task.h) gets gradient 1;
 //     3. nodes ASSIGN parameter gradients: a parameter with one user is written straight into the
 //        ParameterStore; one with several users gets a buffer per use, summed into the store;
 //     4. the store's gradient of a parameter this plan does not reach is set to zero.

@@ -1,5 +1,6 @@
 // core/sweep/variants.cpp — see variants.h.
 #include "sweep/variants.h"
+#include "task/task.h"
 
 #include "train/trainer.h"
 
@@ -206,6 +207,10 @@ AblateBaseline load_baseline(const fs::path& experiment_file, const std::vector<
     std::vector<dsl::Override> extra;
     for (const std::string& u : uses) extra.push_back(dsl::parse_override(u, "--use"));
     dsl::ElaboratedModel model = dsl::elaborate_experiment_model(spec, registry, extra);
+    // A model that does not fit its task fails here, once, not in every variant.
+    const task::Task& task = task::task_of(spec);
+    task::check_graph(task, model.graph);
+    task::check_params(task, model, spec);
     if (!experiment_file.empty()) dsl::check_ablate(spec, model, registry);
     baseline.experiment_name = spec.name;
     for (const auto& [name, value] : model.params) baseline.params.emplace_back(name, to_string(value));

@@ -47,6 +47,10 @@ inline constexpr IntLimit kVocabSizeLimit{"vocab_size", 16, 1000000};
 inline constexpr IntLimit kSyntheticSizeLimit{"synthetic size", 1, 10000000};
 // translate --max-tokens: tokens kept of one input line (training skips longer pairs:
 // parallel(max_tokens: ...)).
+// attnlab generate.
+inline constexpr IntLimit kGenerateTokensLimit{"tokens", 0, 1000000};
+inline constexpr IntLimit kTopKLimit{"top-k", 0, 1000000};
+inline constexpr RealLimit kTemperatureLimit{"temperature", 1e-6, 1e6};
 inline constexpr IntLimit kTranslateMaxTokensLimit{"max-tokens", 1, 100000};
 
 // --threads: 0 (every core) up to kThreadsPerCore × the cores of this machine.

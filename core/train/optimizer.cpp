@@ -78,6 +78,8 @@ void validate(const AdamConfig& c) {
   if (!(c.beta2 >= 0.0 && c.beta2 < 1.0)) fail("beta2 must be in [0, 1), got " + std::to_string(c.beta2));
   if (!(c.eps > 0.0)) fail("eps must be > 0, got " + std::to_string(c.eps));
   if (!(c.clip_norm >= 0.0)) fail("clip_norm must be >= 0 (0 disables clipping), got " + std::to_string(c.clip_norm));
+  if (!(c.weight_decay >= 0.0 && std::isfinite(c.weight_decay)))
+    fail("weight_decay must be finite and >= 0, got " + std::to_string(c.weight_decay));
 }
 
 double global_grad_norm(std::span<const ParamRef> params, double scale) {
@@ -141,10 +143,13 @@ StepStats Adam::step(std::span<const ParamRef> params, double lr, double grad_sc
   const float step_size = float(lr / bias1);         // lr · m / (1 − β1^t) = step_size · m
   const float inv_sqrt_bias2 = float(1.0 / std::sqrt(bias2));  // sqrt(v̂) = sqrt(v) / sqrt(1 − β2^t)
   const float eps = float(config_.eps);
+  const float shrink = float(1.0 - lr * config_.weight_decay);  // AdamW's decoupled decay
 
   for_each_chunk(chunks, [&](size_t, const Chunk& chunk) {
     const ParamRef& p = params[chunk.param];
     float* theta = p.value.data();
+    if (p.decay && config_.weight_decay > 0.0)
+      for (int64_t i = chunk.begin; i < chunk.end; ++i) theta[i] *= shrink;
     const float* grad = p.grad.data();
     float* m = moments[chunk.param]->m.data();
     float* v = moments[chunk.param]->v.data();

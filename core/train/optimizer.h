@@ -13,7 +13,12 @@
 //     θ ← θ − lr · m̂ / (sqrt(v̂) + ε)
 //   ε is added to sqrt(v̂) (the bias-corrected estimate), as in Algorithm 1 and PyTorch's Adam —
 //   not the "ε-hat" variant of the paper's section 2. Defaults β1=0.9, β2=0.98, ε=1e-9 (the
-//   Transformer paper's). Weight decay is not applied.
+//   Transformer paper's).
+// - AdamW (Loshchilov & Hutter, 2019; PyTorch's AdamW): with weight_decay λ > 0, every parameter
+//   whose ParamRef::decay is set is first shrunk, decoupled from the gradient's moments:
+//     θ ← θ · (1 − lr·λ)      then the Adam update above.
+//   Which parameters decay is the caller's choice (the trainer: matrices, not biases, norm gains
+//   or embedding tables unless adamw(decay_embeddings: true)).
 // - Clipping by global norm (clip_norm > 0): with N = sqrt(Σ over all parameters of ‖g‖²) after
 //   scaling, every g is multiplied by clip_norm / N when N > clip_norm. The norm is summed in double
 //   per fixed chunk and the chunks added in a fixed order, so it does not depend on thread count.
@@ -49,6 +54,7 @@ struct ParamRef {
   std::string name;
   TensorView value;
   TensorView grad;
+  bool decay = false;  // AdamW: weight decay applies to this parameter
 };
 
 struct AdamConfig {
@@ -56,9 +62,11 @@ struct AdamConfig {
   double beta2 = 0.98;
   double eps = 1e-9;
   double clip_norm = 0.0;  // > 0: clip gradients by global norm to this value; 0: no clipping
+  double weight_decay = 0.0;      // AdamW's λ (0: plain Adam)
+  bool decay_embeddings = false;  // AdamW: embedding tables decay too (the trainer's choice of ParamRef::decay)
 };
 
-// Checks 0 ≤ β < 1, ε > 0, clip_norm ≥ 0; throws OptimizerError naming the bad field.
+// Checks 0 ≤ β < 1, ε > 0, clip_norm ≥ 0, weight_decay ≥ 0; throws OptimizerError naming the bad field.
 void validate(const AdamConfig& config);
 
 // The optimizer's state, in a form a checkpoint can store.

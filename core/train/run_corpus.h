@@ -21,6 +21,7 @@
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace attnlab::train {
@@ -32,5 +33,26 @@ struct Corpus {
 };
 
 Corpus load_corpus(const dsl::ExperimentSpec& spec, const RunOptions& options, std::ostream& log);
+
+// The language_model task's text: `data = text(file:, valid_file:, valid_fraction:, vocab:,
+// vocab_size:, min_count:)`. FILE (relative to the data root, as parallel's dir; ".gz" accepted)
+// is read whole; validation is VALID_FILE when given, else the last valid_fraction of FILE's
+// characters (default 0.1: nanoGPT's split). The vocabulary is learned on the training part:
+// vocab "char" (default: every distinct character), "word" or "sentencepiece" (vocab_size).
+// Word and SentencePiece tokens are encoded per line, each line break as </s> (encode_lm_text),
+// so that generated text keeps its lines.
+struct LmText {
+  std::string description;
+  std::vector<int> train, valid;  // token ids of the two parts
+  int64_t train_chars = 0, valid_chars = 0;  // characters (UTF-8 code points) of the two parts
+  std::unique_ptr<data::Tokenizer> tokenizer;
+};
+LmText load_lm_text(const dsl::ExperimentSpec& spec, const RunOptions& options, std::ostream& log);
+
+// A language model's text as ids and back, for training, prompts and samples alike: a character
+// vocabulary maps every character (line breaks included); word and SentencePiece vocabularies
+// encode each line and stand for each line break with </s> (decode_lm_text writes it back as one).
+std::vector<int> encode_lm_text(const data::Tokenizer& tokenizer, std::string_view text);
+std::string decode_lm_text(const data::Tokenizer& tokenizer, const std::vector<int>& ids);
 
 }  // namespace attnlab::train

@@ -97,29 +97,52 @@ TrainSettings read_settings(const ExperimentSpec& spec, int64_t d_model) {
   TrainSettings t;
   Section train(spec, "train", train_setting_names());
   Section decode(spec, "decode", kDecodeSettingNames);
-  if (const ExperimentSetting* s = train.find("adam")) {
-    if (s->value.kind != ConstValue::Kind::Call) throw_at(s->loc, "train: write adam(beta1, beta2, eps)");
-    check_call_args(s->value, {"beta1", "beta2", "eps"});
+  const ExperimentSetting* adamw = train.find("adamw");
+  if (adamw && train.find("adam")) throw_at(adamw->loc, "train: give either adam(...) or adamw(...), not both");
+  if (const ExperimentSetting* s = adamw ? adamw : train.find("adam")) {
+    const std::string name = adamw ? "adamw" : "adam";
+    if (s->value.kind != ConstValue::Kind::Call)
+      throw_at(s->loc, "train: write " + name + "(beta1, beta2, eps" + (adamw ? ", weight_decay: W)" : ")"));
+    if (adamw) check_call_args(s->value, {"beta1", "beta2", "eps", "weight_decay", "decay_embeddings"});
+    else check_call_args(s->value, {"beta1", "beta2", "eps"});
     t.adam.beta1 = call_number(s->value, "beta1", 0, 0.9);
-    t.adam.beta2 = call_number(s->value, "beta2", 1, 0.98);
-    t.adam.eps = call_number(s->value, "eps", 2, 1e-9);
+    t.adam.beta2 = call_number(s->value, "beta2", 1, adamw ? 0.999 : 0.98);
+    t.adam.eps = call_number(s->value, "eps", 2, adamw ? 1e-8 : 1e-9);
+    if (adamw) {
+      t.adam.weight_decay = call_number(s->value, "weight_decay", 3, 0.01);
+      if (const ConstValue* e = s->value.arg("decay_embeddings")) {
+        if (e->kind != ConstValue::Kind::Bool) throw_at(e->loc, "train: adamw's decay_embeddings must be true or false");
+        t.adam.decay_embeddings = e->b;
+      }
+    }
   }
   t.adam.clip_norm = train.number("clip_norm", 0.0, 0.0, 1e9);
   try {
     validate(t.adam);
   } catch (const OptimizerError& e) {
-    const ExperimentSetting* adam = train.find("adam");
+    const ExperimentSetting* adam = adamw ? adamw : train.find("adam");
     throw_at(adam ? adam->loc : ir::SourceLoc(), std::string("train: ") + e.what());
   }
   const ExperimentSetting* noam = train.find("noam");
   const ExperimentSetting* constant = train.find("constant");
-  if (noam && constant) throw_at(constant->loc, "train: give either noam(...) or constant(...), not both");
+  const ExperimentSetting* cosine = train.find("cosine");
+  if ((noam != nullptr) + (constant != nullptr) + (cosine != nullptr) > 1)
+    throw_at((cosine ? cosine : constant)->loc, "train: give one schedule: noam(...), constant(...) or cosine(...)");
   t.schedule.d_model = d_model;
   if (constant) {
     if (constant->value.kind != ConstValue::Kind::Call) throw_at(constant->loc, "train: write constant(lr: RATE)");
     check_call_args(constant->value, {"lr"});
     t.schedule.kind = "constant";
     t.schedule.lr = call_number(constant->value, "lr", 0, 1e-4);
+  } else if (cosine) {
+    if (cosine->value.kind != ConstValue::Kind::Call)
+      throw_at(cosine->loc, "train: write cosine(warmup: STEPS, max_lr: RATE, min_lr: RATE, steps: STEPS)");
+    check_call_args(cosine->value, {"warmup", "max_lr", "min_lr", "steps"});
+    t.schedule.kind = "cosine";
+    t.schedule.warmup = static_cast<int64_t>(call_number(cosine->value, "warmup", 0, 0));
+    t.schedule.max_lr = call_number(cosine->value, "max_lr", 1, 1e-3);
+    t.schedule.min_lr = call_number(cosine->value, "min_lr", 2, t.schedule.max_lr / 10);
+    t.schedule.steps = static_cast<int64_t>(call_number(cosine->value, "steps", 3, 0));
   } else if (noam) {
     if (noam->value.kind != ConstValue::Kind::Call) throw_at(noam->loc, "train: write noam(factor: F, warmup: STEPS)");
     check_call_args(noam->value, {"factor", "warmup"});
@@ -129,10 +152,12 @@ TrainSettings read_settings(const ExperimentSpec& spec, int64_t d_model) {
   try {
     make_schedule(t.schedule);
   } catch (const ScheduleError& e) {
-    const ExperimentSetting* schedule = constant ? constant : noam;
+    const ExperimentSetting* schedule = cosine ? cosine : constant ? constant : noam;
     throw_at(schedule ? schedule->loc : ir::SourceLoc(), std::string("train: ") + e.what());
   }
   t.batch_tokens = train.integer("batch_tokens", 4096, 8, int64_t{1} << 30);
+  t.batch = train.integer("batch", 12, 1, 1 << 20);
+  t.valid_blocks = train.integer("valid_blocks", 0, 0, int64_t{1} << 30);
   t.accumulate = train.integer("accumulate", 1, 1, 1 << 20);
   t.max_steps = train.integer("max_steps", 0, 0, int64_t{1} << 40);
   t.max_epochs = train.integer("max_epochs", 0, 0, int64_t{1} << 30);

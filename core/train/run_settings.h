@@ -31,6 +31,8 @@ struct TrainSettings {
   AdamConfig adam;
   ScheduleConfig schedule;
   int64_t batch_tokens = 4096;
+  int64_t batch = 12;        // language_model: rows (blocks) per micro-batch
+  int64_t valid_blocks = 0;  // language_model: held-out blocks each validation scores (0: all)
   int64_t accumulate = 1;
   int64_t max_steps = 0, max_epochs = 0;
   double max_minutes = 0;

@@ -12,9 +12,11 @@
 #include "eval/bleu.h"
 #include "exec/hash.h"
 #include "eval/sacrebleu.h"
+#include "eval/sampler.h"
 #include "exec/model.h"
 #include "exec/plan.h"
 #include "exec/tbb_executor.h"
+#include "task/task.h"
 #include "train/checkpoint.h"
 #include "train/interrupt.h"
 #include "train/optimizer.h"
@@ -24,6 +26,7 @@
 #include "train/safetensors.h"
 #include "train/schedule.h"
 #include "train/svg_chart.h"
+#include "train/training_stream.h"
 #include "train/translate.h"
 
 #include "embedded_experiments.h"
@@ -61,13 +64,20 @@ const std::string& default_model_text() {
 
 const std::vector<std::string>& train_setting_names() {
   static const std::vector<std::string> names = {
-      "adam", "noam", "constant", "label_smoothing", "dropout", "batch_tokens", "accumulate", "clip_norm",
+      "adam", "adamw", "noam", "constant", "cosine", "label_smoothing", "dropout", "batch_tokens", "batch", "valid_blocks", "accumulate", "clip_norm",
       "max_steps", "max_epochs", "max_minutes", "valid_every", "checkpoint_every", "keep_checkpoints",
       "valid_bleu_sentences", "valid_metric", "patience", "valid_beam", "samples", "pad_to", "plan_memory_mb", "log_every_s"};
   return names;
 }
 
 namespace {
+
+// The model parameter evaluation sets to 0, so that the dev loss is the plain cross-entropy.
+constexpr const char* kLabelSmoothing = "label_smoothing";
+// The language model's context length: a model parameter, and the setting generate reads.
+constexpr const char* kBlockSize = "block_size";
+// The model parameter the noam schedule reads.
+constexpr const char* kModelDimension = "d_model";
 
 // Settings that may change when a run is resumed (they decide when to stop, not what is computed).
 const std::set<std::string> kResumableChanges = {"train.max_steps", "train.max_epochs", "train.max_minutes"};
@@ -100,29 +110,43 @@ std::vector<ParamRef> param_refs(exec::ParameterStore& store) {
   return refs;
 }
 
-// Pads a batch's lengths up to a multiple of `pad_to` (fewer distinct shapes, fewer plans).
-void pad_batch(data::Batch& batch, int64_t pad_to) {
-  if (pad_to <= 1) return;
-  auto pad = [&](Tensor& t) {
-    const int64_t rows = t.shape()[0], cols = t.shape()[1];
-    const int64_t padded = (cols + pad_to - 1) / pad_to * pad_to;
-    if (padded == cols) return;
-    Tensor out({rows, padded}, static_cast<float>(data::kPadId));
-    for (int64_t r = 0; r < rows; ++r) std::copy(t.data() + r * cols, t.data() + (r + 1) * cols, out.data() + r * padded);
-    t = std::move(out);
-  };
-  pad(batch.src);
-  pad(batch.tgt_in);
-  pad(batch.tgt_out);
+// AdamW's choice of parameters (optimizer.h): matrices decay; vectors (biases, norm gains) never;
+// tables of the embedding and posenc families (looked up, not multiplied) only when asked. A
+// parameter is named SCOPE.LOCAL, its scope that of the nodes declaring it (model.h).
+void mark_weight_decay(std::vector<ParamRef>& refs, const ir::GraphDef& graph, bool decay_embeddings) {
+  std::set<std::string> table_scopes;
+  for (const ir::NodeDef& node : graph.nodes()) {
+    const std::string family = node.type().substr(0, node.type().find('.'));
+    if (family == "embedding" || family == "posenc") table_scopes.insert(node.param_scope().empty() ? node.name() : node.param_scope());
+  }
+  for (ParamRef& ref : refs) {
+    const std::string scope = ref.name.substr(0, ref.name.rfind('.'));
+    ref.decay = ref.value.shape().size() >= 2 && (decay_embeddings || !table_scopes.count(scope));
+  }
 }
 
-ir::DimBindings batch_dims(const data::Batch& b) {
-  return {{"batch", b.src.shape()[0]}, {"src_len", b.src.shape()[1]}, {"tgt_len", b.tgt_in.shape()[1]}};
+// A batch of sentence pairs as the translation task feeds it.
+task::TrainingFeeds translation_feeds(const exec::Model& model, const data::Batch& b) {
+  return task::translation().feeds(model.graph(), b.src, b.tgt_in, b.tgt_out);
 }
+
+// The objective's sums over the micro-batches of a step (or an evaluation pass).
+struct ObjectiveSums {
+  double loss = 0, tokens = 0, correct = 0;
+  // Adds the plan's objective values: the loss is a mean over its tokens, so it is weighted by them.
+  double add(const exec::Plan& plan, const task::Objective& objective) {
+    const double n = plan.value(objective.tokens).data()[0];
+    loss += plan.value(objective.loss).data()[0] * n;
+    tokens += n;
+    correct += plan.value(objective.correct).data()[0];
+    return n;
+  }
+};
 
 struct EvalFigures {
   double loss = 0, accuracy = 0, tokens = 0;
   double bleu = -1, chrf = -1;  // -1: not computed
+  double bits_per_char = -1;    // language_model with a character vocabulary; -1: not computed
   eval::BleuScore bleu_score;
   std::vector<std::string> hypotheses;
   // The test set only: sacreBLEU's lines with their signatures (docs/evaluation.md).
@@ -131,21 +155,19 @@ struct EvalFigures {
 
 // Loss and accuracy over every pair of `batcher`'s epoch 0 (no dropout).
 void evaluate_loss(exec::Model& model, exec::Executor& executor, const data::Batcher& batcher, EvalFigures& out) {
-  double loss_sum = 0, tokens = 0, correct = 0;
+  const task::Task& task = task::translation();
+  ObjectiveSums sums;
   for (const std::vector<int64_t>& indices : batcher.epoch_plan(0)) {
     data::Batch b = batcher.make_batch(indices);
-    exec::Plan& plan = model.plan(batch_dims(b), {"src", "tgt_in", "tgt_out"}, {"loss", "tokens", "correct"},
-                                  exec::Pass::ForwardOnly);
-    executor.forward(plan, {{"src", b.src}, {"tgt_in", b.tgt_in}, {"tgt_out", b.tgt_out}}, StepInfo{false, 0, nullptr}, 0);
-    const double n = plan.value("tokens").data()[0];
-    loss_sum += plan.value("loss").data()[0] * n;
-    tokens += n;
-    correct += plan.value("correct").data()[0];
+    const task::TrainingFeeds batch = translation_feeds(model, b);
+    exec::Plan& plan = model.plan(batch.dims, task.feed_names(), task.objective().fetches(), exec::Pass::ForwardOnly);
+    executor.forward(plan, batch.feeds, StepInfo{false, 0, nullptr}, 0);
+    sums.add(plan, task.objective());
   }
   model.clear_plans();
-  out.loss = tokens > 0 ? loss_sum / tokens : 0;
-  out.accuracy = tokens > 0 ? correct / tokens : 0;
-  out.tokens = tokens;
+  out.loss = sums.tokens > 0 ? sums.loss / sums.tokens : 0;
+  out.accuracy = sums.tokens > 0 ? sums.correct / sums.tokens : 0;
+  out.tokens = sums.tokens;
 }
 
 std::string fmt(double v, int precision = 4) {
@@ -214,6 +236,10 @@ class TrainingRun {
   void check_ranks_agree();
   void describe_run();
   bool owns_output() const { return world_.root(); }
+  bool language_model() const { return task_ == &task::language_model(); }
+  const data::Tokenizer& tokenizer() const { return lm_ ? *lm_->tokenizer : *corpus_.tokenizer; }
+  const std::string& data_description() const { return lm_ ? lm_->description : corpus_.description; }
+  EvalFigures evaluate_text(const std::vector<int>& tokens, const std::vector<int64_t>& offsets);
   ckpt::Checkpoint make_checkpoint() const;
   void resume_from_latest_checkpoint();
   void restart_run_that_saved_nothing();
@@ -232,6 +258,7 @@ class TrainingRun {
   EvalFigures test_and_save_translations();
   std::string evaluate_average();                // the report's table row, empty without --average
   void write_report(const std::string& reason, const EvalFigures& test, const std::string& average_row);
+  void write_language_model_report(const std::string& reason);
   double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
 
   const RunOptions& options_;
@@ -243,10 +270,13 @@ class TrainingRun {
   ScratchDirectory scratch_;
   std::string experiment_text_, model_text_;
   ExperimentSpec spec_;
+  const task::Task* task_ = nullptr;  // what the experiment trains (task_of: translation by default)
   std::vector<dsl::Override> uses_;
+  std::set<std::string> declared_params_;  // the task's model parameters the model declares
   fs::path run_dir_;
   uint64_t seed_ = 1;
-  Corpus corpus_;
+  Corpus corpus_;                 // translation
+  std::unique_ptr<LmText> lm_;    // language_model
   int64_t vocab_ = 0;
   dsl::ElaboratedModel elaborated_, eval_elaborated_;  // training (dropout, label smoothing) and evaluation
   TrainSettings settings_;
@@ -255,7 +285,10 @@ class TrainingRun {
   std::unique_ptr<exec::TbbExecutor> executor_;
   std::unique_ptr<exec::Model> model_, eval_model_;
   std::vector<ParamRef> refs_;
-  std::unique_ptr<data::Batcher> batcher_, dev_batcher_, test_batcher_;
+  std::unique_ptr<data::Batcher> batcher_, dev_batcher_, test_batcher_;  // translation
+  std::unique_ptr<data::BlockSampler> sampler_;                           // language_model
+  std::vector<int64_t> valid_offsets_;  // language_model: the held-out windows validation scores
+  std::unique_ptr<TrainingStream> stream_;
 
   // What identifies the run for a resume, and what checkpoints record of it.
   std::vector<std::string> override_texts_;
@@ -305,8 +338,9 @@ TrainingRun::TrainingRun(const RunOptions& options, const Registry& registry)
   // model is known; load_experiment() has already checked the sections' keys, so that a typo fails
   // before any data is read.
   read_seed();
-  corpus_ = load_corpus(spec_, options_, log_);
-  vocab_ = corpus_.tokenizer->vocab_size();
+  if (language_model()) lm_ = std::make_unique<LmText>(load_lm_text(spec_, options_, log_));
+  else corpus_ = load_corpus(spec_, options_, log_);
+  vocab_ = tokenizer().vocab_size();
   build_models();
   make_batchers();
   identify_run();
@@ -350,6 +384,7 @@ void TrainingRun::load_experiment() {
   for (const std::string& s : options_.sets) dsl::apply_set(spec_, s);
   for (const std::string& u : options_.uses) uses_.push_back(dsl::parse_override(u, "--use"));
   model_text_ = read_text(spec_.model_path);
+  task_ = &task::task_of(spec_);
 
   // Unknown section keys fail before anything is written.
   (void)Section(spec_, "train", train_setting_names());
@@ -391,19 +426,44 @@ void TrainingRun::build_models() {
       if (o.name == name) return true;
     return false;
   };
-  // Peek at train.label_smoothing / train.dropout (validated fully by read_settings).
+  // The model as the experiment and --use give it, checked against the task once (its inputs,
+  // outputs and the parameters the trainer sets) before anything is set from the data or settings.
+  {
+    const dsl::ElaboratedModel declared = dsl::elaborate_experiment_model(spec_, registry_, uses_);
+    task::check_graph(*task_, declared.graph);
+    task::check_params(*task_, declared, spec_);
+    for (const task::ModelParam& p : task_->params())
+      if (task::has_param(declared, p.name)) declared_params_.insert(p.name);
+  }
+  // train.label_smoothing / train.dropout (validated fully by read_settings) unless the model
+  // overrides name them.
   std::vector<dsl::Override> extra;
-  for (const char* key : {"label_smoothing", "dropout"}) {
-    const ExperimentSetting* s = spec_.find(std::string("train.") + key);
-    if (s && !overrides_name(key)) extra.push_back(dsl::parse_override(std::string(key) + "=" + s->value.to_string(), "--set"));
+  for (const task::ModelParam& p : task_->params()) {
+    if (p.use != task::ModelParam::Use::SetFromTrainSetting) continue;
+    const ExperimentSetting* s = spec_.find("train." + p.name);
+    if (s && !overrides_name(p.name)) extra.push_back(dsl::parse_override(p.name + "=" + s->value.to_string(), "--set"));
   }
   for (const dsl::Override& u : uses_) extra.push_back(u);
   extra.push_back(dsl::parse_override("vocab=" + std::to_string(vocab_), "--set"));
   elaborated_ = dsl::elaborate_experiment_model(spec_, registry_, extra);
-  extra.push_back(dsl::parse_override("label_smoothing=0", "--set"));
+  if (declared_params_.count(kLabelSmoothing)) extra.push_back(dsl::parse_override(std::string(kLabelSmoothing) + "=0", "--set"));
   eval_elaborated_ = dsl::elaborate_experiment_model(spec_, registry_, extra);
 
-  settings_ = read_settings(spec_, elaborated_.integer_param("d_model", 512));
+  // The noam schedule's d_model is the model's, never a silent default.
+  if (const ExperimentSetting* noam = spec_.find("train.noam"); noam && !declared_params_.count(kModelDimension))
+    throw_at(noam->loc, "noam(...) scales the rate by the model's d_model^-0.5, but model '" + elaborated_.name +
+                            "' declares no parameter d_model; use constant(...) or declare `param d_model`");
+  settings_ = read_settings(spec_, elaborated_.integer_param(kModelDimension, 512));
+  if (language_model()) {
+    // A language model is judged by its held-out loss: no translations, no BLEU.
+    if (const ExperimentSetting* metric = spec_.find("train.valid_metric"); metric && metric->value.text != "loss")
+      throw_at(metric->loc, "train.valid_metric: the language_model task validates by loss only");
+    if (const ExperimentSetting* epochs = spec_.find("train.max_epochs"))
+      throw_at(epochs->loc, "train.max_epochs: the language_model task samples random blocks and has no epochs; use train.max_steps");
+    if (options_.average > 0) throw RunError("--average: the language_model task does not average checkpoints");
+    settings_.valid_metric = "loss";
+    settings_.valid_bleu_sentences = 0;
+  }
   if (options_.average > settings_.keep_checkpoints)
     throw RunError("--average " + std::to_string(options_.average) + ": the run keeps only its last " +
                    std::to_string(settings_.keep_checkpoints) + " step checkpoints (train.keep_checkpoints); give --average " +
@@ -418,10 +478,24 @@ void TrainingRun::build_models() {
   eval_model_ = std::make_unique<exec::Model>(eval_elaborated_.graph, registry_, seed_, rep);
   result_.parameters = model_->parameters().element_count();
   refs_ = param_refs(model_->parameters());
+  mark_weight_decay(refs_, model_->graph(), settings_.adam.decay_embeddings);
   graph_bytes_ = elaborated_.graph.SerializeAsString();
 }
 
 void TrainingRun::make_batchers() {
+  if (language_model()) {
+    const int64_t block = elaborated_.integer_param(kBlockSize, 0);  // task::check_params: declared
+    try {
+      sampler_ = std::make_unique<data::BlockSampler>(lm_->train, block, seed_);
+      valid_offsets_ = data::tile(static_cast<int64_t>(lm_->valid.size()), block);
+    } catch (const data::DataError& e) {
+      throw RunError(std::string(e.what()) + " (the model's block_size is " + std::to_string(block) + ")");
+    }
+    if (settings_.valid_blocks > 0 && static_cast<int64_t>(valid_offsets_.size()) > settings_.valid_blocks)
+      valid_offsets_.resize(static_cast<size_t>(settings_.valid_blocks));
+    stream_ = std::make_unique<LanguageModelStream>(*model_, *sampler_, settings_.batch);
+    return;
+  }
   data::BatcherOptions bo;
   bo.batch_tokens = settings_.batch_tokens;
   bo.seed = seed_;
@@ -432,6 +506,7 @@ void TrainingRun::make_batchers() {
   } catch (const data::DataError& e) {
     throw RunError(std::string(e.what()) + " (raise train.batch_tokens)");
   }
+  stream_ = std::make_unique<TranslationStream>(*model_, *batcher_, settings_.pad_to);
 }
 
 // The run's identity: what a resume and the ranks' start-up check compare, and what checkpoints
@@ -443,6 +518,9 @@ void TrainingRun::identify_run() {
   for (const auto& [section, list] : spec_.sections)
     for (const ExperimentSetting& s : list) resolved_[section + "." + s.key] = s.value.to_string();
   resolved_["seed"] = std::to_string(seed_);
+  // What translate and generate check a checkpoint for (absent: translation, as before tasks).
+  if (task_ != &task::translation()) resolved_["task"] = task_->name();
+  if (sampler_) resolved_[kBlockSize] = std::to_string(sampler_->block());  // generate's context
 }
 
 // Every rank must train the same thing on the same data with the same code; checked before
@@ -453,9 +531,12 @@ void TrainingRun::check_ranks_agree() {
   for (const std::string& type : registry_.type_names()) plugins += type + "\n";
   std::string overrides = "seed " + std::to_string(seed_) + (options_.resume ? " resume" : "") + " out " + options_.out_dir.string();
   for (const std::string& o : override_texts_) overrides += "\n" + o;
-  const uint64_t data = exec::hash_combine(
-      exec::hash_combine(batcher_->fingerprint(), exec::fnv1a(corpus_.tokenizer->serialize())),
-      exec::hash_combine(dev_batcher_->fingerprint(), test_batcher_->fingerprint()));
+  uint64_t held_out = 0;
+  if (lm_)
+    for (int id : lm_->valid) held_out = exec::hash_combine(held_out, static_cast<uint64_t>(id));
+  else
+    held_out = exec::hash_combine(dev_batcher_->fingerprint(), test_batcher_->fingerprint());
+  const uint64_t data = exec::hash_combine(exec::hash_combine(stream_->fingerprint(), exec::fnv1a(tokenizer().serialize())), held_out);
   try {
     dist::check_same_everywhere(world_, {{"the attnlab binary", executable_fingerprint()},
                                          {"the experiment", exec::fnv1a(experiment_text_ + "\n" + model_text_)},
@@ -476,7 +557,8 @@ void TrainingRun::describe_run() {
   nlohmann::ordered_json sj;
   sj["experiment"] = spec_.name;
   sj["model"] = elaborated_.name;
-  sj["data"] = corpus_.description;
+  if (task_ != &task::translation()) sj["task"] = task_->name();
+  sj["data"] = data_description();
   sj["vocab"] = vocab_;
   sj["parameters"] = result_.parameters;
   sj["settings"] = resolved_;
@@ -496,16 +578,16 @@ ckpt::Checkpoint TrainingRun::make_checkpoint() const {
   c.set_experiment_text(experiment_text_);
   for (const std::string& o : override_texts_) c.add_overrides(o);
   for (const auto& [k, v] : resolved_) (*c.mutable_settings())[k] = v;
-  c.set_tokenizer_kind(corpus_.tokenizer->kind());
-  c.set_tokenizer(corpus_.tokenizer->serialize());
+  c.set_tokenizer_kind(tokenizer().kind());
+  c.set_tokenizer(tokenizer().serialize());
   c.set_graph(graph_bytes_);
   store_parameters(c, refs_);
   store_optimizer(c, *adam_);
   c.set_step(step_);
-  c.set_epoch(batcher_->position().epoch);
-  c.mutable_data_position()->set_epoch(batcher_->position().epoch);
-  c.mutable_data_position()->set_batch_index(batcher_->position().batch);
-  c.mutable_data_position()->set_fingerprint(batcher_->fingerprint());
+  c.set_epoch(stream_->position().epoch);
+  c.mutable_data_position()->set_epoch(stream_->position().epoch);
+  c.mutable_data_position()->set_batch_index(stream_->position().batch);
+  c.mutable_data_position()->set_fingerprint(stream_->fingerprint());
   c.mutable_random()->set_seed(seed_);
   (*c.mutable_random()->mutable_counters())["micro_batches"] = static_cast<uint64_t>(step_ * settings_.accumulate);
   c.mutable_metrics()->set_best_metric("valid_" + settings_.valid_metric);
@@ -581,17 +663,17 @@ void TrainingRun::resume_from_latest_checkpoint() {
   if (!differs.empty())
     throw RunError("cannot resume: checkpoint " + source + " belongs to another experiment (" + join_names(differs) +
                    " differ from this run's); resume with the same experiment and overrides, or start a new run with another --out");
-  if (c.data_position().fingerprint() != batcher_->fingerprint())
+  if (c.data_position().fingerprint() != stream_->fingerprint())
     throw RunError("cannot resume: checkpoint " + source + " was trained on other data (data fingerprint " +
-                   std::to_string(c.data_position().fingerprint()) + ", this run's " + std::to_string(batcher_->fingerprint()) +
+                   std::to_string(c.data_position().fingerprint()) + ", this run's " + std::to_string(stream_->fingerprint()) +
                    "); resume with the same data, or start a new run with another --out");
-  if (c.tokenizer() != corpus_.tokenizer->serialize())
+  if (c.tokenizer() != tokenizer().serialize())
     throw RunError("cannot resume: checkpoint " + source + " was trained on other data (its vocabulary differs from the one built "
                    "from this run's data); resume with the same data, or start a new run with another --out");
   load_parameters(c, refs_, source);
   adam_->import_state(adam_state_from(c, source), refs_, source);
   step_ = c.step();
-  batcher_->set_position({c.data_position().epoch(), c.data_position().batch_index()});
+  stream_->set_position({c.data_position().epoch(), c.data_position().batch_index()});
   has_best_ = c.metrics().has_best();
   best_score_ = c.metrics().best_score();
   best_step_ = c.metrics().best_step();
@@ -650,13 +732,40 @@ EvalFigures TrainingRun::evaluate(const data::Batcher& set, const std::vector<da
   return f;
 }
 
+// The language model's loss over the windows at `offsets` of `tokens` (no dropout, no label
+// smoothing), train.batch windows at a time; bits per character for a character vocabulary.
+EvalFigures TrainingRun::evaluate_text(const std::vector<int>& tokens, const std::vector<int64_t>& offsets) {
+  for (exec::Parameter& p : eval_model_->parameters()) p.value.view().copy_from(model_->parameters().at(p.name).value.view());
+  const task::LanguageModelTask& task = task::language_model();
+  ObjectiveSums sums;
+  Tensor inputs, labels;
+  for (size_t first = 0; first < offsets.size(); first += static_cast<size_t>(settings_.batch)) {
+    const std::vector<int64_t> window(offsets.begin() + static_cast<std::ptrdiff_t>(first),
+                                      offsets.begin() + static_cast<std::ptrdiff_t>(std::min(offsets.size(), first + static_cast<size_t>(settings_.batch))));
+    data::fill_windows(tokens, window, sampler_->block(), inputs, labels);
+    const task::TrainingFeeds batch = task.feeds(eval_model_->graph(), inputs, labels);
+    exec::Plan& plan = eval_model_->plan(batch.dims, task.feed_names(), task.objective().fetches(), exec::Pass::ForwardOnly);
+    executor_->forward(plan, batch.feeds, StepInfo{false, 0, nullptr}, 0);
+    sums.add(plan, task.objective());
+  }
+  eval_model_->clear_plans();
+  EvalFigures f;
+  f.loss = sums.tokens > 0 ? sums.loss / sums.tokens : 0;
+  f.accuracy = sums.tokens > 0 ? sums.correct / sums.tokens : 0;
+  f.tokens = sums.tokens;
+  if (tokenizer().kind() == "char") f.bits_per_char = f.loss / std::log(2.0);  // one token per character
+  return f;
+}
+
 // Dev figures into metrics.jsonl and the log; best.ckpt when they are the best so far.
 void TrainingRun::validate(double elapsed, bool scheduled) {
-  EvalFigures f = evaluate(*dev_batcher_, corpus_.dev, settings_.valid_bleu_sentences, *valid_translator_);
-  nlohmann::json fields = {{"step", step_},        {"epoch", batcher_->position().epoch}, {"loss", finite_or_null(f.loss)},
+  EvalFigures f = lm_ ? evaluate_text(lm_->valid, valid_offsets_)
+                      : evaluate(*dev_batcher_, corpus_.dev, settings_.valid_bleu_sentences, *valid_translator_);
+  nlohmann::json fields = {{"step", step_},        {"epoch", stream_->position().epoch}, {"loss", finite_or_null(f.loss)},
                            {"ppl", finite_or_null(std::exp(f.loss))}, {"accuracy", f.accuracy}, {"elapsed_s", elapsed}};
   if (f.bleu >= 0) fields["bleu"] = f.bleu;
   if (f.chrf >= 0) fields["chrf"] = f.chrf;
+  if (f.bits_per_char >= 0) fields["bpc"] = f.bits_per_char;
   log_event("valid", fields);
   // Higher is better: BLEU, chrF, or the negated loss.
   const double score = settings_.valid_metric == "bleu" ? f.bleu : settings_.valid_metric == "chrf" ? f.chrf : -f.loss;
@@ -664,6 +773,7 @@ void TrainingRun::validate(double elapsed, bool scheduled) {
                      "  accuracy " + fmt(100 * f.accuracy, 1) + "%";
   if (f.bleu >= 0) line += "  BLEU " + fmt(f.bleu, 2);
   if (f.chrf >= 0) line += "  chrF " + fmt(f.chrf, 2);
+  if (f.bits_per_char >= 0) line += "  bpc " + fmt(f.bits_per_char);
   const bool best = !has_best_ || score > best_score_;
   if (scheduled) {
     if (!schedule_has_best_ || score > schedule_best_score_) {
@@ -688,6 +798,7 @@ void TrainingRun::validate(double elapsed, bool scheduled) {
   result_.valid_loss = f.loss;
   result_.valid_accuracy = f.accuracy;
   result_.valid_bleu = f.bleu;
+  result_.valid_bits_per_char = f.bits_per_char;
 }
 
 void TrainingRun::log_event(const std::string& event, const nlohmann::json& fields) {
@@ -703,11 +814,16 @@ RunResult TrainingRun::run() {
     events_ = std::make_unique<EventLog>(run_dir_);
   }
 
-  log_ << "experiment " << spec_.name << ": model " << elaborated_.name << ", " << result_.parameters << " parameters, vocab " << vocab_
-       << ", " << corpus_.train.size() << " training pairs, " << corpus_.dev.size() << " dev, " << corpus_.test.size() << " test\n"
-       << "data: " << corpus_.description << "\n"
-       << "schedule: " << schedule_->describe() << ", batch_tokens " << settings_.batch_tokens << " x accumulate " << settings_.accumulate
-       << ", threads " << executor_->threads();
+  log_ << "experiment " << spec_.name << (lm_ ? " (" + task_->name() + ")" : std::string()) << ": model " << elaborated_.name << ", "
+       << result_.parameters << " parameters, vocab " << vocab_;
+  if (lm_)
+    log_ << ", " << lm_->train.size() << " training tokens, " << valid_offsets_.size() << " validation blocks of " << sampler_->block() << "\n";
+  else
+    log_ << ", " << corpus_.train.size() << " training pairs, " << corpus_.dev.size() << " dev, " << corpus_.test.size() << " test\n";
+  log_ << "data: " << data_description() << "\n"
+       << "schedule: " << schedule_->describe() << ", "
+       << (lm_ ? "batch " + std::to_string(settings_.batch) + " blocks" : "batch_tokens " + std::to_string(settings_.batch_tokens))
+       << " x accumulate " << settings_.accumulate << ", threads " << executor_->threads();
   if (world_.distributed()) log_ << " on each of " << world_.size() << " ranks (data-parallel, " << reducer_->bucket_count() << " gradient buckets)";
   log_ << "\n"
        << "run directory: " << run_dir_.string() << "\n";
@@ -754,6 +870,10 @@ RunResult TrainingRun::run() {
          << "\n";
     return result_;
   }
+  if (lm_) {
+    write_language_model_report(reason);
+    return result_;
+  }
   EvalFigures test = test_and_save_translations();
   const std::string average_row = evaluate_average();
   write_report(reason, test, average_row);
@@ -769,7 +889,7 @@ std::string TrainingRun::train(InterruptGuard& interrupt) {
   last_validated_ = options_.resume ? step_ : -1;
   auto stop_reason = [&]() -> std::string {
     if (settings_.max_steps > 0 && step_ >= settings_.max_steps) return "max_steps";
-    if (settings_.max_epochs > 0 && batcher_->position().epoch >= settings_.max_epochs) return "max_epochs";
+    if (settings_.max_epochs > 0 && stream_->position().epoch >= settings_.max_epochs) return "max_epochs";
     if (settings_.max_minutes > 0 && seconds() >= settings_.max_minutes * 60) return "max_minutes";
     if (settings_.patience > 0 && validations_without_improvement_ >= settings_.patience) return "patience";
     return "";
@@ -787,34 +907,29 @@ std::string TrainingRun::train(InterruptGuard& interrupt) {
     bool has_gradient = false;  // whether the store holds this step's gradient yet
     bool reported = false;      // whether the last micro-batch's backward told the reducer
     for (int64_t micro = 0; micro < settings_.accumulate; ++micro) {
-      data::Batch global = batcher_->next();
-      pad_batch(global, settings_.pad_to);
       const bool last_micro = micro + 1 == settings_.accumulate;
       if (reducer_ && last_micro) reducer_->begin_step("step " + std::to_string(step_ + 1));
       // This rank's shard of the global batch (all of it in a world of one).
-      data::Batch shard;
-      StepInfo info{true, seed_, nullptr};
-      if (world_.distributed()) {
-        const std::vector<int64_t> cuts = data::shard_cuts(global, world_.size());
-        info.batch_offset = cuts[static_cast<size_t>(world_.rank())];
-        info.batch_rows = cuts[static_cast<size_t>(world_.rank()) + 1] - info.batch_offset;
-        shard = data::shard_rows(global, info.batch_offset, info.batch_rows);
-      }
-      const data::Batch& b = world_.distributed() ? shard : global;
-      if (b.rows() == 0) continue;  // a batch with fewer rows than ranks leaves some ranks idle
-      exec::Plan& plan = model_->plan(batch_dims(b), {"src", "tgt_in", "tgt_out"}, {"loss", "tokens", "correct"});
       const uint64_t micro_index = static_cast<uint64_t>(step_ * settings_.accumulate + micro);
-      executor_->forward(plan, {{"src", b.src}, {"tgt_in", b.tgt_in}, {"tgt_out", b.tgt_out}}, info, micro_index);
-      const double n = plan.value("tokens").data()[0];
-      loss_sum += plan.value("loss").data()[0] * n;
-      tokens += n;
-      correct += plan.value("correct").data()[0];
+      const MicroBatch b = stream_->next(micro_index, world_.rank(), world_.size());
+      StepInfo info{true, seed_, nullptr};
+      info.batch_offset = b.batch_offset;
+      info.batch_rows = b.batch_rows;
+      if (b.rows == 0) continue;  // a batch with fewer rows than ranks leaves some ranks idle
+      const task::TrainingFeeds& batch = b.feeds;
+      exec::Plan& plan = model_->plan(batch.dims, task_->feed_names(), task_->objective().fetches());
+      executor_->forward(plan, batch.feeds, info, micro_index);
+      ObjectiveSums micro_sums;
+      const double n = micro_sums.add(plan, task_->objective());
+      loss_sum += micro_sums.loss;
+      tokens += micro_sums.tokens;
+      correct += micro_sums.correct;
       source_tokens += b.source_tokens;
       // The seed n turns the mean loss's gradient into the sum's; summed over the micro-batches
       // (and the ranks) and scaled by 1/tokens below, it is the gradient of the mean over the
       // whole step.
       loss_seed.data()[0] = static_cast<float>(n);
-      executor_->backward(plan, {{"loss", loss_seed}},
+      executor_->backward(plan, {{task_->objective().loss, loss_seed}},
                           exec::BackwardOptions{has_gradient, reducer_ && last_micro ? reducer_.get() : nullptr});
       has_gradient = true;
       reported = last_micro;
@@ -854,7 +969,7 @@ std::string TrainingRun::train(InterruptGuard& interrupt) {
     const double elapsed = seconds();
     const double tps = elapsed > 0 ? static_cast<double>(trained_tokens) / elapsed : 0;
     nlohmann::json train_fields = {{"step", step_},
-                               {"epoch", batcher_->position().epoch},
+                               {"epoch", stream_->position().epoch},
                                {"loss", finite_or_null(last_loss_)},
                                {"accuracy", tokens > 0 ? correct / tokens : 0.0},
                                {"lr", lr},
@@ -871,7 +986,7 @@ std::string TrainingRun::train(InterruptGuard& interrupt) {
     if (!std::isfinite(last_loss_))
       throw RunError("training diverged at step " + std::to_string(step_) +
                      " (loss is not finite); lower the learning rate (noam factor) or enable train.clip_norm");
-    progress_->update({step_, settings_.max_steps, batcher_->position().epoch, last_loss_, lr, tps, elapsed});
+    progress_->update({step_, settings_.max_steps, stream_->position().epoch, last_loss_, lr, tps, elapsed});
     reason = stop_after_step ? "signal" : stop_reason();
     if (settings_.valid_every > 0 && step_ % settings_.valid_every == 0 && reason.empty()) {
       validate(elapsed, true);
@@ -885,7 +1000,7 @@ std::string TrainingRun::train(InterruptGuard& interrupt) {
   result_.tokens_per_second = result_.train_seconds > 0 ? static_cast<double>(trained_tokens) / result_.train_seconds : 0;
   result_.last_train_loss = last_loss_;
   result_.steps = step_;
-  result_.epoch = batcher_->position().epoch;
+  result_.epoch = stream_->position().epoch;
   result_.interrupted = reason == "signal";
   progress_->finish();
   log_ << "stopped at step " << step_ << " (" << reason << ") after " << format_duration(result_.train_seconds) << "; "
@@ -1017,6 +1132,49 @@ void TrainingRun::write_report(const std::string& reason, const EvalFigures& tes
     for (int64_t i = 0; i < std::min<int64_t>(settings_.samples, static_cast<int64_t>(test.hypotheses.size())); ++i)
       report << "- source: " << corpus_.test[i].source << "\n  - reference: " << corpus_.test[i].target << "\n  - output: "
              << test.hypotheses[i] << "\n";
+  }
+  write_text(run_dir_ / "report.md", report.str());
+  log_ << "report: " << (run_dir_ / "report.md").string() << "\n";
+}
+
+// report.md and learning_curve.svg of a language model: the validation figures (the held-out text
+// is the only one scored; there is no separate test split).
+void TrainingRun::write_language_model_report(const std::string& reason) {
+  std::vector<nlohmann::json> events = read_metrics(run_dir_ / "metrics.jsonl");
+  write_svg(run_dir_ / "learning_curve.svg", render_svg(learning_curve(events, spec_.name + ": learning curve")));
+  std::ostringstream report;
+  report << "# " << spec_.name << "\n\n"
+         << "Task " << task_->name() << ". Model `" << elaborated_.name << "`, " << result_.parameters << " parameters; vocabulary "
+         << vocab_ << " (" << tokenizer().kind() << "); " << lm_->description << "; blocks of " << sampler_->block() << " tokens.\n\n"
+         << "Command: `" << (options_.command_line.empty() ? "attnlab run" : options_.command_line) << "`\n\n"
+         << "Trained " << step_ << " steps of " << settings_.batch * settings_.accumulate << " random blocks, stopped by " << reason
+         << "; this invocation: " << format_duration(result_.train_seconds) << " of training, "
+         << static_cast<int64_t>(result_.tokens_per_second) << " tokens/s on " << executor_->threads() << " threads. Schedule "
+         << schedule_->describe() << ".\n\n"
+         << "| set | loss | perplexity | bits per character | accuracy |\n|---|---|---|---|---|\n"
+         << "| last training step | " << fmt(last_loss_) << " | | | |\n"
+         << "| validation (" << valid_offsets_.size() << " blocks) | " << fmt(result_.valid_loss) << " | "
+         << fmt(std::exp(result_.valid_loss), 2) << " | " << (result_.valid_bits_per_char >= 0 ? fmt(result_.valid_bits_per_char) : "—")
+         << " | " << fmt(100 * result_.valid_accuracy, 1) << "% |\n\n"
+         << "Validation scores consecutive, non-overlapping blocks of the held-out text with the plain cross-entropy (no "
+            "dropout, no label smoothing), so perplexity = exp(loss); accuracy is the share of next tokens predicted right.\n\n";
+  if (has_best_) report << "Best validation loss " << fmt(-best_score_) << " at step " << best_step_ << " (checkpoints/best.ckpt).\n\n";
+  report << "![learning curve](learning_curve.svg)\n\n";
+  if (settings_.samples > 0) {
+    // attnlab generate's defaults: a line break as the prompt, temperature 0.8, top-k 200.
+    eval::SampleOptions sample;
+    sample.tokens = settings_.samples * 100;
+    sample.temperature = 0.8;
+    sample.top_k = 200;
+    sample.seed = seed_;
+    sample.context = sampler_->block();
+    sample.threads = options_.threads;
+    for (exec::Parameter& p : eval_model_->parameters()) p.value.view().copy_from(model_->parameters().at(p.name).value.view());
+    const std::vector<int> ids = eval::sample(*eval_model_, encode_lm_text(tokenizer(), "\n"), sample);
+    eval_model_->clear_plans();
+    report << "## A sample\n\n" << sample.tokens << " tokens sampled with the key/value cache from the last weights after a "
+           << "line break (temperature 0.8, top-k 200, seed " << seed_ << "; `attnlab generate --checkpoint RUN` samples "
+           << "from checkpoints/best.ckpt):\n\n```\n" << decode_lm_text(tokenizer(), ids) << "\n```\n";
   }
   write_text(run_dir_ / "report.md", report.str());
   log_ << "report: " << (run_dir_ / "report.md").string() << "\n";

@@ -2,6 +2,12 @@
 // validated, checkpointed and reported in a run directory.
 //
 // Contract:
+// - The experiment's task (core/task/task.h; `task = NAME`, translation by default) decides what
+//   the model must provide (checked once after elaboration: a mismatch is a located DslError), the
+//   data (translation: synthetic or parallel text; language_model: text, docs/language-models.md),
+//   where micro-batches come from (training_stream.h), what validation measures (language_model:
+//   held-out loss, perplexity, bits per character; no BLEU, no test split, no --average) and the
+//   report (language_model: a sample drawn with the key/value cache). The loop below is the same.
 // - run_experiment(options, registry) loads the experiment (options.experiment_file, or the
 //   embedded default experiment and its model when empty), applies --set (SECTION.KEY=VALUE reaches
 //   the train/decode sections, NAME=VALUE the model) and --use, prepares the data (the synthetic
@@ -107,6 +113,7 @@ struct RunResult {
   double tokens_per_second = 0;
   double last_train_loss = 0;  // of the last step
   double valid_loss = 0, valid_accuracy = 0, valid_bleu = -1;  // BLEU -1: not computed
+  double valid_bits_per_char = -1;  // language_model with a character vocabulary (-1: not computed)
   double test_loss = 0, test_accuracy = 0, test_bleu = -1;
   double test_chrf = -1;  // sacreBLEU's chrF2 of the test translations (-1: BLEU off)
   double average_test_bleu = -1;  // with --average K

@@ -113,6 +113,28 @@ TEST(BenchCommand, DefaultModelIsTransformerBase) {
   EXPECT_EQ(a["train_loss"], b["train_loss"]);
 }
 
+// The language_model task: experiments/gpt.attn at a tiny size, training then cached sampling.
+TEST(BenchCommand, TimesALanguageModel) {
+  const std::string gpt = std::string(" ") + ATTNLAB_SOURCE_DIR + "/experiments/gpt.attn --set layers=1 --set d_model=16 --set heads=2";
+  const CommandResult r = bench(gpt + " --batch 2 --block 8 --vocab 20 --steps 1 --threads 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["task"], "language_model");
+  EXPECT_EQ(j["block"], 8);
+  EXPECT_GT(j["train_tokens_per_s"].get<double>(), 0);
+  EXPECT_GT(j["sample_tokens_per_s"].get<double>(), 0);
+  EXPECT_TRUE(std::isfinite(j["train_loss"].get<double>()));
+  const CommandResult mixed = bench(gpt + " --batch 2 --block 8 --src-len 4 --vocab 20");
+  EXPECT_EQ(mixed.exit_code, 1);
+  EXPECT_NE(mixed.err.find("--block times a language model; --src-len, --tgt-len and --beam are for translation"), std::string::npos)
+      << mixed.err;
+  const CommandResult translation_model = bench(kTinyModel + " --batch 2 --block 8 --vocab 50");
+  EXPECT_EQ(translation_model.exit_code, 1);
+  EXPECT_NE(translation_model.err.find("the language_model task needs model 'transformer_base' to declare input 'input_ids'"),
+            std::string::npos)
+      << translation_model.err;
+}
+
 struct ErrorCase {
   std::string args;
   int exit_code;
@@ -179,10 +201,11 @@ TEST(BenchCommand, RejectsAModelWithoutSource) {
   const CommandResult r = bench(std::string(" ").append(file.string()).append(kTinyShapes));
   fs::remove_all(dir);
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("attnlab: error: model lm has no input 'src': bench needs an encoder-decoder with inputs src, "
-                       "tgt_in, tgt_out"),
+  // Located at the model declaration, naming what the translation task expects.
+  EXPECT_NE(r.err.find("lm.attn:1:1: error: the translation task needs model 'lm' to declare input 'src': ids[batch, source length]"),
             std::string::npos)
       << r.err;
+  EXPECT_NE(r.err.find("attnlab: error: model lm cannot be benchmarked as the translation task"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -20,6 +20,25 @@ std::vector<std::string_view> views(const std::vector<std::string>& lines) { ret
 
 }  // namespace
 
+TEST(CharVocab, EveryCharacterInByteOrderAfterTheSpecials) {
+  const auto vocab = build_char_vocab("ba\nä a");
+  EXPECT_EQ(vocab->kind(), "char");
+  EXPECT_EQ(vocab->vocab_size(), kFirstPieceId + 5);  // "\n", " ", "a", "b", "ä" (two bytes, one character)
+  EXPECT_EQ(vocab->piece(kFirstPieceId), "\n");
+  EXPECT_EQ(vocab->piece(kFirstPieceId + 4), "ä");
+  EXPECT_EQ(vocab->encode("ab?"), (std::vector<int>{kFirstPieceId + 2, kFirstPieceId + 3, kUnkId}));
+  EXPECT_EQ(vocab->decode(vocab->encode("a\nä")), "a\nä");
+  // The serialized vocabulary holds its line break and multi-byte character, and loads back equal.
+  const auto loaded = load_tokenizer(vocab->serialize());
+  EXPECT_EQ(loaded->kind(), "char");
+  EXPECT_EQ(loaded->serialize(), vocab->serialize());
+  EXPECT_EQ(loaded->encode("bä\n"), vocab->encode("bä\n"));
+  std::string truncated = vocab->serialize();
+  truncated.pop_back();
+  truncated.pop_back();  // the last character (both bytes of "ä"): the list is one short of its header
+  EXPECT_THROW(load_tokenizer(truncated), DataError);
+}
+
 TEST(WordVocab, SpecialIdsAndCountOrder) {
   const std::vector<std::string> text = {"b a a", "c b a", "rare"};
   const auto vocab = build_word_vocab(views(text));

@@ -416,7 +416,7 @@ TEST(Plans, BackwardPreconditions) {
     ex.backward(no_loss);
     FAIL() << "no error";
   } catch (const exec::ExecError& e) {
-    EXPECT_EQ(std::string(e.what()), "backward: no seed gradients given, and the plan fetches no scalar 'loss' to seed with 1");
+    EXPECT_EQ(std::string(e.what()), "backward: no seed gradients given, and the plan fetches no single scalar with a gradient (a loss) to seed with 1");
   }
   Tensor seed({2, 5}, 1.0f);
   EXPECT_NO_THROW(ex.backward(no_loss, {{"hidden", seed}}));  // an explicit seed on the fetched value

@@ -66,6 +66,27 @@ TEST(Adam, TwoStepsMatchHandComputation) {
   EXPECT_NEAR(s.slots[0].v.data()[1], 0.0396f, 1e-7);
 }
 
+// AdamW by hand (β1=0.9, β2=0.99, ε=1e-8, λ=0.1, lr=0.01): the matrix w decays, the bias b does not.
+//   w = [2], g = [1]: decay 2·(1 − 0.01·0.1) = 1.998; m̂ = 1, v̂ = 1, step 0.01·1/(1 + 1e-8) → 1.988
+//   b = [2], g = [1]: no decay; 2 − 0.01/(1 + 1e-8) → 1.99
+//   step 2, g = [1] again: m̂ = 1, v̂ = 1; w: 1.988·0.999 − 0.01 = 1.976012; b: 1.98
+TEST(AdamW, DecoupledDecayOnlyOnMarkedParameters) {
+  std::vector<TestParam> params{{"w", Tensor({1}, {2.0f}), Tensor({1}, {1.0f})}, {"b", Tensor({1}, {2.0f}), Tensor({1}, {1.0f})}};
+  Adam adam(AdamConfig{0.9, 0.99, 1e-8, 0.0, 0.1});
+  auto p = refs(params);
+  p[0].decay = true;
+  adam.step(p, 0.01);
+  EXPECT_NEAR(params[0].value.data()[0], 1.988f, 1e-6);
+  EXPECT_NEAR(params[1].value.data()[0], 1.99f, 1e-6);
+  adam.step(p, 0.01);
+  EXPECT_NEAR(params[0].value.data()[0], 1.976012f, 1e-6);
+  EXPECT_NEAR(params[1].value.data()[0], 1.98f, 1e-6);
+}
+
+TEST(AdamW, NegativeWeightDecayIsRefused) {
+  expect_error([] { Adam adam(AdamConfig{0.9, 0.99, 1e-8, 0.0, -0.1}); }, {"adam: weight_decay must be finite and >= 0"});
+}
+
 // ε is added to sqrt(v̂) (Algorithm 1), not to sqrt(v) with a corrected step size: with g = ε = 1e-9
 // on the first step, m̂ = 1e-9 and sqrt(v̂) = 1e-9, so the step is lr · 1e-9 / 2e-9 = lr / 2. (The
 // "ε-hat" form would give lr · sqrt(0.02)/0.1 · 1e-10 / (sqrt(0.02)·1e-9 + 1e-9) ≈ 0.124 · lr.)

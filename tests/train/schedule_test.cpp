@@ -8,6 +8,32 @@
 namespace attnlab::train {
 namespace {
 
+// cosine(warmup: 100, max_lr: 1e-3, min_lr: 1e-4, steps: 5000) by hand: 1e-3·50/100 at step 50;
+// the peak at step 100; half-way through the decay (step 2550) min + ½(max − min) = 5.5e-4; at
+// step 100 + 4900/3, cos(π/3) = ½ gives min + ¾(max − min) = 7.75e-4; the floor from step 5000.
+TEST(CosineSchedule, WarmupPeakDecayAndFloorByHand) {
+  CosineSchedule s(100, 1e-3, 1e-4, 5000);
+  EXPECT_DOUBLE_EQ(s.rate(0), 0.0);
+  EXPECT_DOUBLE_EQ(s.rate(50), 5e-4);
+  EXPECT_DOUBLE_EQ(s.rate(100), 1e-3);
+  EXPECT_NEAR(s.rate(2550), 5.5e-4, 1e-15);
+  CosineSchedule third(100, 1e-3, 1e-4, 100 + 4900 * 3);
+  EXPECT_NEAR(third.rate(100 + 4900), 7.75e-4, 1e-15);
+  EXPECT_DOUBLE_EQ(s.rate(5000), 1e-4);
+  EXPECT_DOUBLE_EQ(s.rate(9000), 1e-4);
+  EXPECT_EQ(s.describe(), "cosine(warmup=100, max_lr=0.001, min_lr=0.0001, steps=5000)");
+}
+
+TEST(CosineSchedule, BadSettingsAreNamed) {
+  EXPECT_THROW(CosineSchedule(100, 1e-3, 1e-2, 5000), ScheduleError);  // floor above the peak
+  try {
+    CosineSchedule(100, 1e-3, 1e-4, 100);
+    FAIL() << "no error";
+  } catch (const ScheduleError& e) {
+    EXPECT_STREQ(e.what(), "cosine: steps (100) must be greater than warmup (100)");
+  }
+}
+
 TEST(NoamSchedule, PeaksAtWarmup) {
   NoamSchedule s(512, 4000);
   const double peak = 1.0 / std::sqrt(512.0 * 4000.0);  // ≈ 6.988e-4
@@ -73,8 +99,8 @@ TEST(MakeSchedule, Errors) {
     return std::string("no error");
   };
   ScheduleConfig c;
-  c.kind = "cosine";
-  EXPECT_EQ(message(c), "unknown learning-rate schedule 'cosine' (known: noam, constant)");
+  c.kind = "linear";
+  EXPECT_EQ(message(c), "unknown learning-rate schedule 'linear' (known: noam, constant, cosine)");
   c = {};
   c.warmup = 0;
   EXPECT_EQ(message(c), "noam schedule: warmup must be >= 1 step, got 0");

@@ -4,6 +4,7 @@
 #include "dsl/elaborate.h"
 #include "dsl/experiment.h"
 #include "dsl/params.h"
+#include "exec/model.h"
 #include "node/plugin_loader.h"
 
 #include <gtest/gtest.h>
@@ -93,6 +94,22 @@ TEST(TransformerBase, IsThePapersArchitecture) {
   ASSERT_NE(first, nullptr);
   EXPECT_EQ(first->loc().line(), 28);
   EXPECT_NE(first->loc().file().find("transformer_base.attn"), std::string::npos);
+}
+
+// experiments/transformer_t5bias.attn shares T5's bias by posenc_scope: one [32, heads] table for
+// the encoder's layers and one for the decoder's, in the count and in the parameter store.
+TEST(TransformerT5Bias, OneBiasTablePerStack) {
+  const std::vector<std::string> sets = {"layers=2", "d_model=32", "d_ff=64", "heads=4", "vocab=50"};
+  const std::string dir = std::string(ATTNLAB_SOURCE_DIR) + "/experiments/";
+  const ElaboratedModel t5 = elaborate_target(dir + "transformer_t5bias.attn", registry(), sets, {});
+  const ElaboratedModel prenorm = elaborate_target(dir + "transformer_prenorm.attn", registry(), sets, {});
+  EXPECT_EQ(count_params(t5).total - count_params(prenorm).total, 2 * 32 * 4);
+  exec::Model model(t5.graph, registry(), 1, default_dims());
+  EXPECT_EQ(model.parameters().size(), exec::Model(prenorm.graph, registry(), 1, default_dims()).parameters().size() + 2);
+  for (const char* name : {"encoder_relative_bias.posenc.bias", "decoder_relative_bias.posenc.bias"}) {
+    ASSERT_TRUE(model.parameters().find(name)) << name;
+    EXPECT_EQ(model.parameters().at(name).spec.shape, (Shape{32, 4})) << name;
+  }
 }
 
 TEST(TransformerBase, ParameterCountsForTable3Rows) {
@@ -215,7 +232,7 @@ TEST(Overrides, UseBindsNamedAttributesWithTheType) {
 TEST(Overrides, UseAttributeErrorsPointIntoTheOverride) {
   std::string text = errors_of([] { base({}, {"attention=attention.local(windw: 4)"}); });
   EXPECT_NE(text.find("--use attention=attention.local(windw: 4):1:27: error: attention.local has no attribute 'windw'; "
-                      "attributes: heads, d_k, d_v, causal, bias, posenc, window, mode, tile; did you mean 'window'?"),
+                      "attributes: heads, d_k, d_v, causal, bias, posenc, qk_norm, posenc_scope, window, mode, tile; did you mean 'window'?"),
             std::string::npos)
       << text;
   text = errors_of([] { base({}, {"attention=attention.local(4)"}); });

@@ -36,10 +36,11 @@ void project(const float* x, int64_t rows, int64_t in, const float* w, int64_t o
 // out[c] = Σ_r m[r, c]  (assigns). Rows are added as contiguous vectors (Eigen's colwise() on a
 // row-major matrix walks columns with a stride and is several times slower), in column blocks so
 // that each task owns its part of `out`.
-void column_sums(const float* m, int64_t rows, int64_t cols, float* out) {
+// With `accumulate` it adds instead (a parameter that serves two projections: shared_qk).
+void column_sums(const float* m, int64_t rows, int64_t cols, float* out, bool accumulate = false) {
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, cols, 256), [&](const tbb::blocked_range<int64_t>& r) {
     Eigen::Map<Eigen::ArrayXf> acc(out + r.begin(), r.size());
-    acc.setZero();
+    if (!accumulate) acc.setZero();
     for (int64_t i = 0; i < rows; ++i) acc += Eigen::Map<const Eigen::ArrayXf>(m + i * cols + r.begin(), r.size());
   });
 }
@@ -55,6 +56,15 @@ AttentionConfig config_from_attrs(const std::string& type, const Attrs& attrs) {
   c.d_v = attrs.get_int("d_v");
   c.causal = attrs.get_bool("causal");
   c.bias = attrs.get_bool("bias");
+  c.shared_qk = attrs.get_bool("shared_qk");
+  const std::string& scale = attrs.get_string("score_scale");
+  if (scale == "rsqrt_d_k") c.score_scale = 1.0f / std::sqrt(static_cast<float>(c.d_k));
+  else if (scale == "inv_d_k") c.score_scale = 1.0f / static_cast<float>(c.d_k);
+  else if (scale == "none") c.score_scale = 1.0f;
+  else
+    throw std::invalid_argument("score_scale must be \"rsqrt_d_k\", \"inv_d_k\" or \"none\", got \"" + scale + "\"");
+  if (c.kind == ScoreKind::Additive && scale != "rsqrt_d_k")
+    throw std::invalid_argument("score_scale applies to dot-product scores; additive scores are not scaled");
   const std::string& qk_norm = attrs.get_string("qk_norm");
   if (qk_norm == "layer") c.qk_norm = QkNorm::Layer;
   else if (qk_norm == "rms") c.qk_norm = QkNorm::Rms;
@@ -71,6 +81,9 @@ AttentionConfig config_from_attrs(const std::string& type, const Attrs& attrs) {
       throw std::invalid_argument("kv_heads (" + std::to_string(c.kv_heads) + ") must divide heads (" +
                                   std::to_string(c.heads) + ")");
   }
+  if (c.shared_qk && c.kv_heads != c.heads)
+    throw std::invalid_argument("shared_qk needs one key head per query head (kv_heads = heads), got kv_heads = " +
+                                std::to_string(c.kv_heads));
   if (attrs.has("window")) {
     c.window = attrs.get_int("window");
     if (c.window < 1) throw std::invalid_argument("window must be at least 1, got " + std::to_string(c.window));
@@ -118,10 +131,16 @@ MaskLayout mask_layout(const Shape& m, int64_t batch, int64_t queries, int64_t k
 AttentionNode::AttentionNode(AttentionConfig config, const Registry& registry) : config_(std::move(config)) {
   group_size_ = config_.heads / config_.kv_heads;
   int next = 4;
+  if (config_.shared_qk) {  // keys are projected with the query weights (and bias): no w_k, b_k
+    pidx_.w_k = pidx_.w_q;
+    pidx_.w_v = 1;
+    pidx_.w_o = 2;
+    next = 3;
+  }
   if (config_.kind == ScoreKind::Additive) pidx_.v = next++;
   if (config_.bias) {
     pidx_.b_q = next++;
-    pidx_.b_k = next++;
+    pidx_.b_k = config_.shared_qk ? pidx_.b_q : next++;
     pidx_.b_v = next++;
     pidx_.b_o = next++;
   }
@@ -180,11 +199,12 @@ NodeShapes AttentionNode::infer(std::span<const Shape> in) const {
   NodeShapes s;
   s.outputs = {{B, Tq, D}};
   s.params = {{"w_q", {D, H * dk}}, {"w_k", {D, G * dk}}, {"w_v", {D, G * dv}}, {"w_o", {H * dv, D}}};
+  if (config_.shared_qk) s.params.erase(s.params.begin() + 1);
   if (config_.kind == ScoreKind::Additive)
     s.params.push_back({"v", {H, dk}, Init::Normal, 1.0f / std::sqrt(static_cast<float>(dk))});
   if (config_.bias) {
     s.params.push_back({"b_q", {H * dk}, Init::Zeros});
-    s.params.push_back({"b_k", {G * dk}, Init::Zeros});
+    if (!config_.shared_qk) s.params.push_back({"b_k", {G * dk}, Init::Zeros});
     s.params.push_back({"b_v", {G * dv}, Init::Zeros});
     s.params.push_back({"b_o", {D}, Init::Zeros});
   }
@@ -289,7 +309,7 @@ void AttentionNode::score_row_softmax(float* row, int64_t keys, int64_t qpos, in
 
 void AttentionNode::attend(const AttendArgs& a, int64_t B, int64_t Tq, int64_t Tk) const {
   const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+  const float scale = config_.score_scale;
   tbb::parallel_for(int64_t{0}, B * H, [&](int64_t bh) {
     const int64_t b = bh / H, h = bh % H, g = h / group_size_;
     const float* q = a.q + b * Tq * H * dk + h * dk;
@@ -383,7 +403,7 @@ static float bias_and_mask_tile_row(float* row, int64_t first_key, int64_t count
 void AttentionNode::attend_tiled(const AttendArgs& a, int64_t B, int64_t Tq, int64_t Tk, int64_t tile, float* lse,
                                  float* scratch) const {
   const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+  const float scale = config_.score_scale;
   const int64_t q_blocks = (Tq + tile - 1) / tile;
   const int64_t tasks = B * H * q_blocks;
   const int64_t chunks = std::min(kTileChunks, tasks);
@@ -451,7 +471,7 @@ void AttentionNode::backward_tiled(const AttendArgs& a, int64_t B, int64_t Tq, i
                                    const float* lse, const float* dO, float* dQ, float* dK, float* dV,
                                    float* row_dots, float* scratch) const {
   const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+  const float scale = config_.score_scale;
   const int64_t q_blocks = (Tq + tile - 1) / tile, k_blocks = (Tk + tile - 1) / tile;
 
   // For queries [i0, i0+nq) of head h and keys [j0, j0+nk): the probabilities P = exp(S − lse) into
@@ -715,7 +735,7 @@ void AttentionNode::backward_scores(const BackwardContext& ctx, const float* dO,
   const TensorView& memory = ctx.inputs[1];
   const int64_t B = query.dim(0), Tq = query.dim(1), Tk = memory.dim(1);
   const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+  const float scale = config_.score_scale;
   const auto param = optional_data(ctx.params);
   const auto grad = optional_data(ctx.param_grads);
   const float* Q = ctx.saved[0].data();
@@ -853,11 +873,13 @@ void AttentionNode::finish_backward(const BackwardContext& ctx, float* dQ, float
 
   // Input projections.
   gemm(Trans::Yes, Trans::No, D, H * dk, B * Tq, 1.0f, query.data(), D, dQ, H * dk, 0.0f, grad(pidx_.w_q), H * dk);
-  gemm(Trans::Yes, Trans::No, D, G * dk, B * Tk, 1.0f, memory.data(), D, dK, G * dk, 0.0f, grad(pidx_.w_k), G * dk);
+  // shared_qk: w_k is w_q, whose gradient from the queries is already there: add to it.
+  const float beta_k = config_.shared_qk ? 1.0f : 0.0f;
+  gemm(Trans::Yes, Trans::No, D, G * dk, B * Tk, 1.0f, memory.data(), D, dK, G * dk, beta_k, grad(pidx_.w_k), G * dk);
   gemm(Trans::Yes, Trans::No, D, G * dv, B * Tk, 1.0f, memory.data(), D, dV, G * dv, 0.0f, grad(pidx_.w_v), G * dv);
   if (config_.bias) {
     column_sums(dQ, B * Tq, H * dk, grad(pidx_.b_q));
-    column_sums(dK, B * Tk, G * dk, grad(pidx_.b_k));
+    column_sums(dK, B * Tk, G * dk, grad(pidx_.b_k), config_.shared_qk);
     column_sums(dV, B * Tk, G * dv, grad(pidx_.b_v));
   }
   if (ctx.input_grads.size() > 0 && ctx.input_grads[0].present())

@@ -34,6 +34,11 @@
 // trainable bias or relative embeddings uses the materialised score kernel (its parameter gradients
 // need every score gradient).
 //
+// shared_qk: keys are projected with the query projection (w_q, b_q; no w_k, b_k), so the scores
+// of a head are symmetric in query and key content (the "why separate Q and K" ablation); needs
+// kv_heads = heads. score_scale: the dot products are multiplied by 1/sqrt(d_k) ("rsqrt_d_k", the
+// paper's choice), 1/d_k ("inv_d_k") or 1 ("none"); dot-product types only.
+//
 // qk-norm (attribute qk_norm: "layer" or "rms"; Dehghani et al. 2023, section 3.1 uses LayerNorm):
 // after projection and bias, each head's query and key vector is normalised over its d_k features,
 // y = gain ⊙ (x − μ)/√(σ² + 1e-6) + beta (rms: gain ⊙ x/√(mean(x²) + 1e-6)), with parameters q_gain,
@@ -89,6 +94,8 @@ struct AttentionConfig {
   bool causal = false;
   bool bias = false;
   QkNorm qk_norm = QkNorm::None;  // normalise each head's query and key vector (attribute qk_norm)
+  bool shared_qk = false;         // keys projected with the query weights (attribute shared_qk)
+  float score_scale = 1.0f;       // dot products times this (attribute score_scale; 1/sqrt(d_k) by default)
   std::string posenc;        // the node type whose PositionalScheme acts inside attention ("": none)
   std::string posenc_scope;  // non-empty: the scheme's parameters are shared under it
   int64_t window = 0;  // 0: unrestricted; otherwise the number of key positions a query may see

@@ -23,6 +23,8 @@ struct RefSpec {
   bool centred = false;
   std::string posenc = "posenc.none";
   std::string qk_norm = "none";
+  bool shared_qk = false;
+  std::string score_scale = "rsqrt_d_k";
 };
 
 RefSpec spec_of(const std::string& type, const Attrs& a) {
@@ -40,6 +42,8 @@ RefSpec spec_of(const std::string& type, const Attrs& a) {
   }
   s.posenc = a.get_string("posenc");
   s.qk_norm = a.get_string("qk_norm");
+  s.shared_qk = a.get_bool("shared_qk");
+  s.score_scale = a.get_string("score_scale");
   return s;
 }
 
@@ -100,7 +104,7 @@ std::vector<double> reference(const RefSpec& r, const Driven& d, const Tensor& q
   const int64_t B = query.shape()[0], Tq = query.shape()[1], D = query.shape()[2], Tk = memory.shape()[1];
   const int64_t H = r.heads, G = r.kv_heads, dk = r.d_k, dv = r.d_v;
   const float* wq = d.param("w_q").data();
-  const float* wk = d.param("w_k").data();
+  const float* wk = r.shared_qk ? wq : d.param("w_k").data();  // shared_qk: keys use the query projection
   const float* wv = d.param("w_v").data();
   const float* wo = d.param("w_o").data();
   const std::vector<float> m = dense_mask(mask, B, Tq, Tk);
@@ -148,7 +152,8 @@ std::vector<double> reference(const RefSpec& r, const Driven& d, const Tensor& q
         rotate(q[i], query_offset + i);
       }
       for (int64_t j = 0; j < Tk; ++j) {
-        for (int64_t c = 0; c < dk; ++c) k[j][c] = proj(memory.data() + (b * Tk + j) * D, wk, G * dk, g * dk + c, "b_k");
+        for (int64_t c = 0; c < dk; ++c)
+          k[j][c] = proj(memory.data() + (b * Tk + j) * D, wk, G * dk, g * dk + c, r.shared_qk ? "b_q" : "b_k");
         qk_normalise(k[j], true);
         rotate(k[j], j);
         for (int64_t c = 0; c < dv; ++c) v[j][c] = proj(memory.data() + (b * Tk + j) * D, wv, G * dv, g * dv + c, "b_v");
@@ -163,7 +168,8 @@ std::vector<double> reference(const RefSpec& r, const Driven& d, const Tensor& q
             for (int64_t c = 0; c < dk; ++c) s += d.param("v").data()[h * dk + c] * std::tanh(q[i][c] + k[j][c]);
           } else {
             for (int64_t c = 0; c < dk; ++c) s += q[i][c] * k[j][c];
-            s /= std::sqrt(static_cast<double>(dk));
+            if (r.score_scale == "rsqrt_d_k") s /= std::sqrt(static_cast<double>(dk));
+            if (r.score_scale == "inv_d_k") s /= static_cast<double>(dk);
           }
           if (r.posenc == "posenc.alibi") s -= ref_slopes(H)[h] * std::abs(static_cast<double>(qpos - j));
           if (r.posenc == "posenc.t5") s += d.param("posenc.bias").data()[ref_t5_bucket(qpos - j) * H + h];
@@ -171,7 +177,10 @@ std::vector<double> reference(const RefSpec& r, const Driven& d, const Tensor& q
             const float* a_k = d.param("posenc.keys").data() + (std::clamp<int64_t>(j - qpos, -16, 16) + 16) * dk;
             double e = 0.0;
             for (int64_t c = 0; c < dk; ++c) e += q[i][c] * a_k[c];
-            s += e / std::sqrt(static_cast<double>(dk));
+            // scaled as the dot product is (score_scale)
+            s += r.score_scale == "rsqrt_d_k" ? e / std::sqrt(static_cast<double>(dk))
+                 : r.score_scale == "inv_d_k" ? e / static_cast<double>(dk)
+                                              : e;
           }
           score[j] = s;
           bool ok = m[(b * Tq + i) * Tk + j] != 0.0f;
@@ -656,6 +665,12 @@ TEST(AttentionErrors, InvalidSettingsAreRejectedAtConstruction) {
   expect_rejected("attention.scaled_dot", {{"heads", int64_t{0}}}, "heads must be at least 1, got 0");
   expect_rejected("attention.scaled_dot", {{"d_k", int64_t{0}}}, "d_k must be at least 1, got 0");
   expect_rejected("attention.scaled_dot", {{"d_v", int64_t{-1}}}, "d_v must be at least 1, got -1");
+  expect_rejected("attention.scaled_dot", {{"score_scale", std::string("sqrt")}},
+                  "score_scale must be \"rsqrt_d_k\", \"inv_d_k\" or \"none\", got \"sqrt\"");
+  expect_rejected("attention.additive", {{"score_scale", std::string("none")}},
+                  "score_scale applies to dot-product scores; additive scores are not scaled");
+  expect_rejected("attention.grouped_query", {{"heads", int64_t{4}}, {"kv_heads", int64_t{2}}, {"shared_qk", true}},
+                  "shared_qk needs one key head per query head (kv_heads = heads), got kv_heads = 2");
   expect_rejected("attention.scaled_dot", {{"qk_norm", std::string("batch")}},
                   "qk_norm must be \"none\", \"layer\" or \"rms\", got \"batch\"");
   expect_rejected("attention.scaled_dot", {{"posenc", std::string("norm.layer")}},

@@ -16,7 +16,8 @@ ParamCount count_params(const ElaboratedModel& model) {
     auto slot = slot_of_type.find(node.type());
     const std::string& kind = slot == slot_of_type.end() ? node.type() : slot->second;
     for (const ParamSpec& p : model.shapes.node_shapes.at(i).params) {
-      if (!seen.insert({scope, p.name}).second) continue;
+      // Shared as the parameter store shares it (exec/parameters.h): by its own scope, when it has one.
+      if (!seen.insert({p.scope.empty() ? scope : p.scope, p.name}).second) continue;
       const int64_t n = numel(p.shape);
       count.total += n;
       count.by_component[component] += n;

@@ -49,6 +49,8 @@ std::vector<std::string> read_lines(std::istream& in, const std::string& what = 
 std::unique_ptr<Registry> load_registry(const CommonOptions& options);
 
 void add_plugins_command(CLI::App& app, CommonOptions& options);
+// `attnlab gradcheck [TYPE...]` (gradcheck_command.cpp): gradient and decode checks of node types.
+void add_gradcheck_command(CLI::App& app, CommonOptions& options);
 
 // `attnlab bleu --ref FILE... [--hyp FILE] [--metric ...] [--tokenize ...]` (core/app/bleu_command.cpp).
 void add_bleu_command(CLI::App& app);

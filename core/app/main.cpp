@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   cli::CommonOptions options;
   cli::add_plugins_command(app, options);
+  cli::add_gradcheck_command(app, options);
   cli::add_bleu_command(app);
   cli::add_check_command(app, options);
   cli::add_graph_command(app, options);

@@ -19,7 +19,7 @@ Model::Model(ir::GraphDef graph, const Registry& registry, uint64_t seed, const 
     node_index_[def.name()] = i;
     const std::string scope = def.param_scope().empty() ? def.name() : def.param_scope();
     for (const ParamSpec& spec : inferred_.node_shapes[i].params)
-      node_params_[i].push_back(store_.declare(scope, spec, def.name()));
+      node_params_[i].push_back(store_.declare(spec.scope.empty() ? scope : spec.scope, spec, def.name()));
   }
   store_.initialize(seed);
 }

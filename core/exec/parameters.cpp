@@ -30,6 +30,7 @@ void initialize_parameter(const ParamSpec& spec, const std::string& full_name, u
   switch (spec.init) {
     case Init::Zeros: out.fill(0.0f); break;
     case Init::Ones: out.fill(1.0f); break;
+    case Init::Constant: out.fill(spec.init_scale); break;
     case Init::XavierUniform: {
       const Shape& s = spec.shape;
       const double fan_in = s.empty() ? 1.0 : s.size() == 1 ? s[0] : s[s.size() - 2];

@@ -4,6 +4,8 @@
 // - A parameter's full name is SCOPE + "." + LOCAL, where SCOPE is the node's param_scope, or the
 //   node's name when that is empty, and LOCAL is the ParamSpec name ("enc.0.attn.w_q",
 //   "embed.weight"). Nodes sharing a scope share every parameter of the same local name (tying).
+//   A ParamSpec with its own scope is named SCOPE.LOCAL by that scope instead, whatever node
+//   declares it (Model::Model passes it as `scope`).
 // - declare() adds a parameter, or returns the existing one when another node already declared the
 //   name; the shapes must then be equal, otherwise a ParameterError names both nodes. The first
 //   declaration's Init is the one used.
@@ -12,7 +14,8 @@
 // - initialize(seed) is deterministic: each parameter draws from a counter-based stream keyed by
 //   (seed, full name), so its values do not depend on which other parameters exist or on threads.
 //   XavierUniform: U(-a, a), a = sqrt(6 / (fan_in + fan_out)) with fan_in, fan_out the last two
-//   dimensions (a vector uses its length for both); Normal: N(0, init_scale^2); Zeros; Ones.
+//   dimensions (a vector uses its length for both); Normal: N(0, init_scale^2); Zeros; Ones;
+//   Constant: init_scale everywhere.
 #pragma once
 
 #include "node/node.h"

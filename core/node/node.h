@@ -37,6 +37,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace attnlab {
@@ -106,13 +107,22 @@ enum class Init {
   Ones,
   XavierUniform,  // U(-a, a), a = sqrt(6 / (fan_in + fan_out)); fans from the last two dims
   Normal,         // N(0, std^2) with std given in ParamSpec::init_scale
+  Constant,       // every element equals ParamSpec::init_scale
 };
 
 struct ParamSpec {
+  ParamSpec() = default;
+  ParamSpec(std::string name_, Shape shape_, Init init_ = Init::XavierUniform, float init_scale_ = 0.0f,
+            std::string scope_ = {})
+      : name(std::move(name_)), shape(std::move(shape_)), init(init_), init_scale(init_scale_), scope(std::move(scope_)) {}
+
   std::string name;  // local to the node: "weight", "bias"
   Shape shape;
   Init init = Init::XavierUniform;
-  float init_scale = 0.0f;
+  float init_scale = 0.0f;  // Normal: the standard deviation; Constant: the value
+  // Empty: the parameter belongs to the node's scope (its param_scope, or its name). Otherwise its
+  // full name is SCOPE.NAME whatever node declares it, so every node declaring it shares it.
+  std::string scope;
 };
 
 struct NodeShapes {
@@ -194,6 +204,8 @@ struct BackwardContext {
   StepInfo step;
 };
 
+class PositionalScheme;  // node/positional.h
+
 class Node {
  public:
   virtual ~Node() = default;
@@ -206,6 +218,10 @@ class Node {
   // need none (the default). Attention keeps keys and values; positional encodings need none but
   // read DecodeState::position.
   virtual std::vector<Shape> cache_shapes(std::span<const Shape> inputs, int64_t max_len) const { return {}; }
+
+  // Optional interfaces a node offers other nodes (null: not offered). A positional node offers
+  // what it does inside attention (node/positional.h); the object lives as long as the node.
+  virtual const PositionalScheme* positional_scheme() const { return nullptr; }
 };
 
 }  // namespace attnlab

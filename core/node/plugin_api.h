@@ -14,10 +14,14 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 // Bump whenever node.h, attrs.h, tensor.h or registry.h change in a way that breaks binaries.
-#define ATTNLAB_ABI_VERSION 3u  // 2: DecodeState::stepwise, StepInfo::batch_offset/batch_rows; 3: StepInfo::recorder
+// 2: DecodeState::stepwise, StepInfo::batch_offset/batch_rows
+// 3: Node::positional_scheme (node/positional.h), ParamSpec::scope, Init::Constant, factories see the
+//    registry; StepInfo::recorder
+#define ATTNLAB_ABI_VERSION 3u
 
 namespace attnlab {
 
@@ -27,10 +31,16 @@ class PluginRegistrar {
  public:
   void add(NodeSchema schema, NodeFactory factory) { pending_.push_back({std::move(schema), std::move(factory)}); }
 
-  // Convenience for the common case of a type whose constructor takes `const Attrs&`.
+  // Convenience for the common case of a type whose constructor takes `const Attrs&` (or
+  // `const Attrs&, const Registry&` for a node that composes other node types).
   template <class NodeType>
   void add(NodeSchema schema) {
-    add(std::move(schema), [](const Attrs& attrs) -> std::unique_ptr<Node> { return std::make_unique<NodeType>(attrs); });
+    add(std::move(schema), [](const Attrs& attrs, const Registry& registry) -> std::unique_ptr<Node> {
+      if constexpr (std::is_constructible_v<NodeType, const Attrs&, const Registry&>)
+        return std::make_unique<NodeType>(attrs, registry);
+      else
+        return std::make_unique<NodeType>(attrs);
+    });
   }
 
   struct Pending {

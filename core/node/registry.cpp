@@ -94,7 +94,7 @@ NodeHandle Registry::create(const std::string& type, const Attrs& given) const {
   const Entry& entry = entries_.at(type);
   std::unique_ptr<Node> node;
   try {
-    node = entry.factory(attrs);
+    node = entry.factory(attrs, *this);
   } catch (const RegistryError&) {
     throw;
   } catch (const std::exception& e) {

@@ -28,7 +28,11 @@ struct RegistryError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-using NodeFactory = std::function<std::unique_ptr<Node>(const Attrs& attrs)>;
+class Registry;
+// Builds an instance from checked attributes. The registry creating it is passed along so that a
+// node may create the node types it composes (attention creates its positional scheme); it is
+// used during construction only.
+using NodeFactory = std::function<std::unique_ptr<Node>(const Attrs& attrs, const Registry& registry)>;
 
 // A node instance together with a reference to the library its code lives in. Whatever happens
 // to a handle (destruction, move-assignment, reset), the node is destroyed before the library

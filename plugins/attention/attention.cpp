@@ -24,20 +24,6 @@ auto optional_data(std::span<const TensorView> views) {
   return [views](int index) -> float* { return index < 0 ? nullptr : views[index].data(); };
 }
 
-constexpr float kRotaryBase = 10000.0f;
-
-const std::vector<std::string>& known_posenc() {
-  static const std::vector<std::string> names = {"posenc.none", "posenc.sinusoidal", "posenc.learned",
-                                                 "posenc.rotary", "posenc.alibi"};
-  return names;
-}
-
-std::string join(const std::vector<std::string>& names) {
-  std::string out;
-  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
-  return out;
-}
-
 // y[rows, out] = x[rows, in] · w[in, out] (+ bias[out]).
 void project(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, const float* bias, float* y) {
   gemm(Trans::No, Trans::No, rows, out, in, 1.0f, x, in, w, out, 0.0f, y, out);
@@ -50,10 +36,11 @@ void project(const float* x, int64_t rows, int64_t in, const float* w, int64_t o
 // out[c] = Σ_r m[r, c]  (assigns). Rows are added as contiguous vectors (Eigen's colwise() on a
 // row-major matrix walks columns with a stride and is several times slower), in column blocks so
 // that each task owns its part of `out`.
-void column_sums(const float* m, int64_t rows, int64_t cols, float* out) {
+// With `accumulate` it adds instead (a parameter that serves two projections: shared_qk).
+void column_sums(const float* m, int64_t rows, int64_t cols, float* out, bool accumulate = false) {
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, cols, 256), [&](const tbb::blocked_range<int64_t>& r) {
     Eigen::Map<Eigen::ArrayXf> acc(out + r.begin(), r.size());
-    acc.setZero();
+    if (!accumulate) acc.setZero();
     for (int64_t i = 0; i < rows; ++i) acc += Eigen::Map<const Eigen::ArrayXf>(m + i * cols + r.begin(), r.size());
   });
 }
@@ -69,6 +56,20 @@ AttentionConfig config_from_attrs(const std::string& type, const Attrs& attrs) {
   c.d_v = attrs.get_int("d_v");
   c.causal = attrs.get_bool("causal");
   c.bias = attrs.get_bool("bias");
+  c.shared_qk = attrs.get_bool("shared_qk");
+  const std::string& scale = attrs.get_string("score_scale");
+  if (scale == "rsqrt_d_k") c.score_scale = 1.0f / std::sqrt(static_cast<float>(c.d_k));
+  else if (scale == "inv_d_k") c.score_scale = 1.0f / static_cast<float>(c.d_k);
+  else if (scale == "none") c.score_scale = 1.0f;
+  else
+    throw std::invalid_argument("score_scale must be \"rsqrt_d_k\", \"inv_d_k\" or \"none\", got \"" + scale + "\"");
+  if (c.kind == ScoreKind::Additive && scale != "rsqrt_d_k")
+    throw std::invalid_argument("score_scale applies to dot-product scores; additive scores are not scaled");
+  const std::string& qk_norm = attrs.get_string("qk_norm");
+  if (qk_norm == "layer") c.qk_norm = QkNorm::Layer;
+  else if (qk_norm == "rms") c.qk_norm = QkNorm::Rms;
+  else if (!qk_norm.empty() && qk_norm != "none")
+    throw std::invalid_argument("qk_norm must be \"none\", \"layer\" or \"rms\", got \"" + qk_norm + "\"");
   if (c.heads < 1) throw std::invalid_argument("heads must be at least 1, got " + std::to_string(c.heads));
   if (c.d_k < 1) throw std::invalid_argument("d_k must be at least 1, got " + std::to_string(c.d_k));
   if (c.d_v < 1) throw std::invalid_argument("d_v must be at least 1, got " + std::to_string(c.d_v));
@@ -80,6 +81,9 @@ AttentionConfig config_from_attrs(const std::string& type, const Attrs& attrs) {
       throw std::invalid_argument("kv_heads (" + std::to_string(c.kv_heads) + ") must divide heads (" +
                                   std::to_string(c.heads) + ")");
   }
+  if (c.shared_qk && c.kv_heads != c.heads)
+    throw std::invalid_argument("shared_qk needs one key head per query head (kv_heads = heads), got kv_heads = " +
+                                std::to_string(c.kv_heads));
   if (attrs.has("window")) {
     c.window = attrs.get_int("window");
     if (c.window < 1) throw std::invalid_argument("window must be at least 1, got " + std::to_string(c.window));
@@ -94,22 +98,8 @@ AttentionConfig config_from_attrs(const std::string& type, const Attrs& attrs) {
       throw std::invalid_argument("tile must be 0 (automatic), -1 (materialise the scores) or a positive tile size, got " +
                                   std::to_string(c.tile));
   }
-  const std::string& posenc = attrs.get_string("posenc");
-  const auto& known = known_posenc();
-  if (std::find(known.begin(), known.end(), posenc) == known.end())
-    throw std::invalid_argument("unknown posenc '" + posenc + "'; expected one of " + join(known));
-  if (posenc == "posenc.rotary") {
-    if (c.kind == ScoreKind::Additive)
-      throw std::invalid_argument(
-          "posenc.rotary is not supported: rotary encoding works through dot products of rotated queries and "
-          "keys, which additive scores do not form (use posenc.alibi or an absolute scheme)");
-    if (c.d_k % 2 != 0)
-      throw std::invalid_argument("posenc.rotary needs an even d_k (it rotates pairs of features), got d_k = " +
-                                  std::to_string(c.d_k));
-    c.posenc = PositionScheme::Rotary;
-  } else if (posenc == "posenc.alibi") {
-    c.posenc = PositionScheme::Alibi;
-  }
+  c.posenc = attrs.get_string("posenc");
+  c.posenc_scope = attrs.get_string("posenc_scope");
   return c;
 }
 
@@ -138,38 +128,53 @@ MaskLayout mask_layout(const Shape& m, int64_t batch, int64_t queries, int64_t k
   return fail();
 }
 
-std::vector<float> alibi_slopes(int64_t heads) {
-  auto geometric = [](int64_t n) {
-    std::vector<float> s(n);
-    const double start = std::pow(2.0, -8.0 / static_cast<double>(n));
-    for (int64_t i = 0; i < n; ++i) s[i] = static_cast<float>(std::pow(start, static_cast<double>(i + 1)));
-    return s;
-  };
-  int64_t pow2 = 1;
-  while (pow2 * 2 <= heads) pow2 *= 2;
-  std::vector<float> slopes = geometric(pow2);
-  if (pow2 < heads) {
-    std::vector<float> extra = geometric(2 * pow2);
-    for (int64_t i = 0; static_cast<int64_t>(slopes.size()) < heads; i += 2) slopes.push_back(extra[i]);
-  }
-  return slopes;
-}
-
-AttentionNode::AttentionNode(AttentionConfig config) : config_(std::move(config)) {
+AttentionNode::AttentionNode(AttentionConfig config, const Registry& registry) : config_(std::move(config)) {
   group_size_ = config_.heads / config_.kv_heads;
   int next = 4;
+  if (config_.shared_qk) {  // keys are projected with the query weights (and bias): no w_k, b_k
+    pidx_.w_k = pidx_.w_q;
+    pidx_.w_v = 1;
+    pidx_.w_o = 2;
+    next = 3;
+  }
   if (config_.kind == ScoreKind::Additive) pidx_.v = next++;
   if (config_.bias) {
     pidx_.b_q = next++;
-    pidx_.b_k = next++;
+    pidx_.b_k = config_.shared_qk ? pidx_.b_q : next++;
     pidx_.b_v = next++;
     pidx_.b_o = next++;
   }
-  if (config_.posenc == PositionScheme::Alibi) slopes_ = alibi_slopes(config_.heads);
-  if (config_.posenc == PositionScheme::Rotary) {
-    for (int64_t t = 0; t < config_.d_k / 2; ++t)
-      inv_freq_.push_back(std::pow(kRotaryBase, -2.0f * static_cast<float>(t) / static_cast<float>(config_.d_k)));
+  if (config_.qk_norm != QkNorm::None) {
+    pidx_.q_gain = next++;
+    pidx_.k_gain = next++;
   }
+  if (config_.qk_norm == QkNorm::Layer) {
+    pidx_.q_beta = next++;
+    pidx_.k_beta = next++;
+  }
+  pidx_.scheme = next;
+  geometry_ = {config_.heads, config_.d_k, config_.d_v, config_.kind == ScoreKind::Dot};
+  if (config_.posenc.empty()) return;  // no positional scheme inside attention
+  // The scheme is whatever node config_.posenc names; what it does is asked, never inferred from
+  // the name.
+  try {
+    scheme_node_ = registry.create(config_.posenc, {});
+  } catch (const RegistryError& e) {
+    throw std::invalid_argument("posenc '" + config_.posenc + "': " + e.what());
+  }
+  scheme_ = scheme_node_->positional_scheme();
+  if (!scheme_)
+    throw std::invalid_argument("posenc '" + config_.posenc +
+                                "' is not a positional scheme (its node type offers no PositionalScheme)");
+  scheme_->check(geometry_);
+  effects_ = scheme_->effects();
+  scheme_param_count_ = scheme_->params(geometry_).size();
+  relative_ = effects_.relative_embeddings;
+  if (relative_ && (config_.kind != ScoreKind::Dot || scheme_param_count_ < 2))
+    throw std::invalid_argument("posenc '" + config_.posenc +
+                                "' offers relative embeddings, which need dot-product scores and the scheme's key and "
+                                "value tables as its first two parameters");
+  trainable_bias_ = (effects_.score_bias && scheme_param_count_ > 0) || relative_;
 }
 
 AttentionNode::Dims AttentionNode::dims_of(std::span<const Shape> in) const {
@@ -194,13 +199,27 @@ NodeShapes AttentionNode::infer(std::span<const Shape> in) const {
   NodeShapes s;
   s.outputs = {{B, Tq, D}};
   s.params = {{"w_q", {D, H * dk}}, {"w_k", {D, G * dk}}, {"w_v", {D, G * dv}}, {"w_o", {H * dv, D}}};
+  if (config_.shared_qk) s.params.erase(s.params.begin() + 1);
   if (config_.kind == ScoreKind::Additive)
     s.params.push_back({"v", {H, dk}, Init::Normal, 1.0f / std::sqrt(static_cast<float>(dk))});
   if (config_.bias) {
     s.params.push_back({"b_q", {H * dk}, Init::Zeros});
-    s.params.push_back({"b_k", {G * dk}, Init::Zeros});
+    if (!config_.shared_qk) s.params.push_back({"b_k", {G * dk}, Init::Zeros});
     s.params.push_back({"b_v", {G * dv}, Init::Zeros});
     s.params.push_back({"b_o", {D}, Init::Zeros});
+  }
+  if (config_.qk_norm != QkNorm::None) {
+    s.params.push_back({"q_gain", {dk}, Init::Ones});
+    s.params.push_back({"k_gain", {dk}, Init::Ones});
+  }
+  if (config_.qk_norm == QkNorm::Layer) {
+    s.params.push_back({"q_beta", {dk}, Init::Zeros});
+    s.params.push_back({"k_beta", {dk}, Init::Zeros});
+  }
+  for (ParamSpec p : scheme_ ? scheme_->params(geometry_) : std::vector<ParamSpec>{}) {
+    p.name = "posenc." + p.name;
+    if (!config_.posenc_scope.empty()) p.scope = config_.posenc_scope;
+    s.params.push_back(std::move(p));
   }
   if (const int64_t tile = tile_for(Tq, Tk); tile > 0) {
     // saved: Q, K, V, log-sum-exp per query row, O
@@ -209,6 +228,8 @@ NodeShapes AttentionNode::infer(std::span<const Shape> in) const {
     // dV, rowsum(dO ∘ O) per query row
     s.workspace = {{B, Tq, H * dv}, {kTileChunks, 2 * tile * tile + 2 * tile}, {B, Tq, H * dk}, {B, Tk, G * dk},
                    {B, Tk, G * dv}, {B, H, Tq}};
+    if (config_.qk_norm != QkNorm::None)  // saved[5..8]: x̂ and 1/σ of queries and keys
+      s.saved.insert(s.saved.end(), {{B, Tq, H * dk}, {B, Tq, H}, {B, Tk, G * dk}, {B, Tk, G}});
     return s;
   }
   // saved: Q, K, V, P, O
@@ -216,6 +237,8 @@ NodeShapes AttentionNode::infer(std::span<const Shape> in) const {
   // workspace: dO, dS, dQ, dK, dV, per-batch gradient of the additive score vector
   s.workspace = {{B, Tq, H * dv}, {B, H, Tq, Tk}, {B, Tq, H * dk}, {B, Tk, G * dk}, {B, Tk, G * dv}};
   if (config_.kind == ScoreKind::Additive) s.workspace.push_back({B, H, dk});
+  if (config_.qk_norm != QkNorm::None)  // saved[5..8]: x̂ and 1/σ of queries and keys
+    s.saved.insert(s.saved.end(), {{B, Tq, H * dk}, {B, Tq, H}, {B, Tk, G * dk}, {B, Tk, G}});
   return s;
 }
 
@@ -227,25 +250,13 @@ std::vector<Shape> AttentionNode::cache_shapes(std::span<const Shape> in, int64_
           {B, Tq, H * config_.d_v}, {B, L}};
 }
 
-// Rotates each d_k-sized slice of `groups` slices per row by the row's position (interleaved pairs
-// (2t, 2t+1), angle position·base^(-2t/d_k)); `inverse` rotates back, which is the backward pass.
 void AttentionNode::rotate(float* x, int64_t rows_per_batch, int64_t batch, int64_t batch_stride, int64_t groups,
                            int64_t first_position, bool inverse) const {
-  const int64_t dk = config_.d_k, half = dk / 2, width = groups * dk;
+  if (!effects_.rotation) return;
+  const int64_t dk = config_.d_k, width = groups * dk;
   tbb::parallel_for(int64_t{0}, batch * rows_per_batch, [&](int64_t r) {
     const int64_t b = r / rows_per_batch, i = r % rows_per_batch;
-    float* row = x + b * batch_stride + i * width;
-    const float pos = static_cast<float>(first_position + i);
-    for (int64_t t = 0; t < half; ++t) {
-      const float angle = pos * inv_freq_[t];
-      const float c = std::cos(angle), s = inverse ? -std::sin(angle) : std::sin(angle);
-      for (int64_t g = 0; g < groups; ++g) {
-        float* p = row + g * dk + 2 * t;
-        const float x0 = p[0], x1 = p[1];
-        p[0] = x0 * c - x1 * s;
-        p[1] = x0 * s + x1 * c;
-      }
-    }
+    scheme_->rotate(x + b * batch_stride + i * width, groups, dk, first_position + i, inverse);
   });
 }
 
@@ -265,7 +276,7 @@ std::pair<int64_t, int64_t> AttentionNode::key_range(int64_t qpos, int64_t keys,
 }
 
 int64_t AttentionNode::tile_for(int64_t queries, int64_t keys) const {
-  if (config_.kind != ScoreKind::Dot || config_.tile < 0) return 0;
+  if (config_.kind != ScoreKind::Dot || config_.tile < 0 || trainable_bias_) return 0;
   if (config_.tile > 0) return config_.tile;
   return queries * keys >= kTiledFromScores ? kDefaultTile : 0;
 }
@@ -273,13 +284,13 @@ int64_t AttentionNode::tile_for(int64_t queries, int64_t keys) const {
 // Adds the positional bias, applies causal/window/mask restrictions and normalises one score row in
 // place. Keys not allowed get probability 0; a row with no allowed key becomes all zeros.
 void AttentionNode::score_row_softmax(float* row, int64_t keys, int64_t qpos, int64_t head, const float* mask_row,
-                                      bool causal) const {
+                                      bool causal, std::span<const TensorView> scheme_params) const {
   const auto [lo, hi] = key_range(qpos, keys, causal);
-  const float slope = config_.posenc == PositionScheme::Alibi ? slopes_[head] : 0.0f;
+  if (effects_.score_bias && lo <= hi)
+    scheme_->add_score_bias(scheme_params, geometry_, head, qpos, lo, hi - lo + 1, row + lo);
   float max_score = -std::numeric_limits<float>::infinity();
   for (int64_t j = lo; j <= hi; ++j) {
     if (mask_row && mask_row[j] == 0.0f) continue;
-    if (slope != 0.0f) row[j] -= slope * static_cast<float>(std::abs(qpos - j));
     max_score = std::max(max_score, row[j]);
   }
   if (max_score == -std::numeric_limits<float>::infinity()) {
@@ -298,7 +309,7 @@ void AttentionNode::score_row_softmax(float* row, int64_t keys, int64_t qpos, in
 
 void AttentionNode::attend(const AttendArgs& a, int64_t B, int64_t Tq, int64_t Tk) const {
   const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+  const float scale = config_.score_scale;
   tbb::parallel_for(int64_t{0}, B * H, [&](int64_t bh) {
     const int64_t b = bh / H, h = bh % H, g = h / group_size_;
     const float* q = a.q + b * Tq * H * dk + h * dk;
@@ -307,6 +318,15 @@ void AttentionNode::attend(const AttendArgs& a, int64_t B, int64_t Tq, int64_t T
     float* p = a.probs + bh * Tq * Tk;
     if (config_.kind == ScoreKind::Dot) {
       gemm(Trans::No, Trans::Yes, Tq, Tk, dk, scale, q, H * dk, k, G * dk, 0.0f, p, Tk);
+      if (relative_) {  // + q_i·a_K[r(i, j)] · scale
+        const float* table = a.scheme_params[0].data();
+        for (int64_t i = 0; i < Tq; ++i) {
+          const Eigen::Map<const Eigen::VectorXf> qi(q + i * H * dk, dk);
+          for (int64_t j = 0; j < Tk; ++j)
+            p[i * Tk + j] += scale * qi.dot(Eigen::Map<const Eigen::VectorXf>(
+                                         table + scheme_->relative_index(a.query_offset + i, j) * dk, dk));
+        }
+      }
     } else {
       // One query row at a time: tanh(K_h + q_i) as a [Tk, d_k] block (vectorised), times w.
       const Eigen::Map<const Eigen::VectorXf> w(a.additive_v + h * dk, dk);
@@ -321,10 +341,19 @@ void AttentionNode::attend(const AttendArgs& a, int64_t B, int64_t Tq, int64_t T
     for (int64_t i = 0; i < Tq; ++i) {
       const float* mask_row =
           a.use_mask ? a.mask + b * a.mask_layout.batch_stride + i * a.mask_layout.query_stride : nullptr;
-      score_row_softmax(p + i * Tk, Tk, a.query_offset + i, h, mask_row, a.causal);
+      score_row_softmax(p + i * Tk, Tk, a.query_offset + i, h, mask_row, a.causal, a.scheme_params);
     }
     gemm(Trans::No, Trans::No, Tq, dv, Tk, 1.0f, p, Tk, v, G * dv, 0.0f, a.heads_out + b * Tq * H * dv + h * dv,
          H * dv);
+    if (relative_) {  // + Σ_j p_ij a_V[r(i, j)]
+      const float* table = a.scheme_params[1].data();
+      for (int64_t i = 0; i < Tq; ++i) {
+        Eigen::Map<Eigen::VectorXf> out(a.heads_out + (b * Tq + i) * H * dv + h * dv, dv);
+        for (int64_t j = 0; j < Tk; ++j)
+          if (const float pij = p[i * Tk + j]; pij != 0.0f)
+            out += pij * Eigen::Map<const Eigen::VectorXf>(table + scheme_->relative_index(a.query_offset + i, j) * dv, dv);
+      }
+    }
   });
 }
 
@@ -343,19 +372,29 @@ int64_t tile_chunk_floats(int64_t tile) { return 2 * tile * tile + 2 * tile; }
 
 }  // namespace
 
+// The positional scheme's score bias for one head (scheme null: none).
+struct HeadBias {
+  const PositionalScheme* scheme;
+  std::span<const TensorView> params;
+  const AttentionGeometry& geometry;
+  int64_t head;
+  void add(int64_t qpos, int64_t first_key, int64_t count, float* row) const {
+    if (scheme && count > 0) scheme->add_score_bias(params, geometry, head, qpos, first_key, count, row);
+  }
+};
+
 // Prepares one score-tile row in place: keys not allowed (range or mask) become -inf, allowed ones
-// get the ALiBi bias. Returns the row's maximum (-inf when no key of the tile is allowed). The
+// get the positional scheme's bias. Returns the row's maximum (-inf when no key of the tile is allowed). The
 // range is cut out by position so that the common case (no mask, no bias, whole tile allowed) is
 // one vectorised maximum.
 static float bias_and_mask_tile_row(float* row, int64_t first_key, int64_t count, int64_t qpos,
-                                    std::pair<int64_t, int64_t> allowed, float slope, const float* mask_row) {
+                                    std::pair<int64_t, int64_t> allowed, const HeadBias& bias, const float* mask_row) {
   const int64_t begin = std::clamp<int64_t>(allowed.first - first_key, 0, count);
   const int64_t end = std::clamp<int64_t>(allowed.second - first_key + 1, begin, count);
   std::fill(row, row + begin, -kInf);
   std::fill(row + end, row + count, -kInf);
   if (end == begin) return -kInf;
-  if (slope != 0.0f)
-    for (int64_t jj = begin; jj < end; ++jj) row[jj] -= slope * static_cast<float>(std::abs(qpos - (first_key + jj)));
+  bias.add(qpos, first_key + begin, end - begin, row + begin);
   if (mask_row)
     for (int64_t jj = begin; jj < end; ++jj) row[jj] = mask_row[first_key + jj] == 0.0f ? -kInf : row[jj];
   return Eigen::Map<const Eigen::ArrayXf>(row + begin, end - begin).maxCoeff();
@@ -364,7 +403,7 @@ static float bias_and_mask_tile_row(float* row, int64_t first_key, int64_t count
 void AttentionNode::attend_tiled(const AttendArgs& a, int64_t B, int64_t Tq, int64_t Tk, int64_t tile, float* lse,
                                  float* scratch) const {
   const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+  const float scale = config_.score_scale;
   const int64_t q_blocks = (Tq + tile - 1) / tile;
   const int64_t tasks = B * H * q_blocks;
   const int64_t chunks = std::min(kTileChunks, tasks);
@@ -379,7 +418,7 @@ void AttentionNode::attend_tiled(const AttendArgs& a, int64_t B, int64_t Tq, int
       const float* k = a.k + b * a.k_batch_stride + g * dk;
       const float* v = a.v + b * a.v_batch_stride + g * dv;
       float* o = a.heads_out + (b * Tq + i0) * H * dv + h * dv;  // the accumulator, normalised at the end
-      const float slope = config_.posenc == PositionScheme::Alibi ? slopes_[h] : 0.0f;
+      const HeadBias bias{effects_.score_bias ? scheme_ : nullptr, a.scheme_params, geometry_, h};
       for (int64_t r = 0; r < nq; ++r) {
         std::fill_n(o + r * H * dv, dv, 0.0f);
         m[r] = -kInf;
@@ -398,7 +437,7 @@ void AttentionNode::attend_tiled(const AttendArgs& a, int64_t B, int64_t Tq, int
           const float* mask_row =
               a.use_mask ? a.mask + b * a.mask_layout.batch_stride + (i0 + r) * a.mask_layout.query_stride : nullptr;
           const float row_max =
-              bias_and_mask_tile_row(row, j0, nk, qpos, key_range(qpos, Tk, a.causal), slope, mask_row);
+              bias_and_mask_tile_row(row, j0, nk, qpos, key_range(qpos, Tk, a.causal), bias, mask_row);
           if (row_max == -kInf) {
             std::fill_n(row, nk, 0.0f);
             continue;
@@ -432,14 +471,14 @@ void AttentionNode::backward_tiled(const AttendArgs& a, int64_t B, int64_t Tq, i
                                    const float* lse, const float* dO, float* dQ, float* dK, float* dV,
                                    float* row_dots, float* scratch) const {
   const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+  const float scale = config_.score_scale;
   const int64_t q_blocks = (Tq + tile - 1) / tile, k_blocks = (Tk + tile - 1) / tile;
 
   // For queries [i0, i0+nq) of head h and keys [j0, j0+nk): the probabilities P = exp(S − lse) into
   // s and the score gradients dS = P ∘ (dO Vᵀ − D) into ds.
   auto tile_grads = [&](float* s, float* ds, int64_t b, int64_t h, int64_t i0, int64_t nq, int64_t j0, int64_t nk) {
     const int64_t g = h / group_size_, bh = b * H + h;
-    const float slope = config_.posenc == PositionScheme::Alibi ? slopes_[h] : 0.0f;
+    const HeadBias bias{effects_.score_bias ? scheme_ : nullptr, a.scheme_params, geometry_, h};
     gemm(Trans::No, Trans::Yes, nq, nk, dk, scale, a.q + (b * Tq + i0) * H * dk + h * dk, H * dk,
          a.k + b * a.k_batch_stride + j0 * G * dk + g * dk, G * dk, 0.0f, s, tile);
     gemm(Trans::No, Trans::Yes, nq, nk, dv, 1.0f, dO + (b * Tq + i0) * H * dv + h * dv, H * dv,
@@ -449,7 +488,7 @@ void AttentionNode::backward_tiled(const AttendArgs& a, int64_t B, int64_t Tq, i
       const float* mask_row =
           a.use_mask ? a.mask + b * a.mask_layout.batch_stride + (i0 + r) * a.mask_layout.query_stride : nullptr;
       float* row = s + r * tile;
-      bias_and_mask_tile_row(row, j0, nk, qpos, key_range(qpos, Tk, a.causal), slope, mask_row);
+      bias_and_mask_tile_row(row, j0, nk, qpos, key_range(qpos, Tk, a.causal), bias, mask_row);
       Eigen::Map<Eigen::ArrayXf> p(row, nk);
       p = (p - lse[bh * Tq + i0 + r]).exp();
       Eigen::Map<Eigen::ArrayXf> d(ds + r * tile, nk);
@@ -536,11 +575,14 @@ void AttentionNode::forward(const ForwardContext& ctx) const {
   project(query.data(), B * Tq, D, param(pidx_.w_q), H * dk, param(pidx_.b_q), Q);
   project(memory.data(), B * Tk, D, param(pidx_.w_k), G * dk, param(pidx_.b_k), K);
   project(memory.data(), B * Tk, D, param(pidx_.w_v), G * dv, param(pidx_.b_v), V);
-  if (config_.posenc == PositionScheme::Rotary) {
-    rotate(Q, Tq, B, Tq * H * dk, H, 0, false);
-    rotate(K, Tk, B, Tk * G * dk, G, 0, false);
+  if (config_.qk_norm != QkNorm::None) {
+    normalise(Q, B * Tq, H, ctx.params, false, ctx.saved[5].data(), ctx.saved[6].data());
+    normalise(K, B * Tk, G, ctx.params, true, ctx.saved[7].data(), ctx.saved[8].data());
   }
-  AttendArgs a{Q, K, Tk * G * dk, V, Tk * G * dv, param(pidx_.v), P, O, nullptr, {}, 0, config_.causal, has_mask};
+  rotate(Q, Tq, B, Tq * H * dk, H, 0, false);
+  rotate(K, Tk, B, Tk * G * dk, G, 0, false);
+  AttendArgs a{Q, K, Tk * G * dk, V, Tk * G * dv, param(pidx_.v), P, O, nullptr, {}, 0, config_.causal, has_mask,
+               scheme_params(ctx.params)};
   if (has_mask) {
     a.mask = ctx.inputs[2].data();
     a.mask_layout = mask_layout(ctx.inputs[2].shape(), B, Tq, Tk);
@@ -604,11 +646,12 @@ void AttentionNode::forward_decode(const ForwardContext& ctx) const {
     // into the caches at this position.
     project(memory.data(), B * S, D, param(pidx_.w_k), G * dk, param(pidx_.b_k), Q);
     project(memory.data(), B * S, D, param(pidx_.w_v), G * dv, param(pidx_.b_v), O);
+    if (config_.qk_norm != QkNorm::None) normalise(Q, B * S, G, ctx.params, true, nullptr, nullptr);
     for (int64_t b = 0; b < B; ++b) {
       std::copy_n(Q + b * S * G * dk, S * G * dk, Kc + (b * L + p) * G * dk);
       std::copy_n(O + b * S * G * dv, S * G * dv, Vc + (b * L + p) * G * dv);
     }
-    if (config_.posenc == PositionScheme::Rotary) rotate(Kc + p * G * dk, S, B, L * G * dk, G, p, false);
+    rotate(Kc + p * G * dk, S, B, L * G * dk, G, p, false);
     if (mask_present) {
       // The mask of the new keys joins the cached mask of the earlier ones, so every step sees the
       // whole key padding. Only a mask per key ([B, Tk], [B|1, 1, Tk]) can be kept that way.
@@ -630,15 +673,17 @@ void AttentionNode::forward_decode(const ForwardContext& ctx) const {
         const float* x = memory.data() + b * S * D;
         project(x, S, D, param(pidx_.w_k), G * dk, param(pidx_.b_k), Kc + b * L * G * dk);
         project(x, S, D, param(pidx_.w_v), G * dv, param(pidx_.b_v), Vc + b * L * G * dv);
+        if (config_.qk_norm != QkNorm::None) normalise(Kc + b * L * G * dk, S, G, ctx.params, true, nullptr, nullptr);
       }
-      if (config_.posenc == PositionScheme::Rotary) rotate(Kc, S, B, L * G * dk, G, 0, false);
+      rotate(Kc, S, B, L * G * dk, G, 0, false);
     }
   }
   project(query.data(), B * Tq, D, param(pidx_.w_q), H * dk, param(pidx_.b_q), Q);
-  if (config_.posenc == PositionScheme::Rotary) rotate(Q, Tq, B, Tq * H * dk, H, p, false);
+  if (config_.qk_norm != QkNorm::None) normalise(Q, B * Tq, H, ctx.params, false, nullptr, nullptr);
+  rotate(Q, Tq, B, Tq * H * dk, H, p, false);
 
   AttendArgs a{Q, Kc, L * G * dk, Vc, L * G * dv, param(pidx_.v), P, O, nullptr, {}, p,
-               self || config_.causal, mask_present};
+               self || config_.causal, mask_present, scheme_params(ctx.params)};
   if (mask_present && self) {
     a.mask = key_mask;
     a.mask_layout = MaskLayout{L, 0};
@@ -676,7 +721,7 @@ void AttentionNode::backward(const BackwardContext& ctx) const {
 
   if (const int64_t tile = tile_for(Tq, Tk); tile > 0) {
     AttendArgs a{Q, K, Tk * G * dk, V, Tk * G * dv, nullptr, nullptr, const_cast<float*>(O), nullptr, {}, 0,
-                 config_.causal, ctx.inputs.size() > 2 && ctx.inputs[2].present()};
+                 config_.causal, ctx.inputs.size() > 2 && ctx.inputs[2].present(), scheme_params(ctx.params)};
     if (a.use_mask) {
       a.mask = ctx.inputs[2].data();
       a.mask_layout = mask_layout(ctx.inputs[2].shape(), B, Tq, Tk);
@@ -695,7 +740,7 @@ void AttentionNode::backward_scores(const BackwardContext& ctx, const float* dO,
   const TensorView& memory = ctx.inputs[1];
   const int64_t B = query.dim(0), Tq = query.dim(1), Tk = memory.dim(1);
   const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+  const float scale = config_.score_scale;
   const auto param = optional_data(ctx.params);
   const auto grad = optional_data(ctx.param_grads);
   const float* Q = ctx.saved[0].data();
@@ -713,6 +758,14 @@ void AttentionNode::backward_scores(const BackwardContext& ctx, const float* dO,
     float* ds = dS + bh * Tq * Tk;
     const float* dOh = dO + b * Tq * H * dv + h * dv;
     gemm(Trans::No, Trans::Yes, Tq, Tk, dv, 1.0f, dOh, H * dv, V + b * Tk * G * dv + g * dv, G * dv, 0.0f, ds, Tk);
+    if (relative_) {  // dP_ij += dO_i · a_V[r(i, j)]
+      const float* table = scheme_params(ctx.params)[1].data();
+      for (int64_t i = 0; i < Tq; ++i) {
+        const Eigen::Map<const Eigen::VectorXf> doi(dOh + i * H * dv, dv);
+        for (int64_t j = 0; j < Tk; ++j)
+          ds[i * Tk + j] += doi.dot(Eigen::Map<const Eigen::VectorXf>(table + scheme_->relative_index(i, j) * dv, dv));
+      }
+    }
     for (int64_t i = 0; i < Tq; ++i) {
       float* row = ds + i * Tk;
       const float* prow = p + i * Tk;
@@ -725,6 +778,15 @@ void AttentionNode::backward_scores(const BackwardContext& ctx, const float* dO,
     float* dq = dQ + b * Tq * H * dk + h * dk;
     if (!additive) {
       gemm(Trans::No, Trans::No, Tq, dk, Tk, scale, ds, Tk, k, G * dk, 0.0f, dq, H * dk);
+      if (relative_) {  // dq_i += scale · Σ_j dS_ij a_K[r(i, j)]
+        const float* table = scheme_params(ctx.params)[0].data();
+        for (int64_t i = 0; i < Tq; ++i) {
+          Eigen::Map<Eigen::VectorXf> dqi(dq + i * H * dk, dk);
+          for (int64_t j = 0; j < Tk; ++j)
+            if (const float d = ds[i * Tk + j]; d != 0.0f)
+              dqi += (scale * d) * Eigen::Map<const Eigen::VectorXf>(table + scheme_->relative_index(i, j) * dk, dk);
+        }
+      }
       return;
     }
     // Additive scores s_ij = Σ_d w_d tanh(q_id + k_jd): here G == H, so this head owns its dK slice.
@@ -749,6 +811,32 @@ void AttentionNode::backward_scores(const BackwardContext& ctx, const float* dO,
       dw.noalias() += gs.transpose() * t;
     }
   });
+
+  // The positional scheme's parameters from the gradients of the biased scores.
+  if (effects_.score_bias)
+    scheme_->score_bias_backward(scheme_params(ctx.params), scheme_params(ctx.param_grads), geometry_, dS, B, Tq, Tk, 0);
+  // Relative embedding tables: da_K[r] = scale · Σ dS_ij q_i, da_V[r] = Σ p_ij dO_i (assigned; one
+  // serial pass in a fixed order, so the sums do not depend on threads).
+  if (relative_) {
+    const auto grads = scheme_params(ctx.param_grads);
+    float* gk = grads[0].data();
+    float* gv = grads[1].data();
+    std::fill_n(gk, grads[0].numel(), 0.0f);
+    std::fill_n(gv, grads[1].numel(), 0.0f);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t i = 0; i < Tq; ++i) {
+          const Eigen::Map<const Eigen::VectorXf> qi(Q + (b * Tq + i) * H * dk + h * dk, dk);
+          const Eigen::Map<const Eigen::VectorXf> doi(dO + (b * Tq + i) * H * dv + h * dv, dv);
+          const float* ds = dS + ((b * H + h) * Tq + i) * Tk;
+          const float* p = P + ((b * H + h) * Tq + i) * Tk;
+          for (int64_t j = 0; j < Tk; ++j) {
+            const int64_t r = scheme_->relative_index(i, j);
+            if (ds[j] != 0.0f) Eigen::Map<Eigen::VectorXf>(gk + r * dk, dk) += (scale * ds[j]) * qi;
+            if (p[j] != 0.0f) Eigen::Map<Eigen::VectorXf>(gv + r * dv, dv) += p[j] * doi;
+          }
+        }
+  }
 
   // Per (batch, key/value head): sum over the query heads that share it.
   tbb::parallel_for(int64_t{0}, B * G, [&](int64_t bg) {
@@ -781,18 +869,22 @@ void AttentionNode::finish_backward(const BackwardContext& ctx, float* dQ, float
   const auto param = optional_data(ctx.params);
   const auto grad = optional_data(ctx.param_grads);
 
-  if (config_.posenc == PositionScheme::Rotary) {
-    rotate(dQ, Tq, B, Tq * H * dk, H, 0, true);
-    rotate(dK, Tk, B, Tk * G * dk, G, 0, true);
+  rotate(dQ, Tq, B, Tq * H * dk, H, 0, true);
+  rotate(dK, Tk, B, Tk * G * dk, G, 0, true);
+  if (config_.qk_norm != QkNorm::None) {
+    normalise_backward(dQ, B * Tq, H, ctx.saved[5].data(), ctx.saved[6].data(), ctx.params, ctx.param_grads, false);
+    normalise_backward(dK, B * Tk, G, ctx.saved[7].data(), ctx.saved[8].data(), ctx.params, ctx.param_grads, true);
   }
 
   // Input projections.
   gemm(Trans::Yes, Trans::No, D, H * dk, B * Tq, 1.0f, query.data(), D, dQ, H * dk, 0.0f, grad(pidx_.w_q), H * dk);
-  gemm(Trans::Yes, Trans::No, D, G * dk, B * Tk, 1.0f, memory.data(), D, dK, G * dk, 0.0f, grad(pidx_.w_k), G * dk);
+  // shared_qk: w_k is w_q, whose gradient from the queries is already there: add to it.
+  const float beta_k = config_.shared_qk ? 1.0f : 0.0f;
+  gemm(Trans::Yes, Trans::No, D, G * dk, B * Tk, 1.0f, memory.data(), D, dK, G * dk, beta_k, grad(pidx_.w_k), G * dk);
   gemm(Trans::Yes, Trans::No, D, G * dv, B * Tk, 1.0f, memory.data(), D, dV, G * dv, 0.0f, grad(pidx_.w_v), G * dv);
   if (config_.bias) {
     column_sums(dQ, B * Tq, H * dk, grad(pidx_.b_q));
-    column_sums(dK, B * Tk, G * dk, grad(pidx_.b_k));
+    column_sums(dK, B * Tk, G * dk, grad(pidx_.b_k), config_.shared_qk);
     column_sums(dV, B * Tk, G * dv, grad(pidx_.b_v));
   }
   if (ctx.input_grads.size() > 0 && ctx.input_grads[0].present())
@@ -803,6 +895,56 @@ void AttentionNode::finish_backward(const BackwardContext& ctx, float* dQ, float
     gemm(Trans::No, Trans::Yes, B * Tk, D, G * dk, 1.0f, dK, G * dk, param(pidx_.w_k), G * dk, 1.0f, dm, D);
     gemm(Trans::No, Trans::Yes, B * Tk, D, G * dv, 1.0f, dV, G * dv, param(pidx_.w_v), G * dv, 1.0f, dm, D);
   }
+}
+
+// ---- qk-norm -------------------------------------------------------------------------------------
+
+namespace {
+constexpr float kQkNormEps = 1e-6f;
+}  // namespace
+
+void AttentionNode::normalise(float* x, int64_t rows, int64_t groups, std::span<const TensorView> params, bool keys,
+                              float* xhat, float* rstd) const {
+  const int64_t dk = config_.d_k;
+  const bool centre = config_.qk_norm == QkNorm::Layer;
+  const float* gain = params[keys ? pidx_.k_gain : pidx_.q_gain].data();
+  const float* beta = centre ? params[keys ? pidx_.k_beta : pidx_.q_beta].data() : nullptr;
+  tbb::parallel_for(int64_t{0}, rows * groups, [&](int64_t v) {
+    Eigen::Map<Eigen::ArrayXf> row(x + v * dk, dk);
+    const float mean = centre ? row.mean() : 0.0f;
+    const float r = 1.0f / std::sqrt((row - mean).square().mean() + kQkNormEps);
+    row = (row - mean) * r;
+    if (xhat) std::copy_n(row.data(), dk, xhat + v * dk);
+    if (rstd) rstd[v] = r;
+    row *= Eigen::Map<const Eigen::ArrayXf>(gain, dk);
+    if (beta) row += Eigen::Map<const Eigen::ArrayXf>(beta, dk);
+  });
+}
+
+void AttentionNode::normalise_backward(float* dx, int64_t rows, int64_t groups, const float* xhat, const float* rstd,
+                                       std::span<const TensorView> params, std::span<const TensorView> grads,
+                                       bool keys) const {
+  const int64_t dk = config_.d_k, n = rows * groups;
+  const bool centre = config_.qk_norm == QkNorm::Layer;
+  const Eigen::Map<const Eigen::ArrayXf> gain(params[keys ? pidx_.k_gain : pidx_.q_gain].data(), dk);
+  // Parameter gradients first (they need dy), serially in a fixed order: deterministic sums.
+  Eigen::Map<Eigen::ArrayXf> dgain(grads[keys ? pidx_.k_gain : pidx_.q_gain].data(), dk);
+  dgain.setZero();
+  float* dbeta_data = centre ? grads[keys ? pidx_.k_beta : pidx_.q_beta].data() : nullptr;
+  if (dbeta_data) std::fill_n(dbeta_data, dk, 0.0f);
+  for (int64_t v = 0; v < n; ++v) {
+    const Eigen::Map<const Eigen::ArrayXf> dy(dx + v * dk, dk);
+    dgain += dy * Eigen::Map<const Eigen::ArrayXf>(xhat + v * dk, dk);
+    if (dbeta_data) Eigen::Map<Eigen::ArrayXf>(dbeta_data, dk) += dy;
+  }
+  // dx = rstd · (g − mean(g) − x̂·mean(g ⊙ x̂)) with g = dy ⊙ gain (no mean(g) term for RMS).
+  tbb::parallel_for(int64_t{0}, n, [&](int64_t v) {
+    Eigen::Map<Eigen::ArrayXf> d(dx + v * dk, dk);
+    const Eigen::Map<const Eigen::ArrayXf> xh(xhat + v * dk, dk);
+    const float mean_g = centre ? (d * gain).mean() : 0.0f;
+    const float mean_gx = (d * gain * xh).mean();
+    d = rstd[v] * (d * gain - mean_g - xh * mean_gx);  // coefficient-wise: no temporary
+  });
 }
 
 }  // namespace attnlab::attention

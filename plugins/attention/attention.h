@@ -19,11 +19,32 @@
 // A query whose every key is masked gets a zero attention distribution (its output is the output
 // bias, or zero).
 //
-// Positional schemes inside attention (attribute `posenc`): posenc.rotary rotates the projected
-// queries and keys by their positions; posenc.alibi adds -slopeₕ·|i−j| to the scores; the absolute
-// schemes (none, sinusoidal, learned) act on embeddings and do nothing here. attention.additive
-// rejects posenc.rotary; posenc.rotary needs an even d_k. Positions are indices within the query and
-// memory sequences (offset by the decode position for queries during incremental decoding).
+// Positional schemes inside attention (attribute `posenc`, a node type name): attention creates that
+// node through the registry and asks it what to do (node/positional.h): nothing (absolute schemes,
+// which act on embeddings), a bias added to every score as a function of head, query and key
+// position, a rotation of the projected queries and keys, or both. It never compares the name with
+// known ones: any node type offering PositionalScheme serves, a type that offers none is refused,
+// and the scheme's own check() refuses settings it cannot serve (a rotation needs dot-product scores
+// and an even d_k). The scheme's parameters are declared after attention's own, named
+// "posenc.NAME"; attribute `posenc_scope` (non-empty) shares them between every attention naming
+// the same scope (T5's bias, one per stack). Positions are indices within the query and memory
+// sequences (offset by the decode position for queries during incremental decoding). A scheme
+// with relative embeddings (Shaw et al. 2018) adds q_i·a_K[r(i,j)]/sqrt(d_k) to the scores and
+// Σ_j p_ij a_V[r(i,j)] to each head's output, with the scheme's two tables. A scheme with a
+// trainable bias or relative embeddings uses the materialised score kernel (its parameter gradients
+// need every score gradient).
+//
+// shared_qk: keys are projected with the query projection (w_q, b_q; no w_k, b_k), so the scores
+// of a head are symmetric in query and key content (the "why separate Q and K" ablation); needs
+// kv_heads = heads. score_scale: the dot products are multiplied by 1/sqrt(d_k) ("rsqrt_d_k", the
+// paper's choice), 1/d_k ("inv_d_k") or 1 ("none"); dot-product types only.
+//
+// qk-norm (attribute qk_norm: "layer" or "rms"; Dehghani et al. 2023, section 3.1 uses LayerNorm):
+// after projection and bias, each head's query and key vector is normalised over its d_k features,
+// y = gain ⊙ (x − μ)/√(σ² + 1e-6) + beta (rms: gain ⊙ x/√(mean(x²) + 1e-6)), with parameters q_gain,
+// k_gain [d_k] (ones) and, for "layer", q_beta, k_beta [d_k] (zeros), shared by the heads; then the
+// positional rotation, if any. It bounds the logits, which lets attention train at larger learning
+// rates. Saved as well: x̂ and 1/σ of every query and key vector.
 //
 // Saved for backward: projected (and rotated) Q, K, V, the attention probabilities P and the
 // concatenated head outputs O. Long sequences (see AttentionConfig::tile) use the tiled kernel
@@ -49,7 +70,8 @@
 // later positions) and says so.
 #pragma once
 
-#include "node/node.h"
+#include "node/positional.h"
+#include "node/registry.h"
 
 #include <cstdint>
 #include <string>
@@ -59,8 +81,8 @@
 namespace attnlab::attention {
 
 enum class ScoreKind { Dot, Additive };
-enum class PositionScheme { Absolute, Rotary, Alibi };
 enum class WindowMode { Causal, Centred };
+enum class QkNorm { None, Layer, Rms };
 
 struct AttentionConfig {
   std::string type;  // the node type name, used in messages
@@ -71,7 +93,11 @@ struct AttentionConfig {
   int64_t kv_heads = 8;  // equals heads except for attention.grouped_query
   bool causal = false;
   bool bias = false;
-  PositionScheme posenc = PositionScheme::Absolute;
+  QkNorm qk_norm = QkNorm::None;  // normalise each head's query and key vector (attribute qk_norm)
+  bool shared_qk = false;         // keys projected with the query weights (attribute shared_qk)
+  float score_scale = 1.0f;       // dot products times this (attribute score_scale; 1/sqrt(d_k) by default)
+  std::string posenc;        // the node type whose PositionalScheme acts inside attention ("": none)
+  std::string posenc_scope;  // non-empty: the scheme's parameters are shared under it
   int64_t window = 0;  // 0: unrestricted; otherwise the number of key positions a query may see
   WindowMode mode = WindowMode::Causal;
   // Score computation for dot-product types (attribute `tile`): 0 chooses from the shapes (tiled
@@ -100,14 +126,11 @@ struct MaskLayout {
 // Throws ShapeError when `mask` does not broadcast to [B, Tq, Tk].
 MaskLayout mask_layout(const Shape& mask, int64_t batch, int64_t queries, int64_t keys);
 
-// The ALiBi slopes for `heads` heads (Press et al. 2022): a geometric sequence starting at
-// 2^(-8/n) with ratio 2^(-8/n) for the nearest power of two n ≤ heads, topped up with every other
-// slope of the sequence for 2n when heads is not a power of two.
-std::vector<float> alibi_slopes(int64_t heads);
-
 class AttentionNode : public Node {
  public:
-  explicit AttentionNode(AttentionConfig config);
+  // Creates the positional scheme named by config.posenc through `registry`; throws
+  // std::invalid_argument when it is unknown, offers no PositionalScheme or refuses this attention.
+  AttentionNode(AttentionConfig config, const Registry& registry);
 
   NodeShapes infer(std::span<const Shape> inputs) const override;
   void forward(const ForwardContext& ctx) const override;
@@ -122,6 +145,8 @@ class AttentionNode : public Node {
   };
   struct ParamIndex {
     int w_q = 0, w_k = 1, w_v = 2, w_o = 3, v = -1, b_q = -1, b_k = -1, b_v = -1, b_o = -1;
+    int q_gain = -1, k_gain = -1, q_beta = -1, k_beta = -1;  // qk_norm
+    int scheme = 4;  // the positional scheme's parameters start here
   };
   // Everything the score/softmax/value stage needs for one call.
   struct AttendArgs {
@@ -138,6 +163,7 @@ class AttentionNode : public Node {
     int64_t query_offset;  // absolute position of query row 0
     bool causal;
     bool use_mask;
+    std::span<const TensorView> scheme_params;  // the positional scheme's parameters
   };
 
   Dims dims_of(std::span<const Shape> inputs) const;
@@ -154,16 +180,35 @@ class AttentionNode : public Node {
   void finish_backward(const BackwardContext& ctx, float* dQ, float* dK, float* dV) const;
   void attend(const AttendArgs& a, int64_t batch, int64_t queries, int64_t keys) const;
   void score_row_softmax(float* row, int64_t keys, int64_t query_pos, int64_t head, const float* mask_row,
-                         bool causal) const;
+                         bool causal, std::span<const TensorView> scheme_params) const;
+  // Rotates (or, inverse, rotates back) `groups` d_k-slices of each row by the row's position,
+  // first_position + i, through the positional scheme. A no-op unless the scheme rotates.
   void rotate(float* x, int64_t rows_per_batch, int64_t batch, int64_t batch_stride, int64_t groups,
               int64_t first_position, bool inverse) const;
+  std::span<const TensorView> scheme_params(std::span<const TensorView> params) const {
+    return params.subspan(pidx_.scheme, scheme_param_count_);
+  }
   void forward_decode(const ForwardContext& ctx) const;
+  // qk_norm on `rows` rows of `groups` d_k-vectors at x (in place), with the query's or the key's
+  // gain and bias; x̂ and 1/σ go to xhat and rstd when given (forward for training).
+  void normalise(float* x, int64_t rows, int64_t groups, std::span<const TensorView> params, bool keys, float* xhat,
+                 float* rstd) const;
+  // Its backward: dx (in place, the gradient of the normalised vectors becomes that of the raw
+  // ones) and ASSIGNS the gain (and bias) gradients.
+  void normalise_backward(float* dx, int64_t rows, int64_t groups, const float* xhat, const float* rstd,
+                          std::span<const TensorView> params, std::span<const TensorView> grads, bool keys) const;
 
   AttentionConfig config_;
   ParamIndex pidx_;
   int64_t group_size_;            // query heads per key/value head
-  std::vector<float> slopes_;     // ALiBi
-  std::vector<float> inv_freq_;   // rotary: base^(-2t/d_k)
+  NodeHandle scheme_node_;        // the node named by config.posenc (keeps its library loaded)
+  const PositionalScheme* scheme_ = nullptr;
+  PositionalScheme::Effects effects_;
+  AttentionGeometry geometry_;
+  size_t scheme_param_count_ = 0;
+  bool relative_ = false;         // the scheme offers relative embeddings (Shaw et al. 2018)
+  bool trainable_bias_ = false;   // a score bias with parameters, or relative embeddings: the
+                                  // materialised kernel only
 };
 
 }  // namespace attnlab::attention

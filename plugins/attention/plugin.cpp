@@ -21,9 +21,16 @@ std::vector<AttrSchema> common_attrs() {
       {"d_v", AttrType::Int, I(64), "value size per head"},
       {"causal", AttrType::Bool, Bo(false), "each query sees only keys at positions up to its own"},
       {"bias", AttrType::Bool, Bo(false), "add biases to the q, k, v and output projections"},
-      {"posenc", AttrType::String, S("posenc.none"),
-       "positional scheme applied inside attention: posenc.rotary rotates q and k, posenc.alibi biases scores; "
-       "absolute schemes (none, sinusoidal, learned) do nothing here"},
+      {"posenc", AttrType::String, S(""),
+       "the positional node type whose scheme acts inside attention (a score bias, a rotation of q and k, or "
+       "nothing for absolute schemes): any node type offering a PositionalScheme; empty: none"},
+      {"shared_qk", AttrType::Bool, Bo(false), "keys use the query projection (one shared matrix for Q and K)"},
+      {"score_scale", AttrType::String, S("rsqrt_d_k"),
+       "dot products times 1/sqrt(d_k) (\"rsqrt_d_k\"), 1/d_k (\"inv_d_k\") or 1 (\"none\")"},
+      {"qk_norm", AttrType::String, S("none"),
+       "normalise each head's query and key vector: \"none\", \"layer\" (LayerNorm) or \"rms\" (RMSNorm)"},
+      {"posenc_scope", AttrType::String, S(""),
+       "where the scheme's parameters live: empty, this attention; a name, shared by every attention naming it"},
   };
 }
 
@@ -74,35 +81,46 @@ GradCheckExample example(std::string name, Attrs attrs, std::vector<CheckInput> 
   return e;
 }
 
+// Examples cover each type's shapes, masks and kernels without a positional scheme; the gradient
+// check runs every example again with each positional scheme loaded (any node type offering one),
+// so these are also the examples of rotations and score biases inside attention.
 std::vector<GradCheckExample> scaled_dot_examples() {
   return {
-      example("self", {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(3)}}, {x(2, 4, 6), x(2, 4, 6)}),
+      example("self", {{"heads", I(2)}, {"d_k", I(4)}, {"d_v", I(3)}}, {x(2, 4, 6), x(2, 4, 6)}),
       // With dot-product scores the key bias shifts every score of a query row equally, so its
-      // gradient is exactly zero unless rotary encoding makes the shift position-dependent: the
-      // bias examples use rotary so that b_k's gradient is checked against something non-zero.
-      example("cross_key_padding_bias_rotary_dk_ne_dv",
-              {{"heads", I(3)}, {"d_k", I(4)}, {"d_v", I(2)}, {"bias", Bo(true)}, {"posenc", S("posenc.rotary")}},
+      // gradient is exactly zero unless a rotation makes the shift position-dependent: the composed
+      // checks with a rotating scheme check b_k against something non-zero.
+      example("cross_key_padding_bias_dk_ne_dv", {{"heads", I(3)}, {"d_k", I(4)}, {"d_v", I(2)}, {"bias", Bo(true)}},
               {x(2, 3, 6), x(2, 5, 6), key_padding(5, 2)}),
       example("causal_attribute", {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(3)}, {"causal", Bo(true)}},
-              {x(2, 4, 5), x(2, 4, 5)}),
+              {x(2, 5, 5), x(2, 5, 5)}),
       example("causal_mask_input", {{"heads", I(1)}, {"d_k", I(4)}, {"d_v", I(4)}}, {x(2, 3, 4), x(2, 3, 4), causal_mask(3)}),
-      example("full_mask", {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(2)}}, {x(2, 3, 4), x(2, 4, 4), full_mask(3, 4)}),
-      example("rotary_causal", {{"heads", I(2)}, {"d_k", I(4)}, {"d_v", I(2)}, {"causal", Bo(true)},
-                                {"posenc", S("posenc.rotary")}}, {x(2, 5, 6), x(2, 5, 6)}),
-      example("rotary_cross", {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(3)}, {"posenc", S("posenc.rotary")}},
-              {x(2, 3, 4), x(2, 4, 4), key_padding(4, 1)}),
-      example("alibi_cross", {{"heads", I(3)}, {"d_k", I(2)}, {"d_v", I(2)}, {"posenc", S("posenc.alibi")}},
-              {x(2, 3, 5), x(2, 4, 5), key_padding(4, 1)}),
+      example("full_mask", {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(2)}}, {x(2, 3, 4), x(2, 4, 4), full_mask(3, 4)}),
+      example("cross_odd_d_k", {{"heads", I(3)}, {"d_k", I(3)}, {"d_v", I(2)}}, {x(2, 3, 5), x(2, 4, 5), key_padding(4, 1)}),
       // The tiled kernel, forced with tiles smaller than the lengths so that blocks are partial.
-      example("tiled_causal_padding", {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(2)}, {"causal", Bo(true)}, {"tile", I(2)}},
+      example("tiled_causal_padding", {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(2)}, {"causal", Bo(true)}, {"tile", I(2)}},
               {x(2, 5, 4), x(2, 5, 4), key_padding(5, 2)}),
-      example("tiled_cross_full_mask_alibi",
-              {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(2)}, {"posenc", S("posenc.alibi")}, {"tile", I(2)}},
+      example("tiled_cross_full_mask", {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(2)}, {"tile", I(2)}},
               {x(2, 3, 4), x(2, 5, 4), full_mask(3, 5)}),
-      example("tiled_rotary_bias_cross",
-              {{"heads", I(2)}, {"d_k", I(4)}, {"d_v", I(3)}, {"bias", Bo(true)}, {"posenc", S("posenc.rotary")},
-               {"tile", I(3)}},
+      example("tiled_bias_cross", {{"heads", I(2)}, {"d_k", I(4)}, {"d_v", I(3)}, {"bias", Bo(true)}, {"tile", I(3)}},
               {x(2, 5, 6), x(2, 4, 6)}),
+      example("shared_qk_causal_bias", {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(2)}, {"causal", Bo(true)},
+                                         {"bias", Bo(true)}, {"shared_qk", Bo(true)}},
+              {x(2, 4, 5), x(2, 4, 5)}),
+      example("shared_qk_cross_no_scale", {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(2)}, {"shared_qk", Bo(true)},
+                                            {"score_scale", S("none")}},
+              {x(2, 3, 4), x(2, 4, 4), key_padding(4, 1)}),
+      example("inv_d_k_scale_tiled", {{"heads", I(2)}, {"d_k", I(4)}, {"d_v", I(2)}, {"causal", Bo(true)},
+                                       {"score_scale", S("inv_d_k")}, {"tile", I(2)}},
+              {x(2, 5, 4), x(2, 5, 4)}),
+      example("qk_layer_norm_causal_bias", {{"heads", I(2)}, {"d_k", I(4)}, {"d_v", I(2)}, {"causal", Bo(true)},
+                                             {"bias", Bo(true)}, {"qk_norm", S("layer")}},
+              {x(2, 4, 5), x(2, 4, 5)}),
+      example("qk_rms_norm_cross_padding", {{"heads", I(3)}, {"d_k", I(2)}, {"d_v", I(2)}, {"qk_norm", S("rms")}},
+              {x(2, 3, 4), x(2, 5, 4), key_padding(5, 2)}),
+      example("tiled_qk_layer_norm_causal", {{"heads", I(2)}, {"d_k", I(4)}, {"d_v", I(2)}, {"causal", Bo(true)},
+                                              {"qk_norm", S("layer")}, {"tile", I(2)}},
+              {x(2, 5, 4), x(2, 5, 4)}),
   };
 }
 
@@ -111,8 +129,9 @@ std::vector<GradCheckExample> additive_examples() {
       example("self", {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(3)}}, {x(2, 4, 5), x(2, 4, 5)}),
       example("cross_key_padding_bias", {{"heads", I(3)}, {"d_k", I(2)}, {"d_v", I(4)}, {"bias", Bo(true)}},
               {x(2, 3, 4), x(2, 5, 4), key_padding(5, 2)}),
-      example("alibi_causal", {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(2)}, {"causal", Bo(true)},
-                               {"posenc", S("posenc.alibi")}}, {x(2, 4, 4), x(2, 4, 4)}),
+      example("causal", {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(2)}, {"causal", Bo(true)}}, {x(2, 4, 4), x(2, 4, 4)}),
+      example("qk_rms_norm_causal", {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(2)}, {"causal", Bo(true)}, {"qk_norm", S("rms")}},
+              {x(2, 4, 4), x(2, 4, 4)}),
   };
 }
 
@@ -120,18 +139,17 @@ std::vector<GradCheckExample> grouped_query_examples() {
   return {
       example("multi_query", {{"heads", I(4)}, {"kv_heads", I(1)}, {"d_k", I(2)}, {"d_v", I(3)}},
               {x(2, 3, 5), x(2, 3, 5)}),
-      example("two_groups_cross_padding_bias_rotary",
-              {{"heads", I(4)}, {"kv_heads", I(2)}, {"d_k", I(4)}, {"d_v", I(2)}, {"bias", Bo(true)},
-               {"posenc", S("posenc.rotary")}},
+      example("two_groups_cross_padding_bias",
+              {{"heads", I(4)}, {"kv_heads", I(2)}, {"d_k", I(4)}, {"d_v", I(2)}, {"bias", Bo(true)}},
               {x(2, 3, 6), x(2, 5, 6), key_padding(5, 2)}),
-      example("rotary_causal", {{"heads", I(4)}, {"kv_heads", I(2)}, {"d_k", I(4)}, {"d_v", I(2)}, {"causal", Bo(true)},
-                                {"posenc", S("posenc.rotary")}}, {x(2, 4, 4), x(2, 4, 4)}),
-      example("alibi", {{"heads", I(2)}, {"kv_heads", I(1)}, {"d_k", I(2)}, {"d_v", I(2)}, {"posenc", S("posenc.alibi")}},
+      example("two_groups_causal", {{"heads", I(4)}, {"kv_heads", I(2)}, {"d_k", I(4)}, {"d_v", I(2)}, {"causal", Bo(true)}},
               {x(2, 4, 4), x(2, 4, 4)}),
-      example("tiled_rotary_causal_padding",
-              {{"heads", I(4)}, {"kv_heads", I(2)}, {"d_k", I(2)}, {"d_v", I(2)}, {"causal", Bo(true)},
-               {"posenc", S("posenc.rotary")}, {"tile", I(2)}},
+      example("tiled_causal_padding",
+              {{"heads", I(4)}, {"kv_heads", I(2)}, {"d_k", I(2)}, {"d_v", I(2)}, {"causal", Bo(true)}, {"tile", I(2)}},
               {x(2, 5, 4), x(2, 5, 4), key_padding(5, 1)}),
+      example("qk_layer_norm_two_groups_causal",
+              {{"heads", I(4)}, {"kv_heads", I(2)}, {"d_k", I(4)}, {"d_v", I(2)}, {"causal", Bo(true)}, {"qk_norm", S("layer")}},
+              {x(2, 4, 4), x(2, 4, 4)}),
   };
 }
 
@@ -140,22 +158,15 @@ std::vector<GradCheckExample> local_examples() {
   for (const char* mode : {"causal", "centred"})
     for (int64_t w : {1, 3})
       out.push_back(example(std::string(mode) + "_window_" + std::to_string(w),
-                            {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(2)}, {"window", I(w)}, {"mode", S(mode)}},
+                            {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(2)}, {"window", I(w)}, {"mode", S(mode)}},
                             {x(2, 5, 4), x(2, 5, 4)}));
-  out.push_back(example("centred_padding_rotary",
-                        {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(2)}, {"window", I(3)}, {"mode", S("centred")},
-                         {"posenc", S("posenc.rotary")}},
+  out.push_back(example("centred_padding",
+                        {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(2)}, {"window", I(3)}, {"mode", S("centred")}},
                         {x(2, 5, 4), x(2, 5, 4), key_padding(5, 2)}));
-  out.push_back(example("causal_alibi",
-                        {{"heads", I(2)}, {"d_k", I(3)}, {"d_v", I(3)}, {"window", I(2)}, {"posenc", S("posenc.alibi")}},
+  out.push_back(example("causal_bias", {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(3)}, {"window", I(2)}, {"bias", Bo(true)}},
                         {x(2, 4, 5), x(2, 4, 5)}));
-  out.push_back(example("causal_rotary_bias",
-                        {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(3)}, {"window", I(2)}, {"bias", Bo(true)},
-                         {"posenc", S("posenc.rotary")}},
-                        {x(2, 4, 5), x(2, 4, 5)}));
-  out.push_back(example("tiled_centred_padding_alibi",
-                        {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(2)}, {"window", I(3)}, {"mode", S("centred")},
-                         {"posenc", S("posenc.alibi")}, {"tile", I(2)}},
+  out.push_back(example("tiled_centred_padding",
+                        {{"heads", I(2)}, {"d_k", I(2)}, {"d_v", I(2)}, {"window", I(3)}, {"mode", S("centred")}, {"tile", I(2)}},
                         {x(2, 5, 4), x(2, 5, 4), key_padding(5, 2)}));
   return out;
 }
@@ -175,8 +186,8 @@ NodeSchema schema(std::string name, std::string doc, std::vector<AttrSchema> ext
 
 void add(PluginRegistrar& registrar, NodeSchema s) {
   const std::string type = s.name;
-  registrar.add(std::move(s), [type](const Attrs& attrs) -> std::unique_ptr<Node> {
-    return std::make_unique<AttentionNode>(config_from_attrs(type, attrs));
+  registrar.add(std::move(s), [type](const Attrs& attrs, const Registry& registry) -> std::unique_ptr<Node> {
+    return std::make_unique<AttentionNode>(config_from_attrs(type, attrs), registry);
   });
 }
 

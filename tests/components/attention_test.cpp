@@ -3,6 +3,8 @@
 // and every rejected setting with its message.
 #include "harness.h"
 
+#include "check/gradcheck.h"
+
 #include <tbb/task_arena.h>
 
 #include <algorithm>
@@ -21,6 +23,9 @@ struct RefSpec {
   int64_t window = 0;  // 0: none
   bool centred = false;
   std::string posenc = "posenc.none";
+  std::string qk_norm = "none";
+  bool shared_qk = false;
+  std::string score_scale = "rsqrt_d_k";
 };
 
 RefSpec spec_of(const std::string& type, const Attrs& a) {
@@ -37,6 +42,9 @@ RefSpec spec_of(const std::string& type, const Attrs& a) {
     s.centred = a.get_string("mode") == "centred";
   }
   s.posenc = a.get_string("posenc");
+  s.qk_norm = a.get_string("qk_norm");
+  s.shared_qk = a.get_bool("shared_qk");
+  s.score_scale = a.get_string("score_scale");
   return s;
 }
 
@@ -52,6 +60,27 @@ std::vector<double> ref_slopes(int64_t heads) {
     case 8: return {p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8)};
   }
   throw std::logic_error("no reference slopes for this head count");
+}
+
+// T5's bucket of relative position n = query − key with its defaults (32 buckets, bidirectional,
+// max_distance 128), written out from the paper's description: 16 buckets per direction (keys after
+// the query in 16..31), distances 0..7 exact, then log-spaced buckets 8..15 up to 128.
+int64_t ref_t5_bucket(int64_t n) {
+  const int64_t base = n < 0 ? 16 : 0;
+  const double a = std::abs(static_cast<double>(n));
+  if (a < 8) return base + static_cast<int64_t>(a);
+  return base + std::min<int64_t>(15, 8 + static_cast<int64_t>(std::floor(std::log(a / 8.0) / std::log(16.0) * 8.0)));
+}
+
+TEST(PositionalSchemes, T5BucketsByHand) {
+  EXPECT_EQ(ref_t5_bucket(0), 0);
+  EXPECT_EQ(ref_t5_bucket(1), 1);
+  EXPECT_EQ(ref_t5_bucket(-1), 17);
+  EXPECT_EQ(ref_t5_bucket(7), 7);
+  EXPECT_EQ(ref_t5_bucket(8), 8);
+  EXPECT_EQ(ref_t5_bucket(16), 10);   // 8 + floor(log 2 / log 16 · 8) = 8 + 2
+  EXPECT_EQ(ref_t5_bucket(127), 15);
+  EXPECT_EQ(ref_t5_bucket(-1000), 31);
 }
 
 // Dense [B, Tq, Tk] mask from the forms the attention contract accepts.
@@ -76,7 +105,7 @@ std::vector<double> reference(const RefSpec& r, const Driven& d, const Tensor& q
   const int64_t B = query.shape()[0], Tq = query.shape()[1], D = query.shape()[2], Tk = memory.shape()[1];
   const int64_t H = r.heads, G = r.kv_heads, dk = r.d_k, dv = r.d_v;
   const float* wq = d.param("w_q").data();
-  const float* wk = d.param("w_k").data();
+  const float* wk = r.shared_qk ? wq : d.param("w_k").data();  // shared_qk: keys use the query projection
   const float* wv = d.param("w_v").data();
   const float* wo = d.param("w_o").data();
   const std::vector<float> m = dense_mask(mask, B, Tq, Tk);
@@ -94,6 +123,23 @@ std::vector<double> reference(const RefSpec& r, const Driven& d, const Tensor& q
       v[2 * t + 1] = a * std::sin(angle) + b * std::cos(angle);
     }
   };
+  // qk-norm over one head's vector, in double.
+  auto qk_normalise = [&](std::vector<double>& v, bool keys) {
+    if (r.qk_norm == "none") return;
+    const bool centre = r.qk_norm == "layer";
+    double mean = 0.0, var = 0.0;
+    if (centre) {
+      for (double e : v) mean += e;
+      mean /= dk;
+    }
+    for (double e : v) var += (e - mean) * (e - mean);
+    var /= dk;
+    const float* gain = d.param(keys ? "k_gain" : "q_gain").data();
+    for (int64_t c = 0; c < dk; ++c) {
+      v[c] = (v[c] - mean) / std::sqrt(var + 1e-6) * gain[c];
+      if (centre) v[c] += d.param(keys ? "k_beta" : "q_beta").data()[c];
+    }
+  };
   std::vector<double> y(B * Tq * D, 0.0);
   for (int64_t b = 0; b < B; ++b) {
     std::vector<double> heads_out(Tq * H * dv, 0.0);
@@ -103,10 +149,13 @@ std::vector<double> reference(const RefSpec& r, const Driven& d, const Tensor& q
           v(Tk, std::vector<double>(dv));
       for (int64_t i = 0; i < Tq; ++i) {
         for (int64_t c = 0; c < dk; ++c) q[i][c] = proj(query.data() + (b * Tq + i) * D, wq, H * dk, h * dk + c, "b_q");
+        qk_normalise(q[i], false);
         rotate(q[i], query_offset + i);
       }
       for (int64_t j = 0; j < Tk; ++j) {
-        for (int64_t c = 0; c < dk; ++c) k[j][c] = proj(memory.data() + (b * Tk + j) * D, wk, G * dk, g * dk + c, "b_k");
+        for (int64_t c = 0; c < dk; ++c)
+          k[j][c] = proj(memory.data() + (b * Tk + j) * D, wk, G * dk, g * dk + c, r.shared_qk ? "b_q" : "b_k");
+        qk_normalise(k[j], true);
         rotate(k[j], j);
         for (int64_t c = 0; c < dv; ++c) v[j][c] = proj(memory.data() + (b * Tk + j) * D, wv, G * dv, g * dv + c, "b_v");
       }
@@ -120,9 +169,20 @@ std::vector<double> reference(const RefSpec& r, const Driven& d, const Tensor& q
             for (int64_t c = 0; c < dk; ++c) s += d.param("v").data()[h * dk + c] * std::tanh(q[i][c] + k[j][c]);
           } else {
             for (int64_t c = 0; c < dk; ++c) s += q[i][c] * k[j][c];
-            s /= std::sqrt(static_cast<double>(dk));
+            if (r.score_scale == "rsqrt_d_k") s /= std::sqrt(static_cast<double>(dk));
+            if (r.score_scale == "inv_d_k") s /= static_cast<double>(dk);
           }
           if (r.posenc == "posenc.alibi") s -= ref_slopes(H)[h] * std::abs(static_cast<double>(qpos - j));
+          if (r.posenc == "posenc.t5") s += d.param("posenc.bias").data()[ref_t5_bucket(qpos - j) * H + h];
+          if (r.posenc == "posenc.shaw") {  // e_ij = q_i (k_j + a_K[clip(j − i)])ᵀ / √d_k, clip 16
+            const float* a_k = d.param("posenc.keys").data() + (std::clamp<int64_t>(j - qpos, -16, 16) + 16) * dk;
+            double e = 0.0;
+            for (int64_t c = 0; c < dk; ++c) e += q[i][c] * a_k[c];
+            // scaled as the dot product is (score_scale)
+            s += r.score_scale == "rsqrt_d_k" ? e / std::sqrt(static_cast<double>(dk))
+                 : r.score_scale == "inv_d_k" ? e / static_cast<double>(dk)
+                                              : e;
+          }
           score[j] = s;
           bool ok = m[(b * Tq + i) * Tk + j] != 0.0f;
           if (r.causal && j > qpos) ok = false;
@@ -139,6 +199,10 @@ std::vector<double> reference(const RefSpec& r, const Driven& d, const Tensor& q
         for (int64_t j = 0; j < Tk; ++j) {
           const double p = allowed[j] ? std::exp(score[j] - mx) / sum : 0.0;
           for (int64_t c = 0; c < dv; ++c) heads_out[i * H * dv + h * dv + c] += p * v[j][c];
+          if (r.posenc == "posenc.shaw") {  // z_i = Σ_j α_ij (v_j + a_V[clip(j − i)])
+            const float* a_v = d.param("posenc.values").data() + (std::clamp<int64_t>(j - qpos, -16, 16) + 16) * dv;
+            for (int64_t c = 0; c < dv; ++c) heads_out[i * H * dv + h * dv + c] += p * a_v[c];
+          }
         }
       }
     }
@@ -165,8 +229,15 @@ TEST(Attention, EveryExampleMatchesNaiveReference) {
   int checked = 0;
   for (const std::string& type : registry.type_names()) {
     if (type.rfind("attention.", 0) != 0) continue;
-    for (const auto& ex : registry.schema(type).examples) {
-      SCOPED_TRACE(type + " / " + ex.name);
+    for (const char* posenc : {"", "posenc.rotary", "posenc.alibi", "posenc.t5", "posenc.shaw"})
+    for (auto ex : registry.schema(type).examples) {
+      ex.attrs.set("posenc", std::string(posenc));
+      try {
+        registry.create(type, ex.attrs);
+      } catch (const RegistryError&) {
+        continue;  // the scheme refuses this configuration (odd d_k, additive scores)
+      }
+      SCOPED_TRACE(type + " / " + ex.name + " / posenc '" + posenc + "'");
       Tensor query = random_tensor(ex.inputs[0].shape), memory = random_tensor(ex.inputs[1].shape);
       Tensor mask;
       std::vector<TensorView> in = {query.view(), memory.view()};
@@ -183,15 +254,15 @@ TEST(Attention, EveryExampleMatchesNaiveReference) {
       ++checked;
     }
   }
-  EXPECT_GE(checked, 20);
+  EXPECT_GE(checked, 90);
 }
 
 TEST(Attention, ReferenceAtLargerSizesWithEightHeads) {
-  for (const char* posenc : {"posenc.none", "posenc.alibi", "posenc.rotary"}) {
+  for (const char* posenc : {"posenc.none", "posenc.alibi", "posenc.rotary", "posenc.t5", "posenc.shaw"}) {
     SCOPED_TRACE(posenc);
     const Attrs attrs = resolved("attention.scaled_dot", {{"heads", int64_t{8}}, {"d_k", int64_t{8}}, {"d_v", int64_t{4}},
                                                           {"causal", true}, {"bias", true}, {"posenc", std::string(posenc)}});
-    Tensor x = random_tensor({3, 17, 32});
+    Tensor x = random_tensor({2, 40, 32});  // distances up to 39: T5's exact and logarithmic buckets
     Driven d("attention.scaled_dot", attrs, {x.view(), x.view()});
     d.forward();
     expect_close(d.outputs[0].data(), reference(spec_of("attention.scaled_dot", attrs), d, x, x, nullptr), 1e-4, "y");
@@ -311,25 +382,35 @@ struct DecodeCase {
   Attrs attrs;
 };
 
+// Every loaded type that keeps a decode cache (attention), without a positional scheme and with
+// each loaded scheme that acts inside attention and accepts it: from the registry, not a list.
 std::vector<DecodeCase> decode_cases() {
-  const Attrs base = {{"heads", int64_t{4}}, {"d_k", int64_t{4}}, {"d_v", int64_t{3}}, {"bias", true}};
-  auto with = [&](std::initializer_list<std::pair<const std::string, AttrValue>> more) {
-    Attrs a = base;
-    for (const auto& [k, v] : more) a.set(k, v);
-    return a;
-  };
-  return {
-      {"attention.scaled_dot", base},
-      {"attention.scaled_dot", with({{"posenc", std::string("posenc.rotary")}})},
-      {"attention.scaled_dot", with({{"posenc", std::string("posenc.alibi")}})},
-      {"attention.additive", base},
-      {"attention.additive", with({{"posenc", std::string("posenc.alibi")}})},
-      {"attention.grouped_query", with({{"kv_heads", int64_t{2}}})},
-      {"attention.grouped_query", with({{"kv_heads", int64_t{1}}, {"posenc", std::string("posenc.rotary")}})},
-      {"attention.local", with({{"window", int64_t{2}}})},
-      {"attention.local", with({{"window", int64_t{3}}, {"posenc", std::string("posenc.rotary")}})},
-      {"attention.local", with({{"window", int64_t{2}}, {"posenc", std::string("posenc.alibi")}})},
-  };
+  Registry& registry = component_registry();
+  std::vector<std::string> schemes = {""};
+  for (const std::string& s : gradcheck::acting_positional_schemes(registry)) schemes.push_back(s);
+  std::vector<DecodeCase> out;
+  for (const std::string& type : registry.type_names()) {
+    const NodeSchema& schema = registry.schema(type);
+    if (!schema.find_attr("heads") || !schema.find_attr("posenc")) continue;
+    Attrs base = {{"heads", int64_t{4}}, {"d_k", int64_t{4}}, {"d_v", int64_t{3}}, {"bias", true}};
+    if (schema.find_attr("kv_heads")) base.set("kv_heads", int64_t{2});
+    if (schema.find_attr("window")) base.set("window", int64_t{3});
+    if (registry.create(type, base)->cache_shapes(std::vector<Shape>{{2, 1, 8}, {2, 1, 8}}, 6).empty()) continue;
+    for (const std::string& scheme : schemes)
+      for (const char* qk_norm : {"none", "layer"}) {
+        Attrs attrs = base;
+        attrs.set("posenc", scheme);
+        attrs.set("qk_norm", std::string(qk_norm));
+        try {
+          registry.create(type, attrs);
+        } catch (const RegistryError&) {
+          continue;  // the scheme refuses this type (a rotation and additive scores)
+        }
+        out.push_back({type, attrs});
+      }
+  }
+  EXPECT_GE(out.size(), 20u) << "fewer decode cases than the built-in attention types and schemes give";
+  return out;
 }
 
 std::string describe(const DecodeCase& c) {
@@ -585,14 +666,69 @@ TEST(AttentionErrors, InvalidSettingsAreRejectedAtConstruction) {
   expect_rejected("attention.scaled_dot", {{"heads", int64_t{0}}}, "heads must be at least 1, got 0");
   expect_rejected("attention.scaled_dot", {{"d_k", int64_t{0}}}, "d_k must be at least 1, got 0");
   expect_rejected("attention.scaled_dot", {{"d_v", int64_t{-1}}}, "d_v must be at least 1, got -1");
-  expect_rejected("attention.scaled_dot", {{"posenc", std::string("posenc.rotory")}},
-                  "unknown posenc 'posenc.rotory'; expected one of posenc.none, posenc.sinusoidal, posenc.learned, "
-                  "posenc.rotary, posenc.alibi");
+  expect_rejected("attention.scaled_dot", {{"score_scale", std::string("sqrt")}},
+                  "score_scale must be \"rsqrt_d_k\", \"inv_d_k\" or \"none\", got \"sqrt\"");
+  expect_rejected("attention.additive", {{"score_scale", std::string("none")}},
+                  "score_scale applies to dot-product scores; additive scores are not scaled");
+  expect_rejected("attention.grouped_query", {{"heads", int64_t{4}}, {"kv_heads", int64_t{2}}, {"shared_qk", true}},
+                  "shared_qk needs one key head per query head (kv_heads = heads), got kv_heads = 2");
+  expect_rejected("attention.scaled_dot", {{"qk_norm", std::string("batch")}},
+                  "qk_norm must be \"none\", \"layer\" or \"rms\", got \"batch\"");
+  expect_rejected("attention.scaled_dot", {{"posenc", std::string("norm.layer")}},
+                  "posenc 'norm.layer' is not a positional scheme (its node type offers no PositionalScheme)");
   expect_rejected("attention.scaled_dot", {{"d_k", int64_t{5}}, {"posenc", std::string("posenc.rotary")}},
                   "posenc.rotary needs an even d_k (it rotates pairs of features), got d_k = 5");
   expect_rejected("attention.additive", {{"posenc", std::string("posenc.rotary")}},
                   "posenc.rotary is not supported: rotary encoding works through dot products of rotated queries and "
                   "keys, which additive scores do not form (use posenc.alibi or an absolute scheme)");
+}
+
+// A learned scheme's parameters are attention's, named posenc.NAME; posenc_scope shares them.
+TEST(PositionalSchemes, T5BiasIsDeclaredByAttentionAndSharedByScope) {
+  NodeHandle own = component_registry().create("attention.scaled_dot", {{"heads", int64_t{4}}, {"posenc", std::string("posenc.t5")}});
+  NodeHandle shared = component_registry().create(
+      "attention.scaled_dot", {{"heads", int64_t{4}}, {"posenc", std::string("posenc.t5")}, {"posenc_scope", std::string("enc_rel")}});
+  const std::vector<Shape> in = {{2, 5, 8}, {2, 5, 8}};
+  const NodeShapes a = own->infer(in), b = shared->infer(in);
+  ASSERT_EQ(a.params.back().name, "posenc.bias");
+  EXPECT_EQ(a.params.back().shape, (Shape{32, 4}));
+  EXPECT_EQ(a.params.back().scope, "");
+  EXPECT_EQ(b.params.back().scope, "enc_rel");
+  EXPECT_EQ(a.params.size(), 5u);  // w_q, w_k, w_v, w_o and the bias table
+}
+
+TEST(PositionalSchemes, ShawNeedsDotProductsAndAPositiveClip) {
+  expect_rejected("posenc.shaw", {{"clip", int64_t{0}}}, "clip must be at least 1, got 0");
+  expect_rejected("attention.additive", {{"posenc", std::string("posenc.shaw")}},
+                  "posenc.shaw adds relative key embeddings to dot products of queries and keys, which additive scores "
+                  "do not form");
+  NodeHandle node = component_registry().create("attention.scaled_dot", {{"heads", int64_t{2}}, {"d_k", int64_t{3}},
+                                                                         {"d_v", int64_t{5}}, {"posenc", std::string("posenc.shaw")}});
+  const NodeShapes s = node->infer(std::vector<Shape>{{2, 4, 6}, {2, 4, 6}});
+  ASSERT_GE(s.params.size(), 2u);
+  EXPECT_EQ(s.params[s.params.size() - 2].name, "posenc.keys");
+  EXPECT_EQ(s.params[s.params.size() - 2].shape, (Shape{33, 3}));
+  EXPECT_EQ(s.params.back().shape, (Shape{33, 5}));
+}
+
+TEST(PositionalSchemes, T5SettingsAreChecked) {
+  expect_rejected("posenc.t5", {{"num_buckets", int64_t{3}}},
+                  "num_buckets must give at least 2 buckets per direction, got num_buckets = 3");
+  expect_rejected("posenc.t5", {{"max_distance", int64_t{8}}},
+                  "max_distance (8) must exceed the exact range, half the buckets per direction (8)");
+}
+
+// An unknown scheme is reported by the registry (known types, nearest match), not by a list in attention.
+TEST(AttentionErrors, UnknownPosencNamesTheNearestType) {
+  try {
+    component_registry().create("attention.scaled_dot", {{"posenc", std::string("posenc.rotory")}});
+    FAIL() << "posenc.rotory was accepted";
+  } catch (const RegistryError& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.rfind("attention.scaled_dot: posenc 'posenc.rotory': unknown node type 'posenc.rotory'; known types: ", 0), 0u)
+        << what;
+    EXPECT_NE(what.find("did you mean 'posenc.rotary'?"), std::string::npos) << what;
+  }
 }
 
 TEST(AttentionErrors, AcceptedPosencCombinations) {

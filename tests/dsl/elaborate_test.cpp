@@ -4,10 +4,12 @@
 #include "dsl/elaborate.h"
 #include "dsl/experiment.h"
 #include "dsl/params.h"
+#include "exec/model.h"
 #include "node/plugin_loader.h"
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -95,6 +97,38 @@ TEST(TransformerBase, IsThePapersArchitecture) {
   EXPECT_NE(first->loc().file().find("transformer_base.attn"), std::string::npos);
 }
 
+// The embedding scale is a model parameter: sqrt(d_model) as in the paper (section 3.4), or any
+// value by --set (the "why multiply the embeddings by sqrt(d_model)" ablation).
+TEST(TransformerBase, EmbeddingScaleIsAParameter) {
+  for (const auto& [sets, want] : std::vector<std::pair<std::vector<std::string>, double>>{
+           {{}, std::sqrt(512.0)}, {{"emb_scale=1"}, 1.0}, {{"d_model=256", "heads=4"}, 16.0}}) {
+    const ElaboratedModel m = base(sets);
+    int seen = 0;
+    for (const auto& n : m.graph.nodes())
+      if (n.type() == "embedding") {
+        EXPECT_NEAR(ir::to_attrs(n).get_float("scale"), want, 1e-5) << n.name();
+        ++seen;
+      }
+    EXPECT_EQ(seen, 2);  // source and target
+  }
+}
+
+// experiments/transformer_t5bias.attn shares T5's bias by posenc_scope: one [32, heads] table for
+// the encoder's layers and one for the decoder's, in the count and in the parameter store.
+TEST(TransformerT5Bias, OneBiasTablePerStack) {
+  const std::vector<std::string> sets = {"layers=2", "d_model=32", "d_ff=64", "heads=4", "vocab=50"};
+  const std::string dir = std::string(ATTNLAB_SOURCE_DIR) + "/experiments/";
+  const ElaboratedModel t5 = elaborate_target(dir + "transformer_t5bias.attn", registry(), sets, {});
+  const ElaboratedModel prenorm = elaborate_target(dir + "transformer_prenorm.attn", registry(), sets, {});
+  EXPECT_EQ(count_params(t5).total - count_params(prenorm).total, 2 * 32 * 4);
+  exec::Model model(t5.graph, registry(), 1, default_dims());
+  EXPECT_EQ(model.parameters().size(), exec::Model(prenorm.graph, registry(), 1, default_dims()).parameters().size() + 2);
+  for (const char* name : {"encoder_relative_bias.posenc.bias", "decoder_relative_bias.posenc.bias"}) {
+    ASSERT_TRUE(model.parameters().find(name)) << name;
+    EXPECT_EQ(model.parameters().at(name).spec.shape, (Shape{32, 4})) << name;
+  }
+}
+
 TEST(TransformerBase, ParameterCountsForTable3Rows) {
   EXPECT_EQ(count_params(base()).total, expected_params(37000, 6, 512, 2048, 8, 64, 64));
   EXPECT_EQ(count_params(base()).total, 63045632);
@@ -153,7 +187,8 @@ std::string errors_of(const std::function<void()>& f) {
 TEST(Overrides, UnknownNameListsTheValidOnesAndTheNearest) {
   const std::string text = errors_of([] { base({"d_modle=256"}); });
   EXPECT_NE(text.find("--set d_modle=256:1:1: error: unknown parameter or slot 'd_modle'; valid names: attention, d_ff, d_k, "
-                      "d_model, d_v, dropout, ffn, heads, label_smoothing, layers, norm, posenc, vocab; did you mean 'd_model'?"),
+                      "d_model, d_v, dropout, emb_scale, ffn, heads, label_smoothing, layers, norm, posenc, vocab; did you mean "
+                      "'d_model'?"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("d_modle=256\n^\n"), std::string::npos) << text;
@@ -215,7 +250,7 @@ TEST(Overrides, UseBindsNamedAttributesWithTheType) {
 TEST(Overrides, UseAttributeErrorsPointIntoTheOverride) {
   std::string text = errors_of([] { base({}, {"attention=attention.local(windw: 4)"}); });
   EXPECT_NE(text.find("--use attention=attention.local(windw: 4):1:27: error: attention.local has no attribute 'windw'; "
-                      "attributes: heads, d_k, d_v, causal, bias, posenc, window, mode, tile; did you mean 'window'?"),
+                      "attributes: heads, d_k, d_v, causal, bias, posenc, shared_qk, score_scale, qk_norm, posenc_scope, window, mode, tile; did you mean 'window'?"),
             std::string::npos)
       << text;
   text = errors_of([] { base({}, {"attention=attention.local(4)"}); });

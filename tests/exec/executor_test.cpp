@@ -76,6 +76,7 @@ TEST(Parameters, InitKinds) {
   };
   for (float v : copy_of(init(Init::Zeros, {3, 3}))) EXPECT_EQ(v, 0.0f);
   for (float v : copy_of(init(Init::Ones, {3}))) EXPECT_EQ(v, 1.0f);
+  for (float v : copy_of(init(Init::Constant, {2, 3}, -0.25f))) EXPECT_EQ(v, -0.25f);  // init_scale everywhere
   // Xavier: |w| <= sqrt(6 / (fan_in + fan_out)) from the last two dims, and the range is used.
   const Tensor xavier = init(Init::XavierUniform, {7, 40, 60});
   const float bound = std::sqrt(6.0f / 100.0f);

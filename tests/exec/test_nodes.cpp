@@ -196,7 +196,7 @@ void add(Registry& r, NodeSchema schema) {
     if (!a.default_value) example.attrs.set(a.name, int64_t{3});
   for (size_t i = 0; i < schema.inputs.size(); ++i) example.inputs.push_back(CheckInput::real({2, 3}));
   schema.examples.push_back(example);
-  r.add(std::move(schema), [](const Attrs& a) -> std::unique_ptr<Node> { return std::make_unique<T>(a); }, nullptr,
+  r.add(std::move(schema), [](const Attrs& a, const Registry&) -> std::unique_ptr<Node> { return std::make_unique<T>(a); }, nullptr,
         "builtin");
 }
 

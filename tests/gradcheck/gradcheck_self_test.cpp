@@ -1,12 +1,14 @@
 // tests/gradcheck/gradcheck_self_test.cpp — the gradient check itself can fail: a type without
 // examples, and deliberately broken node types (registered as builtins into a private registry)
 // are each rejected with a message that says what is wrong. A correct type passes.
-#include "gradcheck.h"
+#include "check/gradcheck.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <limits>
+#include <map>
+#include <stdexcept>
 
 namespace attnlab::gradcheck {
 namespace {
@@ -50,7 +52,7 @@ NodeSchema scale_shift_schema(std::vector<GradCheckExample> examples) {
 }
 
 NodeFactory scale_shift_factory() {
-  return [](const Attrs& attrs) -> std::unique_ptr<Node> { return std::make_unique<ScaleShift>(attrs); };
+  return [](const Attrs& attrs, const Registry&) -> std::unique_ptr<Node> { return std::make_unique<ScaleShift>(attrs); };
 }
 
 std::string joined(const std::vector<std::string>& failures) {
@@ -117,6 +119,68 @@ TEST(GradCheckSuite, ReportsAnExceptionFromTheNode) {
   EXPECT_NE(failures.find("test.scale_shift / bad_attr: threw: test.scale_shift: attribute 'bug' must be string"),
             std::string::npos)
       << failures;
+}
+
+// y = x + position (row s of [B, T, D] at position s, or DecodeState::position + s while decoding),
+// with a switchable bug: "ignores_position" forgets the decode position; "refuses" keeps a cache
+// but throws whenever it is decoded.
+class AddPosition final : public Node {
+ public:
+  explicit AddPosition(const Attrs& attrs) : bug_(attrs.get_string("bug")) {}
+  NodeShapes infer(std::span<const Shape> in) const override { return {{in[0]}, {}, {}, {}}; }
+  void forward(const ForwardContext& ctx) const override {
+    if (ctx.step.decode && bug_ == "refuses") throw std::runtime_error("cannot decode");
+    const int64_t offset = ctx.step.decode && bug_ != "ignores_position" ? ctx.step.decode->position : 0;
+    const TensorView& x = ctx.inputs[0];
+    const int64_t B = x.dim(0), T = x.dim(1), D = x.dim(2);
+    for (int64_t i = 0; i < B * T * D; ++i)
+      ctx.outputs[0].data()[i] = x.data()[i] + static_cast<float>(offset + (i / D) % T);
+  }
+  void backward(const BackwardContext& ctx) const override {
+    if (ctx.input_grads[0].present()) ctx.input_grads[0].flat() += ctx.output_grads[0].flat();
+  }
+  std::vector<Shape> cache_shapes(std::span<const Shape> in, int64_t max_len) const override {
+    if (bug_ == "refuses") return {{in[0][0], max_len}};
+    return {};
+  }
+
+ private:
+  std::string bug_;
+};
+
+Registry& add_position_registry(const std::string& bug) {
+  static std::map<std::string, Registry> registries;
+  Registry& registry = registries[bug];
+  if (registry.type_names().empty())
+    registry.add({"test.add_position", "y = x + position", {{"x", "input"}}, {{"y", "output"}},
+                  {{"bug", AttrType::String, std::string(bug), "which bug to exhibit"}},
+                  {{"ex", {}, {CheckInput::real({2, 4, 3})}}}},
+                 [](const Attrs& attrs, const Registry&) -> std::unique_ptr<Node> { return std::make_unique<AddPosition>(attrs); },
+                 nullptr, "builtin");
+  return registry;
+}
+
+std::string decode_failures(const std::string& bug) {
+  Registry& registry = add_position_registry(bug);
+  for (const Case& c : cases(registry))
+    if (c.decode) return joined(check_case(registry, c));
+  return "no decode case";
+}
+
+TEST(DecodeCheck, PassesANodeThatReadsThePosition) { EXPECT_EQ(decode_failures("none"), ""); }
+
+TEST(DecodeCheck, CatchesANodeThatIgnoresTheDecodePosition) {
+  EXPECT_NE(decode_failures("ignores_position").find(
+                "test.add_position / ex: incremental decoding differs from the full pass at position 1, output 'y' "
+                "element [0, 0, 0]"),
+            std::string::npos)
+      << decode_failures("ignores_position");
+}
+
+TEST(DecodeCheck, FailsACachingTypeWithNoDecodableExample) {
+  EXPECT_EQ(decode_failures("refuses"),
+            "test.add_position: asks for cache buffers (cache_shapes), but none of its examples decodes incrementally; "
+            "add an example that does (e.g. causal self-attention)\n");
 }
 
 }  // namespace

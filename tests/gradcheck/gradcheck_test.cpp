@@ -1,11 +1,13 @@
 // tests/gradcheck/gradcheck_test.cpp — the registry-driven gradient check: every node type of
 // every plugin found next to this executable, every example in its schema. Test names are
 // GradCheck/<type>__<example> with non-alphanumerics as '_', e.g. GradCheck/embedding_project__tied.
-#include "gradcheck.h"
+#include "check/gradcheck.h"
 
 #include "node/plugin_loader.h"
 
 #include <gtest/gtest.h>
+
+#include <set>
 
 namespace attnlab::gradcheck {
 namespace {
@@ -32,7 +34,7 @@ LoadedPlugins& plugins() {
 std::vector<Case> all_cases() {
   LoadedPlugins& p = plugins();
   std::vector<Case> out = cases(p.registry);
-  if (!p.error.empty()) out.push_back({"", -1, "plugin_loading", p.error});
+  if (!p.error.empty()) out.push_back({"", -1, "plugin_loading", p.error, "", false});
   return out;
 }
 
@@ -50,6 +52,21 @@ TEST(GradCheckCoverage, BasicTypesAreChecked) {
   for (const char* type : {"embedding", "embedding.project", "linear", "add", "dropout", "mask.padding", "mask.causal",
                            "loss.cross_entropy"})
     EXPECT_TRUE(plugins().registry.contains(type)) << type << " is not registered by any plugin next to the test";
+}
+
+// Positional schemes are checked inside attention, and decoding against the full pass, from the
+// registry: no scheme or attention type is listed here except to prove that the cases exist.
+TEST(GradCheckCoverage, SchemesAreComposedIntoAttentionAndDecodingIsChecked) {
+  std::set<std::string> names;
+  for (const Case& c : cases(plugins().registry)) names.insert(c.test_name);
+  for (const char* name : {"attention_scaled_dot__causal_attribute__with_posenc_rotary",
+                           "attention_additive__causal__with_posenc_alibi",
+                           "attention_grouped_query__tiled_causal_padding__with_posenc_t5",
+                           "attention_scaled_dot__decodes_incrementally",
+                           "attention_local__decodes_incrementally__with_posenc_t5",
+                           "posenc_sinusoidal__decodes_incrementally"})
+    EXPECT_EQ(names.count(name), 1u) << name;
+  EXPECT_EQ(names.count("attention_additive__causal__with_posenc_rotary"), 0u) << "a refused combination was kept";
 }
 
 }  // namespace

@@ -32,7 +32,7 @@ Registry& test_registry() {
   static Registry registry;
   if (registry.type_names().empty()) {
     for (const char* name : {"attention.scaled_dot", "attention.additive", "norm.layer"})
-      registry.add(schema(name), [](const Attrs& a) { return std::make_unique<NullNode>(a); }, nullptr, "builtin");
+      registry.add(schema(name), [](const Attrs& a, const Registry&) { return std::make_unique<NullNode>(a); }, nullptr, "builtin");
   }
   return registry;
 }
@@ -83,7 +83,7 @@ TEST(Registry, MissingRequiredAttributeIsNamed) {
 
 TEST(Registry, DuplicateNamesNameBothOrigins) {
   Registry registry;
-  auto factory = [](const Attrs& a) { return std::make_unique<NullNode>(a); };
+  auto factory = [](const Attrs& a, const Registry&) { return std::make_unique<NullNode>(a); };
   registry.add(schema("ffn.relu"), factory, nullptr, "libattnlab_plugin_ffn.so");
   EXPECT_EQ(error_of([&] { registry.add(schema("ffn.relu"), factory, nullptr, "libmy_ffn.so"); }),
             "duplicate node type 'ffn.relu': provided by both libattnlab_plugin_ffn.so and libmy_ffn.so");
@@ -92,7 +92,7 @@ TEST(Registry, DuplicateNamesNameBothOrigins) {
 TEST(Registry, FactoryExceptionsArePrefixedWithTheType) {
   Registry registry;
   registry.add(schema("attention.local"),
-               [](const Attrs&) -> std::unique_ptr<Node> { throw std::invalid_argument("window must be at least 1, got 0"); },
+               [](const Attrs&, const Registry&) -> std::unique_ptr<Node> { throw std::invalid_argument("window must be at least 1, got 0"); },
                nullptr, "builtin");
   EXPECT_EQ(error_of([&] { registry.create("attention.local", {{"hidden", int64_t{1}}}); }),
             "attention.local: window must be at least 1, got 0");

@@ -8,6 +8,6 @@ ATTNLAB_PLUGIN(registrar) {
   attnlab::NodeSchema schema;
   schema.name = "test.half_registered";
   schema.doc = "never visible";
-  registrar.add(std::move(schema), [](const attnlab::Attrs&) -> std::unique_ptr<attnlab::Node> { return nullptr; });
+  registrar.add(std::move(schema), [](const attnlab::Attrs&, const attnlab::Registry&) -> std::unique_ptr<attnlab::Node> { return nullptr; });
   throw std::runtime_error("table of constants is missing");
 }

@@ -145,7 +145,7 @@ struct ObjectiveSums {
 
 struct EvalFigures {
   double loss = 0, accuracy = 0, tokens = 0;
-  double bleu = -1, chrf = -1;  // -1: not computed
+  double bleu = -1, sacrebleu = -1, chrf = -1;  // -1: not computed (bleu: multi-bleu on the text as it is)
   double bits_per_char = -1;    // language_model with a character vocabulary; -1: not computed
   eval::BleuScore bleu_score;
   std::vector<std::string> hypotheses;
@@ -246,6 +246,7 @@ class TrainingRun {
   std::vector<std::string> differences_from(const std::string& experiment_text, const std::string& model_text,
                                             const std::vector<std::string>& overrides) const;
   void init_from_safetensors();  // --init-from
+  eval::SacreBleuOptions reported_bleu_options() const;
   EvalFigures evaluate(const data::Batcher& set, const std::vector<data::SentencePair>& pairs, int64_t bleu_sentences,
                        Translator& translator);
   // `scheduled`: a validation of the train.valid_every schedule, which early stopping counts; the
@@ -727,6 +728,7 @@ EvalFigures TrainingRun::evaluate(const data::Batcher& set, const std::vector<da
     for (const auto& h : ids) f.hypotheses.push_back(corpus_.tokenizer->decode(h));
     f.bleu_score = eval::corpus_bleu(f.hypotheses, references);
     f.bleu = f.bleu_score.bleu;
+    f.sacrebleu = eval::corpus_sacrebleu(f.hypotheses, {references}, reported_bleu_options()).score;
     f.chrf = eval::corpus_chrf(f.hypotheses, {references}, eval::ChrfOptions{}).score;
   }
   return f;
@@ -764,6 +766,7 @@ void TrainingRun::validate(double elapsed, bool scheduled) {
   nlohmann::json fields = {{"step", step_},        {"epoch", stream_->position().epoch}, {"loss", finite_or_null(f.loss)},
                            {"ppl", finite_or_null(std::exp(f.loss))}, {"accuracy", f.accuracy}, {"elapsed_s", elapsed}};
   if (f.bleu >= 0) fields["bleu"] = f.bleu;
+  if (f.sacrebleu >= 0) fields["sacrebleu"] = f.sacrebleu;
   if (f.chrf >= 0) fields["chrf"] = f.chrf;
   if (f.bits_per_char >= 0) fields["bpc"] = f.bits_per_char;
   log_event("valid", fields);
@@ -1032,9 +1035,7 @@ EvalFigures TrainingRun::test_and_save_translations() {
     // is (tok:none), which the signature says.
     std::vector<std::vector<std::string>> references(1);
     for (const auto& pair : corpus_.test) references[0].push_back(pair.target);
-    eval::SacreBleuOptions bleu;
-    const auto data = resolved_.find("data");
-    if (data != resolved_.end() && data_input_form(data->second) == InputForm::kTokenized) bleu.tokenizer = eval::BleuTokenizer::kNone;
+    const eval::SacreBleuOptions bleu = reported_bleu_options();
     const eval::SacreBleuScore sacre = eval::corpus_sacrebleu(test.hypotheses, references, bleu);
     const eval::ChrfOptions chrf_options;
     const eval::ChrfScore chrf = eval::corpus_chrf(test.hypotheses, references, chrf_options);
@@ -1055,6 +1056,15 @@ EvalFigures TrainingRun::test_and_save_translations() {
   if (test.bleu >= 0) log_ << "  " << test.bleu_score.to_string();
   log_ << "\n";
   return test;
+}
+
+// The sacreBLEU of reports (dev, test and average): 13a on raw data; on tokenized data its text is
+// scored as it is (tok:none), which the signature says.
+eval::SacreBleuOptions TrainingRun::reported_bleu_options() const {
+  eval::SacreBleuOptions bleu;
+  const auto data = resolved_.find("data");
+  if (data != resolved_.end() && data_input_form(data->second) == InputForm::kTokenized) bleu.tokenizer = eval::BleuTokenizer::kNone;
+  return bleu;
 }
 
 // --average K: the mean of the last K step checkpoints, saved as average.ckpt and tested.
@@ -1078,10 +1088,14 @@ std::string TrainingRun::evaluate_average() {
     std::vector<std::string> hyps;
     for (const auto& h : test_translator_->translate(sources)) hyps.push_back(corpus_.tokenizer->decode(h));
     avg.bleu = eval::corpus_bleu(hyps, refs_text).bleu;
+    avg.sacrebleu = eval::corpus_sacrebleu(hyps, {refs_text}, reported_bleu_options()).score;
+    avg.chrf = eval::corpus_chrf(hyps, {refs_text}, eval::ChrfOptions{}).score;
   }
   result_.average_test_bleu = avg.bleu;
   nlohmann::json average_fields = {{"step", step_}, {"checkpoints", files.size()}, {"loss", avg.loss}, {"accuracy", avg.accuracy}};
   if (avg.bleu >= 0) average_fields["bleu"] = avg.bleu;
+  if (avg.sacrebleu >= 0) average_fields["sacrebleu"] = avg.sacrebleu;
+  if (avg.chrf >= 0) average_fields["chrf"] = avg.chrf;
   log_event("test_average", average_fields);
   log_ << "average of " << files.size() << " checkpoints: test loss " << fmt(avg.loss)
        << (avg.bleu >= 0 ? ", BLEU " + fmt(avg.bleu, 2) : std::string(" (BLEU off: train.valid_bleu_sentences = 0)")) << "\n";

@@ -233,13 +233,16 @@ TEST(Trainer, RunDirectoryHoldsSpecMetricsCheckpointsAndReport) {
   EXPECT_EQ(steps.back().first, 8);
   ckpt::Checkpoint avg = read_checkpoint(dir / "run/checkpoints/average.ckpt");
   EXPECT_EQ(avg.averaged_from_size(), 2);
-  int valid = 0, test = 0;
+  int valid = 0, test = 0, average = 0;
   for (const nlohmann::json& e : read_metrics(dir / "run/metrics.jsonl")) {
-    if (e["event"] == "valid") {
-      ++valid;
-      EXPECT_TRUE(e.contains("bleu"));
-      EXPECT_TRUE(e.contains("ppl"));
+    if (e["event"] == "valid" || e["event"] == "test_average") {
+      // Dev and the average report sacreBLEU (the test's options) and chrF beside multi-bleu.
+      ++(e["event"] == "valid" ? valid : average);
+      EXPECT_TRUE(e.contains("bleu")) << e.dump();
+      EXPECT_GE(e.value("sacrebleu", -1.0), 0.0) << e.dump();
+      EXPECT_GE(e.value("chrf", -1.0), 0.0) << e.dump();
     }
+    if (e["event"] == "valid") EXPECT_TRUE(e.contains("ppl"));
     if (e["event"] == "test") {
       ++test;
       // sacreBLEU's figures beside multi-bleu's; synthetic data is tokenized, hence tok:none.
@@ -251,6 +254,7 @@ TEST(Trainer, RunDirectoryHoldsSpecMetricsCheckpointsAndReport) {
   }
   EXPECT_EQ(valid, 2);  // steps 4 and 8
   EXPECT_EQ(test, 1);
+  EXPECT_EQ(average, 1);
   const std::string report = read(dir / "run/report.md");
   EXPECT_NE(report.find("- `BLEU|nrefs:1|case:mixed|eff:no|tok:none|smooth:exp|version:attnlab-sacrebleu2 = "), std::string::npos)
       << report;

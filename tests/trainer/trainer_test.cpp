@@ -242,7 +242,9 @@ TEST(Trainer, RunDirectoryHoldsSpecMetricsCheckpointsAndReport) {
       EXPECT_GE(e.value("sacrebleu", -1.0), 0.0) << e.dump();
       EXPECT_GE(e.value("chrf", -1.0), 0.0) << e.dump();
     }
-    if (e["event"] == "valid") EXPECT_TRUE(e.contains("ppl"));
+    if (e["event"] == "valid") {
+      EXPECT_TRUE(e.contains("ppl"));
+    }
     if (e["event"] == "test") {
       ++test;
       // sacreBLEU's figures beside multi-bleu's; synthetic data is tokenized, hence tok:none.

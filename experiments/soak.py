@@ -26,15 +26,18 @@ import sys
 import tempfile
 import time
 
-EXPERIMENT = """
+# The tiny experiment (tests/support/tiny_experiment.h's model and data) as a template: the soak
+# and the interoperability tests (tests/interop/tiny_run.py) each fill in their schedule.
+TINY_EXPERIMENT = """
 experiment tiny {{
   model = "transformer_base.attn" with {{ layers = 1, d_model = 16, d_ff = 32, heads = 2 }}
   data  = synthetic(train: 300, dev: 20, test: 20, seed: 3)
   seed  = 5
   train {{
     adam(0.9, 0.98, 1e-9), noam(factor: 2.0, warmup: 10), label_smoothing: 0.1, dropout: 0.1,
-    batch_tokens: 200, max_steps: {steps}, valid_every: 100, checkpoint_every: 20
+    batch_tokens: {batch_tokens}, max_steps: {steps}, valid_every: {valid_every}, checkpoint_every: {checkpoint_every}{extra_train}
   }}
+  {sections}
 }}
 """
 
@@ -179,7 +182,8 @@ def main():
         os.makedirs(d, exist_ok=True)
         shutil.copy(model, d)
         with open(os.path.join(d, "tiny.attn"), "w") as f:
-            f.write(EXPERIMENT.format(steps=steps))
+            f.write(TINY_EXPERIMENT.format(steps=steps, batch_tokens=200, valid_every=100, checkpoint_every=20,
+                                           extra_train="", sections=""))
         return d
 
     def soak(name, command, resume, share, compare):

@@ -1,6 +1,6 @@
-"""Shared by the interoperability tests: the tiny experiment of tests/support/tiny_experiment.h,
-trained by the attnlab executable in a temporary directory. The readers decode protobuf with
-experiments/soak.py's wire-format decoder (standard library only, independent of attnlab's and
+"""Shared by the interoperability tests: experiments/soak.py's tiny experiment (the model and data
+of tests/support/tiny_experiment.h), trained by the attnlab executable in a temporary directory.
+The readers decode protobuf with experiments/soak.py's wire-format decoder (standard library only, independent of attnlab's and
 of any generated code): `fields(message)` gives (field number, raw bytes) per field, and
 `varint(bytes, i)` decodes a varint."""
 import os
@@ -10,20 +10,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "experiments"))
-from soak import fields, varint  # noqa: E402,F401  re-exported for the tests
-
-TINY = """
-experiment tiny {{
-  model = "transformer_base.attn" with {{ layers = 1, d_model = 16, d_ff = 32, heads = 2 }}
-  data  = synthetic(train: 300, dev: 20, test: 20, seed: 3)
-  seed  = 5
-  train {{
-    adam(0.9, 0.98, 1e-9), noam(factor: 2.0, warmup: 10), label_smoothing: 0.1, dropout: 0.1,
-    batch_tokens: 256, max_steps: {steps}, valid_every: {valid_every}, checkpoint_every: {checkpoint_every}, valid_bleu_sentences: 10
-  }}
-  {sections}
-}}
-"""
+from soak import TINY_EXPERIMENT, fields, varint  # noqa: E402,F401  re-exported for the tests
 
 
 class Workspace:
@@ -34,7 +21,9 @@ class Workspace:
         self.dir = tempfile.mkdtemp(prefix="attnlab_interop.")
         self.experiment = os.path.join(self.dir, "tiny.attn")
         with open(self.experiment, "w") as f:
-            f.write(TINY.format(steps=steps, valid_every=valid_every, checkpoint_every=checkpoint_every, sections=sections))
+            f.write(TINY_EXPERIMENT.format(steps=steps, batch_tokens=256, valid_every=valid_every,
+                                           checkpoint_every=checkpoint_every, extra_train=", valid_bleu_sentences: 10",
+                                           sections=sections))
         shutil.copy(os.path.join(source_dir, "experiments", "transformer_base.attn"), self.dir)
 
     def __enter__(self):

@@ -2,6 +2,8 @@
 #include "node/suggest.h"
 #include "dsl/experiment.h"
 
+#include "dsl/builtin_files.h"
+
 #include "dsl/arithmetic.h"
 #include "dsl/parser.h"
 
@@ -232,7 +234,7 @@ std::vector<ExperimentSpec> read_experiments(const Program& program, Diagnostics
       spec.model_path = (main.path.parent_path() / ref.path.value).lexically_normal();
       // The error_code form: a name the system refuses (too long, say) is a diagnostic, not an exception.
       std::error_code ec;
-      if (!std::filesystem::is_regular_file(spec.model_path, ec))
+      if (!builtin_file_text(spec.model_path) && !std::filesystem::is_regular_file(spec.model_path, ec))
         diags.error(file.loc(ref.path.offset), "model file '" + spec.model_path.string() + "' " +
                                                    (ec && ec != std::errc::no_such_file_or_directory ? "cannot be read: " + ec.message()
                                                                                                       : std::string("does not exist")));

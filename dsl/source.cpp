@@ -1,5 +1,7 @@
 #include "dsl/source.h"
 
+#include "dsl/builtin_files.h"
+
 #include <algorithm>
 #include <fstream>
 #include <sstream>
@@ -13,6 +15,7 @@ SourceFile::SourceFile(std::string name, std::string text) : name_(std::move(nam
 }
 
 std::shared_ptr<const SourceFile> SourceFile::read(const std::filesystem::path& path) {
+  if (const std::string* text = builtin_file_text(path)) return std::make_shared<SourceFile>(path.string(), *text);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot read '" + path.string() + "'");
   std::ostringstream text;

@@ -27,7 +27,8 @@ namespace attnlab::dsl {
 class SourceFile {
  public:
   SourceFile(std::string name, std::string text);
-  // Reads a file; throws std::runtime_error naming it when it cannot be read.
+  // Reads a file, or a built-in one (dsl/builtin_files.h); throws std::runtime_error naming it
+  // when it cannot be read.
   static std::shared_ptr<const SourceFile> read(const std::filesystem::path& path);
 
   const std::string& name() const { return name_; }  // as shown in messages

@@ -22,6 +22,7 @@
 //   GEMM section), with gflops as a fraction of each.
 // Random tokens avoid the reserved ids 0–3 (<pad>, <unk>, <s>, </s>), so there is no padding.
 #include "app/cli.h"
+#include "dsl/builtin_files.h"
 #include "dsl/experiment.h"
 #include "data/random.h"
 #include "eval/decoder.h"
@@ -108,22 +109,6 @@ void check_options(const BenchOptions& o) {
   }
 }
 
-// The built-in copy of experiments/transformer_base.attn, written to a scratch directory (the
-// language reads files) and removed when this goes out of scope.
-struct DefaultModelFile {
-  fs::path dir;
-  fs::path path;
-  DefaultModelFile() {
-    dir = fs::temp_directory_path() / ("attnlab-bench-" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-    path = dir / "transformer_base.attn";
-    std::ofstream(path) << train::default_model_text();
-  }
-  ~DefaultModelFile() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-};
 
 #if defined(__x86_64__)
 // 12 independent accumulators of 16 lanes hide the FMA latency: 384 flops per iteration, no
@@ -325,12 +310,7 @@ void run_bench(const BenchOptions& o, const CommonOptions& common) {
   check_options(o);
   std::unique_ptr<Registry> registry = load_registry(common);
 
-  std::unique_ptr<DefaultModelFile> default_file;
-  fs::path file = o.file;
-  if (file.empty()) {
-    default_file = std::make_unique<DefaultModelFile>();
-    file = default_file->path;
-  }
+  const fs::path file = o.file.empty() ? dsl::builtin_transformer_base() : fs::path(o.file);
   std::vector<std::string> sets = o.sets;
   sets.push_back("vocab=" + std::to_string(o.vocab));
   dsl::ElaboratedModel elaborated;

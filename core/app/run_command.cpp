@@ -3,6 +3,7 @@
 // — train an experiment (the embedded default when no file is given); see core/train/trainer.h.
 #include "app/cli.h"
 #include "dist/world.h"
+#include "dsl/builtin_files.h"
 #include "dsl/source.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
@@ -54,7 +55,7 @@ void add_run_command(CLI::App& app, CommonOptions& options) {
   add_common_options(*command, options);
   command->callback([args, &options, command] {
     if (args->print_default) {
-      std::cout << train::default_experiment_text();
+      std::cout << *dsl::builtin_file_text(dsl::builtin_default_experiment());
       return;
     }
     train::RunOptions run;

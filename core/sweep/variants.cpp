@@ -4,6 +4,7 @@
 
 #include "train/trainer.h"
 
+#include "dsl/builtin_files.h"
 #include "dsl/experiment.h"
 #include "dsl/source.h"
 #include "train/checkpoint.h"
@@ -37,8 +38,6 @@
 namespace attnlab::sweep {
 
 namespace fs = std::filesystem;
-using train::default_experiment_text;
-using train::default_model_text;
 using train::train_setting_names;
 
 namespace {
@@ -113,34 +112,6 @@ std::string describe_changes(const std::vector<AblateChange>& changes) {
   return join(parts, " ");
 }
 
-
-namespace {
-
-// A temporary directory holding the embedded default experiment and its model, so that the DSL
-// (which reads files) can load it; removed on destruction.
-class EmbeddedDefault {
- public:
-  EmbeddedDefault() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base && *base ? base : "/tmp") + "/attnlab_ablate.XXXXXX";
-    if (!::mkdtemp(pattern.data())) throw AblateError("cannot create a temporary directory in " + pattern);
-    dir_ = pattern;
-    std::ofstream(dir_ / "default.attn") << default_experiment_text();
-    std::ofstream(dir_ / "transformer_base.attn") << default_model_text();
-  }
-  ~EmbeddedDefault() {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  fs::path file() const { return dir_ / "default.attn"; }
-
- private:
-  fs::path dir_;
-};
-
-
-}  // namespace
-
 std::vector<std::string> split_values(const std::string& text) {
   std::vector<std::string> out;
   std::string current;
@@ -194,12 +165,7 @@ std::string AblateBaseline::value_of(const std::string& key) const {
 
 AblateBaseline load_baseline(const fs::path& experiment_file, const std::vector<std::string>& sets,
                              const std::vector<std::string>& uses, const Registry& registry) {
-  std::unique_ptr<EmbeddedDefault> embedded;
-  fs::path file = experiment_file;
-  if (file.empty()) {
-    embedded = std::make_unique<EmbeddedDefault>();
-    file = embedded->file();
-  }
+  const fs::path file = experiment_file.empty() ? dsl::builtin_default_experiment() : experiment_file;
   AblateBaseline baseline;
   try {
     dsl::ExperimentSpec spec = dsl::load_experiment(file);

@@ -8,6 +8,7 @@
 #include "data/tokenizer.h"
 #include "dist/gradient_reducer.h"
 #include "dist/world.h"
+#include "dsl/builtin_files.h"
 #include "dsl/experiment.h"
 #include "eval/bleu.h"
 #include "exec/hash.h"
@@ -29,7 +30,6 @@
 #include "train/training_stream.h"
 #include "train/translate.h"
 
-#include "embedded_experiments.h"
 
 #include <nlohmann/json.hpp>
 #include <tbb/global_control.h>
@@ -43,6 +43,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -52,15 +53,6 @@ namespace fs = std::filesystem;
 using dsl::ConstValue;
 using dsl::ExperimentSetting;
 using dsl::ExperimentSpec;
-
-const std::string& default_experiment_text() {
-  static const std::string text = kEmbeddedDefaultExperiment;
-  return text;
-}
-const std::string& default_model_text() {
-  static const std::string text = kEmbeddedTransformerBase;
-  return text;
-}
 
 const std::vector<std::string>& train_setting_names() {
   static const std::vector<std::string> names = {
@@ -194,27 +186,6 @@ uint64_t bits_of(double v) { return std::bit_cast<uint64_t>(v); }
 
 nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
-// A directory removed with everything in it when the run ends (the embedded default experiment's
-// scratch copy, which elaboration reads the model file from).
-class ScratchDirectory {
- public:
-  ScratchDirectory() = default;
-  ScratchDirectory(const ScratchDirectory&) = delete;
-  ScratchDirectory& operator=(const ScratchDirectory&) = delete;
-  ~ScratchDirectory() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  const fs::path& create(const std::string& name) {
-    path_ = fs::temp_directory_path() / name;
-    fs::create_directories(path_);
-    return path_;
-  }
-
- private:
-  fs::path path_;
-};
-
 // ---- The run --------------------------------------------------------------------------------------
 
 // One invocation of `attnlab run`, in the order the phases happen: the constructor loads the
@@ -257,8 +228,12 @@ class TrainingRun {
   void log_event(const std::string& event, const nlohmann::json& fields);
   std::string train(InterruptGuard& interrupt);  // returns why it stopped
   EvalFigures test_and_save_translations();
-  std::string evaluate_average();                // the report's table row, empty without --average
-  void write_report(const std::string& reason, const EvalFigures& test, const std::string& average_row);
+  struct AverageFigures {
+    size_t checkpoints = 0;
+    EvalFigures test;
+  };
+  std::optional<AverageFigures> evaluate_average();  // nothing without --average
+  void write_report(const std::string& reason, const EvalFigures& test, const std::optional<AverageFigures>& average);
   void write_language_model_report(const std::string& reason);
   double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
 
@@ -268,7 +243,6 @@ class TrainingRun {
   std::ostream& log_;
   RunResult result_;
 
-  ScratchDirectory scratch_;
   std::string experiment_text_, model_text_;
   ExperimentSpec spec_;
   const task::Task* task_ = nullptr;  // what the experiment trains (task_of: translation by default)
@@ -367,24 +341,20 @@ TrainingRun::TrainingRun(const RunOptions& options, const Registry& registry)
   if (world_.distributed()) reducer_ = std::make_unique<dist::GradientReducer>(world_, model_->parameters(), options_.bucket_bytes);
 }
 
-// The named experiment file, or the embedded default (loaded from a scratch copy, since the
-// experiment names its model file), with --set applied.
+// The named experiment file, or the built-in default, with --set applied.
 void TrainingRun::load_experiment() {
   fs::path experiment_path = options_.experiment_file;
   if (!experiment_path.empty()) {
     if (!fs::exists(experiment_path)) throw RunError("experiment file " + experiment_path.string() + " does not exist");
     experiment_text_ = read_text(experiment_path);
   } else {
-    experiment_text_ = default_experiment_text();
-    const fs::path& dir = scratch_.create("attnlab-default-" + std::to_string(::getpid()));
-    write_text(dir / "default.attn", default_experiment_text());
-    write_text(dir / "transformer_base.attn", default_model_text());
-    experiment_path = dir / "default.attn";
+    experiment_path = dsl::builtin_default_experiment();
+    experiment_text_ = *dsl::builtin_file_text(experiment_path);
   }
   spec_ = dsl::load_experiment(experiment_path);
   for (const std::string& s : options_.sets) dsl::apply_set(spec_, s);
   for (const std::string& u : options_.uses) uses_.push_back(dsl::parse_override(u, "--use"));
-  model_text_ = read_text(spec_.model_path);
+  model_text_ = dsl::SourceFile::read(spec_.model_path)->text();
   task_ = &task::task_of(spec_);
 
   // Unknown section keys fail before anything is written.
@@ -878,8 +848,8 @@ RunResult TrainingRun::run() {
     return result_;
   }
   EvalFigures test = test_and_save_translations();
-  const std::string average_row = evaluate_average();
-  write_report(reason, test, average_row);
+  const std::optional<AverageFigures> average = evaluate_average();
+  write_report(reason, test, average);
   return result_;
 }
 
@@ -1068,8 +1038,8 @@ eval::SacreBleuOptions TrainingRun::reported_bleu_options() const {
 }
 
 // --average K: the mean of the last K step checkpoints, saved as average.ckpt and tested.
-std::string TrainingRun::evaluate_average() {
-  if (options_.average <= 0) return "";
+std::optional<TrainingRun::AverageFigures> TrainingRun::evaluate_average() {
+  if (options_.average <= 0) return std::nullopt;
   std::vector<fs::path> files = checkpoints_->last(options_.average);
   if (static_cast<int>(files.size()) < options_.average)
     log_ << "warning: --average " << options_.average << ": the run has only " << files.size() << " step checkpoint"
@@ -1098,13 +1068,21 @@ std::string TrainingRun::evaluate_average() {
   if (avg.chrf >= 0) average_fields["chrf"] = avg.chrf;
   log_event("test_average", average_fields);
   log_ << "average of " << files.size() << " checkpoints: test loss " << fmt(avg.loss)
-       << (avg.bleu >= 0 ? ", BLEU " + fmt(avg.bleu, 2) : std::string(" (BLEU off: train.valid_bleu_sentences = 0)")) << "\n";
-  return "| test, average of the last " + std::to_string(files.size()) + " checkpoints | " + fmt(avg.loss) + " | " +
-         fmt(std::exp(avg.loss), 2) + " | " + fmt(100 * avg.accuracy, 1) + "% | " + (avg.bleu >= 0 ? fmt(avg.bleu, 2) : "—") + " |\n";
+       << (avg.bleu >= 0 ? ", BLEU " + fmt(avg.bleu, 2) + " (sacreBLEU " + fmt(avg.sacrebleu, 2) + ", chrF " + fmt(avg.chrf, 2) + ")"
+                         : std::string(" (BLEU off: train.valid_bleu_sentences = 0)"))
+       << "\n";
+  return AverageFigures{files.size(), avg};
 }
 
 // report.md and learning_curve.svg.
-void TrainingRun::write_report(const std::string& reason, const EvalFigures& test, const std::string& average_row) {
+void TrainingRun::write_report(const std::string& reason, const EvalFigures& test, const std::optional<AverageFigures>& average) {
+  const std::string average_name = average ? "average of the last " + std::to_string(average->checkpoints) + " checkpoints" : "";
+  std::string average_row;
+  if (average) {
+    const EvalFigures& avg = average->test;
+    average_row = "| test, " + average_name + " | " + fmt(avg.loss) + " | " + fmt(std::exp(avg.loss), 2) + " | " +
+                  fmt(100 * avg.accuracy, 1) + "% | " + (avg.bleu >= 0 ? fmt(avg.bleu, 2) : "—") + " |\n";
+  }
   std::vector<nlohmann::json> events = read_metrics(run_dir_ / "metrics.jsonl");
   write_svg(run_dir_ / "learning_curve.svg", render_svg(learning_curve(events, spec_.name + ": learning curve")));
   std::ostringstream report;
@@ -1130,9 +1108,14 @@ void TrainingRun::write_report(const std::string& reason, const EvalFigures& tes
                                  : "beam " + std::to_string(settings_.beam) + ", length penalty alpha " + fmt(settings_.alpha, 2))
          << " (key/value cache; dev BLEU greedy), corpus BLEU as multi-bleu.perl on the tokenized text.\n\n";
   if (test.bleu >= 0) report << "Test BLEU in full: `" << test.bleu_score.to_string() << "`\n\n";
-  if (!test.sacrebleu_line.empty())
+  if (!test.sacrebleu_line.empty()) {
     report << "Test scores as sacreBLEU gives them (docs/evaluation.md):\n\n- `" << test.sacrebleu_line << "`\n- `" << test.chrf_line
-           << "`\n\n";
+           << "`\n";
+    if (average && average->test.sacrebleu >= 0)
+      report << "- the " << average_name << ", with the same signatures: BLEU " << fmt(average->test.sacrebleu, 2) << ", chrF "
+             << fmt(average->test.chrf, 2) << "\n";
+    report << "\n";
+  }
   if (has_best_)
     report << "Best dev "
            << (settings_.valid_metric == "bleu"   ? "BLEU " + fmt(best_score_, 2)

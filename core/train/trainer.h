@@ -129,11 +129,6 @@ std::vector<std::string> run_arguments(const RunOptions& options);
 // The arguments as one shell line, each quoted when it holds anything but [A-Za-z0-9_./=:,+-].
 std::string shell_line(const std::vector<std::string>& arguments);
 
-// The embedded default experiment and the model file it names (experiments/default.attn,
-// experiments/transformer_base.attn as built into the binary).
-const std::string& default_experiment_text();
-const std::string& default_model_text();
-
 // The train-section settings understood by the trainer (others are an error naming the nearest).
 const std::vector<std::string>& train_setting_names();
 

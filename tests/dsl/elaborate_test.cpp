@@ -1,6 +1,7 @@
 // Elaboration tests with the real plugins (loaded from beside the test executable): the paper's
 // base model and its Table 3 overrides, weight sharing, overrides, imports, experiments.
 #include "../support/installed_plugins.h"
+#include "dsl/builtin_files.h"
 #include "dsl/elaborate.h"
 #include "dsl/experiment.h"
 #include "dsl/params.h"
@@ -115,6 +116,39 @@ TEST(TransformerBase, EmbeddingScaleIsAParameter) {
 
 // experiments/transformer_t5bias.attn shares T5's bias by posenc_scope: one [32, heads] table for
 // the encoder's layers and one for the decoder's, in the count and in the parameter store.
+std::string file_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+TEST(BuiltinFiles, AreTheExperimentsFilesAndLoadWithoutADisk) {
+  ASSERT_NE(builtin_file_text(builtin_default_experiment()), nullptr);
+  EXPECT_EQ(*builtin_file_text(builtin_default_experiment()), file_text(std::string(ATTNLAB_SOURCE_DIR) + "/experiments/default.attn"));
+  EXPECT_EQ(*builtin_file_text(builtin_transformer_base()), file_text(kBase));
+  EXPECT_EQ(builtin_file_text("default.attn"), nullptr);
+  EXPECT_EQ(builtin_file_text("<built-in>/other.attn"), nullptr);
+  // The default experiment names its model relative to itself, so that resolves to a built-in too,
+  // and elaborates with the real plugins.
+  ExperimentSpec spec = load_experiment(builtin_default_experiment());
+  EXPECT_EQ(spec.name, "default");
+  EXPECT_EQ(spec.model_path, builtin_transformer_base());
+  EXPECT_EQ(elaborate_experiment_model(spec, registry()).name, "transformer_base");
+}
+
+TEST(BuiltinFiles, ErrorsQuoteTheBuiltinSource) {
+  ExperimentSpec spec = load_experiment(builtin_default_experiment());
+  try {
+    (void)elaborate_experiment_model(spec, registry(), {parse_override("heads=0", "--set")});
+    FAIL() << "heads=0 was accepted";
+  } catch (const DslError& e) {
+    const std::string text = e.what();
+    EXPECT_NE(text.find("<built-in>/transformer_base.attn:"), std::string::npos) << text;
+    EXPECT_NE(text.find("^"), std::string::npos) << text;
+  }
+}
+
 TEST(TransformerT5Bias, OneBiasTablePerStack) {
   const std::vector<std::string> sets = {"layers=2", "d_model=32", "d_ff=64", "heads=4", "vocab=50"};
   const std::string dir = std::string(ATTNLAB_SOURCE_DIR) + "/experiments/";

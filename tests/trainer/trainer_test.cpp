@@ -6,6 +6,7 @@
 #include "../support/tiny_experiment.h"
 #include "train/trainer.h"
 
+#include "dsl/builtin_files.h"
 #include "dsl/source.h"
 #include "node/plugin_loader.h"
 #include "train/checkpoint.h"
@@ -263,6 +264,8 @@ TEST(Trainer, RunDirectoryHoldsSpecMetricsCheckpointsAndReport) {
   EXPECT_NE(report.find("- `chrF2|nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:attnlab-sacrebleu2 = "), std::string::npos)
       << report;
   EXPECT_NE(report.find("| test |"), std::string::npos) << report;
+  EXPECT_NE(report.find("| test, average of the last 2 checkpoints |"), std::string::npos) << report;
+  EXPECT_NE(report.find("- the average of the last 2 checkpoints, with the same signatures: BLEU "), std::string::npos) << report;
   EXPECT_NE(report.find("Sample translations"), std::string::npos) << report;
   EXPECT_NE(report.find("learning_curve.svg"), std::string::npos);
   const nlohmann::json settings = nlohmann::json::parse(read(dir / "run/settings.json"));
@@ -318,16 +321,15 @@ TEST(Trainer, MaxEpochsStopsAfterWholeEpochs) {
 }
 
 TEST(Trainer, DefaultExperimentIsBuiltIn) {
-  EXPECT_NE(default_experiment_text().find("experiment default"), std::string::npos);
-  EXPECT_NE(default_experiment_text().find("synthetic("), std::string::npos);
-  EXPECT_NE(default_model_text().find("model transformer_base"), std::string::npos);
-  // Two steps of the default with a shrunken model: the embedded files load and train.
+  const std::string& default_experiment_text = *dsl::builtin_file_text(dsl::builtin_default_experiment());
+  // Two steps of the default with a shrunken model: the built-in files load and train.
   TempDir dir;
   RunOptions o = options_for("", dir / "run",
                              {"train.max_steps=2", "train.valid_bleu_sentences=0", "layers=1", "d_model=16", "d_ff=32", "heads=2"});
   RunResult r = run_experiment(o, registry());
   EXPECT_EQ(r.steps, 2);
-  EXPECT_EQ(read(dir / "run/experiment.attn"), default_experiment_text());
+  EXPECT_EQ(read(dir / "run/experiment.attn"), default_experiment_text);
+  EXPECT_EQ(read(dir / "run/transformer_base.attn"), *dsl::builtin_file_text(dsl::builtin_transformer_base()));
 }
 
 // ---- Errors -------------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ TEST(TransformerBase, IsThePapersArchitecture) {
   }
   const ir::NodeDef* first = find_node(m.graph, "encoder.encoder_layer0.sublayer.self_attention.attention");
   ASSERT_NE(first, nullptr);
-  EXPECT_EQ(first->loc().line(), 28);
+  EXPECT_EQ(first->loc().line(), 40);
   EXPECT_NE(first->loc().file().find("transformer_base.attn"), std::string::npos);
 }
 
@@ -306,6 +306,19 @@ TEST(Overrides, BadPositionalSchemeAttributesAreLocatedErrors) {
   text = errors_of([] { base({}, {"posenc=posenc.shaw(clips: 4)"}); });
   EXPECT_NE(text.find("--use posenc=posenc.shaw(clips: 4):1:20: error: posenc.shaw has no attribute 'clips'; attributes: clip; "
                       "did you mean 'clip'?"),
+            std::string::npos)
+      << text;
+}
+
+TEST(Overrides, BadMixtureAndBatchNormAttributesAreLocatedErrors) {
+  std::string text = errors_of([] { base({}, {"ffn=ffn.moe(k: 5)"}); });
+  EXPECT_NE(text.find("transformer_base.attn:33:46: error: node 'encoder.encoder_layer0.sublayer_1.ffn' (ffn.moe): k must be "
+                      "between 1 and experts (4), got 5"),
+            std::string::npos)
+      << text;
+  text = errors_of([] { base({}, {"norm=norm.batch(momentum: 2)"}); });
+  EXPECT_NE(text.find("transformer_base.attn:33:29: error: node 'encoder.encoder_layer0.sublayer.norm' (norm.batch): momentum "
+                      "must be in (0, 1], got 2.0"),
             std::string::npos)
       << text;
 }

@@ -536,16 +536,17 @@ TEST(TrainerState, BatchNormRunningStatisticsAreCheckpointedResumedExactlyAndUse
     for (int j = 0; j < a.parameters(i).data_size(); ++j)
       ASSERT_EQ(a.parameters(i).data(j), b.parameters(i).data(j)) << a.parameters(i).name();
 
-  // Evaluation reads them: evaluating the finished run again gives its dev loss, and gives another
-  // one once the checkpoint's running variances are changed.
+  // Evaluation reads them: evaluating the finished run again (a resume at its last step tests it
+  // again) gives its test loss, and gives another one once the checkpoint's running variances
+  // are changed.
   RunOptions evaluate = with_batch_norm(dir / "whole", {});
   evaluate.resume = true;
-  EXPECT_EQ(run_experiment(evaluate, registry()).valid_loss, whole.valid_loss);
+  EXPECT_EQ(run_experiment(evaluate, registry()).test_loss, whole.test_loss);
   for (ckpt::TensorData& t : *a.mutable_parameters())
     if (t.name().find(".running_var") != std::string::npos)
       for (int j = 0; j < t.data_size(); ++j) t.set_data(j, 25.0f * t.data(j));
   write_checkpoint(latest, a);
-  EXPECT_GT(std::abs(run_experiment(evaluate, registry()).valid_loss - whole.valid_loss), 1e-3);
+  EXPECT_GT(std::abs(run_experiment(evaluate, registry()).test_loss - whole.test_loss), 1e-3);
 }
 
 TEST(TrainerAux, MixtureOfExpertsLogsExpertTokensAndItsLoss) {

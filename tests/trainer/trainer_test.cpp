@@ -549,6 +549,24 @@ TEST(TrainerState, BatchNormRunningStatisticsAreCheckpointedResumedExactlyAndUse
   EXPECT_GT(std::abs(run_experiment(evaluate, registry()).test_loss - whole.test_loss), 1e-3);
 }
 
+TEST(TrainerState, CheckpointAveragingAveragesTheRunningStatistics) {
+  TempDir dir;
+  RunOptions o = options_for(tiny_experiment(dir), dir / "run", {"train.checkpoint_every=4"});
+  o.uses = {"norm=norm.batch"};
+  o.average = 2;
+  run_experiment(o, registry());
+  const std::vector<fs::path> last = CheckpointDirectory(dir / "run/checkpoints").last(2);
+  ASSERT_EQ(last.size(), 2u);
+  const ckpt::Checkpoint a = read_checkpoint(last[0]), b = read_checkpoint(last[1]);
+  const ckpt::Checkpoint avg = read_checkpoint(dir / "run/checkpoints/average.ckpt");
+  for (const char* name : {".running_mean", ".running_var"}) {
+    const ckpt::TensorData *ta = stored(a, name), *tb = stored(b, name), *tv = stored(avg, name);
+    ASSERT_TRUE(ta && tb && tv) << name;
+    ASSERT_EQ(tv->data_size(), ta->data_size());
+    for (int j = 0; j < tv->data_size(); ++j) EXPECT_NEAR(tv->data(j), 0.5f * (ta->data(j) + tb->data(j)), 1e-6) << name;
+  }
+}
+
 TEST(TrainerAux, MixtureOfExpertsLogsExpertTokensAndItsLoss) {
   TempDir dir;
   const fs::path exp = tiny_experiment(dir);

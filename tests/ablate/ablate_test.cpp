@@ -437,7 +437,9 @@ TEST(AblateCommand, QuestionsExperimentExpandsToOneVariantPerQuestion) {
   // The blocks a slot binds are slot changes (--use sublayer=pre_norm), as node types are.
   for (const auto& variant : v)
     for (const AblateChange& c : variant.changes)
-      if (c.key == "sublayer" || c.key == "stack_end") EXPECT_EQ(c.kind, AblateChange::Kind::Slot) << variant.id;
+      if (c.key == "sublayer" || c.key == "stack_end") {
+        EXPECT_EQ(c.kind, AblateChange::Kind::Slot) << variant.id;
+      }
 }
 
 TEST(AblateCommand, Table3ExperimentChecksAndExpands) {

@@ -159,6 +159,8 @@ struct BlockDef {
 struct BlockClosure {
   BlockDef def;
   std::map<std::string, Value> bound;
+  std::string display;  // the name its nodes are under: the slot that binds it, else the block's name
+  const std::string& name() const { return display.empty() ? def.decl->name : display; }
 };
 
 std::string describe(const Value& v) {
@@ -252,6 +254,8 @@ class Elaborator {
   void collect(const ast::UseDecl& d, const SourceFile& file);
   void collect(const ast::BlockDecl& d, const SourceFile& file);
   void apply_override(const Override& o);
+  void check_slot_bindings();
+  std::string unknown_binding_message(const std::string& name) const;
 
   Value param(ParamEntry& p);
   Value lookup(const ast::Name& name);
@@ -333,7 +337,8 @@ void Elaborator::collect(const ast::UseDecl& d, const SourceFile& file) {
     return;
   }
   declare(d.slot, file, d.offset);
-  if (!registry_.contains(d.type.text)) diags_.error(file.loc(d.type.offset), registry_.unknown_type_message(d.type.text));
+  // Whether the name is a node type or one of the model's blocks is checked once every block is
+  // known (check_slot_bindings).
   slot_index_[d.slot] = slots_.size();
   slots_.push_back({d.slot, d.type.text, file.loc(d.type.offset)});
 }
@@ -348,6 +353,20 @@ void Elaborator::collect(const ast::BlockDecl& d, const SourceFile& file) {
   for (const std::string& p : d.params)
     if (!seen.insert(p).second) diags_.error(file.loc(d.offset), "block '" + d.name + "' has two parameters named '" + p + "'");
   blocks_[d.name] = {&d, &file};
+}
+
+// A slot binds a node type or a block of the model (`use sublayer = post_norm`: every use of the
+// slot is that block, and --use sublayer=pre_norm swaps it as a node type is swapped).
+void Elaborator::check_slot_bindings() {
+  for (const SlotEntry& s : slots_)
+    if (!registry_.contains(s.type) && !blocks_.count(s.type)) diags_.error(s.loc, unknown_binding_message(s.type));
+}
+
+std::string Elaborator::unknown_binding_message(const std::string& name) const {
+  if (name.find('.') != std::string::npos || blocks_.empty()) return registry_.unknown_type_message(name);
+  std::vector<std::string> names;
+  for (const auto& [block, unused] : blocks_) names.push_back(block);
+  return "unknown node type or block '" + name + "'; the model's blocks: " + join_names(names) + did_you_mean(name, names);
 }
 
 void Elaborator::apply_override(const Override& o) {
@@ -378,8 +397,10 @@ void Elaborator::apply_override(const Override& o) {
     if (type.empty() || positional) {
       error(e.offset, "slot '" + o.name + "' takes a node type name, such as " + slots_[s->second].type +
                           ", optionally with named attributes: " + slots_[s->second].type + "(name: value)");
-    } else if (!registry_.contains(type)) {
-      error(e.offset, registry_.unknown_type_message(type));
+    } else if (!registry_.contains(type) && !blocks_.count(type)) {
+      error(e.offset, unknown_binding_message(type));
+    } else if (!registry_.contains(type) && bound) {
+      error(e.offset, "slot '" + o.name + "' names block '" + type + "', which takes no attributes");
     } else {
       slots_[s->second].type = type;
       slots_[s->second].loc = loc(e.offset);
@@ -513,7 +534,17 @@ Value Elaborator::lookup(const ast::Name& name) {
     if (auto p = param_index_.find(text); p != param_index_.end()) return param(params_[p->second]);
     if (auto s = slot_index_.find(text); s != slot_index_.end()) {
       const SlotEntry& slot = slots_[s->second];
-      if (!registry_.contains(slot.type)) return {};  // already reported
+      if (!registry_.contains(slot.type)) {
+        // A slot bound to a block of the model (use sublayer = post_norm) is that block.
+        auto b = blocks_.find(slot.type);
+        if (b == blocks_.end()) return {};  // already reported
+        Value v;
+        v.kind = Value::Kind::Block;
+        v.block = std::make_shared<BlockClosure>();
+        v.block->def = b->second;
+        v.block->display = text;  // node names as if the block were written under the slot's name
+        return v;
+      }
       Value v = make_component(slot.type, text);
       if (slot.bound && !bind_slot_attrs(*v.component, slot)) return {};
       return v;
@@ -698,7 +729,7 @@ Value Elaborator::eval_repeat(const ast::Repeat& r) {
       error(last.offset, "the first argument of a repeated call must be the tensor passed from copy to copy");
     return {};
   }
-  const std::string base = callee.kind == Value::Kind::Block ? callee.block->def.decl->name : callee.component->display;
+  const std::string base = callee.kind == Value::Kind::Block ? callee.block->name() : callee.component->display;
   const bool shared = r.shared.has_value();
   std::string first_copy;
   Value current = args.positional[0].first;
@@ -783,8 +814,13 @@ std::optional<AttrValue> Elaborator::to_attr(const Value& v) const {
     case Value::Kind::Bool: return AttrValue(v.b);
     case Value::Kind::String: return AttrValue(v.s);
     case Value::Kind::Component:
-      // A slot or type name given as a value names its type (posenc: posenc).
-      if (v.component->bare) return AttrValue(v.component->type);
+      // A slot or type name given as a value names its type and the attributes bound with the
+      // slot (posenc: posenc, with --use 'posenc=posenc.t5(num_buckets: 16)'): node/attrs.h.
+      if (v.component->bare) {
+        Attrs bound;
+        for (const auto& [name, value] : v.component->bound_attrs) bound.set(name, value.first);
+        return AttrValue(format_type_call(v.component->type, bound));
+      }
       return std::nullopt;
     default: return std::nullopt;
   }
@@ -970,7 +1006,7 @@ Value Elaborator::call_block(const BlockClosure& original, const Args& args, int
     throw Abort{};
   }
   ++block_depth_;
-  if (!repeat_copy) push_frame(decl.name);
+  if (!repeat_copy) push_frame(b.name());
   const SourceFile* saved = file_;
   file_ = b.def.file;
   locals_.push_back(b.bound);
@@ -1138,6 +1174,7 @@ ElaboratedModel Elaborator::run(const ElaborateOptions& options) {
   const ast::Model* model = select_model(options);
   if (!model) return {};
   collect_declarations(*model);
+  check_slot_bindings();
   for (const Override& o : options.overrides) apply_override(o);
   for (ParamEntry& p : params_) param(p);
   if (!diags_.empty()) return {};  // inputs, blocks and nodes would only repeat the errors
@@ -1174,6 +1211,7 @@ ElaboratedModel Elaborator::run(const ElaborateOptions& options) {
     if (auto a = to_attr(p.value)) result.params.emplace_back(p.name, *a);
   }
   for (const SlotEntry& s : slots_) result.slots.emplace_back(s.name, s.type);
+  for (const auto& [name, unused] : blocks_) result.blocks.push_back(name);
   result.graph = std::move(graph_);
   return result;
 }

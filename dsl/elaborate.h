@@ -85,7 +85,8 @@ struct ElaboratedModel {
   ir::GraphDef graph;
   ir::InferredGraph shapes;
   std::vector<std::pair<std::string, AttrValue>> params;  // resolved values, in declaration order
-  std::vector<std::pair<std::string, std::string>> slots; // slot -> node type, in declaration order
+  std::vector<std::pair<std::string, std::string>> slots; // slot -> node type (or block), in declaration order
+  std::vector<std::string> blocks;  // the model's blocks, which a slot may bind (sorted)
 
   // The resolved value of the whole-number parameter `name`, or `fallback` when the model has no
   // such parameter (or it is not a whole number).

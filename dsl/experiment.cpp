@@ -380,9 +380,11 @@ void check_ablate(const ExperimentSpec& spec, const ElaboratedModel& model, cons
     auto slot = std::find_if(model.slots.begin(), model.slots.end(), [&](const auto& p) { return p.first == s.key; });
     if (slot != model.slots.end()) {
       for (const ConstValue& v : s.value.items) {
+        if (v.kind == ConstValue::Kind::Call && v.text == "set") continue;  // grouped changes: resolved by the sweep
         const std::string type = v.kind == ConstValue::Kind::String ? v.text : v.kind == ConstValue::Kind::Name ? v.text : "";
         if (type.empty()) diags.error(v.loc, "ablate '" + s.key + "' is a slot: its values are node types, such as " + slot->second);
-        else if (!registry.contains(type)) diags.error(v.loc, registry.unknown_type_message(type));
+        else if (!registry.contains(type) && !std::binary_search(model.blocks.begin(), model.blocks.end(), type))
+          diags.error(v.loc, registry.unknown_type_message(type));
       }
       continue;
     }

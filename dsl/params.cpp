@@ -17,6 +17,7 @@ ParamCount count_params(const ElaboratedModel& model) {
     const std::string& kind = slot == slot_of_type.end() ? node.type() : slot->second;
     for (const ParamSpec& p : model.shapes.node_shapes.at(i).params) {
       // Shared as the parameter store shares it (exec/parameters.h): by its own scope, when it has one.
+      if (p.kind == ParamKind::State) continue;  // running statistics are not trained (node.h)
       if (!seen.insert({p.scope.empty() ? scope : p.scope, p.name}).second) continue;
       const int64_t n = numel(p.shape);
       count.total += n;

@@ -1,6 +1,6 @@
 // dsl/params.h — counting the parameters of an elaborated model.
 //
-// Contract: every parameter tensor is counted once. A parameter is identified by its scope (the
+// Contract: every trainable parameter tensor is counted once (State, e.g. running statistics, is not). A parameter is identified by its scope (the
 // node's param_scope, or its name when that is empty) and its local name, so tied weights (one
 // embedding for source, target and output projection; repeat(N, shared)) count once. Components:
 //   by_component — the first segment of the scope: the model-level value that created it

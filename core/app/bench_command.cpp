@@ -340,7 +340,8 @@ void run_bench(const BenchOptions& o, const CommonOptions& common) {
   const uint64_t seed = common.seed;
   exec::Model model(elaborated.graph, *registry, seed, dsl::default_dims());
   std::vector<train::ParamRef> refs;
-  for (exec::Parameter& p : model.parameters()) refs.push_back({p.name, p.value.view(), p.grad.view()});
+  for (exec::Parameter& p : model.parameters())
+    if (p.spec.kind == ParamKind::Trainable) refs.push_back({p.name, p.value.view(), p.grad.view()});  // Adam's
   if (o.block > 0) {
     bench_language_model(o, elaborated, model, refs, executor, threads, seed);
     return;

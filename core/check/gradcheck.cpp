@@ -49,7 +49,21 @@ bool same_bits(const Tensor& a, const Tensor& b) {
   return a.numel() == b.numel() && std::memcmp(a.data(), b.data(), sizeof(float) * a.numel()) == 0;
 }
 
-// Everything one check needs: the node, its tensors, and the random weights w of L = Σ w·y.
+// The auxiliary losses a node reports in a training forward (node.h, StepReport): part of L.
+class AuxLosses final : public StepReport {
+ public:
+  void aux_loss(double value) override { sum += value; }
+  void metric(const std::string&, double) override {}
+  double sum = 0.0;
+};
+
+// Backward runs with this objective scale (StepInfo::objective_scale) and output gradients scaled
+// alike, and the analytic gradients are divided by it: a node that ignores the scale on its
+// auxiliary loss fails. A power of two, so the scaling itself is exact.
+constexpr double kObjectiveScale = 2.0;
+
+// Everything one check needs: the node, its tensors, and the random weights w of L = Σ w·y (+ the
+// auxiliary losses the node reports in training).
 struct Harness {
   const NodeSchema& schema;
   const GradCheckExample& example;
@@ -58,24 +72,37 @@ struct Harness {
   std::vector<Tensor> inputs, params, weights;
   std::vector<bool> output_differentiable;
   StepInfo step;
+  std::vector<Tensor> state_start;  // each State parameter's value before a forward (else empty)
+
+  bool is_state(size_t p) const { return shapes.params[p].kind == ParamKind::State; }
 
   struct Run {
     std::vector<Tensor> outputs, saved, workspace;
+    std::vector<Tensor> state;  // the State parameters after the forward
+    double aux = 0.0;
   };
 
   // A forward on fresh buffers: outputs, saved and workspace start as NaN so that any element the
-  // node does not write shows up.
-  Run forward() const {
-    Run run{make(shapes.outputs, kNaN), make(shapes.saved, kNaN), make(shapes.workspace, kNaN)};
+  // node does not write shows up. State parameters start from state_start every time, so that each
+  // forward is the same function of inputs and parameters.
+  Run forward() {
+    Run run{make(shapes.outputs, kNaN), make(shapes.saved, kNaN), make(shapes.workspace, kNaN), {}, 0.0};
+    for (size_t p = 0; p < params.size(); ++p)
+      if (is_state(p)) params[p].view().copy_from(state_start[p].view());
+    AuxLosses aux;
+    StepInfo info = step;
+    if (info.training) info.report = &aux;
     const std::vector<TensorView> in = views(inputs), p = views(params), out = views(run.outputs),
                                   sv = views(run.saved), ws = views(run.workspace);
-    node->forward(ForwardContext{in, p, out, sv, ws, step});
+    node->forward(ForwardContext{in, p, out, sv, ws, info});
+    for (size_t q = 0; q < params.size(); ++q) run.state.push_back(is_state(q) ? params[q] : Tensor());
+    run.aux = aux.sum;
     return run;
   }
 
-  // L = Σ over differentiable outputs of Σ w·y, accumulated in double.
+  // L = Σ over differentiable outputs of Σ w·y, accumulated in double, plus the auxiliary losses.
   double loss(const Run& run) const {
-    double total = 0.0;
+    double total = run.aux;
     for (size_t o = 0; o < run.outputs.size(); ++o) {
       if (!output_differentiable[o]) continue;
       const float* y = run.outputs[o].data();
@@ -272,7 +299,7 @@ static std::vector<std::string> check_example_unguarded(const Registry& registry
     if (!schema.inputs[i].optional)
       return {"the example omits required input '" + schema.inputs[i].name + "'"};
 
-  Harness h{schema, example, registry.create(type, example.attrs), {}, {}, {}, {}, {}, {}};
+  Harness h{schema, example, registry.create(type, example.attrs), {}, {}, {}, {}, {}, {}, {}};
   h.step.training = example.training;
   h.step.seed = kSeed;
 
@@ -290,6 +317,7 @@ static std::vector<std::string> check_example_unguarded(const Registry& registry
   std::normal_distribution<float> normal(0.0f, 1.0f);
   if (std::string error = fill_inputs(schema, example, rng, h.inputs); !error.empty()) return {error};
   h.params = random_params(h.shapes.params, rng);
+  for (size_t p = 0; p < h.params.size(); ++p) h.state_start.push_back(h.is_state(p) ? h.params[p] : Tensor());
   for (size_t o = 0; o < h.shapes.outputs.size(); ++o) {
     h.output_differentiable.push_back(schema.outputs[o].differentiable);
     Tensor w(h.shapes.outputs[o], 0.0f);
@@ -312,12 +340,19 @@ static std::vector<std::string> check_example_unguarded(const Registry& registry
   }
   for (size_t i = 0; i < h.inputs.size(); ++i)
     if (!same_bits(h.inputs[i], inputs_before[i])) fail("forward modified input '" + schema.inputs[i].name + "'");
+  // State (running statistics) may change in training only (node.h, ParamKind::State).
   for (size_t p = 0; p < h.params.size(); ++p)
-    if (!same_bits(h.params[p], params_before[p])) fail("forward modified parameter '" + h.shapes.params[p].name + "'");
+    if ((!h.is_state(p) || !example.training) && !same_bits(h.params[p], params_before[p]))
+      fail("forward modified " + std::string(h.is_state(p) ? "state '" : "parameter '") + h.shapes.params[p].name + "'" +
+           (h.is_state(p) ? " outside training" : ""));
   const Harness::Run again = h.forward();
   for (size_t o = 0; o < base.outputs.size(); ++o)
     if (!same_bits(base.outputs[o], again.outputs[o]))
       fail("forward is not deterministic: two runs gave different '" + schema.outputs[o].name + "'");
+  for (size_t p = 0; p < h.params.size(); ++p)
+    if (h.is_state(p) && !same_bits(base.state[p], again.state[p]))
+      fail("forward is not deterministic: two runs left different state '" + h.shapes.params[p].name + "'");
+  if (base.aux != again.aux) fail("forward is not deterministic: two runs reported different auxiliary losses");
   if (!failures.empty()) return failures;
 
   // ---- backward: ADD into input gradients, ASSIGN parameter gradients -----------------------
@@ -328,17 +363,27 @@ static std::vector<std::string> check_example_unguarded(const Registry& registry
     input_grads.emplace_back(wanted ? h.inputs[i].shape() : Shape{0}, kSentinel);
     input_grad_views.push_back(wanted ? input_grads.back().view() : TensorView());
   }
+  // State has no gradient: an absent view, which backward leaves alone.
   std::vector<Tensor> param_grads = make([&] {
     std::vector<Shape> s;
-    for (const ParamSpec& spec : h.shapes.params) s.push_back(spec.shape);
+    for (const ParamSpec& spec : h.shapes.params) s.push_back(spec.kind == ParamKind::State ? Shape{0} : spec.shape);
     return s;
   }(), kNaN);
   {
     const std::vector<Tensor> workspace = make(h.shapes.workspace, kNaN);
+    std::vector<Tensor> scaled_weights;  // the output gradients of kObjectiveScale · L
+    for (const Tensor& w : h.weights) {
+      scaled_weights.push_back(w);
+      Eigen::Map<Eigen::ArrayXf>(scaled_weights.back().data(), w.numel()) *= static_cast<float>(kObjectiveScale);
+    }
+    std::vector<TensorView> pg = views(param_grads);
+    for (size_t p = 0; p < pg.size(); ++p)
+      if (h.is_state(p)) pg[p] = TensorView();
     const std::vector<TensorView> in = views(h.inputs), p = views(h.params), out = views(base.outputs),
-                                  sv = views(base.saved), ws = views(workspace), og = views(h.weights),
-                                  pg = views(param_grads);
-    h.node->backward(BackwardContext{in, p, out, sv, ws, og, input_grad_views, pg, h.step});
+                                  sv = views(base.saved), ws = views(workspace), og = views(scaled_weights);
+    StepInfo info = h.step;
+    info.objective_scale = kObjectiveScale;
+    h.node->backward(BackwardContext{in, p, out, sv, ws, og, input_grad_views, pg, info});
   }
   for (size_t i = 0; i < h.inputs.size(); ++i)
     if (!same_bits(h.inputs[i], inputs_before[i])) fail("backward modified input '" + schema.inputs[i].name + "'");
@@ -348,10 +393,11 @@ static std::vector<std::string> check_example_unguarded(const Registry& registry
     if (!input_grad_views[i].present()) continue;
     Checked c{"input '" + schema.inputs[i].name + "'", &h.inputs[i], {}};
     for (int64_t j = 0; j < input_grads[i].numel(); ++j)
-      c.analytic.push_back(static_cast<double>(input_grads[i].data()[j]) - kSentinel);
+      c.analytic.push_back((static_cast<double>(input_grads[i].data()[j]) - kSentinel) / kObjectiveScale);
     checked.push_back(std::move(c));
   }
   for (size_t p = 0; p < h.params.size(); ++p) {
+    if (h.is_state(p)) continue;  // not differentiated (node.h)
     Checked c{"parameter '" + h.shapes.params[p].name + "'", &h.params[p], {}};
     bool unassigned = false;
     for (int64_t j = 0; j < param_grads[p].numel(); ++j) {
@@ -361,7 +407,7 @@ static std::vector<std::string> check_example_unguarded(const Registry& registry
              describe(param_grads[p].shape(), j) + " is still NaN; parameter gradients are ASSIGNED, not added)");
         unassigned = true;
       }
-      c.analytic.push_back(g);
+      c.analytic.push_back(g / kObjectiveScale);
     }
     checked.push_back(std::move(c));
   }

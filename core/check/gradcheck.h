@@ -10,7 +10,13 @@
 //     gradient is read as result − sentinel) and ASSIGNS every parameter-gradient element (they
 //     are pre-filled with NaN);
 //   - the analytic gradient of L = Σ w·y (w random, over the differentiable outputs) matches
-//     central differences of L computed in double, within the example's relative tolerance.
+//     central differences of L computed in double, within the example's relative tolerance. In a
+//     training example L also holds the auxiliary losses the node reports (node.h, StepReport);
+//     backward runs with StepInfo::objective_scale = 2 and output gradients 2w, and the analytic
+//     gradients are halved, so the scale must be honoured;
+//   - State parameters (ParamKind::State) are neither perturbed nor given a gradient (an absent
+//     view); each forward starts from the same state, which must be unchanged outside training
+//     and left identical by two training forwards.
 // Non-differentiable ports (PortSchema::differentiable = false) and Index/Fixed inputs take no
 // gradient and are not checked. A type with no examples is a failure of its own.
 //

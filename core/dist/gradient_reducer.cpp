@@ -26,6 +26,7 @@ GradientReducer::GradientReducer(World& world, exec::ParameterStore& store, size
   if (!world.mpi()) throw DistError("gradient reduction needs a world of several ranks started by mpirun");
   const size_t bucket_floats = std::max<size_t>(1, bucket_bytes / sizeof(float));
   for (size_t i = store.size(); i-- > 0;) {
+    if (store[i].spec.kind == ParamKind::State) continue;  // no gradient: never reduced (node.h)
     const size_t n = static_cast<size_t>(store[i].grad.numel());
     if (buckets_.empty() || (!buckets_.back()->params.empty() && buckets_.back()->sum.size() + n > bucket_floats))
       buckets_.push_back(std::make_unique<Bucket>());
@@ -78,7 +79,8 @@ void GradientReducer::gradient_ready(size_t param) {
 }
 
 void GradientReducer::report_all() {
-  for (size_t p = 0; p < store_.size(); ++p) gradient_ready(p);
+  for (size_t p = 0; p < store_.size(); ++p)
+    if (store_[p].spec.kind == ParamKind::Trainable) gradient_ready(p);
 }
 
 PollState GradientReducer::poll() {

@@ -2,7 +2,7 @@
 // while backward still runs on the remaining layers.
 //
 // Contract:
-// - GradientReducer(world, store, bucket_bytes) cuts the store's parameters into buckets of about
+// - GradientReducer(world, store, bucket_bytes) cuts the store's trainable parameters (State has no gradient; node.h) into buckets of about
 //   bucket_bytes (at least one parameter each), in reverse declaration order: backward produces
 //   the last layers' gradients first, so the first buckets fill first.
 // - It is the executor's GradientListener for the last backward of a step (exec/executor.h):

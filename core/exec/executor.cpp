@@ -15,12 +15,15 @@ static std::string describe(const Plan::Step& step, const char* phase, const cha
   return ir::format_location(step.loc) + ": error: node '" + step.name + "' (" + step.type + "): " + phase + ": " + what;
 }
 
-static StepInfo step_info(const Plan& plan, const Plan::Step& step) {
+static StepInfo step_info(const Plan& plan, size_t index) {
+  const Plan::Step& step = plan.steps()[index];
   StepInfo info;
   info.training = plan.last_forward.training;
   info.seed = hash_combine(hash_combine(plan.last_forward.seed, plan.last_forward.step), step.name_hash);
   info.batch_offset = plan.last_forward.batch_offset;
   info.batch_rows = plan.last_forward.batch_rows;
+  if (plan.last_forward.report_sink && info.training) info.report = plan.step_reports[index].get();
+  info.objective_scale = plan.objective_scale;
   return info;
 }
 
@@ -33,6 +36,18 @@ class StepRecorder final : public Recorder {
 
  private:
   RecordSink& sink_;
+  const std::string& node_;
+};
+
+// The StepReport a node gets in a reporting forward: the plan's sink, told which node reports.
+class StepReporter final : public StepReport {
+ public:
+  StepReporter(const Plan& plan, const std::string& node) : plan_(plan), node_(node) {}
+  void aux_loss(double value) override { plan_.last_forward.report_sink->aux_loss(node_, value); }
+  void metric(const std::string& name, double value) override { plan_.last_forward.report_sink->metric(node_, name, value); }
+
+ private:
+  const Plan& plan_;
   const std::string& node_;
 };
 
@@ -64,7 +79,7 @@ void reduce_param_gradient_at(void* ctx, size_t i) {
 
 void Executor::forward_step(Plan& plan, size_t index) {
   const Plan::Step& step = plan.steps()[index];
-  ForwardContext ctx{step.inputs, step.params, step.outputs, step.saved, step.workspace, step_info(plan, step)};
+  ForwardContext ctx{step.inputs, step.params, step.outputs, step.saved, step.workspace, step_info(plan, index)};
   if (plan.last_forward.recorders) ctx.step.recorder = plan.last_forward.recorders[index];
   try {
     step.instance->forward(ctx);
@@ -80,7 +95,7 @@ void Executor::backward_step(Plan& plan, size_t index, bool staged) {
   BackwardContext ctx{step.inputs,       step.params,      step.outputs,
                       step.saved,        step.workspace,   step.output_grads,
                       step.input_grads,  staged ? step.param_grads_staged : step.param_grads,
-                      step_info(plan, step)};
+                      step_info(plan, index)};
   try {
     step.instance->backward(ctx);
   } catch (const std::exception& e) {
@@ -101,7 +116,8 @@ void Executor::run_indexed(size_t n, void (*fn)(void*, size_t), void* ctx) {
   for (size_t i = 0; i < n; ++i) fn(ctx, i);
 }
 
-void Executor::forward(Plan& plan, const TensorMap& feeds, StepInfo base, uint64_t step, RecordSink* sink) {
+void Executor::forward(Plan& plan, const TensorMap& feeds, StepInfo base, uint64_t step, RecordSink* sink,
+                       ReportSink* report) {
   if (sink && plan.pass() != Pass::ForwardOnly)
     throw ExecError("forward: recording needs a forward-only plan (Pass::ForwardOnly)");
   // Every fed value exactly once (by value name or graph output name), with the planned shape.
@@ -129,6 +145,11 @@ void Executor::forward(Plan& plan, const TensorMap& feeds, StepInfo base, uint64
   for (const auto& [name, tensor] : feeds) plan.value(name).copy_from(tensor);
 
   plan.last_forward = {false, base.training, base.seed, step, base.batch_offset, base.batch_rows};
+  if (report && base.training) {
+    if (plan.step_reports.empty())
+      for (const Plan::Step& s : plan.steps()) plan.step_reports.push_back(std::make_shared<StepReporter>(plan, s.name));
+    plan.last_forward.report_sink = report;
+  }
   if (!sink) {
     run_forward(plan);
   } else {
@@ -145,6 +166,7 @@ void Executor::forward(Plan& plan, const TensorMap& feeds, StepInfo base, uint64
     }
     plan.last_forward.recorders = nullptr;
   }
+  plan.last_forward.report_sink = nullptr;  // backward reports nothing
   plan.last_forward.done = true;
 }
 
@@ -178,6 +200,7 @@ void Executor::backward(Plan& plan, const TensorMap& seeds, BackwardOptions opti
   if (seeds.empty() && implicit_seed.empty())
     throw ExecError("backward: no seed gradients given, and the plan fetches no single scalar with a gradient (a loss) to seed with 1");
   if (options.accumulate) plan.prepare_accumulation();
+  plan.objective_scale = options.objective_scale;
 
   run_indexed(plan.value_grads().size(), zero_value_grad, &plan);
   if (seeds.empty()) plan.grad(implicit_seed).fill(1.0f);

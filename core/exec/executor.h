@@ -32,6 +32,12 @@
 //   the nodes. Only a Pass::ForwardOnly plan may be inspected (ExecError otherwise): a node may
 //   compute differently while recording (attention takes its materialised kernel), and nothing
 //   runs backward from such a pass. The outputs are those of an ordinary forward pass.
+// - forward(..., report) in a training pass hands every node a StepReport (StepInfo::report) whose
+//   auxiliary losses and metrics go to report->aux_loss(node name, value) and
+//   report->metric(node name, name, value), from the threads that run the nodes. Outside training
+//   nodes get no report. backward passes options.objective_scale to every node
+//   (StepInfo::objective_scale): the factor the caller seeded the objective's gradient with, by
+//   which nodes scale the gradients of their auxiliary losses (node.h, StepReport).
 // - A node that throws is reported as ExecError: "file:line:col: error: node 'NAME' (TYPE):
 //   forward: <what>" (or backward); nodes not yet started are skipped, and the plan stays usable.
 // - After the first call on a plan (which may build per-plan executor state, and for accumulate
@@ -68,6 +74,17 @@ class GradientListener {
 struct BackwardOptions {
   bool accumulate = false;  // add into the store's gradients instead of assigning them
   GradientListener* listener = nullptr;
+  double objective_scale = 1.0;  // what the objective's gradient was seeded with (StepInfo)
+};
+
+// Receives the auxiliary losses and metrics of a training forward pass (see forward above).
+class ReportSink {
+ public:
+  virtual void aux_loss(const std::string& node, double value) = 0;
+  virtual void metric(const std::string& node, const std::string& name, double value) = 0;
+
+ protected:
+  ~ReportSink() = default;
 };
 
 // Receives the records of an inspecting forward pass (see forward above).
@@ -87,7 +104,8 @@ class Executor {
   virtual ~Executor() = default;
   virtual const char* name() const = 0;
 
-  void forward(Plan& plan, const TensorMap& feeds, StepInfo base, uint64_t step, RecordSink* sink = nullptr);
+  void forward(Plan& plan, const TensorMap& feeds, StepInfo base, uint64_t step, RecordSink* sink = nullptr,
+               ReportSink* report = nullptr);
   void backward(Plan& plan, const TensorMap& seeds = {}, BackwardOptions options = {});
 
  protected:

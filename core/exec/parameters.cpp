@@ -10,6 +10,10 @@ size_t ParameterStore::declare(const std::string& scope, const ParamSpec& spec, 
   const std::string name = scope + "." + spec.name;
   if (auto it = index_.find(name); it != index_.end()) {
     const Parameter& existing = params_[it->second];
+    if (existing.spec.kind == ParamKind::State || spec.kind == ParamKind::State)
+      throw ParameterError("parameter '" + name + "' is declared by node '" + existing.owner + "' and node '" + node +
+                           "', but state (running statistics) belongs to one node and cannot be shared; give the nodes "
+                           "different param_scopes");
     if (existing.spec.shape != spec.shape)
       throw ParameterError("parameter '" + name + "' is shared by node '" + existing.owner + "' with shape " +
                            to_string(existing.spec.shape) + " and node '" + node + "' with shape " +
@@ -80,7 +84,8 @@ const Parameter& ParameterStore::at(const std::string& full_name) const {
 
 int64_t ParameterStore::element_count() const {
   int64_t n = 0;
-  for (const Parameter& p : params_) n += p.value.numel();
+  for (const Parameter& p : params_)
+    if (p.spec.kind == ParamKind::Trainable) n += p.value.numel();
   return n;
 }
 

@@ -11,6 +11,9 @@
 //   declaration's Init is the one used.
 // - Parameters keep the order of their first declaration; indices are stable, and the value and
 //   gradient storage never moves once declared (plans hold views into it).
+// - A ParamKind::State parameter (node.h) is stored, initialised and copied like the others but has
+//   no gradient that anything reads (its grad stays zero); it cannot be shared (declaring it twice
+//   is a ParameterError naming both nodes), and element_count() leaves it out.
 // - initialize(seed) is deterministic: each parameter draws from a counter-based stream keyed by
 //   (seed, full name), so its values do not depend on which other parameters exist or on threads.
 //   XavierUniform: U(-a, a), a = sqrt(6 / (fan_in + fan_out)) with fan_in, fan_out the last two
@@ -56,7 +59,7 @@ class ParameterStore {
   std::optional<size_t> find(const std::string& full_name) const;
   Parameter& at(const std::string& full_name);  // throws ParameterError naming it
   const Parameter& at(const std::string& full_name) const;
-  int64_t element_count() const;  // total number of trainable scalars
+  int64_t element_count() const;  // total number of trainable scalars (State parameters excluded)
 
   auto begin() { return params_.begin(); }
   auto end() { return params_.end(); }

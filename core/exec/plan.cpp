@@ -287,6 +287,8 @@ struct Plan::Builder {
       for (size_t k = 0; k < params.size(); ++k) {
         step.params.push_back(model.parameters()[params[k]].value.view());
         step.param_grads.push_back(TensorView());
+        // State has no gradient (node.h): its gradient view stays absent, and nothing reduces it.
+        if (model.parameters()[params[k]].spec.kind == ParamKind::State) continue;
         if (active[i]) param_users[params[k]].push_back({static_cast<int>(s), static_cast<int>(k)});
       }
       for (const Shape& shape : node_shapes[i].saved) step.saved.push_back(plan.allocate(shape));
@@ -315,7 +317,7 @@ struct Plan::Builder {
       plan.param_gradients_.push_back(std::move(pg));
     }
     for (size_t p = 0; p < model.parameters().size(); ++p)
-      if (!param_users.count(p)) plan.unused_params_.push_back(p);
+      if (!param_users.count(p) && model.parameters()[p].spec.kind == ParamKind::Trainable) plan.unused_params_.push_back(p);
   }
 
   // Forward: a node after the producers of its inputs. Backward: a producer after every consumer

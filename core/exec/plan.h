@@ -39,6 +39,7 @@ namespace attnlab::exec {
 
 class Model;
 class GradientListener;
+class ReportSink;
 
 // What a plan is for. Forward-only plans (evaluation, decoding) get no gradient buffers: no value
 // gradients, no per-use parameter gradients, no node runs backward; backward() on one is an error.
@@ -120,7 +121,13 @@ class Plan {
     uint64_t step = 0;
     int64_t batch_offset = 0, batch_rows = 0;  // StepInfo's shard position, passed on to every node
     Recorder* const* recorders = nullptr;  // during an inspecting forward: one per step
+    ReportSink* report_sink = nullptr;     // during a reporting (training) forward
   } last_forward;
+  // Executor-private: one StepReport per step for reporting forwards, built on first use.
+  std::vector<std::shared_ptr<StepReport>> step_reports;  // shared_ptr: it deletes the concrete type
+
+  // Set by Executor::backward for the backward in progress (BackwardOptions::objective_scale).
+  double objective_scale = 1.0;
 
   // Executor-private: the backward in progress when it reports final gradients (see
   // BackwardOptions::listener in executor.h): the listener (null: none), whether it accumulates,

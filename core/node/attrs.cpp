@@ -1,5 +1,6 @@
 #include "node/attrs.h"
 
+#include <cctype>
 #include <sstream>
 #include <stdexcept>
 
@@ -59,6 +60,89 @@ bool Attrs::get_bool(const std::string& name) const { return typed<bool>(*this, 
 
 const std::string& Attrs::get_string(const std::string& name) const {
   return typed<std::string>(*this, name, AttrType::String);
+}
+
+std::string format_type_call(const std::string& type, const Attrs& attrs) {
+  if (attrs.values().empty()) return type;
+  std::string out = type + "(";
+  bool first = true;
+  for (const auto& [name, value] : attrs.values()) {
+    out += (first ? "" : ", ") + name + ": " + to_string(value);
+    first = false;
+  }
+  return out + ")";
+}
+
+std::pair<std::string, Attrs> parse_type_call(const std::string& text) {
+  auto bad = [&](size_t at, const std::string& what) {
+    return std::invalid_argument("'" + text + "' at character " + std::to_string(at + 1) + ": " + what +
+                                 "; expected TYPE or TYPE(name: value, ...)");
+  };
+  const size_t open = text.find('(');
+  std::string type = text.substr(0, open);
+  while (!type.empty() && type.back() == ' ') type.pop_back();
+  if (type.empty()) throw bad(0, "no type name");
+  Attrs attrs;
+  if (open == std::string::npos) return {type, attrs};
+  size_t i = open + 1;
+  auto skip = [&] {
+    while (i < text.size() && text[i] == ' ') ++i;
+  };
+  auto is_name = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+  skip();
+  if (i < text.size() && text[i] == ')') ++i;
+  else
+    for (;;) {
+      skip();
+      const size_t start = i;
+      while (i < text.size() && is_name(text[i])) ++i;
+      if (i == start) throw bad(i, "an attribute name is missing");
+      const std::string name = text.substr(start, i - start);
+      skip();
+      if (i >= text.size() || text[i] != ':') throw bad(i, "':' is missing after '" + name + "'");
+      ++i;
+      skip();
+      const size_t value_start = i;
+      if (i < text.size() && text[i] == '"') {
+        const size_t close = text.find('"', i + 1);
+        if (close == std::string::npos) throw bad(i, "an unterminated string");
+        attrs.set(name, text.substr(i + 1, close - i - 1));
+        i = close + 1;
+      } else {
+        while (i < text.size() && text[i] != ',' && text[i] != ')' && text[i] != ' ') ++i;
+        const std::string word = text.substr(value_start, i - value_start);
+        if (word == "true" || word == "false") {
+          attrs.set(name, word == "true");
+        } else {
+          size_t used = 0;
+          try {
+            if (word.find_first_of(".eEn") != std::string::npos) {
+              const double v = std::stod(word, &used);
+              if (used == word.size()) attrs.set(name, v);
+            } else {
+              const long long v = std::stoll(word, &used);
+              if (used == word.size()) attrs.set(name, static_cast<int64_t>(v));
+            }
+          } catch (const std::exception&) {
+            used = 0;
+          }
+          if (word.empty() || used != word.size()) throw bad(value_start, "'" + word + "' is not a value");
+        }
+      }
+      skip();
+      if (i < text.size() && text[i] == ',') {
+        ++i;
+        continue;
+      }
+      if (i < text.size() && text[i] == ')') {
+        ++i;
+        break;
+      }
+      throw bad(i, "',' or ')' is missing");
+    }
+  skip();
+  if (i != text.size()) throw bad(i, "text after ')'");
+  return {type, attrs};
 }
 
 }  // namespace attnlab

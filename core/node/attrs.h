@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -40,5 +41,13 @@ class Attrs {
  private:
   std::map<std::string, AttrValue> values_;
 };
+
+// A node type with attributes as one string value, "posenc.t5(max_distance: 64, num_buckets: 16)":
+// how an attribute names a component another node creates (attention's `posenc`, from a slot bound
+// with attributes). Attributes are written as to_string(AttrValue) writes them, in name order;
+// without attributes the text is the bare type name. parse_type_call is the inverse and accepts
+// exactly that form (spaces optional); a malformed text throws std::invalid_argument saying where.
+std::string format_type_call(const std::string& type, const Attrs& attrs);
+std::pair<std::string, Attrs> parse_type_call(const std::string& text);
 
 }  // namespace attnlab

@@ -110,6 +110,22 @@ enum class Init {
   Constant,       // every element equals ParamSpec::init_scale
 };
 
+// What a parameter is to training. A Trainable parameter is what the optimiser updates from its
+// gradient. A State parameter holds values the node itself keeps across steps (BatchNorm's running
+// statistics): the node may write it in a training forward pass (StepInfo::training) and only
+// then — never in evaluation, decoding or backward — and reads it in any pass. It has no gradient
+// (its entry in BackwardContext::param_grads is an absent view; backward writes nothing for it);
+// the optimiser, weight decay, gradient clipping and norms and the data-parallel gradient reduction
+// never see it, and it is not counted as a trainable parameter. Checkpoints save and restore it
+// with the weights (so a resumed run continues it exactly), checkpoint averaging averages it like a
+// weight, and exports carry it. A State parameter belongs to one node: a second node declaring it
+// (a shared param_scope) is an error. Updates must be deterministic (the same for any thread
+// count): reduce in a fixed order.
+enum class ParamKind {
+  Trainable,
+  State,
+};
+
 struct ParamSpec {
   ParamSpec() = default;
   ParamSpec(std::string name_, Shape shape_, Init init_ = Init::XavierUniform, float init_scale_ = 0.0f,
@@ -123,6 +139,7 @@ struct ParamSpec {
   // Empty: the parameter belongs to the node's scope (its param_scope, or its name). Otherwise its
   // full name is SCOPE.NAME whatever node declares it, so every node declaring it shares it.
   std::string scope;
+  ParamKind kind = ParamKind::Trainable;
 };
 
 struct NodeShapes {
@@ -167,6 +184,28 @@ class Recorder {
   ~Recorder() = default;
 };
 
+// Where a node reports from a training forward pass (StepInfo::report).
+//
+// Auxiliary losses: in a training forward pass a node may add a term A (already weighted, e.g. a
+// load-balancing loss) to the objective the caller minimises. The term is part of the node's
+// function in every training pass, with or without a report: forward reports A's value with
+// aux_loss() when a report is given; backward ADDS objective_scale · ∂A/∂x into the input
+// gradients and includes objective_scale · ∂A/∂θ in the parameter gradients it ASSIGNS
+// (StepInfo::objective_scale: the factor the caller seeded the objective's gradient with). Outside
+// training there is no term.
+// Metrics: metric(name, value) reports a number for this step (a count of tokens per expert); the
+// caller sums what each node reports under each name over the step's micro-batches (and ranks).
+// Names are local to the node; the caller prefixes the node's name. Both may be called from
+// several nodes' threads at once.
+class StepReport {
+ public:
+  virtual void aux_loss(double value) = 0;
+  virtual void metric(const std::string& name, double value) = 0;
+
+ protected:
+  ~StepReport() = default;
+};
+
 // What an executor tells a node about the current call.
 struct StepInfo {
   bool training = false;
@@ -181,6 +220,10 @@ struct StepInfo {
   int64_t batch_rows = 0;
   // Non-null only in an inspecting forward pass (never in training or decoding): see Recorder.
   Recorder* recorder = nullptr;
+  // Training forward passes only, and only when the caller collects them: see StepReport.
+  StepReport* report = nullptr;
+  // Backward: the factor the objective's gradient was seeded with (see StepReport).
+  double objective_scale = 1.0;
 };
 
 struct ForwardContext {

@@ -21,7 +21,9 @@
 // 2: DecodeState::stepwise, StepInfo::batch_offset/batch_rows
 // 3: Node::positional_scheme (node/positional.h), ParamSpec::scope, Init::Constant, factories see the
 //    registry; StepInfo::recorder
-#define ATTNLAB_ABI_VERSION 3u
+// 4: ParamSpec::kind (ParamKind::State: running statistics), StepInfo::report (StepReport: auxiliary
+//    losses and metrics) and StepInfo::objective_scale
+#define ATTNLAB_ABI_VERSION 4u
 
 namespace attnlab {
 

@@ -181,6 +181,7 @@ AblateBaseline load_baseline(const fs::path& experiment_file, const std::vector<
     baseline.experiment_name = spec.name;
     for (const auto& [name, value] : model.params) baseline.params.emplace_back(name, to_string(value));
     baseline.slots = model.slots;
+    baseline.blocks = model.blocks;
     for (const char* section : {"train", "decode"})
       if (auto it = spec.sections.find(section); it != spec.sections.end())
         for (const dsl::ExperimentSetting& s : it->second)
@@ -223,7 +224,8 @@ AblateChange resolve_change(const std::string& key, const std::string& value, co
     if (slot == key) {
       c.kind = AblateChange::Kind::Slot;
       const std::string type_name = trim_whitespace(value.substr(0, value.find('(')));
-      if (!registry.contains(type_name)) throw AblateError(where + ": " + registry.unknown_type_message(type_name));
+      if (!registry.contains(type_name) && !std::binary_search(baseline.blocks.begin(), baseline.blocks.end(), type_name))
+        throw AblateError(where + ": " + registry.unknown_type_message(type_name));
       return c;
     }
   for (const auto& [param, v] : baseline.params)

@@ -9,7 +9,8 @@
 //   "attention=attention.grouped_query(kv_heads: 2),attention.scaled_dot" has two values). A
 //   --vary axis with the key of an ablate entry replaces that entry.
 // - A key is resolved against the baseline experiment (resolve_axes): a model parameter
-//   (heads=1,4 → --set heads=1), a component slot (posenc=posenc.learned → --use posenc=...), or
+//   (heads=1,4 → --set heads=1), a component slot (posenc=posenc.learned → --use posenc=...; a slot
+//   may also bind one of the model's blocks: sublayer=pre_norm), or
 //   SECTION.KEY for the train/decode sections (train.label_smoothing=0,0.2 → --set). Anything
 //   else is an AblateError naming the key and the valid names; so is an empty value list or an
 //   empty value.
@@ -104,7 +105,8 @@ std::vector<std::string> split_values(const std::string& text);
 // What the baseline experiment offers to vary.
 struct AblateBaseline {
   std::vector<std::pair<std::string, std::string>> params;  // model parameter → value
-  std::vector<std::pair<std::string, std::string>> slots;   // slot → node type
+  std::vector<std::pair<std::string, std::string>> slots;   // slot → node type (or block)
+  std::vector<std::string> blocks;                          // the model's blocks (a slot may bind one)
   std::vector<std::pair<std::string, std::string>> settings;  // "train.dropout" → value as written
   std::vector<AblateAxis> ablate_section;                   // the experiment's ablate entries
   std::string experiment_name;

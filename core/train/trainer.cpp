@@ -43,6 +43,8 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -95,12 +97,43 @@ std::string read_text(const fs::path& path) {
 
 void write_text(const fs::path& path, const std::string& text) { write_file_atomically(path, text); }
 
-std::vector<ParamRef> param_refs(exec::ParameterStore& store) {
+// Every parameter of the store (what checkpoints and exports hold: weights and State), or only the
+// trainable ones (what Adam updates, decays, clips and reduces; node.h, ParamKind).
+enum class Which { All, Trainable };
+std::vector<ParamRef> param_refs(exec::ParameterStore& store, Which which = Which::All) {
   std::vector<ParamRef> refs;
   refs.reserve(store.size());
-  for (exec::Parameter& p : store) refs.push_back({p.name, p.value.view(), p.grad.view()});
+  for (exec::Parameter& p : store)
+    if (which == Which::All || p.spec.kind == ParamKind::Trainable) refs.push_back({p.name, p.value.view(), p.grad.view()});
   return refs;
 }
+
+// What the nodes of one training forward report (node.h, StepReport): the sum of their auxiliary
+// losses and their metrics by "NODE.NAME", summed over the nodes that report under a name.
+class MicroBatchReport final : public exec::ReportSink {
+ public:
+  void aux_loss(const std::string&, double value) override {
+    std::lock_guard lock(mutex_);
+    aux_ += value;
+  }
+  void metric(const std::string& node, const std::string& name, double value) override {
+    std::lock_guard lock(mutex_);
+    metrics_[node + "." + name] += value;
+  }
+  // Adds this micro-batch's report into the step's (the auxiliary loss weighted by the micro-batch's
+  // objective scale, as its gradient is) and clears it.
+  void drain_into(double weight, double& aux_sum, std::map<std::string, double>& metrics) {
+    aux_sum += weight * aux_;
+    for (const auto& [name, value] : metrics_) metrics[name] += value;
+    aux_ = 0;
+    metrics_.clear();
+  }
+
+ private:
+  std::mutex mutex_;
+  double aux_ = 0;
+  std::map<std::string, double> metrics_;
+};
 
 // AdamW's choice of parameters (optimizer.h): matrices decay; vectors (biases, norm gains) never;
 // tables of the embedding and posenc families (looked up, not multiplied) only when asked. A
@@ -226,6 +259,7 @@ class TrainingRun {
   // One event into metrics.jsonl and the TensorBoard events (rank 0), and its numbers into the checkpoint's latest metrics
   // ("valid_loss", "train_lr", ...).
   void log_event(const std::string& event, const nlohmann::json& fields);
+  std::map<std::string, double> sum_node_metrics_over_ranks(const std::map<std::string, double>& mine, uint64_t count);
   std::string train(InterruptGuard& interrupt);  // returns why it stopped
   EvalFigures test_and_save_translations();
   struct AverageFigures {
@@ -259,7 +293,9 @@ class TrainingRun {
   std::unique_ptr<tbb::global_control> parallelism_;
   std::unique_ptr<exec::TbbExecutor> executor_;
   std::unique_ptr<exec::Model> model_, eval_model_;
-  std::vector<ParamRef> refs_;
+  std::vector<ParamRef> refs_;     // trainable: what Adam updates
+  std::vector<ParamRef> weights_;  // every parameter (State too): what checkpoints and exports hold
+  std::set<std::string> metric_names_;  // the node metrics reported so far (data-parallel sums)
   std::unique_ptr<data::Batcher> batcher_, dev_batcher_, test_batcher_;  // translation
   std::unique_ptr<data::BlockSampler> sampler_;                           // language_model
   std::vector<int64_t> valid_offsets_;  // language_model: the held-out windows validation scores
@@ -448,7 +484,8 @@ void TrainingRun::build_models() {
   model_ = std::make_unique<exec::Model>(elaborated_.graph, registry_, seed_, rep);
   eval_model_ = std::make_unique<exec::Model>(eval_elaborated_.graph, registry_, seed_, rep);
   result_.parameters = model_->parameters().element_count();
-  refs_ = param_refs(model_->parameters());
+  refs_ = param_refs(model_->parameters(), Which::Trainable);
+  weights_ = param_refs(model_->parameters());
   mark_weight_decay(refs_, model_->graph(), settings_.adam.decay_embeddings);
   graph_bytes_ = elaborated_.graph.SerializeAsString();
 }
@@ -552,7 +589,7 @@ ckpt::Checkpoint TrainingRun::make_checkpoint() const {
   c.set_tokenizer_kind(tokenizer().kind());
   c.set_tokenizer(tokenizer().serialize());
   c.set_graph(graph_bytes_);
-  store_parameters(c, refs_);
+  store_parameters(c, weights_);
   store_optimizer(c, *adam_);
   c.set_step(step_);
   c.set_epoch(stream_->position().epoch);
@@ -641,7 +678,7 @@ void TrainingRun::resume_from_latest_checkpoint() {
   if (c.tokenizer() != tokenizer().serialize())
     throw RunError("cannot resume: checkpoint " + source + " was trained on other data (its vocabulary differs from the one built "
                    "from this run's data); resume with the same data, or start a new run with another --out");
-  load_parameters(c, refs_, source);
+  load_parameters(c, weights_, source);
   adam_->import_state(adam_state_from(c, source), refs_, source);
   step_ = c.step();
   stream_->set_position({c.data_position().epoch(), c.data_position().batch_index()});
@@ -670,7 +707,7 @@ void TrainingRun::init_from_safetensors() {
   const std::string source = options_.init_from.string();
   try {
     const SafetensorsFile file = read_safetensors(options_.init_from);
-    load_parameters(file.tensors, refs_, source);
+    load_parameters(file.tensors, weights_, source);
     log_ << "initial weights: " << file.tensors.parameters_size() << " parameters from " << source << "\n";
   } catch (const SafetensorsError& e) {
     throw RunError(std::string("--init-from ") + e.what());
@@ -774,6 +811,34 @@ void TrainingRun::validate(double elapsed, bool scheduled) {
   result_.valid_bits_per_char = f.bits_per_char;
 }
 
+// Data-parallel: the step's node metrics summed over ranks, in rank order. Every rank that has
+// reported names the same metrics (the same graph); they are sent by position in name order, and a
+// rank that has reported none yet (no rows so far) sends zeros. The names are this rank's.
+std::map<std::string, double> TrainingRun::sum_node_metrics_over_ranks(const std::map<std::string, double>& mine,
+                                                                       uint64_t count) {
+  std::vector<uint64_t> words(count, bits_of(0.0));
+  if (metric_names_.size() == count) {
+    size_t i = 0;
+    for (const std::string& name : metric_names_) {
+      auto it = mine.find(name);
+      words[i++] = bits_of(it == mine.end() ? 0.0 : it->second);
+    }
+  } else if (!metric_names_.empty()) {
+    throw RunError("data-parallel training: the ranks' nodes report different metrics (" + std::to_string(metric_names_.size()) +
+                   " here, " + std::to_string(count) + " elsewhere)");
+  }
+  const std::vector<uint64_t> all = world_.all_gather(words, "node metrics of step " + std::to_string(step_ + 1));
+  std::map<std::string, double> sums;
+  size_t i = 0;
+  for (const std::string& name : metric_names_) {
+    double sum = 0;
+    for (int r = 0; r < world_.size(); ++r) sum += std::bit_cast<double>(all[static_cast<size_t>(r) * count + i]);
+    sums[name] = sum;
+    ++i;
+  }
+  return sums;
+}
+
 void TrainingRun::log_event(const std::string& event, const nlohmann::json& fields) {
   if (metrics_) metrics_->append(event, fields);
   if (events_) events_->append(event, fields);
@@ -858,6 +923,7 @@ std::string TrainingRun::train(InterruptGuard& interrupt) {
   start_ = std::chrono::steady_clock::now();
   const double plan_budget_bytes = settings_.plan_memory_mb * 1024.0 * 1024.0;
   Tensor loss_seed(Shape{}, 0.0f);
+  MicroBatchReport micro_report;
   int64_t trained_tokens = 0, trained_source_tokens = 0;
   last_validated_ = options_.resume ? step_ : -1;
   auto stop_reason = [&]() -> std::string {
@@ -876,6 +942,8 @@ std::string TrainingRun::train(InterruptGuard& interrupt) {
       break;
     }
     double loss_sum = 0, tokens = 0, correct = 0;
+    double aux_sum = 0;  // the nodes' auxiliary losses, each micro-batch's weighted by its tokens
+    std::map<std::string, double> node_metrics;
     int64_t source_tokens = 0;
     bool has_gradient = false;  // whether the store holds this step's gradient yet
     bool reported = false;      // whether the last micro-batch's backward told the reducer
@@ -891,9 +959,10 @@ std::string TrainingRun::train(InterruptGuard& interrupt) {
       if (b.rows == 0) continue;  // a batch with fewer rows than ranks leaves some ranks idle
       const task::TrainingFeeds& batch = b.feeds;
       exec::Plan& plan = model_->plan(batch.dims, task_->feed_names(), task_->objective().fetches());
-      executor_->forward(plan, batch.feeds, info, micro_index);
+      executor_->forward(plan, batch.feeds, info, micro_index, nullptr, &micro_report);
       ObjectiveSums micro_sums;
       const double n = micro_sums.add(plan, task_->objective());
+      micro_report.drain_into(n, aux_sum, node_metrics);
       loss_sum += micro_sums.loss;
       tokens += micro_sums.tokens;
       correct += micro_sums.correct;
@@ -903,7 +972,7 @@ std::string TrainingRun::train(InterruptGuard& interrupt) {
       // whole step.
       loss_seed.data()[0] = static_cast<float>(n);
       executor_->backward(plan, {{task_->objective().loss, loss_seed}},
-                          exec::BackwardOptions{has_gradient, reducer_ && last_micro ? reducer_.get() : nullptr});
+                          exec::BackwardOptions{has_gradient, reducer_ && last_micro ? reducer_.get() : nullptr, n});
       has_gradient = true;
       reported = last_micro;
       if (static_cast<double>(plan.bytes()) * static_cast<double>(model_->cached_plans()) > plan_budget_bytes) model_->clear_plans();
@@ -916,10 +985,14 @@ std::string TrainingRun::train(InterruptGuard& interrupt) {
       // The step's sums over ranks, in rank order (the same on every rank), and whether any rank
       // was asked to stop. Sent after this rank's backward: a rank that does not get this far is
       // named by rank 0.
+      for (const auto& [name, value] : node_metrics) metric_names_.insert(name);
       const uint64_t mine[] = {bits_of(loss_sum), bits_of(tokens), bits_of(correct), static_cast<uint64_t>(source_tokens),
-                               interrupt.stop_requested() ? 1u : 0u};
+                               interrupt.stop_requested() ? 1u : 0u, bits_of(aux_sum), metric_names_.size()};
       const std::vector<uint64_t> all = world_.all_gather(mine, "step " + std::to_string(step_ + 1));
-      loss_sum = tokens = correct = 0;
+      uint64_t metric_count = 0;
+      for (int r = 0; r < world_.size(); ++r) metric_count = std::max(metric_count, all[static_cast<size_t>(r) * std::size(mine) + 6]);
+      if (metric_count > 0) node_metrics = sum_node_metrics_over_ranks(node_metrics, metric_count);
+      loss_sum = tokens = correct = aux_sum = 0;
       source_tokens = 0;
       bool stop = false;
       for (int r = 0; r < world_.size(); ++r) {
@@ -929,6 +1002,7 @@ std::string TrainingRun::train(InterruptGuard& interrupt) {
         correct += std::bit_cast<double>(row[2]);
         source_tokens += static_cast<int64_t>(row[3]);
         stop = stop || row[4] != 0;
+        aux_sum += std::bit_cast<double>(row[5]);
       }
       reducer_->finish_step();
       if (stop) stop_after_step = true;
@@ -950,6 +1024,10 @@ std::string TrainingRun::train(InterruptGuard& interrupt) {
                                {"grad_norm", finite_or_null(stats.grad_norm)},
                                {"tokens_per_s", tps},
                                {"elapsed_s", elapsed}};
+    // Nodes' auxiliary losses (the mean over the step's tokens, as the objective weights them) and
+    // metrics (node.h, StepReport), only for models whose nodes report any.
+    if (aux_sum != 0) train_fields["aux_loss"] = finite_or_null(tokens > 0 ? aux_sum / tokens : 0.0);
+    for (const auto& [name, value] : node_metrics) train_fields[name] = value;
     if (reducer_) {
       const dist::GradientReducer::Timing t = reducer_->last_timing();
       train_fields["allreduce_s"] = t.reduce_seconds;

@@ -19,7 +19,13 @@
 //   store (BackwardOptions::accumulate); then Adam with grad_scale = 1 / (tokens of the step) — the
 //   gradient of the mean loss over every token of the step — and the schedule's rate. Dropout seeds
 //   come from (seed, micro-batch number, node name) (Executor::node_seed), so a run is a pure
-//   function of its settings and seed.
+//   function of its settings and seed. Adam sees the trainable parameters only; checkpoints and
+//   --init-from hold every parameter, State too (node.h, ParamKind). Each training forward
+//   collects the nodes' auxiliary losses and metrics (node.h, StepReport); backward runs with
+//   objective_scale = the micro-batch's token count, so an auxiliary loss weighs as the mean loss
+//   per token. Every "train" line of metrics.jsonl then carries aux_loss (the step's, per token;
+//   only when a node reported one) and NODE.NAME for each metric, summed over micro-batches
+//   (and ranks).
 // - Stops at train.max_steps, train.max_epochs or train.max_minutes (whichever comes first), or on
 //   SIGINT/SIGTERM (checkpoint, then return with interrupted = true).
 // - Validation every train.valid_every steps and at the end: loss and accuracy on the dev set with

@@ -158,8 +158,10 @@ AttentionNode::AttentionNode(AttentionConfig config, const Registry& registry) :
   // The scheme is whatever node config_.posenc names; what it does is asked, never inferred from
   // the name.
   try {
-    scheme_node_ = registry.create(config_.posenc, {});
-  } catch (const RegistryError& e) {
+    // "posenc.t5(num_buckets: 16)": the slot's type with the attributes bound to it (node/attrs.h).
+    auto [type, attrs] = parse_type_call(config_.posenc);
+    scheme_node_ = registry.create(type, attrs);
+  } catch (const std::exception& e) {
     throw std::invalid_argument("posenc '" + config_.posenc + "': " + e.what());
   }
   scheme_ = scheme_node_->positional_scheme();

@@ -7,8 +7,10 @@
 //               gelu(h) = ½h(1 + tanh(√(2/π)(h + 0.044715h³))) (Hendrycks & Gimpel 2016, section 2).
 //   ffn.swiglu  y = (silu(x·w1) ⊙ x·w3)·w2, silu(u) = u·σ(u) (Shazeer 2020, eq. 6); params w1, w3[D,hidden],
 //               w2[hidden,D], no biases.
+//   ffn.moe     a mixture of experts with top-k routing (moe.cpp).
 // Saved for backward: the hidden pre-activations (both of them for swiglu) and the activated hidden
 // layer. Backward ADDS into dx and ASSIGNS every parameter gradient.
+#include "moe.h"
 #include "node/plugin_api.h"
 #include "tensor/gemm.h"
 
@@ -244,4 +246,5 @@ ATTNLAB_PLUGIN(registrar) {
   registrar.add<GeluFfn>(schema("ffn.gelu", "position-wise feed-forward network with GELU, tanh form", smooth));
   registrar.add<SwiGluFfn>(
       schema("ffn.swiglu", "gated feed-forward network (silu(x w1) * x w3) w2 (Shazeer 2020)", smooth));
+  register_moe(registrar);
 }

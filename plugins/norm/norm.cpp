@@ -1,12 +1,19 @@
 // plugins/norm/norm.cpp — normalisation over the last dimension (libattnlab_plugin_norm.so).
 //
-// Contract: x[..., D] → y[..., D], each row of D features normalised on its own.
+// Contract: x[..., D] → y[..., D]; layer and rms normalise each row of D features on its own, batch
+// each feature over the rows.
 //   norm.layer  y = gain ⊙ (x − mean) / sqrt(var + eps) + bias, var the biased (1/D) variance
 //               (Ba et al. 2016, eq. 4); params gain[D] = 1, bias[D] = 0.
 //   norm.rms    y = gain ⊙ x / sqrt(mean(x²) + eps) (Zhang & Sennrich 2019, eq. 4); param gain[D] = 1.
+//   norm.batch  y = gain ⊙ (x − μ) / sqrt(σ² + eps) + bias per feature (Ioffe & Szegedy 2015), μ, σ²
+//               over every row — all batch and time positions, padding included (the norm sees
+//               no mask) — in training; the running statistics at evaluation and decoding. Params
+//               gain[D] = 1, bias[D] = 0; State running_mean[D] = 0, running_var[D] = 1, updated in
+//               each training forward: r ← (1 − momentum)·r + momentum·batch value (the variance
+//               unbiased, N/(N − 1), as PyTorch).
 // eps defaults to 1e-6 (tensor2tensor's choice; PyTorch's LayerNorm uses 1e-5) and must be > 0.
-// Saved for backward: the normalised rows x̂ and each row's reciprocal standard deviation.
-// Backward ADDS into dx and ASSIGNS dgain (and dbias).
+// Saved for backward: the normalised rows x̂ and each row's (norm.batch: feature's) reciprocal
+// standard deviation. Backward ADDS into dx and ASSIGNS dgain (and dbias).
 #include "node/plugin_api.h"
 
 #include <tbb/blocked_range.h>
@@ -14,25 +21,34 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <tuple>
+#include <utility>
 
 namespace {
 
 using namespace attnlab;
 
+double checked_eps(const Attrs& attrs) {
+  if (!(attrs.get_float("eps") > 0.0)) throw std::invalid_argument("eps must be positive, got " + to_string(attrs.get("eps")));
+  return attrs.get_float("eps");
+}
+
+// The one input every norm takes, x [..., D]: its width D and its number of rows.
+std::pair<int64_t, int64_t> width_and_rows(std::span<const Shape> in) {
+  if (in.size() != 1) throw ShapeError("expects one input x [..., width]");
+  const Shape& x = in[0];
+  if (x.empty() || x.back() < 1) throw ShapeError("x must have a non-empty last dimension, got " + to_string(x));
+  return {x.back(), numel(x) / x.back()};
+}
+
 class Norm : public Node {
  public:
-  Norm(const Attrs& attrs, bool centre) : eps_(static_cast<float>(attrs.get_float("eps"))), centre_(centre) {
-    if (!(attrs.get_float("eps") > 0.0))
-      throw std::invalid_argument("eps must be positive, got " + to_string(attrs.get("eps")));
-  }
+  Norm(const Attrs& attrs, bool centre) : eps_(static_cast<float>(checked_eps(attrs))), centre_(centre) {}
 
   NodeShapes infer(std::span<const Shape> in) const override {
-    if (in.size() != 1) throw ShapeError("expects one input x [..., width]");
-    const Shape& x = in[0];
-    if (x.empty() || x.back() < 1) throw ShapeError("x must have a non-empty last dimension, got " + to_string(x));
-    const int64_t D = x.back(), rows = numel(x) / D;
+    const auto [D, rows] = width_and_rows(in);
     NodeShapes s;
-    s.outputs = {x};
+    s.outputs = {in[0]};
     s.params = {{"gain", {D}, Init::Ones}};
     if (centre_) s.params.push_back({"bias", {D}, Init::Zeros});
     s.saved = {{rows, D}, {rows}};
@@ -104,6 +120,108 @@ class Norm : public Node {
   bool centre_;
 };
 
+// Statistics per feature over the rows. Every reduction runs over the rows in order, in double,
+// inside the one task that owns a block of features, so the outputs and the running statistics are
+// the same for any thread count.
+class BatchNorm : public Node {
+ public:
+  explicit BatchNorm(const Attrs& attrs)
+      : eps_(checked_eps(attrs)), momentum_(attrs.get_float("momentum")) {
+    if (!(momentum_ > 0.0 && momentum_ <= 1.0))
+      throw std::invalid_argument("momentum must be in (0, 1], got " + to_string(attrs.get("momentum")));
+  }
+
+  NodeShapes infer(std::span<const Shape> in) const override {
+    const auto [D, rows] = width_and_rows(in);
+    NodeShapes s;
+    s.outputs = {in[0]};
+    s.params = {{"gain", {D}, Init::Ones}, {"bias", {D}, Init::Zeros}, {"running_mean", {D}, Init::Zeros},
+                {"running_var", {D}, Init::Ones}};
+    s.params[2].kind = s.params[3].kind = ParamKind::State;
+    s.saved = {{rows, D}, {D}};  // x̂, and each feature's 1/sqrt(σ² + eps)
+    s.workspace = {{2, D}};      // backward: mean(g), mean(g ⊙ x̂) per feature
+    return s;
+  }
+
+  void forward(const ForwardContext& ctx) const override {
+    const float* x = ctx.inputs[0].data();
+    const int64_t D = ctx.inputs[0].dim(-1), rows = ctx.inputs[0].numel() / D;
+    const float *gain = ctx.params[0].data(), *bias = ctx.params[1].data();
+    float *running_mean = ctx.params[2].data(), *running_var = ctx.params[3].data();
+    float* xhat = ctx.saved[0].data();
+    float* rstd = ctx.saved[1].data();
+    float* y = ctx.outputs[0].data();
+    const bool training = ctx.step.training;
+    const double unbias = rows > 1 ? static_cast<double>(rows) / static_cast<double>(rows - 1) : 1.0;
+    for_feature_blocks(D, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        double mean = running_mean[c], var = running_var[c];
+        if (training) {
+          double sum = 0, sq = 0;
+          for (int64_t r = 0; r < rows; ++r) sum += x[r * D + c];
+          mean = sum / static_cast<double>(rows);
+          for (int64_t r = 0; r < rows; ++r) sq += (x[r * D + c] - mean) * (x[r * D + c] - mean);
+          var = sq / static_cast<double>(rows);
+          running_mean[c] = static_cast<float>((1.0 - momentum_) * running_mean[c] + momentum_ * mean);
+          running_var[c] = static_cast<float>((1.0 - momentum_) * running_var[c] + momentum_ * var * unbias);
+        }
+        const float m = static_cast<float>(mean), inv = static_cast<float>(1.0 / std::sqrt(var + eps_));
+        rstd[c] = inv;
+        for (int64_t r = 0; r < rows; ++r) {
+          const float h = (x[r * D + c] - m) * inv;
+          xhat[r * D + c] = h;
+          y[r * D + c] = gain[c] * h + bias[c];
+        }
+      }
+    });
+  }
+
+  // With g = dy ⊙ gain, per feature over the rows: training (batch statistics depend on x):
+  // dx = rstd·(g − mean(g) − x̂·mean(g ⊙ x̂)); evaluation (fixed statistics): dx = rstd·g.
+  void backward(const BackwardContext& ctx) const override {
+    const float* dy = ctx.output_grads[0].data();
+    const int64_t D = ctx.output_grads[0].dim(-1), rows = ctx.output_grads[0].numel() / D;
+    const float* gain = ctx.params[0].data();
+    const float* xhat = ctx.saved[0].data();
+    const float* rstd = ctx.saved[1].data();
+    float *dgain = ctx.param_grads[0].data(), *dbias = ctx.param_grads[1].data();
+    float* dx = ctx.input_grads.empty() || !ctx.input_grads[0].present() ? nullptr : ctx.input_grads[0].data();
+    const bool training = ctx.step.training;
+    float *mean_g = ctx.workspace[0].data(), *mean_gx = ctx.workspace[0].data() + D;
+    for_feature_blocks(D, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        double sum_dy = 0, sum_dyx = 0;
+        for (int64_t r = 0; r < rows; ++r) {
+          sum_dy += dy[r * D + c];
+          sum_dyx += static_cast<double>(dy[r * D + c]) * xhat[r * D + c];
+        }
+        dgain[c] = static_cast<float>(sum_dyx);
+        dbias[c] = static_cast<float>(sum_dy);
+        mean_g[c] = training ? static_cast<float>(gain[c] * sum_dy / static_cast<double>(rows)) : 0.0f;
+        mean_gx[c] = training ? static_cast<float>(gain[c] * sum_dyx / static_cast<double>(rows)) : 0.0f;
+      }
+    });
+    if (!dx) return;
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, 16), [&](const tbb::blocked_range<int64_t>& range) {
+      for (int64_t r = range.begin(); r < range.end(); ++r)
+        for (int64_t c = 0; c < D; ++c) {
+          const float g = dy[r * D + c] * gain[c];
+          dx[r * D + c] += rstd[c] * (g - mean_g[c] - xhat[r * D + c] * mean_gx[c]);
+        }
+    });
+  }
+
+ private:
+  // fn(c0, c1) for blocks of features [c0, c1), one task each.
+  template <class Fn>
+  static void for_feature_blocks(int64_t D, Fn&& fn) {
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, D, 16),
+                      [&](const tbb::blocked_range<int64_t>& cols) { fn(cols.begin(), cols.end()); });
+  }
+
+  double eps_, momentum_;
+};
+
 struct LayerNorm : Norm {
   explicit LayerNorm(const Attrs& a) : Norm(a, true) {}
 };
@@ -132,9 +250,34 @@ NodeSchema schema(std::string name, std::string doc) {
   return s;
 }
 
+NodeSchema batch_norm_schema() {
+  NodeSchema s = schema("norm.batch", "batch normalisation of each feature over the batch and time positions, with running "
+                                      "statistics for evaluation (Ioffe & Szegedy 2015)");
+  s.attrs.push_back({"momentum", AttrType::Float, AttrValue{0.1},
+                     "weight of each training batch's statistics in the running ones (PyTorch's convention)"});
+  s.examples.clear();
+  for (auto [label, shape, training] : {std::tuple<const char*, Shape, bool>{"train_3d", {2, 3, 5}, true},
+                                        {"train_2d", {6, 4}, true},
+                                        {"eval_3d", {2, 3, 5}, false}}) {
+    GradCheckExample e;
+    e.name = label;
+    e.inputs = {CheckInput::real(shape)};
+    e.training = training;
+    s.examples.push_back(e);
+  }
+  GradCheckExample momentum;
+  momentum.name = "train_momentum_1";
+  momentum.attrs = {{"momentum", AttrValue{1.0}}, {"eps", AttrValue{0.5}}};
+  momentum.inputs = {CheckInput::real({3, 2, 3})};
+  momentum.training = true;
+  s.examples.push_back(momentum);
+  return s;
+}
+
 }  // namespace
 
 ATTNLAB_PLUGIN(registrar) {
   registrar.add<LayerNorm>(schema("norm.layer", "layer normalisation over the last dimension (Ba et al. 2016)"));
+  registrar.add<BatchNorm>(batch_norm_schema());
   registrar.add<RmsNorm>(schema("norm.rms", "root-mean-square normalisation over the last dimension (Zhang & Sennrich 2019)"));
 }

@@ -417,12 +417,33 @@ TEST(AblateCommand, UserErrorsExitNonZeroWithAMessage) {
   EXPECT_TRUE(fs::exists(dir.path / "out" / "results.md"));
 }
 
-TEST(AblateCommand, Table3ExperimentChecksAndExpands) {
-  const fs::path exp = fs::path(ATTNLAB_SOURCE_DIR) / "experiments/table3.attn";
+// The variants of one of the repository's experiment files, after `attnlab check` accepted it.
+std::vector<AblateVariant> checked_variants(const std::string& name) {
+  const fs::path exp = fs::path(ATTNLAB_SOURCE_DIR) / "experiments" / name;
   test::CommandResult check = test::run_command(std::string(ATTNLAB_EXE) + " check " + exp.string());
   EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
   AblateBaseline baseline = load_baseline(exp, {}, {}, registry());
-  std::vector<AblateVariant> v = expand_variants(sweep_axes(baseline, {}, registry()), baseline, false);
+  return expand_variants(sweep_axes(baseline, {}, registry()), baseline, false);
+}
+
+TEST(AblateCommand, QuestionsExperimentExpandsToOneVariantPerQuestion) {
+  const std::vector<AblateVariant> v = checked_variants("questions.attn");
+  std::vector<std::string> ids;
+  for (const auto& variant : v) ids.push_back(variant.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"baseline", "heads=1+d_k=128+d_v=128", "emb_scale=1", "posenc=posenc.learned",
+                                           "posenc=posenc.none", "ffn=ffn.gelu", "sublayer=no_residual",
+                                           "sublayer=pre_norm+stack_end=final_norm", "norm=norm.batch", "train.dropout=0.0",
+                                           "residual_dropout=0", "embed_dropout=0"}));
+  // The blocks a slot binds are slot changes (--use sublayer=pre_norm), as node types are.
+  for (const auto& variant : v)
+    for (const AblateChange& c : variant.changes)
+      if (c.key == "sublayer" || c.key == "stack_end") {
+        EXPECT_EQ(c.kind, AblateChange::Kind::Slot) << variant.id;
+      }
+}
+
+TEST(AblateCommand, Table3ExperimentChecksAndExpands) {
+  const std::vector<AblateVariant> v = checked_variants("table3.attn");
   EXPECT_GE(v.size(), 15u);
   std::set<std::string> groups;
   for (const auto& variant : v) groups.insert(variant.group);

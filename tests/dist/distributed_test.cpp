@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <thread>
 
 namespace attnlab {
@@ -124,6 +125,35 @@ TEST_F(Distributed, TwoRunsAtTheSameRankCountAreBitwiseIdentical) {
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(a[i]["loss"].get<double>(), b[i]["loss"].get<double>()) << i;
     EXPECT_EQ(a[i]["grad_norm"].get<double>(), b[i]["grad_norm"].get<double>()) << i;
+  }
+}
+
+// A mixture of experts reports per-node metrics (node.h, StepReport): the ranks' counts are summed.
+// Without capacity drops every token is served once (k = 1), so each node's served tokens in a step
+// are the step's tokens (padding included) at any rank count.
+TEST_F(Distributed, NodeMetricsAreSummedOverRanks) {
+  const std::string limits = "batch_tokens: 400, max_steps: 4, valid_every: 0, valid_bleu_sentences: 0";
+  const fs::path file = experiment("tiny", limits);
+  const std::string moe = "--use 'ffn=ffn.moe(experts: 3, capacity_factor: 100.0)'";
+  ASSERT_EQ(run(0, file, "one", moe).exit_code, 0);
+  CommandResult two = run(2, file, "two", moe);
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  EXPECT_NE(two.err.find("on each of 2 ranks (data-parallel"), std::string::npos) << two.err;
+  auto served = [](const nlohmann::json& e) {
+    std::map<std::string, double> by_node;
+    for (const auto& [key, value] : e.items())
+      if (const size_t at = key.find(".expert_tokens."); at != std::string::npos) by_node[key.substr(0, at)] += value.get<double>();
+    return by_node;
+  };
+  const auto a = train_events("one"), b = train_events("two");
+  ASSERT_EQ(a.size(), 4u);
+  ASSERT_EQ(b.size(), 4u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    const std::map<std::string, double> sa = served(a[i]), sb = served(b[i]);
+    ASSERT_EQ(sa.size(), 2u) << a[i].dump();
+    EXPECT_EQ(sa, sb) << "step " << i + 1;
+    EXPECT_TRUE(b[i].contains("aux_loss")) << b[i].dump();
+    for (const auto& [node, n] : sa) EXPECT_GT(n, 0) << node;
   }
 }
 

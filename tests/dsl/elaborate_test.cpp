@@ -94,7 +94,7 @@ TEST(TransformerBase, IsThePapersArchitecture) {
   }
   const ir::NodeDef* first = find_node(m.graph, "encoder.encoder_layer0.sublayer.self_attention.attention");
   ASSERT_NE(first, nullptr);
-  EXPECT_EQ(first->loc().line(), 28);
+  EXPECT_EQ(first->loc().line(), 40);
   EXPECT_NE(first->loc().file().find("transformer_base.attn"), std::string::npos);
 }
 
@@ -221,8 +221,8 @@ std::string errors_of(const std::function<void()>& f) {
 TEST(Overrides, UnknownNameListsTheValidOnesAndTheNearest) {
   const std::string text = errors_of([] { base({"d_modle=256"}); });
   EXPECT_NE(text.find("--set d_modle=256:1:1: error: unknown parameter or slot 'd_modle'; valid names: attention, d_ff, d_k, "
-                      "d_model, d_v, dropout, emb_scale, ffn, heads, label_smoothing, layers, norm, posenc, vocab; did you mean "
-                      "'d_model'?"),
+                      "d_model, d_v, dropout, emb_scale, embed_dropout, ffn, heads, label_smoothing, layers, norm, posenc, "
+                      "residual_dropout, stack_end, sublayer, vocab; did you mean 'd_model'?"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("d_modle=256\n^\n"), std::string::npos) << text;
@@ -235,7 +235,7 @@ TEST(Overrides, UseChecksSlotAndType) {
   text = errors_of([] { base({}, {"heads=4"}); });
   EXPECT_NE(text.find("'heads' is a parameter, not a slot; use --set heads=VALUE"), std::string::npos) << text;
   text = errors_of([] { base({}, {"poscenc=posenc.learned"}); });
-  EXPECT_NE(text.find("unknown slot 'poscenc'; valid names: attention, ffn, norm, posenc; did you mean 'posenc'?"),
+  EXPECT_NE(text.find("unknown slot 'poscenc'; valid names: attention, ffn, norm, posenc, stack_end, sublayer; did you mean 'posenc'?"),
             std::string::npos)
       << text;
   text = errors_of([] { base({"heads"}); });
@@ -261,7 +261,7 @@ TEST(Overrides, InvalidCombinationIsLocatedInTheSpec) {
   const std::string text = errors_of([] { base({"heads=6"}, {"attention=attention.grouped_query"}); });
   EXPECT_EQ(text, "") << "kv_heads=1 divides 6; expected success";
   const std::string bad = errors_of([] { base({"d_k=0"}); });
-  EXPECT_NE(bad.find("transformer_base.attn:28:"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("transformer_base.attn:40:"), std::string::npos) << bad;
 }
 
 TEST(Overrides, UseBindsNamedAttributesWithTheType) {
@@ -295,8 +295,89 @@ TEST(Overrides, UseAttributeErrorsPointIntoTheOverride) {
   text = errors_of([] { base({}, {"attention=attention.local(window: true)"}); });
   EXPECT_NE(text.find("attention.local: attribute 'window' must be int, got"), std::string::npos) << text;
   text = errors_of([] { base({}, {"attention=attention.local(window: 0)"}); });
-  EXPECT_NE(text.find("transformer_base.attn:28:5: error:"), std::string::npos) << text;
+  EXPECT_NE(text.find("transformer_base.attn:40:5: error:"), std::string::npos) << text;
   EXPECT_NE(text.find("window must be at least 1"), std::string::npos) << text;
+}
+
+TEST(Overrides, PositionalSchemeAttributesReachAttention) {
+  const std::vector<std::string> small = {"layers=1", "d_model=32", "d_ff=64", "heads=4", "vocab=50"};
+  ElaboratedModel t5 = base(small, {"posenc=posenc.t5(num_buckets: 16, max_distance: 64)"});
+  int attention_nodes = 0;
+  for (const auto& n : t5.graph.nodes())
+    if (n.type() == "attention.scaled_dot") {
+      ++attention_nodes;
+      EXPECT_EQ(ir::to_attrs(n).get_string("posenc"), "posenc.t5(max_distance: 64, num_buckets: 16)") << n.name();
+    }
+  EXPECT_EQ(attention_nodes, 3);
+  exec::Model t5_model(t5.graph, registry(), 1, default_dims());
+  int tables = 0;
+  for (const exec::Parameter& p : t5_model.parameters())
+    if (p.name.find("posenc.bias") != std::string::npos) {
+      ++tables;
+      EXPECT_EQ(p.spec.shape, (Shape{16, 4})) << p.name;
+    }
+  EXPECT_EQ(tables, 3);
+  ElaboratedModel shaw = base(small, {"posenc=posenc.shaw(clip: 3)"});
+  exec::Model shaw_model(shaw.graph, registry(), 1, default_dims());
+  int key_tables = 0;
+  for (const exec::Parameter& p : shaw_model.parameters())
+    if (p.name.find("posenc.keys") != std::string::npos) {
+      ++key_tables;
+      EXPECT_EQ(p.spec.shape, (Shape{7, 8})) << p.name;  // 2·clip + 1 distances, d_k = 32 / 4
+    }
+  EXPECT_EQ(key_tables, 3);
+  // The defaults otherwise: 32 buckets.
+  ElaboratedModel plain = base(small, {"posenc=posenc.t5"});
+  EXPECT_EQ(count_params(t5).total + 3 * (32 - 16) * 4, count_params(plain).total);
+}
+
+TEST(Overrides, BadPositionalSchemeAttributesAreLocatedErrors) {
+  std::string text = errors_of([] { base({}, {"posenc=posenc.t5(num_buckets: 1)"}); });
+  EXPECT_NE(text.find("transformer_base.attn:"), std::string::npos) << text;
+  EXPECT_NE(text.find("num_buckets must give at least 2 buckets per direction, got num_buckets = 1"), std::string::npos) << text;
+  text = errors_of([] { base({}, {"posenc=posenc.shaw(clip: 0)"}); });
+  EXPECT_NE(text.find("clip must be at least 1, got 0"), std::string::npos) << text;
+  text = errors_of([] { base({}, {"posenc=posenc.shaw(clips: 4)"}); });
+  EXPECT_NE(text.find("--use posenc=posenc.shaw(clips: 4):1:20: error: posenc.shaw has no attribute 'clips'; attributes: clip; "
+                      "did you mean 'clip'?"),
+            std::string::npos)
+      << text;
+}
+
+TEST(Overrides, BadMixtureAndBatchNormAttributesAreLocatedErrors) {
+  std::string text = errors_of([] { base({}, {"ffn=ffn.moe(k: 5)"}); });
+  EXPECT_NE(text.find("transformer_base.attn:33:46: error: node 'encoder.encoder_layer0.sublayer_1.ffn' (ffn.moe): k must be "
+                      "between 1 and experts (4), got 5"),
+            std::string::npos)
+      << text;
+  text = errors_of([] { base({}, {"norm=norm.batch(momentum: 2)"}); });
+  EXPECT_NE(text.find("transformer_base.attn:33:29: error: node 'encoder.encoder_layer0.sublayer.norm' (norm.batch): momentum "
+                      "must be in (0, 1], got 2.0"),
+            std::string::npos)
+      << text;
+}
+
+TEST(Overrides, ASlotMayBindABlockOfTheModel) {
+  const std::vector<std::string> small = {"layers=2", "d_model=32", "d_ff=64", "heads=4", "vocab=50"};
+  const ElaboratedModel post = base(small);
+  // The paper's sublayer, bound through the slot, keeps the names its nodes always had.
+  EXPECT_TRUE(find_node(post.graph, "encoder.encoder_layer0.sublayer.norm")) << ir::to_text(post.graph);
+  const ElaboratedModel pre = base(small, {"sublayer=pre_norm", "stack_end=final_norm"});
+  const ElaboratedModel prenorm_file =
+      elaborate_target(std::string(ATTNLAB_SOURCE_DIR) + "/experiments/transformer_prenorm.attn", registry(), small, {});
+  EXPECT_EQ(count_params(pre).total, count_params(prenorm_file).total);
+  EXPECT_EQ(count_params(pre).total, count_params(post).total + 2 * 2 * 32) << "a final norm on each stack";
+  const ElaboratedModel plain = base(small, {"sublayer=no_residual"});
+  EXPECT_EQ(count_params(plain).total, count_params(post).total);
+  EXPECT_LT(plain.graph.nodes_size(), post.graph.nodes_size()) << "no residual additions";
+
+  std::string text = errors_of([] { base({}, {"sublayer=pre_nrom"}); });
+  EXPECT_NE(text.find("--use sublayer=pre_nrom:1:10: error: unknown node type or block 'pre_nrom'; the model's blocks: "),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("did you mean 'pre_norm'?"), std::string::npos) << text;
+  text = errors_of([] { base({}, {"sublayer=pre_norm(p: 1)"}); });
+  EXPECT_NE(text.find("slot 'sublayer' names block 'pre_norm', which takes no attributes"), std::string::npos) << text;
 }
 
 // ---- Small models written in the tests ----------------------------------------------------------

@@ -14,6 +14,8 @@
 #include <atomic>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <memory>
 
 namespace attnlab {
 namespace {
@@ -105,6 +107,95 @@ TEST(Parameters, TiedShapesMustMatch) {
     EXPECT_EQ(std::string(e.what()),
               "parameter 'shared.weight' is shared by node 'm1' with shape [4, 4] and node 'm2' with shape [4, 5]; "
               "tied parameters must have equal shapes");
+  }
+}
+
+// ---- State parameters and reports (node.h: ParamKind::State, StepReport) ------------------------
+
+ir::GraphDef tally_graph(double aux) {
+  test::GraphBuilder g;
+  g.input("x", {std::string("batch"), int64_t{4}});
+  g.input("target", {std::string("batch"), int64_t{5}});
+  g.node("m", "test.matmul", {"x"}, {{"out", int64_t{5}}}, 2, 1);
+  g.node("t", "test.tally", {"m"}, {{"aux", aux}}, 3, 1);
+  g.node("loss", "test.loss", {"t", "target"}, {}, 4, 1);
+  g.output("loss", "loss").output("count", "loss:1");
+  return g.graph;
+}
+
+struct CollectedReport final : exec::ReportSink {
+  double aux = 0;
+  std::map<std::string, double> metrics;
+  void aux_loss(const std::string& node, double value) override { aux += value, metrics["aux from " + node] += 1; }
+  void metric(const std::string& node, const std::string& name, double value) override { metrics[node + "." + name] += value; }
+};
+
+TEST(StateParameters, AreStoredUncountedUngradedAndUpdatedOnlyInTraining) {
+  Fixture fx(tally_graph(0.0));
+  exec::ParameterStore& store = fx.model->parameters();
+  ASSERT_TRUE(store.find("t.seen"));
+  EXPECT_EQ(store.element_count(), 4 * 5) << "the matmul's weight only";
+  Plan& plan = fx.model->plan({{"batch", 2}}, {"x", "target"}, {"loss"});
+  for (const Plan::ParamGradient& pg : plan.param_gradients()) EXPECT_NE(store[pg.param].name, "t.seen");
+  for (size_t p : plan.unused_params()) EXPECT_NE(store[p].name, "t.seen");
+  exec::SerialExecutor serial;
+  const Tensor x = pattern({2, 4}, 0.3f), target = pattern({2, 5}, 0.9f);
+  serial.forward(plan, {{"x", x}, {"target", target}}, {true, 1}, 0);
+  serial.backward(plan);  // test.tally throws if its state gets a gradient buffer
+  serial.forward(plan, {{"x", x}, {"target", target}}, {true, 1}, 1);
+  EXPECT_EQ(store.at("t.seen").value.data()[0], 2.0f);
+  serial.forward(plan, {{"x", x}, {"target", target}}, {false, 1}, 2);
+  EXPECT_EQ(store.at("t.seen").value.data()[0], 2.0f) << "evaluation leaves state alone";
+}
+
+TEST(StateParameters, CannotBeShared) {
+  test::GraphBuilder g;
+  g.input("x", {std::string("batch"), int64_t{4}});
+  g.node("a", "test.tally", {"x"}, {}, 2, 1, "shared");
+  g.node("b", "test.tally", {"a"}, {}, 3, 1, "shared");
+  try {
+    Fixture fx(g.graph);
+    FAIL() << "no error";
+  } catch (const exec::ParameterError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "parameter 'shared.seen' is declared by node 'a' and node 'b', but state (running statistics) belongs to "
+              "one node and cannot be shared; give the nodes different param_scopes");
+  }
+}
+
+TEST(StepReports, ReachTheSinkByNodeInTrainingOnlyAndScaleTheAuxiliaryGradient) {
+  for (exec::Executor* executor : std::initializer_list<exec::Executor*>{new exec::SerialExecutor, new exec::TbbExecutor(2)}) {
+    std::unique_ptr<exec::Executor> owned(executor);
+    SCOPED_TRACE(executor->name());
+    const Tensor x = pattern({3, 4}, 0.3f), target = pattern({3, 5}, 0.9f);
+    Fixture with(tally_graph(0.25)), without(tally_graph(0.0));
+    Plan& p1 = with.model->plan({{"batch", 3}}, {"x", "target"}, {"loss"});
+    Plan& p0 = without.model->plan({{"batch", 3}}, {"x", "target"}, {"loss"});
+    CollectedReport report;
+    executor->forward(p1, {{"x", x}, {"target", target}}, {true, 1}, 0, nullptr, &report);
+    const TensorView& m = p1.value("m");
+    double sq = 0;
+    for (int64_t i = 0; i < m.numel(); ++i) sq += static_cast<double>(m.data()[i]) * m.data()[i];
+    EXPECT_NEAR(report.aux, 0.25 * sq, 1e-9 * (1 + sq));
+    EXPECT_EQ(report.metrics.at("t.rows"), 3.0);
+    EXPECT_EQ(report.metrics.at("aux from t"), 1.0);
+    executor->backward(p1, {}, exec::BackwardOptions{false, nullptr, 4.0});
+    executor->forward(p0, {{"x", x}, {"target", target}}, {true, 1}, 0);
+    executor->backward(p0);
+    // The auxiliary loss adds 4 · 0.25 · 2m to the gradient of m, hence 2m xᵀ to the weight's.
+    const float* g1 = with.model->parameters().at("m.weight").grad.data();
+    const float* g0 = without.model->parameters().at("m.weight").grad.data();
+    for (int64_t i = 0; i < 4; ++i)
+      for (int64_t o = 0; o < 5; ++o) {
+        double extra = 0;
+        for (int64_t b = 0; b < 3; ++b) extra += 4.0 * 0.25 * 2.0 * m.data()[b * 5 + o] * x.data()[b * 4 + i];
+        EXPECT_NEAR(g1[i * 5 + o] - g0[i * 5 + o], extra, 1e-4 * (1 + std::abs(extra)));
+      }
+    // Evaluation: no report.
+    CollectedReport none;
+    executor->forward(p1, {{"x", x}, {"target", target}}, {false, 1}, 1, nullptr, &none);
+    EXPECT_EQ(none.aux, 0.0);
+    EXPECT_TRUE(none.metrics.empty());
   }
 }
 

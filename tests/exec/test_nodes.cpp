@@ -184,6 +184,42 @@ class Rendezvous : public Node {
   }
 };
 
+// x -> x, keeping State `seen`[1] (+1 per training forward) and, in training, the auxiliary loss
+// aux·Σx² and the metric "rows".
+class Tally : public Node {
+ public:
+  explicit Tally(const Attrs& attrs) : aux_(attrs.get_float("aux")) {}
+  NodeShapes infer(std::span<const Shape> in) const override {
+    NodeShapes s{{in[0]}, {{"seen", {1}, Init::Zeros}}, {}, {}};
+    s.params[0].kind = ParamKind::State;
+    return s;
+  }
+  void forward(const ForwardContext& c) const override {
+    ++forward_calls;
+    double sq = 0;
+    for (int64_t i = 0; i < c.inputs[0].numel(); ++i) {
+      c.outputs[0].data()[i] = c.inputs[0].data()[i];
+      sq += static_cast<double>(c.inputs[0].data()[i]) * c.inputs[0].data()[i];
+    }
+    if (!c.step.training) return;
+    c.params[0].data()[0] += 1.0f;
+    if (c.step.report) {
+      c.step.report->aux_loss(aux_ * sq);
+      c.step.report->metric("rows", static_cast<double>(c.inputs[0].dim(0)));
+    }
+  }
+  void backward(const BackwardContext& c) const override {
+    if (c.param_grads[0].present()) throw std::logic_error("state got a gradient buffer");
+    if (!c.input_grads[0].present()) return;
+    const double scale = c.step.training ? 2.0 * aux_ * c.step.objective_scale : 0.0;
+    for (int64_t i = 0; i < c.inputs[0].numel(); ++i)
+      c.input_grads[0].data()[i] += c.output_grads[0].data()[i] + static_cast<float>(scale * c.inputs[0].data()[i]);
+  }
+
+ private:
+  double aux_;
+};
+
 PortSchema port(const std::string& name, bool optional = false, bool differentiable = true) {
   return {name, name, optional, differentiable};
 }
@@ -211,6 +247,7 @@ void register_test_nodes(Registry& r) {
   add<Loss>(r, {"test.loss", "", {port("x"), port("target", true, false)}, {port("loss"), port("count", false, false)}, {}, {}});
   add<Rendezvous>(r, {"test.rendezvous", "", {port("x")}, {port("y")}, {}, {}});
   add<Check>(r, {"test.check", "", {port("x")}, {port("y")}, {}, {}});
+  add<Tally>(r, {"test.tally", "", {port("x")}, {port("y")}, {{"aux", AttrType::Float, AttrValue(0.0), "aux loss weight"}}, {}});
 }
 
 GraphBuilder& GraphBuilder::input(const std::string& name, std::vector<std::variant<int64_t, std::string>> dims,

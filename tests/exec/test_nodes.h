@@ -10,6 +10,9 @@
 //                                 training; identity otherwise
 //   test.loss                     x, target? -> loss[] = 0.5 * mean((x - target)^2), count[] (not
 //                                 differentiable; target not differentiable)
+//   test.tally (aux:float=0)      x -> x; State seen[1] counts training forwards; in training it
+//                                 reports the auxiliary loss aux·Σx² (its gradient in backward,
+//                                 times objective_scale) and the metric "rows"
 //   test.check                    x -> x; throws when an element is negative (forward) or a
 //                                 gradient element is negative (backward)
 //   test.rendezvous               x -> x; forward waits (up to rendezvous_timeout_ms) until `rendezvous_parties`

@@ -70,7 +70,7 @@ TEST_F(Validation, UnknownTypeListsKnownOnesAndNearest) {
   b.node("h", "test.matmol", {"x"}, {{"out", int64_t{5}}}, 4, 9);
   EXPECT_EQ(diagnose(b.graph),
             "model.attn:4:9: error: node 'h': unknown node type 'test.matmol'; known types: test.add, test.check, "
-            "test.fork, test.loss, test.matmul, test.noise, test.rendezvous, test.tanh; did you mean 'test.matmul'?\n");
+            "test.fork, test.loss, test.matmul, test.noise, test.rendezvous, test.tally, test.tanh; did you mean 'test.matmul'?\n");
 }
 
 TEST_F(Validation, UnknownAttribute) {

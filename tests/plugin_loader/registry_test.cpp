@@ -98,6 +98,37 @@ TEST(Registry, FactoryExceptionsArePrefixedWithTheType) {
             "attention.local: window must be at least 1, got 0");
 }
 
+TEST(TypeCall, FormatsAndParsesATypeWithAttributes) {
+  const Attrs attrs{{"num_buckets", int64_t{16}}, {"scale", 0.5}, {"bidirectional", false}, {"mode", std::string("c d")}};
+  const std::string text = format_type_call("posenc.t5", attrs);
+  EXPECT_EQ(text, "posenc.t5(bidirectional: false, mode: \"c d\", num_buckets: 16, scale: 0.5)");
+  const auto [type, parsed] = parse_type_call(text);
+  EXPECT_EQ(type, "posenc.t5");
+  EXPECT_EQ(parsed.values(), attrs.values());
+  EXPECT_EQ(format_type_call("posenc.rotary", {}), "posenc.rotary");
+  EXPECT_EQ(parse_type_call("posenc.rotary").first, "posenc.rotary");
+  EXPECT_TRUE(parse_type_call("posenc.rotary()").second.values().empty());
+  EXPECT_EQ(std::get<double>(parse_type_call("x(a: 1e-3)").second.get("a")), 1e-3);
+}
+
+TEST(TypeCall, MalformedTextSaysWhere) {
+  auto error = [](const std::string& text) {
+    try {
+      parse_type_call(text);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  EXPECT_EQ(error("posenc.t5(num_buckets 16)"),
+            "'posenc.t5(num_buckets 16)' at character 23: ':' is missing after 'num_buckets'; expected TYPE or TYPE(name: value, ...)");
+  EXPECT_EQ(error("t(a: 1"), "'t(a: 1' at character 7: ',' or ')' is missing; expected TYPE or TYPE(name: value, ...)");
+  EXPECT_EQ(error("t(a: one)"), "'t(a: one)' at character 6: 'one' is not a value; expected TYPE or TYPE(name: value, ...)");
+  EXPECT_EQ(error("t(a: \"x)"), "'t(a: \"x)' at character 6: an unterminated string; expected TYPE or TYPE(name: value, ...)");
+  EXPECT_EQ(error("(a: 1)"), "'(a: 1)' at character 1: no type name; expected TYPE or TYPE(name: value, ...)");
+  EXPECT_EQ(error("t(a: 1) x"), "'t(a: 1) x' at character 9: text after ')'; expected TYPE or TYPE(name: value, ...)");
+}
+
 TEST(NearestMatch, OnlySuggestsPlausibleTypos) {
   EXPECT_EQ(nearest_match("posenc.rotray", {"posenc.rotary", "posenc.alibi"}), "posenc.rotary");
   EXPECT_EQ(nearest_match("completely_different", {"posenc.rotary", "posenc.alibi"}), "");

@@ -148,7 +148,7 @@ TEST(LanguageModel, ATranslationModelIsALocatedErrorNamingWhatTheTaskExpects) {
     FAIL() << "no error";
   } catch (const dsl::DslError& e) {
     const std::string what = e.what();
-    EXPECT_NE(what.find("transformer_base.attn:9:1: error: the language_model task needs model 'transformer_base' to declare "
+    EXPECT_NE(what.find("transformer_base.attn:12:1: error: the language_model task needs model 'transformer_base' to declare "
                         "input 'input_ids': ids[batch, length]"),
               std::string::npos)
         << what;

@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 namespace attnlab::train {
@@ -488,6 +489,147 @@ TEST(TrainerResume, ARunThatSavedNoCheckpointStartsAgainFromStepZero) {
             std::string::npos) << log.str();
   EXPECT_EQ(r.steps, 12);
   EXPECT_EQ(train_losses(dir / "run"), train_losses(dir / "reference"));  // once each, as uninterrupted
+}
+
+// ---- State parameters and auxiliary losses (node.h: ParamKind::State, StepReport) --------------
+
+std::vector<nlohmann::json> train_events(const fs::path& run_dir) {
+  std::vector<nlohmann::json> events;
+  for (const nlohmann::json& e : read_metrics(run_dir / "metrics.jsonl"))
+    if (e["event"] == "train") events.push_back(e);
+  return events;
+}
+
+const ckpt::TensorData* stored(const ckpt::Checkpoint& c, const std::string& suffix) {
+  for (const ckpt::TensorData& t : c.parameters())
+    if (t.name().size() >= suffix.size() && t.name().compare(t.name().size() - suffix.size(), suffix.size(), suffix) == 0) return &t;
+  return nullptr;
+}
+
+TEST(TrainerState, BatchNormRunningStatisticsAreCheckpointedResumedExactlyAndUsedAtEvaluation) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  auto with_batch_norm = [&](const fs::path& out, std::vector<std::string> sets) {
+    RunOptions o = options_for(exp, out, std::move(sets));
+    o.uses = {"norm=norm.batch(momentum: 0.2)"};
+    return o;
+  };
+  const RunResult whole = run_experiment(with_batch_norm(dir / "whole", {}), registry());
+  run_experiment(with_batch_norm(dir / "split", {"train.max_steps=6"}), registry());
+  RunOptions again = with_batch_norm(dir / "split", {"train.max_steps=12"});
+  again.resume = true;
+  const RunResult resumed = run_experiment(again, registry());
+  EXPECT_EQ(train_losses(dir / "whole"), train_losses(dir / "split")) << "resume is exact";
+  EXPECT_EQ(whole.valid_loss, resumed.valid_loss);
+
+  // The running statistics are in the checkpoint, moved away from their initial 0 and 1, and the
+  // same after the resume as without it.
+  const fs::path latest = *CheckpointDirectory(dir / "whole/checkpoints").latest();
+  ckpt::Checkpoint a = read_checkpoint(latest);
+  const ckpt::Checkpoint b = read_checkpoint(*CheckpointDirectory(dir / "split/checkpoints").latest());
+  const ckpt::TensorData* mean = stored(a, ".running_mean");
+  const ckpt::TensorData* var = stored(a, ".running_var");
+  ASSERT_TRUE(mean && var);
+  double moved = 0;
+  for (int i = 0; i < mean->data_size(); ++i) moved += std::abs(mean->data(i)) + std::abs(var->data(i) - 1.0f);
+  EXPECT_GT(moved, 1e-3);
+  ASSERT_EQ(a.parameters_size(), b.parameters_size());
+  for (int i = 0; i < a.parameters_size(); ++i)
+    for (int j = 0; j < a.parameters(i).data_size(); ++j)
+      ASSERT_EQ(a.parameters(i).data(j), b.parameters(i).data(j)) << a.parameters(i).name();
+
+  // Evaluation reads them: evaluating the finished run again (a resume at its last step tests it
+  // again) gives its test loss, and gives another one once the checkpoint's running variances
+  // are changed.
+  RunOptions evaluate = with_batch_norm(dir / "whole", {});
+  evaluate.resume = true;
+  EXPECT_EQ(run_experiment(evaluate, registry()).test_loss, whole.test_loss);
+  for (ckpt::TensorData& t : *a.mutable_parameters())
+    if (t.name().find(".running_var") != std::string::npos)
+      for (int j = 0; j < t.data_size(); ++j) t.set_data(j, 25.0f * t.data(j));
+  write_checkpoint(latest, a);
+  EXPECT_GT(std::abs(run_experiment(evaluate, registry()).test_loss - whole.test_loss), 1e-3);
+}
+
+TEST(TrainerState, CheckpointAveragingAveragesTheRunningStatistics) {
+  TempDir dir;
+  RunOptions o = options_for(tiny_experiment(dir), dir / "run", {"train.checkpoint_every=4"});
+  o.uses = {"norm=norm.batch"};
+  o.average = 2;
+  run_experiment(o, registry());
+  const std::vector<fs::path> last = CheckpointDirectory(dir / "run/checkpoints").last(2);
+  ASSERT_EQ(last.size(), 2u);
+  const ckpt::Checkpoint a = read_checkpoint(last[0]), b = read_checkpoint(last[1]);
+  const ckpt::Checkpoint avg = read_checkpoint(dir / "run/checkpoints/average.ckpt");
+  for (const char* name : {".running_mean", ".running_var"}) {
+    const ckpt::TensorData *ta = stored(a, name), *tb = stored(b, name), *tv = stored(avg, name);
+    ASSERT_TRUE(ta && tb && tv) << name;
+    ASSERT_EQ(tv->data_size(), ta->data_size());
+    for (int j = 0; j < tv->data_size(); ++j) EXPECT_NEAR(tv->data(j), 0.5f * (ta->data(j) + tb->data(j)), 1e-6) << name;
+  }
+}
+
+TEST(TrainerAux, MixtureOfExpertsLogsExpertTokensAndItsLoss) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  RunOptions o = options_for(exp, dir / "run", {"train.max_steps=4"});
+  o.uses = {"ffn=ffn.moe(experts: 3, k: 2, capacity_factor: 0.75, aux_loss_weight: 0.1)"};
+  run_experiment(o, registry());
+  const std::vector<nlohmann::json> events = train_events(dir / "run");
+  ASSERT_EQ(events.size(), 4u);
+  for (const nlohmann::json& e : events) {
+    ASSERT_TRUE(e.contains("aux_loss")) << e.dump();
+    EXPECT_GT(e["aux_loss"].get<double>(), 0.0) << e.dump();
+    std::map<std::string, double> served, dropped;  // by node
+    for (const auto& [key, value] : e.items()) {
+      if (const size_t at = key.find(".expert_tokens."); at != std::string::npos) served[key.substr(0, at)] += value.get<double>();
+      if (const size_t at = key.find(".dropped_tokens"); at != std::string::npos) dropped[key.substr(0, at)] += value.get<double>();
+    }
+    ASSERT_EQ(served.size(), 2u) << "the encoder's and the decoder's feed-forward layers: " << e.dump();
+    for (const auto& [node, n] : served) {
+      EXPECT_GT(n, 0) << node;
+      EXPECT_GT(dropped.at(node), 0) << node << ": capacity 0.75 of two choices per token drops some";
+    }
+  }
+}
+
+TEST(TrainerAux, TheLoadBalancingLossIsPartOfTheObjective) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  std::vector<std::vector<double>> losses;
+  for (const char* weight : {"0", "1"}) {
+    RunOptions o = options_for(exp, dir / (std::string("w") + weight), {"train.max_steps=3"});
+    o.uses = {std::string("ffn=ffn.moe(experts: 3, aux_loss_weight: ") + weight + ")"};
+    run_experiment(o, registry());
+    losses.push_back(train_losses(dir / (std::string("w") + weight)));
+    EXPECT_EQ(train_events(dir / (std::string("w") + weight))[0].contains("aux_loss"), std::string(weight) != "0");
+  }
+  EXPECT_EQ(losses[0][0], losses[1][0]) << "the same first forward";
+  EXPECT_NE(losses[0][2], losses[1][2]) << "its gradient changed the updates";
+}
+
+TEST(TrainerAux, MixtureOfExpertsAndBatchNormTrainBitIdenticallyOnOneAndTwoThreads) {
+  TempDir dir;
+  const fs::path exp = tiny_experiment(dir);
+  std::vector<std::vector<nlohmann::json>> logs;
+  std::vector<ckpt::Checkpoint> checkpoints;
+  for (int threads : {1, 2}) {
+    const fs::path out = dir / ("t" + std::to_string(threads));
+    RunOptions o = options_for(exp, out, {"train.max_steps=4"});
+    o.uses = {"ffn=ffn.moe(experts: 4, k: 2, capacity_factor: 1.0)", "norm=norm.batch"};
+    o.threads = threads;
+    run_experiment(o, registry());
+    std::vector<nlohmann::json> events = train_events(out);
+    for (nlohmann::json& e : events)
+      for (const char* timing : {"tokens_per_s", "elapsed_s"}) e.erase(timing);
+    logs.push_back(events);
+    checkpoints.push_back(read_checkpoint(*CheckpointDirectory(out / "checkpoints").latest()));
+  }
+  EXPECT_EQ(logs[0], logs[1]);
+  ASSERT_EQ(checkpoints[0].parameters_size(), checkpoints[1].parameters_size());
+  for (int i = 0; i < checkpoints[0].parameters_size(); ++i)
+    for (int j = 0; j < checkpoints[0].parameters(i).data_size(); ++j)
+      ASSERT_EQ(checkpoints[0].parameters(i).data(j), checkpoints[1].parameters(i).data(j)) << checkpoints[0].parameters(i).name();
 }
 
 // ---- The command ---------------------------------------------------------------------------------

@@ -21,7 +21,8 @@
 // 2: DecodeState::stepwise, StepInfo::batch_offset/batch_rows
 // 3: Node::positional_scheme (node/positional.h), ParamSpec::scope, Init::Constant, factories see the
 //    registry; StepInfo::recorder
-#define ATTNLAB_ABI_VERSION 3u
+// 4: Node::lower_onnx (node/onnx_lowering.h)
+#define ATTNLAB_ABI_VERSION 4u
 
 namespace attnlab {
 

@@ -136,6 +136,7 @@ class AttentionNode : public Node {
   void forward(const ForwardContext& ctx) const override;
   void backward(const BackwardContext& ctx) const override;
   std::vector<Shape> cache_shapes(std::span<const Shape> inputs, int64_t max_len) const override;
+  bool lower_onnx(const OnnxLowering& lowering) const override;  // attention_onnx.cpp
 
   const AttentionConfig& config() const { return config_; }
 

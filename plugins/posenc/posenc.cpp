@@ -20,6 +20,7 @@
 //                      Σ_j p_ij a_V; tables keys[2·clip+1, d_k], values[2·clip+1, d_v].
 // During incremental decoding the position of row s is DecodeState::position + s. Backward ADDS
 // dy into dx and ASSIGNS the table gradient (rows beyond the input length get zero).
+#include "node/onnx_lowering.h"
 #include "node/plugin_api.h"
 #include "node/positional.h"
 
@@ -40,6 +41,13 @@ void check_input(std::span<const Shape> in) {
 }
 
 int64_t first_position(const StepInfo& step) { return step.decode ? step.decode->position : 0; }
+
+// The first rows of `table` [rows, D], as many as x [B, S, D] has positions, added to x.
+void lower_add_rows(const OnnxLowering& l, const std::string& table) {
+  OnnxBuilder& g = l.graph;
+  const std::string rows = g.op("Slice", {table, g.ints({0}), g.dims(l.inputs[0], 1, 2), g.ints({0})});
+  g.add_node("Add", {l.inputs[0], rows}, {l.outputs[0]});
+}
 
 void add_input_grad(const BackwardContext& ctx) {
   if (ctx.input_grads.empty() || !ctx.input_grads[0].present()) return;
@@ -225,6 +233,11 @@ class IdentityPosenc : public Node {
   void forward(const ForwardContext& ctx) const override { ctx.outputs[0].copy_from(ctx.inputs[0]); }
   void backward(const BackwardContext& ctx) const override { add_input_grad(ctx); }
   const PositionalScheme* positional_scheme() const override { return &scheme_; }
+  // The identity on embeddings; what the scheme does inside attention is attention's lowering.
+  bool lower_onnx(const OnnxLowering& l) const override {
+    l.graph.add_node("Identity", {l.inputs[0]}, {l.outputs[0]});
+    return true;
+  }
 
  private:
   Scheme scheme_;
@@ -232,6 +245,12 @@ class IdentityPosenc : public Node {
 
 class SinusoidalPosenc : public Node {
  public:
+  // PE(position, d) for width D. Angles in double: positions reach thousands.
+  static float sinusoid(int64_t position, int64_t d, int64_t D) {
+    const double angle =
+        static_cast<double>(position) * std::pow(10000.0, -2.0 * static_cast<double>(d / 2) / static_cast<double>(D));
+    return static_cast<float>(d % 2 == 0 ? std::sin(angle) : std::cos(angle));
+  }
   explicit SinusoidalPosenc(const Attrs&) {}
   NodeShapes infer(std::span<const Shape> in) const override {
     check_input(in);
@@ -248,15 +267,10 @@ class SinusoidalPosenc : public Node {
     float* out = ctx.outputs[0].data();
     float* table = ctx.workspace[0].data();
     // Rows are computed in the executor-owned workspace, never in memory allocated here: a
-    // steady-state step allocates nothing. Angles in double: positions reach thousands.
+    // steady-state step allocates nothing.
     tbb::parallel_for(int64_t{0}, S, [&](int64_t s) {
-      const double pos = static_cast<double>(offset + s);
       float* pe = table + s * D;
-      for (int64_t d = 0; d < D; ++d) {
-        const double inv_freq = std::pow(10000.0, -2.0 * static_cast<double>(d / 2) / static_cast<double>(D));
-        const double angle = pos * inv_freq;
-        pe[d] = static_cast<float>(d % 2 == 0 ? std::sin(angle) : std::cos(angle));
-      }
+      for (int64_t d = 0; d < D; ++d) pe[d] = sinusoid(offset + s, d, D);
       const Eigen::Map<const Eigen::ArrayXf> row(pe, D);
       for (int64_t b = 0; b < B; ++b)
         Eigen::Map<Eigen::ArrayXf>(out + (b * S + s) * D, D) = Eigen::Map<const Eigen::ArrayXf>(in + (b * S + s) * D, D) + row;
@@ -264,6 +278,18 @@ class SinusoidalPosenc : public Node {
   }
   void backward(const BackwardContext& ctx) const override { add_input_grad(ctx); }
   const PositionalScheme* positional_scheme() const override { return &scheme_; }
+  // The encoding of the first kOnnxRows positions as a constant (computed here, in double as in
+  // forward), sliced to the input's length at run time.
+  bool lower_onnx(const OnnxLowering& l) const override {
+    const int64_t D = l.input_shapes[0][2];
+    std::vector<float> table(static_cast<size_t>(kOnnxRows * D));
+    for (int64_t p = 0; p < kOnnxRows; ++p)
+      for (int64_t d = 0; d < D; ++d) table[p * D + d] = sinusoid(p, d, D);
+    lower_add_rows(l, l.graph.add_float_constant("sinusoids", {kOnnxRows, D}, table));
+    return true;
+  }
+  // Exported graphs take sequences of up to this many positions.
+  static constexpr int64_t kOnnxRows = 1024;
 
  private:
   Absolute scheme_;
@@ -306,6 +332,10 @@ class LearnedPosenc : public Node {
     for (int64_t b = 0; b < B; ++b) G += Eigen::Map<const RowMajorMatrix>(dy.data() + b * S * D, S, D);
   }
   const PositionalScheme* positional_scheme() const override { return &scheme_; }
+  bool lower_onnx(const OnnxLowering& l) const override {
+    lower_add_rows(l, l.params[0]);
+    return true;
+  }
 
  private:
   int64_t max_len_;

@@ -20,7 +20,7 @@
 // - Every node lowers itself (Node::lower_onnx, node/onnx_lowering.h); a node without a lowering is
 //   an ExportError "FILE:LINE:COL: error: node 'NAME' (TYPE): has no ONNX lowering ...", and one whose
 //   lowering throws is an ExportError with the same location and the lowering's message. The first
-//   such node in graph order is reported; nothing is written by the caller on an error.
+//   such node in topological order is reported; nothing is written by the caller on an error.
 // - The lowered shapes come from infer() at two sets of representative sizes: a size that differs
 //   between them is dynamic (see node/onnx_lowering.h for how lowerings see it).
 #pragma once

@@ -400,6 +400,24 @@ TEST(OnnxExport, APositionalSchemeInsideAttentionIsAnErrorNamingIt) {
 
 std::string attnlab(const std::string& args) { return std::string(ATTNLAB_EXE) + " " + args; }
 
+// The model of a run directory's checkpoint, as attnlab export rebuilds it.
+std::unique_ptr<exec::Model> checkpoint_model(const fs::path& run) {
+  const ckpt::Checkpoint checkpoint = train::read_checkpoint(train::find_checkpoint(run.string()));
+  ir::GraphDef graph;
+  if (!graph.ParseFromString(checkpoint.graph())) throw std::runtime_error("no graph in " + run.string());
+  auto model = make_model(graph);
+  std::vector<train::ParamRef> params;
+  for (exec::Parameter& p : model->parameters()) params.push_back({p.name, p.value.view(), p.grad.view()});
+  train::load_parameters(checkpoint, params, run.string());
+  return model;
+}
+
+int64_t vocab_of(const exec::Model& model, const std::string& ids_input) {
+  for (const ir::GraphInput& input : model.graph().inputs())
+    if (input.name() == ids_input) return input.bound();
+  throw std::runtime_error("no input " + ids_input);
+}
+
 // The tiny experiment (tests/support/tiny_experiment.h) trained for two steps, shared by the tests.
 class ExportCommand : public ::testing::Test {
  protected:
@@ -442,22 +460,43 @@ TEST_F(ExportCommand, WritesTheThreeGraphsOfATrainedRunAndTheirLogitsEqualAttnla
     EXPECT_NE(r.err.find((*dir_ / file).string()), std::string::npos) << r.err;
   }
   REQUIRE_ONNX_RUNTIME();
-  // attnlab's logits from the checkpoint itself.
-  const ckpt::Checkpoint checkpoint = train::read_checkpoint(train::find_checkpoint(run.string()));
-  ir::GraphDef graph;
-  ASSERT_TRUE(graph.ParseFromString(checkpoint.graph()));
-  auto model = make_model(graph);
-  std::vector<train::ParamRef> params;
-  for (exec::Parameter& p : model->parameters()) params.push_back({p.name, p.value.view(), p.grad.view()});
-  train::load_parameters(checkpoint, params, "checkpoint");
+  const auto model = checkpoint_model(run);
   EXPECT_GT(model->parameters().element_count(), 4'000'000);  // 3 layers of width 256 (4.0M with this vocabulary)
-  int64_t vocab = 0;
-  for (const ir::GraphInput& input : graph.inputs())
-    if (input.name() == "src") vocab = input.bound();
-  ASSERT_GT(vocab, 4);
+  const int64_t vocab = vocab_of(*model, "src");
   const std::map<std::string, Feed> feeds = {{"src", {ids({8, 6, 3}, 8, vocab, 11)}}, {"tgt_in", {ids({9, 9, 2}, 9, vocab, 12, 2.0f)}}};
   EXPECT_TRUE(close(ort_outputs(*dir_, out, feeds, {"logits"}).at("logits"), attnlab_outputs(*model, feeds, {"logits"}).at("logits"),
                     "trained model's logits"));
+}
+
+// A language model (experiments/gpt.attn) trained 8 steps on a small text: one graph, input_ids → logits.
+TEST_F(ExportCommand, WritesTheGraphOfALanguageModelRunAndItsLogitsEqualAttnlabs) {
+  const fs::path data = *dir_ / "lm";
+  fs::create_directories(data);
+  std::ofstream text(data / "text.txt");
+  for (int i = 0; i < 100; ++i) text << "to be, or not to be, that is the question:\nwhether 'tis nobler in the mind to suffer\n";
+  text.close();
+  fs::copy_file(fs::path(ATTNLAB_SOURCE_DIR) / "experiments/gpt.attn", data / "gpt.attn");
+  std::ofstream(data / "lm.attn") << "experiment lm {\n  task = language_model\n"
+                                     "  model = \"gpt.attn\" with { layers = 2, heads = 4, d_model = 32, block_size = 16,\n"
+                                     "                            posenc = posenc.learned(max_len: block_size) }\n"
+                                     "  data = text(file: \"text.txt\", vocab: \"char\")\n  seed = 3\n"
+                                     "  train { adamw(0.9, 0.99, 1e-8, weight_decay: 0.1), cosine(warmup: 2, max_lr: 1e-2, min_lr: 1e-3, steps: 8),\n"
+                                     "          dropout: 0.1, batch: 4, max_steps: 8, valid_every: 0, checkpoint_every: 0, valid_blocks: 4, samples: 0 }\n}\n";
+  const fs::path run = *dir_ / "lm_run";
+  const test::CommandResult trained = test::run_command(attnlab("run " + (data / "lm.attn").string() + " --threads 2 --data " +
+                                                                data.string() + " --out " + run.string()));
+  ASSERT_EQ(trained.exit_code, 0) << trained.err;
+  const fs::path out = *dir_ / "lm.onnx";
+  const test::CommandResult r = test::run_command(attnlab("export --checkpoint " + run.string() + " --format onnx --out " + out.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("exported the language_model model"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(*dir_ / "lm.encoder.onnx"));
+  REQUIRE_ONNX_RUNTIME();
+  const auto model = checkpoint_model(run);
+  const std::map<std::string, Feed> feeds = {{"input_ids", {ids({16, 16, 16}, 16, vocab_of(*model, "input_ids"), 13)}}};
+  EXPECT_TRUE(close(ort_outputs(*dir_, out, feeds, {"logits"}).at("logits"), attnlab_outputs(*model, feeds, {"logits"}).at("logits"),
+                    "trained language model's logits"));
 }
 
 TEST_F(ExportCommand, AnUnknownFormatIsAnErrorNamingIt) {

@@ -8,8 +8,10 @@
 // batch) and the causal and window limits, computed from run-time positions; masked scores are
 // replaced by -1e30 before the softmax, and the probabilities are multiplied by the same boolean so
 // that a query with every key masked gets a zero distribution, as in forward().
-// A positional scheme that acts inside attention (a score bias, a rotation or relative embeddings)
-// has no lowering yet: such a node is refused with the scheme's name.
+// A positional scheme that acts inside attention lowers what it does itself
+// (PositionalScheme::lower_score_bias, lower_rotation in node/positional.h): the rotation of queries
+// and keys after qk_norm, the bias added to the scores before the mask. A scheme without those
+// lowerings, or with relative embeddings, is refused with its name.
 #include "attention.h"
 
 #include "node/onnx_lowering.h"
@@ -27,10 +29,12 @@ std::vector<int64_t> perm(std::initializer_list<int64_t> p) { return p; }
 }  // namespace
 
 bool AttentionNode::lower_onnx(const OnnxLowering& l) const {
-  if (effects_.score_bias || effects_.rotation || effects_.relative_embeddings)
-    throw std::invalid_argument("its positional scheme " + config_.posenc +
-                                " acts inside attention, which has no ONNX lowering yet (schemes that act on the "
-                                "embeddings, such as posenc.sinusoidal, posenc.learned and posenc.none, export)");
+  auto refuse = [&](const std::string& what) {
+    return std::invalid_argument("its positional scheme " + config_.posenc + " " + what +
+                                 " inside attention, which has no ONNX lowering (posenc.sinusoidal, posenc.learned, "
+                                 "posenc.none, posenc.rotary and posenc.alibi export)");
+  };
+  if (effects_.relative_embeddings) throw refuse("adds relative embeddings");
   OnnxBuilder& g = l.graph;
   const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
   const std::string& query = l.inputs[0];
@@ -53,9 +57,27 @@ bool AttentionNode::lower_onnx(const OnnxLowering& l) const {
     return g.op("Reshape", {grown, g.ints({0, H, -1, d})});
   };
 
-  const std::string Q = heads(project(query, pidx_.w_q, pidx_.b_q, g.fresh("q")), H, dk, pidx_.q_gain, pidx_.q_beta);
+  // Positions of queries and keys, and key − query offsets [Tq, Tk], made when something needs them.
+  std::string query_positions, key_positions, offsets;
+  auto positions = [&] {
+    if (query_positions.empty()) {
+      query_positions = g.positions(query, 1);
+      key_positions = g.positions(memory, 1);
+      offsets = g.op("Sub", {g.op("Unsqueeze", {key_positions, g.ints({0})}), g.op("Unsqueeze", {query_positions, g.ints({1})})});
+    }
+  };
+  // The scheme's rotation of [B, n, T, d_k] queries or keys.
+  auto rotate = [&](const std::string& x, bool keys) {
+    if (!effects_.rotation) return x;
+    positions();
+    const std::string rotated = scheme_->lower_rotation(g, x, dk, keys ? key_positions : query_positions);
+    if (rotated.empty()) throw refuse("rotates queries and keys");
+    return rotated;
+  };
+
+  const std::string Q = rotate(heads(project(query, pidx_.w_q, pidx_.b_q, g.fresh("q")), H, dk, pidx_.q_gain, pidx_.q_beta), false);
   const std::string K = repeat_groups(
-      heads(project(memory, pidx_.w_k, pidx_.b_k, g.fresh("k")), G, dk, pidx_.k_gain, pidx_.k_beta), dk);
+      rotate(heads(project(memory, pidx_.w_k, pidx_.b_k, g.fresh("k")), G, dk, pidx_.k_gain, pidx_.k_beta), true), dk);
   const std::string V = repeat_groups(heads(project(memory, pidx_.w_v, pidx_.b_v, g.fresh("v")), G, dv, -1, -1), dv);
 
   std::string scores;  // [B, H, Tq, Tk]
@@ -66,6 +88,12 @@ bool AttentionNode::lower_onnx(const OnnxLowering& l) const {
     const std::string t = g.op("Tanh", {g.op("Add", {g.op("Unsqueeze", {Q, g.ints({3})}), g.op("Unsqueeze", {K, g.ints({2})})})});
     const std::string v = g.op("Reshape", {param(pidx_.v), g.ints({1, H, 1, dk, 1})});
     scores = g.op("Squeeze", {g.op("MatMul", {t, v}), g.ints({4})});
+  }
+  if (effects_.score_bias) {
+    positions();
+    const std::string bias = scheme_->lower_score_bias(g, geometry_, offsets, l.params.subspan(pidx_.scheme, scheme_param_count_));
+    if (bias.empty()) throw refuse("adds a score bias");
+    scores = g.op("Add", {scores, bias});
   }
 
   // Which keys each query may see.
@@ -96,10 +124,9 @@ bool AttentionNode::lower_onnx(const OnnxLowering& l) const {
     }
   }
   if (has_lo || has_hi) {
-    const std::string offset = g.op("Sub", {g.op("Unsqueeze", {g.positions(memory, 1), g.ints({0})}),
-                                            g.op("Unsqueeze", {g.positions(query, 1), g.ints({1})})});  // [Tq, Tk]
-    if (has_lo) also(g.op("GreaterOrEqual", {offset, g.ints0(lo)}));
-    if (has_hi) also(g.op("LessOrEqual", {offset, g.ints0(hi)}));
+    positions();
+    if (has_lo) also(g.op("GreaterOrEqual", {offsets, g.ints0(lo)}));
+    if (has_hi) also(g.op("LessOrEqual", {offsets, g.ints0(hi)}));
   }
   std::string probs;
   if (keep.empty()) {

@@ -76,8 +76,7 @@ class Rotary : public PositionalScheme {
   void rotate(float* x, int64_t vectors, int64_t d_k, int64_t position, bool inverse) const override {
     const float pos = static_cast<float>(position);
     for (int64_t t = 0; t < d_k / 2; ++t) {
-      const float inv_freq = std::pow(kBase, -2.0f * static_cast<float>(t) / static_cast<float>(d_k));
-      const float angle = pos * inv_freq;
+      const float angle = pos * inv_freq(t, d_k);
       const float c = std::cos(angle), s = inverse ? -std::sin(angle) : std::sin(angle);
       for (int64_t g = 0; g < vectors; ++g) {
         float* p = x + g * d_k + 2 * t;
@@ -87,8 +86,24 @@ class Rotary : public PositionalScheme {
       }
     }
   }
+  // The same rotation on x [B, n, T, d_k]: pairs split off the last axis, rotated, put back.
+  std::string lower_rotation(OnnxBuilder& g, const std::string& x, int64_t d_k, const std::string& positions) const override {
+    std::vector<float> frequencies(static_cast<size_t>(d_k / 2));
+    for (int64_t t = 0; t < d_k / 2; ++t) frequencies[t] = inv_freq(t, d_k);
+    const std::string angle = g.op("Mul", {g.op("Unsqueeze", {g.cast(positions, OnnxType::Float), g.ints({1})}),
+                                           g.add_float_constant("inv_freq", {d_k / 2}, frequencies)});  // [T, d_k/2]
+    const std::string c = g.op("Cos", {angle}), s = g.op("Sin", {angle});
+    const std::string pairs = g.op("Reshape", {x, g.ints({0, 0, 0, d_k / 2, 2})});
+    auto half = [&](int64_t i) { return g.op("Squeeze", {g.op("Slice", {pairs, g.ints({i}), g.ints({i + 1}), g.ints({4})}), g.ints({4})}); };
+    const std::string x0 = half(0), x1 = half(1);
+    const std::string y0 = g.op("Sub", {g.op("Mul", {x0, c}), g.op("Mul", {x1, s})});
+    const std::string y1 = g.op("Add", {g.op("Mul", {x0, s}), g.op("Mul", {x1, c})});
+    const std::string joined = g.op("Concat", {g.op("Unsqueeze", {y0, g.ints({4})}), g.op("Unsqueeze", {y1, g.ints({4})})}, {{"axis", int64_t{4}}});
+    return g.op("Reshape", {joined, g.ints({0, 0, 0, d_k})});
+  }
 
  private:
+  static float inv_freq(int64_t t, int64_t d_k) { return std::pow(kBase, -2.0f * static_cast<float>(t) / static_cast<float>(d_k)); }
   static constexpr float kBase = 10000.0f;
 };
 
@@ -110,6 +125,14 @@ class Alibi : public PositionalScheme {
                       int64_t first_key, int64_t count, float* row) const override {
     const float slope = alibi_slope(head, g.heads);
     for (int64_t j = 0; j < count; ++j) row[j] -= slope * static_cast<float>(std::abs(query_pos - (first_key + j)));
+  }
+  // -slope_h · |key − query| as [1, H, Tq, Tk].
+  std::string lower_score_bias(OnnxBuilder& g, const AttentionGeometry& geometry, const std::string& offsets,
+                               std::span<const std::string>) const override {
+    std::vector<float> slopes(static_cast<size_t>(geometry.heads));
+    for (int64_t h = 0; h < geometry.heads; ++h) slopes[h] = -alibi_slope(h, geometry.heads);
+    const std::string distance = g.op("Abs", {g.cast(offsets, OnnxType::Float)});
+    return g.op("Mul", {g.add_float_constant("alibi_slopes", {1, geometry.heads, 1, 1}, slopes), distance});
   }
 };
 

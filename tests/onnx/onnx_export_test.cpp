@@ -361,7 +361,11 @@ INSTANTIATE_TEST_SUITE_P(
                       Swap{"transformer_base.attn", {"attention=attention.scaled_dot(qk_norm: \"rms\", score_scale: \"inv_d_k\")"}},
                       Swap{"transformer_base.attn", {"norm=norm.rms", "ffn=ffn.swiglu", "posenc=posenc.learned"}},
                       Swap{"transformer_base.attn", {"ffn=ffn.gelu", "posenc=posenc.none"}},
-                      Swap{"gpt.attn", {}}, Swap{"gpt.attn", {"attention=attention.local(window: 2)", "norm=norm.rms"}}),
+                      Swap{"transformer_base.attn", {"posenc=posenc.rotary"}},
+                      Swap{"transformer_base.attn", {"posenc=posenc.alibi", "attention=attention.grouped_query(kv_heads: 2)"}},
+                      Swap{"gpt.attn", {}}, Swap{"gpt.attn", {"attention=attention.local(window: 2)", "norm=norm.rms"}},
+                      Swap{"gpt.attn", {"posenc=posenc.rotary", "attention=attention.scaled_dot(qk_norm: \"layer\")"}},
+                      Swap{"gpt.attn", {"posenc=posenc.alibi", "ffn=ffn.swiglu"}}),
     [](const ::testing::TestParamInfo<Swap>& info) {
       std::string name = info.param.model.substr(0, info.param.model.find('.')) + "_" + std::to_string(info.index);
       return name;
@@ -388,12 +392,16 @@ TEST(OnnxExport, ANodeTypeWithoutALoweringIsAnErrorNamingTheNodeAndType) {
   EXPECT_NE(message.find("node 'encoder.encoder_layer0.sublayer"), std::string::npos) << message;
 }
 
-TEST(OnnxExport, APositionalSchemeInsideAttentionIsAnErrorNamingIt) {
-  const std::string message = export_error(elaborate("transformer_base.attn", {"layers=1", "d_model=16", "d_ff=32", "heads=2", "vocab=20"},
-                                                     {"posenc=posenc.rotary"}));
-  EXPECT_NE(message.find("(attention.scaled_dot): cannot be lowered to ONNX: its positional scheme posenc.rotary acts inside attention"),
-            std::string::npos)
-      << message;
+TEST(OnnxExport, APositionalSchemeWithoutALoweringInsideAttentionIsAnErrorNamingIt) {
+  for (const auto& [scheme, what] : {std::pair<std::string, std::string>{"posenc.t5", "adds a score bias"},
+                                     {"posenc.shaw", "adds relative embeddings"}}) {
+    const std::string message = export_error(
+        elaborate("transformer_base.attn", {"layers=1", "d_model=16", "d_ff=32", "heads=2", "vocab=20"}, {"posenc=" + scheme}));
+    EXPECT_NE(message.find("(attention.scaled_dot): cannot be lowered to ONNX: its positional scheme " + scheme + " " + what +
+                           " inside attention, which has no ONNX lowering"),
+              std::string::npos)
+        << message;
+  }
 }
 
 // ---- `attnlab export --format onnx` ------------------------------------------------------------

@@ -32,7 +32,7 @@ bool AttentionNode::lower_onnx(const OnnxLowering& l) const {
   auto refuse = [&](const std::string& what) {
     return std::invalid_argument("its positional scheme " + config_.posenc + " " + what +
                                  " inside attention, which has no ONNX lowering (posenc.sinusoidal, posenc.learned, "
-                                 "posenc.none, posenc.rotary and posenc.alibi export)");
+                                 "posenc.none, posenc.rotary, posenc.alibi and posenc.t5 export)");
   };
   if (effects_.relative_embeddings) throw refuse("adds relative embeddings");
   OnnxBuilder& g = l.graph;

@@ -40,6 +40,10 @@ void check_input(std::span<const Shape> in) {
   if (in[0].size() != 3) throw ShapeError("x must be [batch, length, width], got " + to_string(in[0]));
 }
 
+// Exported ONNX graphs take sequences of up to this many positions (the sinusoidal table's rows,
+// the key − query offsets T5's bucket table covers).
+constexpr int64_t kOnnxPositions = 1024;
+
 int64_t first_position(const StepInfo& step) { return step.decode ? step.decode->position : 0; }
 
 // The first rows of `table` [rows, D], as many as x [B, S, D] has positions, added to x.
@@ -171,6 +175,17 @@ class T5Bias : public PositionalScheme {
     const float* table = params[0].data();
     for (int64_t j = 0; j < count; ++j) row[j] += table[bucket(query_pos, first_key + j) * g.heads + head];
   }
+  // bias[bucket(offset), h] as [1, H, Tq, Tk]: the buckets of every key − query offset within
+  // ±(kOnnxPositions − 1) are a constant, computed by bucket() itself.
+  std::string lower_score_bias(OnnxBuilder& g, const AttentionGeometry&, const std::string& offsets,
+                               std::span<const std::string> params) const override {
+    std::vector<int64_t> buckets(static_cast<size_t>(2 * kOnnxPositions - 1));
+    for (int64_t k = 0; k < 2 * kOnnxPositions - 1; ++k) buckets[k] = bucket(0, k - (kOnnxPositions - 1));
+    const std::string table = g.add_int64_constant("t5_buckets", {2 * kOnnxPositions - 1}, buckets);
+    const std::string index = g.op("Gather", {table, g.op("Add", {offsets, g.ints0(kOnnxPositions - 1)})});  // [Tq, Tk]
+    const std::string by_head = g.op("Transpose", {g.op("Gather", {params[0], index})}, {{"perm", std::vector<int64_t>{2, 0, 1}}});
+    return g.op("Unsqueeze", {by_head, g.ints({0})});
+  }
   void score_bias_backward(std::span<const TensorView>, std::span<const TensorView> grads, const AttentionGeometry& g,
                            const float* score_grads, int64_t batch, int64_t queries, int64_t keys,
                            int64_t query_offset) const override {
@@ -301,18 +316,16 @@ class SinusoidalPosenc : public Node {
   }
   void backward(const BackwardContext& ctx) const override { add_input_grad(ctx); }
   const PositionalScheme* positional_scheme() const override { return &scheme_; }
-  // The encoding of the first kOnnxRows positions as a constant (computed here, in double as in
+  // The encoding of the first kOnnxPositions positions as a constant (computed here, in double as in
   // forward), sliced to the input's length at run time.
   bool lower_onnx(const OnnxLowering& l) const override {
     const int64_t D = l.input_shapes[0][2];
-    std::vector<float> table(static_cast<size_t>(kOnnxRows * D));
-    for (int64_t p = 0; p < kOnnxRows; ++p)
+    std::vector<float> table(static_cast<size_t>(kOnnxPositions * D));
+    for (int64_t p = 0; p < kOnnxPositions; ++p)
       for (int64_t d = 0; d < D; ++d) table[p * D + d] = sinusoid(p, d, D);
-    lower_add_rows(l, l.graph.add_float_constant("sinusoids", {kOnnxRows, D}, table));
+    lower_add_rows(l, l.graph.add_float_constant("sinusoids", {kOnnxPositions, D}, table));
     return true;
   }
-  // Exported graphs take sequences of up to this many positions.
-  static constexpr int64_t kOnnxRows = 1024;
 
  private:
   Absolute scheme_;

@@ -21,7 +21,7 @@
 // 2: DecodeState::stepwise, StepInfo::batch_offset/batch_rows
 // 3: Node::positional_scheme (node/positional.h), ParamSpec::scope, Init::Constant, factories see the
 //    registry; StepInfo::recorder
-// 4: Node::lower_onnx (node/onnx_lowering.h), PositionalScheme::lower_score_bias/lower_rotation
+// 4: Node::lower_onnx (node/onnx_lowering.h), PositionalScheme::lower_score_bias/rotation/relative_index
 #define ATTNLAB_ABI_VERSION 4u
 
 namespace attnlab {

@@ -42,6 +42,7 @@
 //   that broadcasts to [B, heads, Tq, Tk] and is added to the scores.
 //   lower_rotation(graph, x, d_k, positions): x is float [B, n, T, d_k], positions int64 [T];
 //   returns x rotated as rotate() does.
+//   lower_relative_index(graph, offsets): int64 [Tq, Tk], relative_index() of each query and key.
 #pragma once
 
 #include "node/node.h"
@@ -94,6 +95,7 @@ class PositionalScheme {
                                      const std::string& /*positions*/) const {
     return {};
   }
+  virtual std::string lower_relative_index(OnnxBuilder& /*graph*/, const std::string& /*offsets*/) const { return {}; }
 };
 
 }  // namespace attnlab

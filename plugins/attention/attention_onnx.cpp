@@ -9,9 +9,10 @@
 // replaced by -1e30 before the softmax, and the probabilities are multiplied by the same boolean so
 // that a query with every key masked gets a zero distribution, as in forward().
 // A positional scheme that acts inside attention lowers what it does itself
-// (PositionalScheme::lower_score_bias, lower_rotation in node/positional.h): the rotation of queries
-// and keys after qk_norm, the bias added to the scores before the mask. A scheme without those
-// lowerings, or with relative embeddings, is refused with its name.
+// (PositionalScheme::lower_score_bias, lower_rotation, lower_relative_index in node/positional.h):
+// the rotation of queries and keys after qk_norm, the bias added to the scores before the mask,
+// the rows of the relative key and value tables. A scheme without the lowering it needs is refused
+// with its name.
 #include "attention.h"
 
 #include "node/onnx_lowering.h"
@@ -32,9 +33,8 @@ bool AttentionNode::lower_onnx(const OnnxLowering& l) const {
   auto refuse = [&](const std::string& what) {
     return std::invalid_argument("its positional scheme " + config_.posenc + " " + what +
                                  " inside attention, which has no ONNX lowering (posenc.sinusoidal, posenc.learned, "
-                                 "posenc.none, posenc.rotary, posenc.alibi and posenc.t5 export)");
+                                 "posenc.none, posenc.rotary, posenc.alibi, posenc.t5 and posenc.shaw export)");
   };
-  if (effects_.relative_embeddings) throw refuse("adds relative embeddings");
   OnnxBuilder& g = l.graph;
   const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
   const std::string& query = l.inputs[0];
@@ -80,9 +80,22 @@ bool AttentionNode::lower_onnx(const OnnxLowering& l) const {
       rotate(heads(project(memory, pidx_.w_k, pidx_.b_k, g.fresh("k")), G, dk, pidx_.k_gain, pidx_.k_beta), true), dk);
   const std::string V = repeat_groups(heads(project(memory, pidx_.w_v, pidx_.b_v, g.fresh("v")), G, dv, -1, -1), dv);
 
+  // Relative embeddings (Shaw et al.): the rows of the scheme's key and value tables, [Tq, Tk].
+  std::string relative;
+  if (relative_) {
+    positions();
+    relative = scheme_->lower_relative_index(g, offsets);
+    if (relative.empty()) throw refuse("adds relative embeddings");
+  }
+  auto table_rows = [&](int table) { return g.op("Gather", {l.params[pidx_.scheme + table], relative}); };  // [Tq, Tk, d]
+
   std::string scores;  // [B, H, Tq, Tk]
   if (config_.kind == ScoreKind::Dot) {
     scores = g.op("MatMul", {Q, g.op("Transpose", {K}, {{"perm", perm({0, 1, 3, 2})}})});
+    if (relative_) {  // + q_i·a_K[r(i, j)]: [B, H, Tq, 1, d_k] × [Tq, d_k, Tk]
+      const std::string keys = g.op("Transpose", {table_rows(0)}, {{"perm", perm({0, 2, 1})}});
+      scores = g.op("Add", {scores, g.op("Squeeze", {g.op("MatMul", {g.op("Unsqueeze", {Q, g.ints({3})}), keys}), g.ints({3})})});
+    }
     if (config_.score_scale != 1.0f) scores = g.op("Mul", {scores, g.scalar(config_.score_scale)});
   } else {  // Σ_d v_hd tanh(q_id + k_jd)
     const std::string t = g.op("Tanh", {g.op("Add", {g.op("Unsqueeze", {Q, g.ints({3})}), g.op("Unsqueeze", {K, g.ints({2})})})});
@@ -135,7 +148,11 @@ bool AttentionNode::lower_onnx(const OnnxLowering& l) const {
     const std::string masked = g.op("Where", {keep, scores, g.scalar(kMaskedScore)});
     probs = g.op("Mul", {g.op("Softmax", {masked}, {{"axis", int64_t{-1}}}), g.cast(keep, OnnxType::Float)});
   }
-  const std::string attended = g.op("Transpose", {g.op("MatMul", {probs, V})}, {{"perm", perm({0, 2, 1, 3})}});
+  std::string heads_out = g.op("MatMul", {probs, V});  // [B, H, Tq, d_v]
+  if (relative_)  // + Σ_j p_ij a_V[r(i, j)]: [B, H, Tq, 1, Tk] × [Tq, Tk, d_v]
+    heads_out = g.op("Add", {heads_out, g.op("Squeeze", {g.op("MatMul", {g.op("Unsqueeze", {probs, g.ints({3})}), table_rows(1)}),
+                                                         g.ints({3})})});
+  const std::string attended = g.op("Transpose", {heads_out}, {{"perm", perm({0, 2, 1, 3})}});
   project(g.op("Reshape", {attended, g.ints({0, 0, H * dv})}), pidx_.w_o, pidx_.b_o, l.outputs[0]);
   return true;
 }

@@ -225,6 +225,9 @@ class ShawRelative : public PositionalScheme {
   int64_t relative_index(int64_t query_pos, int64_t key_pos) const override {
     return std::clamp(key_pos - query_pos, -clip_, clip_) + clip_;
   }
+  std::string lower_relative_index(OnnxBuilder& g, const std::string& offsets) const override {
+    return g.op("Add", {g.op("Clip", {offsets, g.ints0(-clip_), g.ints0(clip_)}), g.ints0(clip_)});
+  }
 
  private:
   int64_t clip_;

@@ -370,6 +370,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Swap{"transformer_base.attn", {"posenc=posenc.rotary"}},
                       Swap{"transformer_base.attn", {"posenc=posenc.alibi", "attention=attention.grouped_query(kv_heads: 2)"}},
                       Swap{"transformer_base.attn", {"posenc=posenc.t5(num_buckets: 8, max_distance: 6)"}},
+                      Swap{"transformer_base.attn", {"posenc=posenc.shaw(clip: 2)"}},
                       Swap{"gpt.attn", {}}, Swap{"gpt.attn", {"attention=attention.local(window: 2)", "norm=norm.rms"}},
                       Swap{"gpt.attn", {"posenc=posenc.rotary", "attention=attention.scaled_dot(qk_norm: \"layer\")"}},
                       Swap{"gpt.attn", {"posenc=posenc.alibi", "ffn=ffn.swiglu"}}),
@@ -400,14 +401,15 @@ TEST(OnnxExport, ANodeTypeWithoutALoweringIsAnErrorNamingTheNodeAndType) {
 }
 
 TEST(OnnxExport, APositionalSchemeWithoutALoweringInsideAttentionIsAnErrorNamingIt) {
-  for (const auto& [scheme, what] : {std::pair<std::string, std::string>{"posenc.shaw", "adds relative embeddings"}}) {
-    const std::string message = export_error(
-        elaborate("transformer_base.attn", {"layers=1", "d_model=16", "d_ff=32", "heads=2", "vocab=20"}, {"posenc=" + scheme}));
-    EXPECT_NE(message.find("(attention.scaled_dot): cannot be lowered to ONNX: its positional scheme " + scheme + " " + what +
-                           " inside attention, which has no ONNX lowering"),
-              std::string::npos)
-        << message;
-  }
+  // posenc.probe (tests/plugin_sdk/probe_posenc), an out-of-tree score bias with no lowering, inside
+  // attention only (the model's posenc slot stays sinusoidal).
+  const std::string message =
+      export_error(elaborate("transformer_base.attn", {"layers=1", "d_model=16", "d_ff=32", "heads=2", "vocab=20"},
+                             {"attention=attention.scaled_dot(posenc: \"posenc.probe\")"}));
+  EXPECT_NE(message.find("(attention.scaled_dot): cannot be lowered to ONNX: its positional scheme posenc.probe adds a score "
+                         "bias inside attention, which has no ONNX lowering"),
+            std::string::npos)
+      << message;
 }
 
 // ---- `attnlab export --format onnx` ------------------------------------------------------------

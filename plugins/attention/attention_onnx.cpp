@@ -47,7 +47,7 @@ bool AttentionNode::lower_onnx(const OnnxLowering& l) const {
   auto heads = [&](const std::string& x, int64_t n, int64_t d, int gain, int beta) {
     std::string split = g.op("Reshape", {x, g.ints({0, 0, n, d})});
     if (config_.qk_norm != QkNorm::None && gain >= 0)
-      split = g.normalise_last_axis(split, param(gain), param(beta), 1e-6f, config_.qk_norm == QkNorm::Layer);
+      split = g.normalise_last_axis(split, param(gain), param(beta), kQkNormEps, config_.qk_norm == QkNorm::Layer);
     return g.op("Transpose", {split}, {{"perm", perm({0, 2, 1, 3})}});
   };
   // [B, G, T, d] → [B, H, T, d]: each group serves heads/G consecutive query heads.

@@ -18,6 +18,11 @@ CheckpointFile read_checkpoint_arg(const std::string& path) {
   return f;
 }
 
+std::string trained_task_of(const ckpt::Checkpoint& checkpoint) {
+  const auto trained = checkpoint.settings().find("task");
+  return trained == checkpoint.settings().end() ? task::translation().name() : trained->second;
+}
+
 CheckpointModel load_checkpoint_model(const std::string& path, const CommonOptions& options, const task::Task& task,
                                       const std::string& command) {
   CheckpointModel out;
@@ -28,8 +33,7 @@ CheckpointModel load_checkpoint_model(const std::string& path, const CommonOptio
     throw CliError(1, where + ": no model graph in it (attnlab " + command + " cannot use it; was it written by a trainer that "
                               "stores the graph?)");
   if (checkpoint.tokenizer().empty()) throw CliError(1, where + ": no tokenizer in it (it cannot read raw text)");
-  const auto trained = checkpoint.settings().find("task");
-  const std::string trained_task = trained == checkpoint.settings().end() ? task::translation().name() : trained->second;
+  const std::string trained_task = trained_task_of(checkpoint);
   if (trained_task != task.name())
     throw CliError(1, where + ": it was trained for the " + trained_task + " task; attnlab " + command + " needs a " + task.name() +
                           " checkpoint");

@@ -36,6 +36,9 @@ struct CheckpointFile {
 };
 CheckpointFile read_checkpoint_arg(const std::string& path);
 
+// The task the run trained: its settings' "task", translation when absent (older checkpoints).
+std::string trained_task_of(const ckpt::Checkpoint& checkpoint);
+
 struct CheckpointModel : CheckpointFile {
   ir::GraphDef graph;
   std::unique_ptr<data::Tokenizer> tokenizer;

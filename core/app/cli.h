@@ -64,8 +64,8 @@ void add_generate_command(CLI::App& app, CommonOptions& options);
 void add_run_command(CLI::App& app, CommonOptions& options);     // run_command.cpp (needs attnlab_trainer)
 // `attnlab ablate [EXPERIMENT] [--vary K=V1,V2]... [--grid] [--out DIR]` (ablate_command.cpp).
 void add_ablate_command(CLI::App& app, CommonOptions& options);
-// `attnlab export --checkpoint RUN --format safetensors --out FILE` (export_command.cpp).
-void add_export_command(CLI::App& app);
+// `attnlab export --checkpoint RUN --format safetensors|onnx --out FILE` (export_command.cpp).
+void add_export_command(CLI::App& app, CommonOptions& options);
 // `attnlab attention --checkpoint RUN --src TEXT [--tgt TEXT] [--out FILE.html]` (attention_command.cpp).
 void add_attention_command(CLI::App& app, CommonOptions& options);
 // `attnlab bench`: training and decoding throughput against the PyTorch reference (bench_command.cpp).

@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
   cli::add_run_command(app, options);
   cli::add_ablate_command(app, options);
   cli::add_bench_command(app, options);
-  cli::add_export_command(app);
+  cli::add_export_command(app, options);
   cli::add_attention_command(app, options);
   // Under mpirun an error names the rank, and ends every rank at once (the others would wait for
   // this one until --rank-timeout).

@@ -20,6 +20,9 @@
 // A node keeps no activations between calls: whatever backward needs from forward goes into the
 // "saved" buffers, which the executor owns.
 //
+// Export: a node type may also write itself as ONNX operators (Node::lower_onnx,
+// node/onnx_lowering.h); a type without a lowering cannot be exported.
+//
 // Inspection: in a forward-only pass an executor may hand each node a Recorder
 // (StepInfo::recorder). A node type with internal values worth showing (attention records its
 // probabilities as "probs" [batch, heads, queries, keys]) asks it for a buffer per record and
@@ -248,6 +251,7 @@ struct BackwardContext {
 };
 
 class PositionalScheme;  // node/positional.h
+struct OnnxLowering;     // node/onnx_lowering.h
 
 class Node {
  public:
@@ -265,6 +269,11 @@ class Node {
   // Optional interfaces a node offers other nodes (null: not offered). A positional node offers
   // what it does inside attention (node/positional.h); the object lives as long as the node.
   virtual const PositionalScheme* positional_scheme() const { return nullptr; }
+
+  // Optional ONNX lowering (node/onnx_lowering.h): appends the operators that compute this node's
+  // outputs and returns true; false (the default) means the type has none, and exporting a graph
+  // that needs it is an error naming the node and its type.
+  virtual bool lower_onnx(const OnnxLowering& /*lowering*/) const { return false; }
 };
 
 }  // namespace attnlab

@@ -22,7 +22,8 @@
 // 3: Node::positional_scheme (node/positional.h), ParamSpec::scope, Init::Constant, factories see the
 //    registry; StepInfo::recorder
 // 4: ParamSpec::kind (ParamKind::State: running statistics), StepInfo::report (StepReport: auxiliary
-//    losses and metrics) and StepInfo::objective_scale
+//    losses and metrics), StepInfo::objective_scale, Node::lower_onnx (node/onnx_lowering.h),
+//    PositionalScheme::lower_score_bias/rotation/relative_index
 #define ATTNLAB_ABI_VERSION 4u
 
 namespace attnlab {

@@ -34,15 +34,27 @@
 //   relative_index(query_pos, key_pos) ∈ [0, R) picks the row for a query and a key. Attention adds
 //   q·a_K · (its score scale) to each score and Σ_j p_ij a_V to each head's output, and computes
 //   (ASSIGNS) both tables' gradients itself. Needs dot-product scores.
+// - ONNX (optional; node/onnx_lowering.h): what the scheme does inside attention, as operators, for
+//   `attnlab export --format onnx`. Each returns the value it built, or "" when it has none (the
+//   default), and attention then refuses to export, naming the scheme.
+//   lower_score_bias(graph, geometry, offsets, params): offsets is int64 [Tq, Tk], key position
+//   minus query position; params are the initializers of params(geometry); returns a float value
+//   that broadcasts to [B, heads, Tq, Tk] and is added to the scores.
+//   lower_rotation(graph, x, d_k, positions): x is float [B, n, T, d_k], positions int64 [T];
+//   returns x rotated as rotate() does.
+//   lower_relative_index(graph, offsets): int64 [Tq, Tk], relative_index() of each query and key.
 #pragma once
 
 #include "node/node.h"
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace attnlab {
+
+class OnnxBuilder;  // node/onnx_lowering.h
 
 // The attention a scheme serves.
 struct AttentionGeometry {
@@ -74,6 +86,16 @@ class PositionalScheme {
   virtual void rotate(float* /*x*/, int64_t /*vectors*/, int64_t /*d_k*/, int64_t /*position*/,
                       bool /*inverse*/) const {}
   virtual int64_t relative_index(int64_t /*query_pos*/, int64_t /*key_pos*/) const { return 0; }
+
+  virtual std::string lower_score_bias(OnnxBuilder& /*graph*/, const AttentionGeometry&, const std::string& /*offsets*/,
+                                       std::span<const std::string> /*params*/) const {
+    return {};
+  }
+  virtual std::string lower_rotation(OnnxBuilder& /*graph*/, const std::string& /*x*/, int64_t /*d_k*/,
+                                     const std::string& /*positions*/) const {
+    return {};
+  }
+  virtual std::string lower_relative_index(OnnxBuilder& /*graph*/, const std::string& /*offsets*/) const { return {}; }
 };
 
 }  // namespace attnlab

@@ -3,7 +3,9 @@
 //
 // A complete plugin: a schema with gradient-check examples, parameters declared in infer(), a
 // forward pass that keeps what backward needs in a "saved" buffer, and a backward pass that ADDS
-// into the input gradient and ASSIGNS the parameter gradients.
+// into the input gradient and ASSIGNS the parameter gradients; and, optionally, its ONNX lowering
+// (`attnlab export --format onnx`).
+#include <attnlab/node/onnx_lowering.h>
 #include <attnlab/node/plugin_api.h>
 #include <attnlab/tensor/gemm.h>
 
@@ -45,6 +47,14 @@ class SquaredReluFfn final : public Node {
     sq = rm.cwiseProduct(rm);
     y.matrix().rowwise() = ctx.params[3].flat().transpose();
     gemm(Trans::No, Trans::No, rows, d, hidden_, 1.0f, sq.data(), hidden_, ctx.params[2].data(), d, 1.0f, y.data(), d);
+  }
+
+  // The same function as ONNX operators (node/onnx_lowering.h).
+  bool lower_onnx(const OnnxLowering& l) const override {
+    OnnxBuilder& g = l.graph;
+    const std::string h = g.op("Relu", {g.affine(l.inputs[0], l.params[0], l.params[1], g.fresh("hidden"))});
+    g.affine(g.op("Mul", {h, h}), l.params[2], l.params[3], l.outputs[0]);
+    return true;
   }
 
   void backward(const BackwardContext& ctx) const override {

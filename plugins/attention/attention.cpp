@@ -901,10 +901,6 @@ void AttentionNode::finish_backward(const BackwardContext& ctx, float* dQ, float
 
 // ---- qk-norm -------------------------------------------------------------------------------------
 
-namespace {
-constexpr float kQkNormEps = 1e-6f;
-}  // namespace
-
 void AttentionNode::normalise(float* x, int64_t rows, int64_t groups, std::span<const TensorView> params, bool keys,
                               float* xhat, float* rstd) const {
   const int64_t dk = config_.d_k;

@@ -113,6 +113,8 @@ inline constexpr int64_t kDefaultTile = 128;
 // The tiled kernels split their (batch, head, block) tasks over this many chunks, each with its own
 // scratch tiles declared by infer(): a constant, so buffers depend on shapes only, never threads.
 inline constexpr int64_t kTileChunks = 16;
+// qk_norm's epsilon under the square root.
+inline constexpr float kQkNormEps = 1e-6f;
 
 // Reads and validates attributes for `type`; throws std::invalid_argument with a message that
 // needs no further context beyond the type name the registry prefixes.
@@ -136,6 +138,7 @@ class AttentionNode : public Node {
   void forward(const ForwardContext& ctx) const override;
   void backward(const BackwardContext& ctx) const override;
   std::vector<Shape> cache_shapes(std::span<const Shape> inputs, int64_t max_len) const override;
+  bool lower_onnx(const OnnxLowering& lowering) const override;  // attention_onnx.cpp
 
   const AttentionConfig& config() const { return config_; }
 

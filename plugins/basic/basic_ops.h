@@ -6,6 +6,7 @@
 // nothing is kept between calls except in the executor-owned "saved" buffers.
 #pragma once
 
+#include "node/onnx_lowering.h"
 #include "node/plugin_api.h"
 
 #include <cstdint>

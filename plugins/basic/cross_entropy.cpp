@@ -97,6 +97,30 @@ class CrossEntropy final : public Node {
     ctx.outputs[2].data()[0] = static_cast<float>(correct);
   }
 
+  // The formula above, row-wise over the last axis; padding rows weigh 0 (loss 0 without tokens).
+  bool lower_onnx(const OnnxLowering& l) const override {
+    OnnxBuilder& g = l.graph;
+    const std::string& z = l.inputs[0];
+    const std::string& targets = l.inputs[1];
+    const float v = static_cast<float>(l.input_shapes[0].back());
+    const std::vector<OnnxAttr> last_axis = {{"axes", std::vector<int64_t>{-1}}, {"keepdims", int64_t{0}}};
+    const std::string index = g.cast(g.op("Max", {targets, g.scalar(0.0f)}), OnnxType::Int64);  // any id for padding
+    const std::string z_t = g.op("Squeeze", {g.op("GatherElements", {z, g.op("Unsqueeze", {index, g.ints({-1})})}, {{"axis", int64_t{-1}}}),
+                                             g.ints({-1})});
+    const std::string lse = g.op("ReduceLogSumExp", {z}, last_axis);
+    const std::string sum_z = g.op("ReduceSum", {z, g.ints({-1})}, {{"keepdims", int64_t{0}}});
+    const std::string ce = g.op("Sub", {g.op("Sub", {lse, g.op("Mul", {z_t, g.scalar(1.0f - smoothing_)})}),
+                                        g.op("Mul", {sum_z, g.scalar(smoothing_ / v)})});
+    const std::string counted = g.cast(g.op("Not", {g.op("Equal", {targets, g.scalar(pad_id_)})}), OnnxType::Float);
+    g.add_node("ReduceSum", {counted}, {l.outputs[1]}, {{"keepdims", int64_t{0}}});
+    const std::string total = g.op("ReduceSum", {g.op("Mul", {ce, counted})}, {{"keepdims", int64_t{0}}});
+    g.add_node("Div", {total, g.op("Max", {l.outputs[1], g.scalar(1.0f)})}, {l.outputs[0]});
+    const std::string hit = g.cast(g.op("Equal", {g.op("ArgMax", {z}, {{"axis", int64_t{-1}}, {"keepdims", int64_t{0}}}), index}),
+                                   OnnxType::Float);
+    g.add_node("ReduceSum", {g.op("Mul", {hit, counted})}, {l.outputs[2]}, {{"keepdims", int64_t{0}}});
+    return true;
+  }
+
   void backward(const BackwardContext& ctx) const override {
     const TensorView& dlogits = ctx.input_grads[0];
     if (!dlogits.present()) return;

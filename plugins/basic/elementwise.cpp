@@ -52,6 +52,12 @@ class Add final : public Node {
     });
   }
 
+  // ONNX's Add broadcasts numpy-style, which covers the trailing broadcast.
+  bool lower_onnx(const OnnxLowering& l) const override {
+    l.graph.add_node("Add", {l.inputs[0], l.inputs[1]}, {l.outputs[0]});
+    return true;
+  }
+
   void backward(const BackwardContext& ctx) const override {
     const float* dy = ctx.output_grads[0].data();
     const int64_t n = ctx.inputs[0].numel(), inner = ctx.inputs[1].numel();
@@ -91,6 +97,12 @@ class Dropout final : public Node {
 
   void forward(const ForwardContext& ctx) const override {
     apply(ctx.step, ctx.inputs[0].data(), ctx.outputs[0].data(), ctx.inputs[0].numel(), /*accumulate=*/false);
+  }
+
+  // An exported graph is for inference, where dropout is the identity.
+  bool lower_onnx(const OnnxLowering& l) const override {
+    l.graph.add_node("Identity", {l.inputs[0]}, {l.outputs[0]});
+    return true;
   }
 
   void backward(const BackwardContext& ctx) const override {

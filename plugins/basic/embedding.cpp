@@ -62,6 +62,15 @@ class Embedding final : public Node {
     });
   }
 
+  // Gather rows by the ids (cast back to integers), times the scale.
+  bool lower_onnx(const OnnxLowering& l) const override {
+    OnnxBuilder& g = l.graph;
+    const std::string ids = g.cast(l.inputs[0], OnnxType::Int64);
+    if (scale_ == 1.0f) g.add_node("Gather", {l.params[0], ids}, {l.outputs[0]});
+    else g.add_node("Mul", {g.op("Gather", {l.params[0], ids}), g.scalar(scale_)}, {l.outputs[0]});
+    return true;
+  }
+
   void backward(const BackwardContext& ctx) const override {
     const TensorView& dW = ctx.param_grads[0];
     if (!dW.present()) return;
@@ -118,6 +127,13 @@ class EmbeddingProject final : public Node {
     // logits[rows, vocab] = x[rows, dim] · weight[vocab, dim]ᵀ
     gemm(Trans::No, Trans::Yes, rows, vocab_, dim_, 1.0f, x.data(), dim_, ctx.params[0].data(), dim_, 0.0f,
          ctx.outputs[0].data(), vocab_);
+  }
+
+  bool lower_onnx(const OnnxLowering& l) const override {
+    OnnxBuilder& g = l.graph;
+    const std::string table_t = g.op("Transpose", {l.params[0]}, {{"perm", std::vector<int64_t>{1, 0}}});
+    g.add_node("MatMul", {l.inputs[0], table_t}, {l.outputs[0]});
+    return true;
   }
 
   void backward(const BackwardContext& ctx) const override {

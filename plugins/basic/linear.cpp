@@ -46,6 +46,11 @@ class Linear final : public Node {
          out_);
   }
 
+  bool lower_onnx(const OnnxLowering& l) const override {
+    l.graph.affine(l.inputs[0], l.params[0], bias_ ? l.params[1] : std::string(), l.outputs[0]);
+    return true;
+  }
+
   void backward(const BackwardContext& ctx) const override {
     const TensorView& x = ctx.inputs[0];
     const int64_t in = x.dim(-1), rows = x.numel() / in;

@@ -26,6 +26,13 @@ class PaddingMask final : public Node {
     for (int64_t i = 0; i < n; ++i) mask[i] = ids[i] == pad_id_ ? 0.0f : 1.0f;
   }
 
+  bool lower_onnx(const OnnxLowering& l) const override {
+    OnnxBuilder& g = l.graph;
+    const std::string keep = g.op("Not", {g.op("Equal", {l.inputs[0], g.scalar(pad_id_)})});
+    g.add_node("Cast", {keep}, {l.outputs[0]}, {{"to", static_cast<int64_t>(OnnxType::Float)}});
+    return true;
+  }
+
   void backward(const BackwardContext&) const override {}
 
  private:
@@ -49,6 +56,16 @@ class CausalMask final : public Node {
     float* mask = ctx.outputs[0].data();
     for (int64_t q = 0; q < t; ++q)
       for (int64_t k = 0; k < t; ++k) mask[q * t + k] = k <= q ? 1.0f : 0.0f;
+  }
+
+  // [T, T] from the run-time length: key position <= query position.
+  bool lower_onnx(const OnnxLowering& l) const override {
+    OnnxBuilder& g = l.graph;
+    const int64_t last = static_cast<int64_t>(l.input_shapes[0].size()) - 1;
+    const std::string t = g.positions(l.inputs[0], last);
+    const std::string query = g.op("Unsqueeze", {t, g.ints({1})}), key = g.op("Unsqueeze", {t, g.ints({0})});
+    g.add_node("Cast", {g.op("LessOrEqual", {key, query})}, {l.outputs[0]}, {{"to", static_cast<int64_t>(OnnxType::Float)}});
+    return true;
   }
 
   void backward(const BackwardContext&) const override {}

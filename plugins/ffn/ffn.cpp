@@ -11,6 +11,7 @@
 // Saved for backward: the hidden pre-activations (both of them for swiglu) and the activated hidden
 // layer. Backward ADDS into dx and ASSIGNS every parameter gradient.
 #include "moe.h"
+#include "node/onnx_lowering.h"
 #include "node/plugin_api.h"
 #include "tensor/gemm.h"
 
@@ -194,6 +195,28 @@ class FeedForward : public Node {
 
   // Applies f to each row of the rows x cols matrix at m, in parallel blocks of rows: the inner
   // loop over a row's columns indexes the bias directly (no i % cols per element), so it vectorises.
+  bool lower_onnx(const OnnxLowering& l) const override {
+    OnnxBuilder& g = l.graph;
+    const std::string& x = l.inputs[0];
+    if (act_ == Activation::SwiGlu) {
+      const std::string u = g.op("MatMul", {x, l.params[0]}), v = g.op("MatMul", {x, l.params[1]});
+      const std::string a = g.op("Mul", {g.op("Mul", {u, g.op("Sigmoid", {u})}), v});
+      g.add_node("MatMul", {a, l.params[2]}, {l.outputs[0]});
+      return true;
+    }
+    const std::string z = g.affine(x, l.params[0], l.params[1], g.fresh("hidden"));
+    std::string a;
+    if (act_ == Activation::Relu) {
+      a = g.op("Relu", {z});
+    } else {  // ½z(1 + tanh(√(2/π)(z + 0.044715z³)))
+      const std::string cube = g.op("Mul", {g.op("Mul", {z, z}), z});
+      const std::string inner = g.op("Mul", {g.op("Add", {z, g.op("Mul", {cube, g.scalar(kGeluCubic)})}), g.scalar(kSqrt2OverPi)});
+      a = g.op("Mul", {g.op("Mul", {z, g.scalar(0.5f)}), g.op("Add", {g.op("Tanh", {inner}), g.scalar(1.0f)})});
+    }
+    g.affine(a, l.params[2], l.params[3], l.outputs[0]);
+    return true;
+  }
+
   template <class F>
   static void by_rows(int64_t rows, int64_t cols, F&& f, float* m) {
     const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, cols));

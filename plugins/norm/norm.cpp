@@ -14,6 +14,7 @@
 // eps defaults to 1e-6 (tensor2tensor's choice; PyTorch's LayerNorm uses 1e-5) and must be > 0.
 // Saved for backward: the normalised rows x̂ and each row's (norm.batch: feature's) reciprocal
 // standard deviation. Backward ADDS into dx and ASSIGNS dgain (and dbias).
+#include "node/onnx_lowering.h"
 #include "node/plugin_api.h"
 
 #include <tbb/blocked_range.h>
@@ -77,6 +78,11 @@ class Norm : public Node {
         else yr = g * xh;
       }
     });
+  }
+
+  bool lower_onnx(const OnnxLowering& l) const override {
+    l.graph.normalise_last_axis(l.inputs[0], l.params[0], centre_ ? l.params[1] : std::string(), eps_, centre_, l.outputs[0]);
+    return true;
   }
 
   // With g = dy ⊙ gain: layer: dx = rstd·(g − mean(g) − x̂·mean(g ⊙ x̂)); rms: dx = rstd·(g − x̂·mean(g ⊙ x̂)).

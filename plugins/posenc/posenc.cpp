@@ -20,6 +20,7 @@
 //                      Σ_j p_ij a_V; tables keys[2·clip+1, d_k], values[2·clip+1, d_v].
 // During incremental decoding the position of row s is DecodeState::position + s. Backward ADDS
 // dy into dx and ASSIGNS the table gradient (rows beyond the input length get zero).
+#include "node/onnx_lowering.h"
 #include "node/plugin_api.h"
 #include "node/positional.h"
 
@@ -39,7 +40,18 @@ void check_input(std::span<const Shape> in) {
   if (in[0].size() != 3) throw ShapeError("x must be [batch, length, width], got " + to_string(in[0]));
 }
 
+// Exported ONNX graphs take sequences of up to this many positions (the sinusoidal table's rows,
+// the key − query offsets T5's bucket table covers).
+constexpr int64_t kOnnxPositions = 1024;
+
 int64_t first_position(const StepInfo& step) { return step.decode ? step.decode->position : 0; }
+
+// The first rows of `table` [rows, D], as many as x [B, S, D] has positions, added to x.
+void lower_add_rows(const OnnxLowering& l, const std::string& table) {
+  OnnxBuilder& g = l.graph;
+  const std::string rows = g.op("Slice", {table, g.ints({0}), g.dims(l.inputs[0], 1, 2), g.ints({0})});
+  g.add_node("Add", {l.inputs[0], rows}, {l.outputs[0]});
+}
 
 void add_input_grad(const BackwardContext& ctx) {
   if (ctx.input_grads.empty() || !ctx.input_grads[0].present()) return;
@@ -68,8 +80,7 @@ class Rotary : public PositionalScheme {
   void rotate(float* x, int64_t vectors, int64_t d_k, int64_t position, bool inverse) const override {
     const float pos = static_cast<float>(position);
     for (int64_t t = 0; t < d_k / 2; ++t) {
-      const float inv_freq = std::pow(kBase, -2.0f * static_cast<float>(t) / static_cast<float>(d_k));
-      const float angle = pos * inv_freq;
+      const float angle = pos * inv_freq(t, d_k);
       const float c = std::cos(angle), s = inverse ? -std::sin(angle) : std::sin(angle);
       for (int64_t g = 0; g < vectors; ++g) {
         float* p = x + g * d_k + 2 * t;
@@ -79,8 +90,24 @@ class Rotary : public PositionalScheme {
       }
     }
   }
+  // The same rotation on x [B, n, T, d_k]: pairs split off the last axis, rotated, put back.
+  std::string lower_rotation(OnnxBuilder& g, const std::string& x, int64_t d_k, const std::string& positions) const override {
+    std::vector<float> frequencies(static_cast<size_t>(d_k / 2));
+    for (int64_t t = 0; t < d_k / 2; ++t) frequencies[t] = inv_freq(t, d_k);
+    const std::string angle = g.op("Mul", {g.op("Unsqueeze", {g.cast(positions, OnnxType::Float), g.ints({1})}),
+                                           g.add_float_constant("inv_freq", {d_k / 2}, frequencies)});  // [T, d_k/2]
+    const std::string c = g.op("Cos", {angle}), s = g.op("Sin", {angle});
+    const std::string pairs = g.op("Reshape", {x, g.ints({0, 0, 0, d_k / 2, 2})});
+    auto half = [&](int64_t i) { return g.op("Squeeze", {g.op("Slice", {pairs, g.ints({i}), g.ints({i + 1}), g.ints({4})}), g.ints({4})}); };
+    const std::string x0 = half(0), x1 = half(1);
+    const std::string y0 = g.op("Sub", {g.op("Mul", {x0, c}), g.op("Mul", {x1, s})});
+    const std::string y1 = g.op("Add", {g.op("Mul", {x0, s}), g.op("Mul", {x1, c})});
+    const std::string joined = g.op("Concat", {g.op("Unsqueeze", {y0, g.ints({4})}), g.op("Unsqueeze", {y1, g.ints({4})})}, {{"axis", int64_t{4}}});
+    return g.op("Reshape", {joined, g.ints({0, 0, 0, d_k})});
+  }
 
  private:
+  static float inv_freq(int64_t t, int64_t d_k) { return std::pow(kBase, -2.0f * static_cast<float>(t) / static_cast<float>(d_k)); }
   static constexpr float kBase = 10000.0f;
 };
 
@@ -102,6 +129,14 @@ class Alibi : public PositionalScheme {
                       int64_t first_key, int64_t count, float* row) const override {
     const float slope = alibi_slope(head, g.heads);
     for (int64_t j = 0; j < count; ++j) row[j] -= slope * static_cast<float>(std::abs(query_pos - (first_key + j)));
+  }
+  // -slope_h · |key − query| as [1, H, Tq, Tk].
+  std::string lower_score_bias(OnnxBuilder& g, const AttentionGeometry& geometry, const std::string& offsets,
+                               std::span<const std::string>) const override {
+    std::vector<float> slopes(static_cast<size_t>(geometry.heads));
+    for (int64_t h = 0; h < geometry.heads; ++h) slopes[h] = -alibi_slope(h, geometry.heads);
+    const std::string distance = g.op("Abs", {g.cast(offsets, OnnxType::Float)});
+    return g.op("Mul", {g.add_float_constant("alibi_slopes", {1, geometry.heads, 1, 1}, slopes), distance});
   }
 };
 
@@ -139,6 +174,17 @@ class T5Bias : public PositionalScheme {
                       int64_t first_key, int64_t count, float* row) const override {
     const float* table = params[0].data();
     for (int64_t j = 0; j < count; ++j) row[j] += table[bucket(query_pos, first_key + j) * g.heads + head];
+  }
+  // bias[bucket(offset), h] as [1, H, Tq, Tk]: the buckets of every key − query offset within
+  // ±(kOnnxPositions − 1) are a constant, computed by bucket() itself.
+  std::string lower_score_bias(OnnxBuilder& g, const AttentionGeometry&, const std::string& offsets,
+                               std::span<const std::string> params) const override {
+    std::vector<int64_t> buckets(static_cast<size_t>(2 * kOnnxPositions - 1));
+    for (int64_t k = 0; k < 2 * kOnnxPositions - 1; ++k) buckets[k] = bucket(0, k - (kOnnxPositions - 1));
+    const std::string table = g.add_int64_constant("t5_buckets", {2 * kOnnxPositions - 1}, buckets);
+    const std::string index = g.op("Gather", {table, g.op("Add", {offsets, g.ints0(kOnnxPositions - 1)})});  // [Tq, Tk]
+    const std::string by_head = g.op("Transpose", {g.op("Gather", {params[0], index})}, {{"perm", std::vector<int64_t>{2, 0, 1}}});
+    return g.op("Unsqueeze", {by_head, g.ints({0})});
   }
   void score_bias_backward(std::span<const TensorView>, std::span<const TensorView> grads, const AttentionGeometry& g,
                            const float* score_grads, int64_t batch, int64_t queries, int64_t keys,
@@ -178,6 +224,9 @@ class ShawRelative : public PositionalScheme {
   }
   int64_t relative_index(int64_t query_pos, int64_t key_pos) const override {
     return std::clamp(key_pos - query_pos, -clip_, clip_) + clip_;
+  }
+  std::string lower_relative_index(OnnxBuilder& g, const std::string& offsets) const override {
+    return g.op("Add", {g.op("Clip", {offsets, g.ints0(-clip_), g.ints0(clip_)}), g.ints0(clip_)});
   }
 
  private:
@@ -225,6 +274,11 @@ class IdentityPosenc : public Node {
   void forward(const ForwardContext& ctx) const override { ctx.outputs[0].copy_from(ctx.inputs[0]); }
   void backward(const BackwardContext& ctx) const override { add_input_grad(ctx); }
   const PositionalScheme* positional_scheme() const override { return &scheme_; }
+  // The identity on embeddings; what the scheme does inside attention is attention's lowering.
+  bool lower_onnx(const OnnxLowering& l) const override {
+    l.graph.add_node("Identity", {l.inputs[0]}, {l.outputs[0]});
+    return true;
+  }
 
  private:
   Scheme scheme_;
@@ -232,6 +286,12 @@ class IdentityPosenc : public Node {
 
 class SinusoidalPosenc : public Node {
  public:
+  // PE(position, d) for width D. Angles in double: positions reach thousands.
+  static float sinusoid(int64_t position, int64_t d, int64_t D) {
+    const double angle =
+        static_cast<double>(position) * std::pow(10000.0, -2.0 * static_cast<double>(d / 2) / static_cast<double>(D));
+    return static_cast<float>(d % 2 == 0 ? std::sin(angle) : std::cos(angle));
+  }
   explicit SinusoidalPosenc(const Attrs&) {}
   NodeShapes infer(std::span<const Shape> in) const override {
     check_input(in);
@@ -248,15 +308,10 @@ class SinusoidalPosenc : public Node {
     float* out = ctx.outputs[0].data();
     float* table = ctx.workspace[0].data();
     // Rows are computed in the executor-owned workspace, never in memory allocated here: a
-    // steady-state step allocates nothing. Angles in double: positions reach thousands.
+    // steady-state step allocates nothing.
     tbb::parallel_for(int64_t{0}, S, [&](int64_t s) {
-      const double pos = static_cast<double>(offset + s);
       float* pe = table + s * D;
-      for (int64_t d = 0; d < D; ++d) {
-        const double inv_freq = std::pow(10000.0, -2.0 * static_cast<double>(d / 2) / static_cast<double>(D));
-        const double angle = pos * inv_freq;
-        pe[d] = static_cast<float>(d % 2 == 0 ? std::sin(angle) : std::cos(angle));
-      }
+      for (int64_t d = 0; d < D; ++d) pe[d] = sinusoid(offset + s, d, D);
       const Eigen::Map<const Eigen::ArrayXf> row(pe, D);
       for (int64_t b = 0; b < B; ++b)
         Eigen::Map<Eigen::ArrayXf>(out + (b * S + s) * D, D) = Eigen::Map<const Eigen::ArrayXf>(in + (b * S + s) * D, D) + row;
@@ -264,6 +319,16 @@ class SinusoidalPosenc : public Node {
   }
   void backward(const BackwardContext& ctx) const override { add_input_grad(ctx); }
   const PositionalScheme* positional_scheme() const override { return &scheme_; }
+  // The encoding of the first kOnnxPositions positions as a constant (computed here, in double as in
+  // forward), sliced to the input's length at run time.
+  bool lower_onnx(const OnnxLowering& l) const override {
+    const int64_t D = l.input_shapes[0][2];
+    std::vector<float> table(static_cast<size_t>(kOnnxPositions * D));
+    for (int64_t p = 0; p < kOnnxPositions; ++p)
+      for (int64_t d = 0; d < D; ++d) table[p * D + d] = sinusoid(p, d, D);
+    lower_add_rows(l, l.graph.add_float_constant("sinusoids", {kOnnxPositions, D}, table));
+    return true;
+  }
 
  private:
   Absolute scheme_;
@@ -306,6 +371,10 @@ class LearnedPosenc : public Node {
     for (int64_t b = 0; b < B; ++b) G += Eigen::Map<const RowMajorMatrix>(dy.data() + b * S * D, S, D);
   }
   const PositionalScheme* positional_scheme() const override { return &scheme_; }
+  bool lower_onnx(const OnnxLowering& l) const override {
+    lower_add_rows(l, l.params[0]);
+    return true;
+  }
 
  private:
   int64_t max_len_;

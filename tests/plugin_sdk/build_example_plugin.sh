@@ -2,7 +2,8 @@
 # The out-of-tree plugin workflow of docs/plugins.md, end to end: install attnlab into a temporary
 # prefix, build docs/example-plugin against it with find_package(attnlab), then load the plugin
 # with `attnlab plugins --plugin-path`, run its gradient-check examples with the installed
-# `attnlab gradcheck` and count a model's parameters with it, as the page says.
+# `attnlab gradcheck`, count a model's parameters with it and export a model using it to ONNX,
+# as the page says.
 # usage: build_example_plugin.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 source=$2
@@ -25,4 +26,20 @@ grep -q ' 0 failed$' "$work/gradcheck.log"
   "$work/prefix/bin/attnlab" params experiments/transformer_base.attn --plugin-path "$work/plugin-build" \
     --use ffn=ffn.squared_relu > "$work/params.txt") || { cat "$work/params.txt"; exit 1; }
 grep -q 'ffn' "$work/params.txt"
-echo "example plugin built out of tree, loaded and gradient-checked"
+
+# Its ONNX lowering (docs/plugins.md): a model with the example in its ffn slot exports.
+cp "$work/prefix/share/attnlab/experiments/transformer_base.attn" "$work/"
+cat > "$work/tiny.attn" <<'EXPERIMENT'
+experiment tiny {
+  model = "transformer_base.attn" with { layers = 1, d_model = 16, d_ff = 32, heads = 2 }
+  data  = synthetic(train: 100, dev: 10, test: 10, seed: 3)
+  train { adam(0.9, 0.98, 1e-9), noam(warmup: 10), batch_tokens: 256, max_steps: 1, valid_every: 0, checkpoint_every: 0 }
+}
+EXPERIMENT
+"$work/prefix/bin/attnlab" run "$work/tiny.attn" --out "$work/run" --threads 1 --plugin-path "$work/plugin-build" \
+  --use ffn=ffn.squared_relu > "$work/run.log" 2>&1 || { cat "$work/run.log"; exit 1; }
+"$work/prefix/bin/attnlab" export --checkpoint "$work/run" --format onnx --out "$work/tiny.onnx" \
+  --plugin-path "$work/plugin-build" 2> "$work/export.log" || { cat "$work/export.log"; exit 1; }
+test -s "$work/tiny.onnx"
+test -s "$work/tiny.decoder.onnx"
+echo "example plugin built out of tree, loaded, gradient-checked and exported to ONNX"

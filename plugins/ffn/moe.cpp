@@ -27,6 +27,7 @@
 // token).
 #include "moe.h"
 
+#include "node/onnx_lowering.h"
 #include "tensor/gemm.h"
 
 #include <tbb/blocked_range.h>
@@ -157,6 +158,28 @@ class MixtureOfExperts : public Node {
     if (aux_weight_ > 0) ctx.step.report->aux_loss(aux_loss(probs, route, N));
     for (int64_t e = 0; e < E; ++e) ctx.step.report->metric("expert_tokens." + std::to_string(e), static_cast<double>(served[e]));
     ctx.step.report->metric("dropped_tokens", static_cast<double>(dropped));
+  }
+
+  // Inference serves every token (no capacity), so the layer is Σ_e gate_e · E_e(x) with gate_e =
+  // p_e for the k most probable experts (TopK puts the lower index first among equals, as the
+  // router does) and 0 for the others. Every expert runs on every token, one batched MatMul over
+  // the expert axis, and the gates zero the unchosen ones.
+  bool lower_onnx(const OnnxLowering& l) const override {
+    OnnxBuilder& g = l.graph;
+    const std::string& x = l.inputs[0];
+    const std::string probs = g.op("Softmax", {g.op("MatMul", {x, l.params[0]})}, {{"axis", int64_t{-1}}});
+    const std::string topk_values = g.fresh("topk_values"), topk = g.fresh("topk_experts");
+    g.add_node("TopK", {probs, g.ints({k_})}, {topk_values, topk}, {{"axis", int64_t{-1}}, {"largest", int64_t{1}}, {"sorted", int64_t{1}}});
+    const float off_on[2] = {0.0f, 1.0f};
+    const std::string one_hot = g.op("OneHot", {topk, g.ints0(experts_), g.add_float_constant("off_on", {2}, off_on)}, {{"axis", int64_t{-1}}});
+    const std::string chosen = g.op("ReduceMax", {one_hot}, {{"axes", std::vector<int64_t>{-2}}, {"keepdims", int64_t{0}}});
+    const std::string gates = g.op("Mul", {probs, chosen});                                   // [..., E]
+    const std::string rows = g.op("Unsqueeze", {x, g.ints({-2, -3})});                        // [..., 1, 1, D]
+    const std::string hidden = g.op("Relu", {g.op("MatMul", {rows, l.params[1]})});           // [..., E, 1, H]
+    const std::string experts = g.op("Squeeze", {g.op("MatMul", {hidden, l.params[2]}), g.ints({-2})});  // [..., E, D]
+    const std::string weighted = g.op("Mul", {experts, g.op("Unsqueeze", {gates, g.ints({-1})})});
+    g.add_node("ReduceSum", {weighted, g.ints({-2})}, {l.outputs[0]}, {{"keepdims", int64_t{0}}});
+    return true;
   }
 
   void backward(const BackwardContext& ctx) const override {

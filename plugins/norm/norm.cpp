@@ -182,6 +182,15 @@ class BatchNorm : public Node {
     });
   }
 
+  // Inference: the running statistics, gain ⊙ (x − running_mean)/sqrt(running_var + eps) + bias.
+  bool lower_onnx(const OnnxLowering& l) const override {
+    OnnxBuilder& g = l.graph;
+    const std::string scale = g.op("Sqrt", {g.op("Add", {l.params[3], g.scalar(static_cast<float>(eps_))})});
+    const std::string normalised = g.op("Div", {g.op("Sub", {l.inputs[0], l.params[2]}), scale});
+    g.add_node("Add", {g.op("Mul", {normalised, l.params[0]}), l.params[1]}, {l.outputs[0]});
+    return true;
+  }
+
   // With g = dy ⊙ gain, per feature over the rows: training (batch statistics depend on x):
   // dx = rstd·(g − mean(g) − x̂·mean(g ⊙ x̂)); evaluation (fixed statistics): dx = rstd·g.
   void backward(const BackwardContext& ctx) const override {

@@ -32,8 +32,8 @@ std::vector<int64_t> perm(std::initializer_list<int64_t> p) { return p; }
 bool AttentionNode::lower_onnx(const OnnxLowering& l) const {
   auto refuse = [&](const std::string& what) {
     return std::invalid_argument("its positional scheme " + config_.posenc + " " + what +
-                                 " inside attention, which has no ONNX lowering (posenc.sinusoidal, posenc.learned, "
-                                 "posenc.none, posenc.rotary, posenc.alibi, posenc.t5 and posenc.shaw export)");
+                                 " inside attention, which has no ONNX lowering (the scheme's plugin does not implement "
+                                 "the matching PositionalScheme::lower_* method; see docs/plugins.md)");
   };
   OnnxBuilder& g = l.graph;
   const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;

@@ -24,7 +24,7 @@ std::vector<AttrSchema> common_attrs() {
       {"posenc", AttrType::String, S(""),
        "the positional node type whose scheme acts inside attention (a score bias, a rotation of q and k, or "
        "nothing for absolute schemes): any node type offering a PositionalScheme, optionally with attributes "
-       "(\"posenc.t5(num_buckets: 16)\", as a slot bound with attributes passes it); empty: none"},
+       "(\"TYPE(NAME: VALUE, ...)\", as a slot bound with attributes passes it); empty: none"},
       {"shared_qk", AttrType::Bool, Bo(false), "keys use the query projection (one shared matrix for Q and K)"},
       {"score_scale", AttrType::String, S("rsqrt_d_k"),
        "dot products times 1/sqrt(d_k) (\"rsqrt_d_k\"), 1/d_k (\"inv_d_k\") or 1 (\"none\")"},

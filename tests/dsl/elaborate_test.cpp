@@ -10,8 +10,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cmath>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 namespace attnlab::dsl {
@@ -147,6 +149,41 @@ TEST(BuiltinFiles, ErrorsQuoteTheBuiltinSource) {
     EXPECT_NE(text.find("<built-in>/transformer_base.attn:"), std::string::npos) << text;
     EXPECT_NE(text.find("^"), std::string::npos) << text;
   }
+}
+
+// Plugins own their node types: no source file of one plugin names, in a string literal, a
+// dotted type that another plugin registers (attention asks its positional scheme through
+// core/node/positional.h, never by name). Comments may mention them.
+TEST(PluginFamilies, NoPluginNamesAnotherFamilysTypes) {
+  const std::regex literal(R"re("(?:[^"\\]|\\.)*")re");
+  const std::filesystem::path plugins = std::filesystem::path(ATTNLAB_SOURCE_DIR) / "plugins";
+  int files = 0;
+  for (const auto& family : std::filesystem::directory_iterator(plugins)) {
+    if (!family.is_directory()) continue;
+    const std::string own = "libattnlab_plugin_" + family.path().filename().string() + ".so";
+    for (const auto& file : std::filesystem::directory_iterator(family.path())) {
+      if (file.path().extension() != ".cpp" && file.path().extension() != ".h") continue;
+      ++files;
+      std::ifstream in(file.path());
+      std::string line;
+      for (int number = 1; std::getline(in, line); ++number) {
+        const size_t code = line.find_first_not_of(" \t");
+        if (code == std::string::npos || line.compare(code, 2, "//") == 0) continue;
+        for (auto m = std::sregex_iterator(line.begin(), line.end(), literal); m != std::sregex_iterator(); ++m)
+          for (const std::string& type : registry().type_names()) {
+            if (type.find('.') == std::string::npos || registry().origin(type) == own) continue;
+            const std::string text = m->str();
+            for (size_t at = text.find(type); at != std::string::npos; at = text.find(type, at + 1)) {
+              const auto boundary = [](char c) { return !(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'); };
+              const bool whole = (at == 0 || boundary(text[at - 1])) && (at + type.size() >= text.size() || boundary(text[at + type.size()]));
+              EXPECT_FALSE(whole) << file.path().string() << ":" << number << " names " << type << " ("
+                                  << registry().origin(type) << "): " << line;
+            }
+          }
+      }
+    }
+  }
+  EXPECT_GT(files, 5);
 }
 
 TEST(TransformerT5Bias, OneBiasTablePerStack) {

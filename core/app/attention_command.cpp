@@ -193,10 +193,7 @@ void add_attention_command(CLI::App& app, CommonOptions& options) {
   CLI::App* command =
       app.add_subcommand("attention", "Attention heatmaps of a translation checkpoint on one sentence, as an HTML page");
   auto args = std::make_shared<AttentionArgs>();
-  command
-      ->add_option("--checkpoint", args->checkpoint,
-                   "Checkpoint file, or a run directory (its checkpoints/best.ckpt, else the newest step checkpoint)")
-      ->required();
+  add_checkpoint_option(*command, args->checkpoint);
   command->add_option("--src", args->src, "Source sentence")->required();
   command->add_option("--tgt", args->tgt, "Target sentence (default: the model's greedy translation of --src)");
   command->add_option("--out", args->out, "HTML file to write")->capture_default_str();

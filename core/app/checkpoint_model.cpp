@@ -7,6 +7,13 @@
 
 namespace attnlab::cli {
 
+void add_checkpoint_option(CLI::App& command, std::string& path) {
+  command
+      .add_option("--checkpoint", path,
+                  "Checkpoint file, or a run directory (its checkpoints/best.ckpt, else the newest step checkpoint)")
+      ->required();
+}
+
 CheckpointFile read_checkpoint_arg(const std::string& path) {
   CheckpointFile f;
   try {

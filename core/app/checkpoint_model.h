@@ -2,6 +2,8 @@
 // it alone, for the commands that use a trained run (translate, generate, attention, export).
 //
 // Contract:
+// - add_checkpoint_option(command, path) declares the required `--checkpoint FILE_OR_RUN_DIR` that
+//   translate, generate, export and attention share.
 // - read_checkpoint_arg(PATH) resolves PATH as train::find_checkpoint does (a file, or a run
 //   directory's best.ckpt, else its newest step checkpoint) and reads it; a missing or damaged
 //   checkpoint is CliError(1) with the checkpoint reader's message.
@@ -34,6 +36,8 @@ struct CheckpointFile {
   ckpt::Checkpoint checkpoint;
   std::string where() const { return "checkpoint " + file.string(); }  // for messages
 };
+void add_checkpoint_option(CLI::App& command, std::string& path);
+
 CheckpointFile read_checkpoint_arg(const std::string& path);
 
 // The task the run trained: its settings' "task", translation when absent (older checkpoints).

@@ -103,10 +103,7 @@ void export_onnx(const ExportArgs& args, const CommonOptions& options) {
 void add_export_command(CLI::App& app, CommonOptions& options) {
   CLI::App* command = app.add_subcommand("export", "Write a checkpoint's weights (safetensors) or forward graphs (onnx) in another format");
   auto args = std::make_shared<ExportArgs>();
-  command
-      ->add_option("--checkpoint", args->checkpoint,
-                   "Checkpoint file, or a run directory (its checkpoints/best.ckpt, else the newest step checkpoint)")
-      ->required();
+  add_checkpoint_option(*command, args->checkpoint);
   command->add_option("--format", args->format, "Output format: safetensors (the weights) or onnx (the forward graphs)")
       ->required()
       ->check(CLI::IsMember({"safetensors", "onnx"}));

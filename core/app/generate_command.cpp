@@ -52,10 +52,7 @@ void run_generate(const GenerateArgs& args, const CommonOptions& options) {
 void add_generate_command(CLI::App& app, CommonOptions& options) {
   CLI::App* command = app.add_subcommand("generate", "Sample text from a language-model checkpoint (key/value cache)");
   auto args = std::make_shared<GenerateArgs>();
-  command
-      ->add_option("--checkpoint", args->checkpoint,
-                   "Checkpoint file, or a run directory (its checkpoints/best.ckpt, else the newest step checkpoint)")
-      ->required();
+  add_checkpoint_option(*command, args->checkpoint);
   command->add_option("--prompt", args->prompt, "Text the sample continues (default: a line break)");
   command->add_option("--tokens", args->tokens, "Tokens to sample")->capture_default_str()->check(integer_in(train::kGenerateTokensLimit));
   command->add_option("--temperature", args->temperature, "Softmax temperature (lower: more conservative)")

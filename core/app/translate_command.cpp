@@ -112,10 +112,7 @@ void add_translate_command(CLI::App& app, CommonOptions& options) {
   CLI::App* command = app.add_subcommand(
       "translate", "Translate text (standard input, one sentence a line) with a checkpoint; one line out per line in");
   auto args = std::make_shared<TranslateArgs>();
-  command
-      ->add_option("--checkpoint", args->checkpoint,
-                   "Checkpoint file, or a run directory (its checkpoints/best.ckpt, else the newest step checkpoint)")
-      ->required();
+  add_checkpoint_option(*command, args->checkpoint);
   command->add_option("--beam", args->beam, "Beam size; 1 is greedy decoding")
       ->capture_default_str()
       ->check(integer_in(train::kBeamLimit));

@@ -76,6 +76,38 @@ struct position_parser : x3::parser<position_parser> {
 };
 const position_parser pos{};
 
+// Every way an expression nests (parentheses, lists, call arguments, repeat bodies) passes through
+// `postfix`, so bounding its depth bounds the grammar's recursion, and so its stack, whatever the
+// text looks like to check_nesting below (which stops ordinary deep input first, with a location).
+thread_local int t_postfix_depth = 0;
+struct NestingTooDeep {
+  const char* where;
+};
+
+template <typename Subject>
+struct depth_guard_directive : x3::unary_parser<Subject, depth_guard_directive<Subject>> {
+  using base = x3::unary_parser<Subject, depth_guard_directive<Subject>>;
+  static bool const is_pass_through_unary = true;
+  constexpr explicit depth_guard_directive(const Subject& subject) : base(subject) {}
+  template <typename It, typename Ctx, typename RCtx, typename Attr>
+  bool parse(It& first, const It& last, const Ctx& ctx, RCtx& rctx, Attr& attr) const {
+    if (t_postfix_depth > kMaxNesting) throw NestingTooDeep{first};
+    ++t_postfix_depth;
+    struct Leave {
+      ~Leave() { --t_postfix_depth; }
+    } leave;
+    return this->subject.parse(first, last, ctx, rctx, attr);
+  }
+};
+struct depth_guard_gen {
+  template <typename Subject>
+  constexpr depth_guard_directive<typename x3::extension::as_parser<Subject>::value_type> operator[](
+      const Subject& subject) const {
+    return depth_guard_directive<typename x3::extension::as_parser<Subject>::value_type>(x3::as_parser(subject));
+  }
+};
+constexpr depth_guard_gen depth_guard{};
+
 const char* const kKeywords[] = {"param", "use",    "block",  "return", "input", "output", "model", "experiment",
                                  "import", "repeat", "shared", "with",   "true",  "false",  "div",   "mod"};
 
@@ -188,7 +220,7 @@ const auto call_args_def = pos >> '(' >> arg_list > ')';
 const auto repeat_def = kw_repeat > '(' > expr > -(',' > shared_word) > ')' > postfix;
 
 const auto primary_def = number | string_literal | boolean | list | repeat | name | ('(' > expr > ')');
-const auto postfix_def = primary >> *call_args;
+const auto postfix_def = depth_guard[primary >> *call_args];
 const auto unary_def = x3::string("-") > postfix;
 const auto operand_def = unary | postfix;
 
@@ -303,7 +335,11 @@ class Parser {
   template <typename P>
   bool at(const P& p) const {
     const char* i = it_;
-    return x3::phrase_parse(i, end_, x3::with<begin_tag>(begin_)[p], skipper);
+    try {
+      return x3::phrase_parse(i, end_, x3::with<begin_tag>(begin_)[p], skipper);
+    } catch (const NestingTooDeep&) {
+      return false;  // the parse that follows reports it
+    }
   }
   bool at_char(char c) {
     skip();
@@ -321,6 +357,9 @@ class Parser {
         return true;
       }
       error(it_, "expected " + x3::what(p));
+    } catch (const NestingTooDeep& e) {
+      error(e.where, "expression nested deeper than " + std::to_string(kMaxNesting) + " levels");
+      return false;
     } catch (const x3::expectation_failure<Iterator>& e) {
       const char* where = e.where();
       if (e.which() == "'\"'") {  // a string runs to the end of its line
@@ -591,8 +630,16 @@ bool check_nesting(const SourceFile& source, Diagnostics& diags) {
         if (t[i] == '\\') ++i;
       continue;
     }
+    // Comments as the grammar's skipper sees them: a line comment ends at '\r' as well as '\n'
+    // (x3::eol), and brackets inside a block comment do not count.
     if (c == '/' && i + 1 < t.size() && t[i + 1] == '/') {
-      while (i < t.size() && t[i] != '\n') ++i;
+      while (i < t.size() && t[i] != '\n' && t[i] != '\r') ++i;
+      continue;
+    }
+    if (c == '/' && i + 1 < t.size() && t[i + 1] == '*') {
+      const size_t close = t.find("*/", i + 2);
+      if (close == std::string::npos) break;  // unterminated: the parser reports it
+      i = close + 1;
       continue;
     }
     if (c == '(' || c == '[' || c == '{') {

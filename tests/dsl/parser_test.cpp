@@ -145,6 +145,31 @@ TEST(Parser, NestingIsBounded) {
   EXPECT_TRUE(parse(ok)->diagnostics.empty());
 }
 
+TEST(Parser, NestingIsBoundedWhateverTheCommentsAndLineEndsLookLike) {
+  // Found by the parser fuzz target (a stack overflow): "//" then '\r' ends the comment for the
+  // grammar (x3::eol), so the brackets after it are code and count.
+  auto cr = parse("model m { x = 1 //\r y = " + std::string(3000, '(') + "1 }");
+  ASSERT_FALSE(cr->diagnostics.empty());
+  EXPECT_NE(cr->diagnostics.format().find("brackets nested deeper than 64 levels"), std::string::npos)
+      << cr->diagnostics.format();
+  // A block comment's closing brackets do not undo the code's opening ones.
+  auto block = parse("model m { x = " + std::string(40, '(') + " /* " + std::string(40, ')') + " */ " +
+                     std::string(40, '(') + "1" + std::string(80, ')') + " }");
+  ASSERT_FALSE(block->diagnostics.empty());
+  EXPECT_NE(block->diagnostics.format().find("brackets nested deeper than 64 levels"), std::string::npos)
+      << block->diagnostics.format();
+  // repeat(...) bodies nest without brackets: bounded by the grammar's own depth guard.
+  std::string chain;
+  for (int i = 0; i < 2000; ++i) chain += "repeat(1) ";
+  auto repeats = parse("model m { x = " + chain + "f }");
+  ASSERT_EQ(repeats->diagnostics.size(), 1u);
+  EXPECT_NE(repeats->diagnostics.format().find("error: expression nested deeper than 64 levels"), std::string::npos)
+      << repeats->diagnostics.format();
+  std::string short_chain;
+  for (int i = 0; i < 10; ++i) short_chain += "repeat(1) ";
+  EXPECT_TRUE(parse("model m { x = " + short_chain + "f }")->diagnostics.empty());
+}
+
 TEST(Parser, SizeIsBounded) {
   auto p = parse(std::string(kMaxSourceBytes + 1, ' '));
   ASSERT_EQ(p->diagnostics.size(), 1u);

@@ -1,5 +1,5 @@
 // attnlab bench [FILE] [--set ...] [--use ...] --batch B (--src-len S --tgt-len T | --block L) --vocab V
-//               [--threads N] [--steps K] [--peak [--peak-size N]] [--json]
+//               [--threads N] [--steps K] [--peak [--peak-size N]] [--products] [--json]
 //
 // The same work as the PyTorch reference (../shared/bench/torch_transformer.py, seen from the
 // repository root; described in docs/performance.md "attnlab bench"), timed the same way:
@@ -19,7 +19,10 @@
 // - --peak: the machine's single-precision rate on the same threads, measured after everything
 //   else: attnlab::gemm() on a square product of --peak-size (default 2048; best of 5), and a
 //   register-blocked FMA loop on every arena thread at once (the method of docs/performance.md's
-//   GEMM section), with gflops as a fraction of each.
+//   GEMM section), with gflops as a fraction of each;
+// - --products: the timed steps' matrix products by shape (tensor/gemm.h's profile): calls and
+//   seconds per step, GFLOP/s of each shape, its share of all product time; the shapes that make
+//   up 99 % of that time are printed, the rest summed (JSON: every shape).
 // Random tokens avoid the reserved ids 0–3 (<pad>, <unk>, <s>, </s>), so there is no padding.
 #include "app/cli.h"
 #include "dsl/builtin_files.h"
@@ -75,7 +78,57 @@ struct BenchOptions {
   bool peak = false;
   int64_t peak_size = 2048;
   bool json = false;
+  bool products = false;
 };
+
+// --products: the profile of the timed steps, per step.
+nlohmann::ordered_json products_json(const std::vector<GemmShapeTime>& shapes, int64_t steps) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const GemmShapeTime& t : shapes) {
+    const GemmShape& s = t.shape;
+    const double madds = static_cast<double>(s.batch * s.m * s.n * s.k) * static_cast<double>(t.calls);
+    out.push_back({{"layout", std::string(s.trans_a == Trans::Yes ? "T" : "N") + (s.trans_b == Trans::Yes ? "T" : "N")},
+                   {"batched", s.batched},
+                   {"batch", s.batch},
+                   {"m", s.m},
+                   {"n", s.n},
+                   {"k", s.k},
+                   {"calls_per_step", static_cast<double>(t.calls) / static_cast<double>(steps)},
+                   {"seconds_per_step", t.seconds / static_cast<double>(steps)},
+                   {"gflops", t.seconds > 0 ? 2.0 * madds / t.seconds * 1e-9 : 0.0}});
+  }
+  return out;
+}
+
+void print_products(const std::vector<GemmShapeTime>& shapes, int64_t steps) {
+  double total = 0;
+  for (const GemmShapeTime& t : shapes) total += t.seconds;
+  const double per_step = 1.0 / static_cast<double>(steps);
+  char line[200];
+  std::snprintf(line, sizeof line, "  products  %.3f ms per step, summed over threads (m x n x k; batched: batch x (m x n x k))\n",
+                1e3 * total * per_step);
+  std::cout << line;
+  double shown = 0;
+  size_t i = 0;
+  for (; i < shapes.size() && shown < 0.99 * total; ++i) {
+    const GemmShapeTime& t = shapes[i];
+    const GemmShape& s = t.shape;
+    const double madds = static_cast<double>(s.batch * s.m * s.n * s.k) * static_cast<double>(t.calls);
+    std::string dims = std::to_string(s.m) + " x " + std::to_string(s.n) + " x " + std::to_string(s.k);
+    if (s.batched) dims = std::to_string(s.batch) + " x (" + dims + ")";
+    std::snprintf(line, sizeof line, "    %c%c %-28s %5.1f%%  %9.3f ms  %7.1f GFLOP/s  %8.0f calls\n",
+                  s.trans_a == Trans::Yes ? 'T' : 'N', s.trans_b == Trans::Yes ? 'T' : 'N', dims.c_str(),
+                  total > 0 ? 100.0 * t.seconds / total : 0.0, 1e3 * t.seconds * per_step,
+                  t.seconds > 0 ? 2.0 * madds / t.seconds * 1e-9 : 0.0, static_cast<double>(t.calls) * per_step);
+    std::cout << line;
+    shown += t.seconds;
+  }
+  if (i < shapes.size()) {
+    std::snprintf(line, sizeof line, "    %-3zu other shapes              %5.1f%%  %9.3f ms\n", shapes.size() - i,
+                  total > 0 ? 100.0 * (total - shown) / total : 0.0, 1e3 * (total - shown) * per_step);
+    std::cout << line;
+  }
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -246,10 +299,14 @@ void bench_language_model(const BenchOptions& o, const dsl::ElaboratedModel& ela
   train_step(0);
   gemm_count_reset();
   gemm_count_enable(true);
+  gemm_profile_reset();
+  gemm_profile_enable(o.products);
   const auto train_t0 = std::chrono::steady_clock::now();
   for (int64_t k = 0; k < o.steps; ++k) train_step(static_cast<uint64_t>(k + 1));
   const double step_s = seconds_since(train_t0) / static_cast<double>(o.steps);
   gemm_count_enable(false);
+  gemm_profile_enable(false);
+  const std::vector<GemmShapeTime> products = gemm_profile();
   const double madds_per_step = static_cast<double>(gemm_counted_madds()) / static_cast<double>(o.steps);
   const double train_rss_mb = peak_rss_mb();
   if (!std::isfinite(last_loss)) throw CliError(1, "the training loss is not finite: " + std::to_string(last_loss));
@@ -291,6 +348,7 @@ void bench_language_model(const BenchOptions& o, const dsl::ElaboratedModel& ela
   out["sample_tokens_per_s"] = sample_tps;
   out["train_peak_rss_mb"] = train_rss_mb;
   out["peak_rss_mb"] = peak_rss_mb();
+  if (o.products) out["products"] = products_json(products, o.steps);
   if (o.json) {
     std::cout << out.dump() << '\n';
     return;
@@ -304,6 +362,7 @@ void bench_language_model(const BenchOptions& o, const dsl::ElaboratedModel& ela
   std::snprintf(line, sizeof line, "  sample  %10.1f tokens/s   %8.4f s (%lld rows x %lld tokens, cached)\n", sample_tps, sample_s,
                 static_cast<long long>(B), static_cast<long long>(L));
   std::cout << line;
+  if (o.products) print_products(products, o.steps);
 }
 
 void run_bench(const BenchOptions& o, const CommonOptions& common) {
@@ -380,10 +439,14 @@ void run_bench(const BenchOptions& o, const CommonOptions& common) {
   train_step(0);  // warm-up: plans, buffers, optimizer moments
   gemm_count_reset();
   gemm_count_enable(true);
+  gemm_profile_reset();
+  gemm_profile_enable(o.products);
   const auto train_t0 = std::chrono::steady_clock::now();
   for (int64_t k = 0; k < o.steps; ++k) train_step(static_cast<uint64_t>(k + 1));
   const double train_s = seconds_since(train_t0);
   gemm_count_enable(false);
+  gemm_profile_enable(false);
+  const std::vector<GemmShapeTime> products = gemm_profile();
   const double step_s = train_s / static_cast<double>(o.steps);
   const double madds_per_step = static_cast<double>(gemm_counted_madds()) / static_cast<double>(o.steps);
   const double train_rss_mb = peak_rss_mb();
@@ -465,6 +528,7 @@ void run_bench(const BenchOptions& o, const CommonOptions& common) {
   }
   out["train_peak_rss_mb"] = train_rss_mb;
   out["peak_rss_mb"] = rss_mb;
+  if (o.products) out["products"] = products_json(products, o.steps);
   if (peak) {
     out["peak_size"] = o.peak_size;
     out["gemm_peak_gflops"] = peak->gemm_gflops;
@@ -506,6 +570,7 @@ void run_bench(const BenchOptions& o, const CommonOptions& common) {
       std::cout << line;
     }
   }
+  if (o.products) print_products(products, o.steps);
 }
 
 }  // namespace
@@ -531,6 +596,8 @@ void add_bench_command(CLI::App& app, CommonOptions& options) {
   command->add_flag("--peak", bench->peak, "Also measure the machine's GEMM and FMA peak on the same threads");
   command->add_option("--peak-size", bench->peak_size, "Side of the square product --peak times (default 2048)");
   command->add_flag("--json", bench->json, "Print one JSON object");
+  command->add_flag("--products", bench->products,
+                    "Also time the training steps' matrix products by shape (their GFLOP/s and share of product time)");
   add_common_options(*command, options);
   command->callback([bench, &options] { run_bench(*bench, options); });
 }

@@ -9,7 +9,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 
 namespace attnlab {
@@ -52,11 +56,67 @@ constexpr int64_t kSplitFlops = int64_t{1} << 21;
 constexpr int64_t kMinRows = 64;
 constexpr int64_t kMinCols = 128;
 
+// The profile (gemm.h): one record per thread, registered at the thread's first profiled call. Its
+// mutex is only ever contended by gemm_profile()/gemm_profile_reset().
+struct ThreadProfile {
+  std::mutex mutex;
+  std::map<GemmShape, GemmShapeTime> shapes;
+  double inner_seconds = 0;  // time of products run inside the current one (work stealing)
+};
+std::atomic<bool> g_profile_enabled{false};
+std::mutex g_profiles_mutex;
+std::vector<std::shared_ptr<ThreadProfile>> g_profiles;
+
+ThreadProfile& this_thread_profile() {
+  thread_local std::shared_ptr<ThreadProfile> mine = [] {
+    auto p = std::make_shared<ThreadProfile>();
+    std::lock_guard lock(g_profiles_mutex);
+    g_profiles.push_back(p);
+    return p;
+  }();
+  return *mine;
+}
+
+// Times one call when the profile is on: the call's wall time minus that of the products its
+// thread ran inside it.
+class ProfiledCall {
+ public:
+  explicit ProfiledCall(const GemmShape& shape) {
+    if (!g_profile_enabled.load(std::memory_order_relaxed)) return;
+    profile_ = &this_thread_profile();
+    shape_ = shape;
+    outer_inner_ = profile_->inner_seconds;
+    profile_->inner_seconds = 0;
+    t0_ = std::chrono::steady_clock::now();
+  }
+  ~ProfiledCall() {
+    if (!profile_) return;
+    const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+    {
+      std::lock_guard lock(profile_->mutex);
+      GemmShapeTime& record = profile_->shapes[shape_];
+      record.shape = shape_;
+      record.calls += 1;
+      record.seconds += total - profile_->inner_seconds;
+    }
+    profile_->inner_seconds = outer_inner_ + total;
+  }
+  ProfiledCall(const ProfiledCall&) = delete;
+  ProfiledCall& operator=(const ProfiledCall&) = delete;
+
+ private:
+  ThreadProfile* profile_ = nullptr;
+  GemmShape shape_;
+  double outer_inner_ = 0;
+  std::chrono::steady_clock::time_point t0_;
+};
+
 }  // namespace
 
 void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   count_madds(m * n * k);
+  const ProfiledCall profiled(GemmShape{false, ta, tb, 1, m, n, k});
   if (m * n * k < kSplitFlops || (m < 2 * kMinRows && n < 2 * kMinCols)) {
     gemm_serial(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
@@ -89,6 +149,7 @@ void gemm_batched(Trans ta, Trans tb, int64_t batch, int64_t m, int64_t n, int64
                   int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float beta, float* c,
                   int64_t ldc, int64_t stride_c) {
   count_madds(batch * m * n * k);
+  const ProfiledCall profiled(GemmShape{true, ta, tb, batch, m, n, k});
   // Small per-head products: group several into one task so that scheduling does not dominate.
   const int64_t per_task = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, m * n * k));
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, batch, per_task), [&](const tbb::blocked_range<int64_t>& r) {
@@ -101,6 +162,36 @@ void gemm_batched(Trans ta, Trans tb, int64_t batch, int64_t m, int64_t n, int64
 void gemm_count_enable(bool enabled) { g_count_enabled.store(enabled, std::memory_order_relaxed); }
 void gemm_count_reset() { g_counted_madds.store(0, std::memory_order_relaxed); }
 int64_t gemm_counted_madds() { return g_counted_madds.load(std::memory_order_relaxed); }
+
+void gemm_profile_enable(bool enabled) { g_profile_enabled.store(enabled, std::memory_order_relaxed); }
+
+void gemm_profile_reset() {
+  std::lock_guard lock(g_profiles_mutex);
+  for (const auto& p : g_profiles) {
+    std::lock_guard thread_lock(p->mutex);
+    p->shapes.clear();
+  }
+}
+
+std::vector<GemmShapeTime> gemm_profile() {
+  std::map<GemmShape, GemmShapeTime> merged;
+  {
+    std::lock_guard lock(g_profiles_mutex);
+    for (const auto& p : g_profiles) {
+      std::lock_guard thread_lock(p->mutex);
+      for (const auto& [shape, record] : p->shapes) {
+        GemmShapeTime& m = merged[shape];
+        m.shape = shape;
+        m.calls += record.calls;
+        m.seconds += record.seconds;
+      }
+    }
+  }
+  std::vector<GemmShapeTime> out;
+  for (const auto& [shape, record] : merged) out.push_back(record);
+  std::stable_sort(out.begin(), out.end(), [](const GemmShapeTime& a, const GemmShapeTime& b) { return a.seconds > b.seconds; });
+  return out;
+}
 
 const char* gemm_backend() {
   static const std::string name = gemm_kernel::name_of(kernel());

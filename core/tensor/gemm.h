@@ -10,7 +10,9 @@
 // measurements (docs/performance.md); ATTNLAB_GEMM_KERNEL forces one: tensor/gemm_kernel.h.
 #pragma once
 
+#include <compare>
 #include <cstdint>
+#include <vector>
 
 namespace attnlab {
 
@@ -32,6 +34,28 @@ void gemm_batched(Trans trans_a, Trans trans_b, int64_t batch, int64_t m, int64_
 void gemm_count_enable(bool enabled);
 void gemm_count_reset();
 int64_t gemm_counted_madds();
+
+// Per-shape timing for benchmarks (`attnlab bench --products`). While enabled, every gemm() and
+// gemm_batched() call adds its wall time to a record of its shape (layout, batch, m, n, k), kept per
+// thread (no lock shared between threads; two clock reads per call). A call's time excludes any
+// product its thread ran inside it while waiting for its own tasks (TBB's work stealing), so no
+// time is counted twice; a product split across threads counts the wall time of its calling
+// thread. When disabled, a relaxed load per call. gemm_profile() merges the threads' records; call
+// it, and gemm_profile_reset(), while no product runs.
+struct GemmShape {
+  bool batched = false;
+  Trans trans_a = Trans::No, trans_b = Trans::No;
+  int64_t batch = 1, m = 0, n = 0, k = 0;
+  auto operator<=>(const GemmShape&) const = default;
+};
+struct GemmShapeTime {
+  GemmShape shape;
+  int64_t calls = 0;
+  double seconds = 0;  // summed over calls and threads
+};
+void gemm_profile_enable(bool enabled);
+void gemm_profile_reset();
+std::vector<GemmShapeTime> gemm_profile();  // most time first
 
 // The kernel products run on ("onednn-avx512", "blis-avx2", "eigen", ...: gemm_kernel.h), for
 // reports and benchmarks.

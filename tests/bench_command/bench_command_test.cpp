@@ -91,6 +91,34 @@ TEST(BenchCommand, BeamSearchIsTimedWhenAskedFor) {
   EXPECT_FALSE(nlohmann::json::parse(plain.out).contains("beam")) << "beam search timed without --beam";
 }
 
+TEST(BenchCommand, ProductsAccountForEveryCountedMultiplyAdd) {
+  const CommandResult r = bench(kTinyModel + kTinyShapes + " --steps 2 --products --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.contains("products") && j["products"].is_array() && !j["products"].empty()) << r.out;
+  double madds = 0, seconds = 0, previous = INFINITY;
+  for (const nlohmann::json& p : j["products"]) {
+    const std::string layout = p["layout"];
+    EXPECT_TRUE(layout == "NN" || layout == "NT" || layout == "TN" || layout == "TT") << layout;
+    for (const char* key : {"batch", "m", "n", "k", "calls_per_step", "seconds_per_step", "gflops"}) positive_number(p, key);
+    madds += p["batch"].get<double>() * p["m"].get<double>() * p["n"].get<double>() * p["k"].get<double>() *
+             p["calls_per_step"].get<double>();
+    const double s = p["seconds_per_step"];
+    EXPECT_LE(s, previous) << "products not sorted by time";
+    previous = s;
+    seconds += s;
+  }
+  // The profile sees the same calls as the multiply-add counter, and its time fits in the step.
+  EXPECT_NEAR(madds, j["gemm_gflop_per_step"].get<double>() * 1e9 / 2, 1e-6 * madds);
+  EXPECT_LE(seconds, j["threads"].get<double>() * j["train_step_s"].get<double>());
+  const CommandResult plain = bench(kTinyModel + kTinyShapes + " --steps 1 --json");
+  EXPECT_FALSE(nlohmann::json::parse(plain.out).contains("products")) << "products timed without --products";
+  const CommandResult table = bench(kTinyModel + kTinyShapes + " --steps 1 --products");
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  for (const char* text : {"products", "ms per step, summed over threads", "NT ", "GFLOP/s", "calls"})
+    EXPECT_NE(table.out.find(text), std::string::npos) << text << " missing in:\n" << table.out;
+}
+
 TEST(BenchCommand, TablePrintsEveryFigure) {
   const CommandResult r = bench(kTinyModel + kTinyShapes + " --steps 1");
   ASSERT_EQ(r.exit_code, 0) << r.err;

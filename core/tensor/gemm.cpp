@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 
 namespace attnlab {
@@ -113,10 +114,11 @@ class ProfiledCall {
 
 }  // namespace
 
-void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  count_madds(m * n * k);
-  const ProfiledCall profiled(GemmShape{false, ta, tb, 1, m, n, k});
+namespace {
+
+// gemm() without its accounting: large products split into tasks by rows or columns.
+void gemm_split(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m * n * k < kSplitFlops || (m < 2 * kMinRows && n < 2 * kMinCols)) {
     gemm_serial(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
@@ -145,18 +147,64 @@ void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, cons
       tbb::simple_partitioner());
 }
 
-void gemm_batched(Trans ta, Trans tb, int64_t batch, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                  int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float beta, float* c,
-                  int64_t ldc, int64_t stride_c) {
-  count_madds(batch * m * n * k);
-  const ProfiledCall profiled(GemmShape{true, ta, tb, batch, m, n, k});
-  // Small per-head products: group several into one task so that scheduling does not dominate.
-  const int64_t per_task = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, m * n * k));
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, batch, per_task), [&](const tbb::blocked_range<int64_t>& r) {
-    for (int64_t i = r.begin(); i < r.end(); ++i) {
-      gemm_serial(ta, tb, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
-    }
-  });
+}  // namespace
+
+void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  count_madds(m * n * k);
+  const ProfiledCall profiled(GemmShape{false, ta, tb, 1, m, n, k});
+  gemm_split(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void gemm_batched(Trans ta, Trans tb, std::initializer_list<GemmBatchDim> dims, int64_t m, int64_t n, int64_t k,
+                  float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                  int64_t ldc) {
+  if (dims.size() > 3) throw std::invalid_argument("gemm_batched: at most three batch dimensions");
+  gemm_kernel::BatchBox box;
+  int64_t products = 1;
+  for (const GemmBatchDim& d : dims) {
+    if (d.count < 0) throw std::invalid_argument("gemm_batched: a negative batch count");
+    if (d.count != 1) box.dims[box.rank++] = d;  // a dimension of one index only shapes the kernel's box
+    products *= d.count;
+  }
+  count_madds(products * m * n * k);
+  const ProfiledCall profiled(GemmShape{true, ta, tb, products, m, n, k});
+  if (products == 0 || m == 0 || n == 0) return;
+  if (box.rank == 0) return gemm_split(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  const GemmBatchDim outer = box.dims[0];
+  const int64_t inner = products / outer.count;  // products per outer index
+  if (m * n * k >= kSplitFlops) {
+    // Large products: one task per product (each may split further), over the flattened batch.
+    tbb::parallel_for(int64_t{0}, products, [&](int64_t flat) {
+      const float* pa = a;
+      const float* pb = b;
+      float* pc = c;
+      for (int d = box.rank - 1; d >= 0; --d) {
+        const GemmBatchDim& dim = box.dims[d];
+        const int64_t i = flat % dim.count;
+        flat /= dim.count;
+        pa += i * dim.stride_a, pb += i * dim.stride_b, pc += i * dim.stride_c;
+      }
+      gemm_split(ta, tb, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc);
+    });
+    return;
+  }
+  // Small products (attention's heads): tasks of whole outer indices, each one batched kernel call
+  // over its box, of about kSplitFlops of work, but at least 16 tasks where the outer dimension
+  // allows (a decoding step's per-head products are tiny, and all of them together still worth
+  // spreading). The split depends only on the shape.
+  const int64_t by_work = kSplitFlops / std::max<int64_t>(1, inner * m * n * k);
+  const int64_t grain = std::clamp<int64_t>(by_work, 1, std::max<int64_t>(1, outer.count / 16));
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, outer.count, grain),
+      [&](const tbb::blocked_range<int64_t>& r) {
+        gemm_kernel::BatchBox part = box;
+        part.dims[0].count = r.size();
+        const int64_t i = r.begin();
+        gemm_kernel::serial_batched_product(kernel(), ta, tb, part, m, n, k, alpha, a + i * outer.stride_a, lda,
+                                            b + i * outer.stride_b, ldb, beta, c + i * outer.stride_c, ldc);
+      },
+      tbb::simple_partitioner());
 }
 
 void gemm_count_enable(bool enabled) { g_count_enabled.store(enabled, std::memory_order_relaxed); }

@@ -12,6 +12,7 @@
 
 #include <compare>
 #include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 namespace attnlab {
@@ -21,11 +22,32 @@ enum class Trans : bool { No = false, Yes = true };
 void gemm(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
           const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
-// A batch of independent products with fixed strides between consecutive matrices (attention's
-// per-head products). Work is spread over the batch and within each product.
-void gemm_batched(Trans trans_a, Trans trans_b, int64_t batch, int64_t m, int64_t n, int64_t k, float alpha,
-                  const float* a, int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b,
-                  float beta, float* c, int64_t ldc, int64_t stride_c);
+// One dimension of a batch of products: `count` products whose A, B and C lie stride_a, stride_b
+// and stride_c floats after those of the previous index. A stride of 0 for A or B gives every index
+// the same operand (attention's grouped-query heads share one key/value head); C's strides must
+// keep the products' outputs apart.
+struct GemmBatchDim {
+  int64_t count = 1;
+  int64_t stride_a = 0, stride_b = 0, stride_c = 0;
+};
+
+// Independent products over up to three batch dimensions, outermost first: for every index
+// (i0, i1, i2), the product of gemm() on A + Σ i·stride_a, B + Σ i·stride_b, C + Σ i·stride_c.
+// Attention's per-head products ([batch, head] over interleaved head columns) are one call. Work
+// is split into tasks over the outermost dimension (put the largest first), each task a run of
+// the kernel's batched product (gemm_kernel.h), so the library's cost per call is paid per task,
+// not per product. Results depend only on the shapes, never on the thread count.
+void gemm_batched(Trans trans_a, Trans trans_b, std::initializer_list<GemmBatchDim> dims, int64_t m, int64_t n,
+                  int64_t k, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                  float* c, int64_t ldc);
+
+// One batch dimension.
+inline void gemm_batched(Trans trans_a, Trans trans_b, int64_t batch, int64_t m, int64_t n, int64_t k, float alpha,
+                         const float* a, int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b,
+                         float beta, float* c, int64_t ldc, int64_t stride_c) {
+  gemm_batched(trans_a, trans_b, {GemmBatchDim{batch, stride_a, stride_b, stride_c}}, m, n, k, alpha, a, lda, b, ldb,
+               beta, c, ldc);
+}
 
 // Flop accounting for benchmarks (`attnlab bench`). While enabled, every gemm() and gemm_batched()
 // call adds its multiply-adds (m·n·k, times batch) to one process-wide counter (a relaxed atomic

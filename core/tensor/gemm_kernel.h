@@ -67,4 +67,21 @@ void prepare(Kernel kernel);
 void serial_product(Kernel kernel, Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                     const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
+// A box of products over up to three batch dimensions (gemm.h's GemmBatchDim, outermost first).
+struct BatchBox {
+  int rank = 0;
+  GemmBatchDim dims[3];
+};
+
+// Contract of serial_batched_product(): serial_product()'s, for every product of the box, on the
+// calling thread. oneDNN kernels run the whole box as one matmul primitive where oneDNN has a
+// batched implementation for its layout (its brgemm kernels: at AVX-512 in Debian's oneDNN 2.6)
+// and the products have at least 16384 multiply-adds; the primitive is made once per thread and
+// box shape and kept (at most 256 shapes a thread). Everywhere else, one serial_product() per
+// product, in index order. For a given kernel, box shape and strides, results do not depend on
+// the calling thread.
+void serial_batched_product(Kernel kernel, Trans trans_a, Trans trans_b, const BatchBox& box, int64_t m, int64_t n,
+                            int64_t k, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                            float* c, int64_t ldc);
+
 }  // namespace attnlab::gemm_kernel

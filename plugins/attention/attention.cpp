@@ -310,16 +310,20 @@ void AttentionNode::score_row_softmax(float* row, int64_t keys, int64_t qpos, in
 }
 
 void AttentionNode::attend(const AttendArgs& a, int64_t B, int64_t Tq, int64_t Tk) const {
-  const int64_t H = config_.heads, G = config_.kv_heads, dk = config_.d_k, dv = config_.d_v;
+  const int64_t H = config_.heads, G = config_.kv_heads, R = group_size_, dk = config_.d_k, dv = config_.d_v;
   const float scale = config_.score_scale;
+  // The per-head products run as one batched product over [batch, key/value head, query head of
+  // its group] (gemm.h): heads are interleaved columns of q, k, v and heads_out; the R query heads
+  // of a group share their key/value head (stride 0). Dot scores: P = scale · Q_h K_gᵀ.
+  if (config_.kind == ScoreKind::Dot)
+    gemm_batched(Trans::No, Trans::Yes,
+                 {{B, Tq * H * dk, a.k_batch_stride, H * Tq * Tk}, {G, R * dk, dk, R * Tq * Tk}, {R, dk, 0, Tq * Tk}},
+                 Tq, Tk, dk, scale, a.q, H * dk, a.k, G * dk, 0.0f, a.probs, Tk);
   tbb::parallel_for(int64_t{0}, B * H, [&](int64_t bh) {
-    const int64_t b = bh / H, h = bh % H, g = h / group_size_;
+    const int64_t b = bh / H, h = bh % H, g = h / R;
     const float* q = a.q + b * Tq * H * dk + h * dk;
-    const float* k = a.k + b * a.k_batch_stride + g * dk;
-    const float* v = a.v + b * a.v_batch_stride + g * dv;
     float* p = a.probs + bh * Tq * Tk;
     if (config_.kind == ScoreKind::Dot) {
-      gemm(Trans::No, Trans::Yes, Tq, Tk, dk, scale, q, H * dk, k, G * dk, 0.0f, p, Tk);
       if (relative_) {  // + q_i·a_K[r(i, j)] · scale
         const float* table = a.scheme_params[0].data();
         for (int64_t i = 0; i < Tq; ++i) {
@@ -331,6 +335,7 @@ void AttentionNode::attend(const AttendArgs& a, int64_t B, int64_t Tq, int64_t T
       }
     } else {
       // One query row at a time: tanh(K_h + q_i) as a [Tk, d_k] block (vectorised), times w.
+      const float* k = a.k + b * a.k_batch_stride + g * dk;
       const Eigen::Map<const Eigen::VectorXf> w(a.additive_v + h * dk, dk);
       const Eigen::Map<const RowMajorMatrix, 0, Eigen::OuterStride<>> keys(k, Tk, dk, Eigen::OuterStride<>(G * dk));
       RowMajorMatrix t(Tk, dk);
@@ -345,18 +350,24 @@ void AttentionNode::attend(const AttendArgs& a, int64_t B, int64_t Tq, int64_t T
           a.use_mask ? a.mask + b * a.mask_layout.batch_stride + i * a.mask_layout.query_stride : nullptr;
       score_row_softmax(p + i * Tk, Tk, a.query_offset + i, h, mask_row, a.causal, a.scheme_params);
     }
-    gemm(Trans::No, Trans::No, Tq, dv, Tk, 1.0f, p, Tk, v, G * dv, 0.0f, a.heads_out + b * Tq * H * dv + h * dv,
-         H * dv);
-    if (relative_) {  // + Σ_j p_ij a_V[r(i, j)]
-      const float* table = a.scheme_params[1].data();
+  });
+  // heads_out_h = P_h V_g, over the same batch dimensions.
+  gemm_batched(Trans::No, Trans::No,
+               {{B, H * Tq * Tk, a.v_batch_stride, Tq * H * dv}, {G, R * Tq * Tk, dv, R * dv}, {R, Tq * Tk, 0, dv}}, Tq,
+               dv, Tk, 1.0f, a.probs, Tk, a.v, G * dv, 0.0f, a.heads_out, H * dv);
+  if (relative_) {  // + Σ_j p_ij a_V[r(i, j)]
+    const float* table = a.scheme_params[1].data();
+    tbb::parallel_for(int64_t{0}, B * H, [&](int64_t bh) {
+      const int64_t b = bh / H, h = bh % H;
+      const float* p = a.probs + bh * Tq * Tk;
       for (int64_t i = 0; i < Tq; ++i) {
         Eigen::Map<Eigen::VectorXf> out(a.heads_out + (b * Tq + i) * H * dv + h * dv, dv);
         for (int64_t j = 0; j < Tk; ++j)
           if (const float pij = p[i * Tk + j]; pij != 0.0f)
             out += pij * Eigen::Map<const Eigen::VectorXf>(table + scheme_->relative_index(a.query_offset + i, j) * dv, dv);
       }
-    }
-  });
+    });
+  }
 }
 
 // ---- Tiled kernel (online softmax) --------------------------------------------------------------
@@ -751,15 +762,20 @@ void AttentionNode::backward_scores(const BackwardContext& ctx, const float* dO,
   const float* P = ctx.saved[3].data();
   const bool additive = config_.kind == ScoreKind::Additive;
 
-  // Per (batch, head): score gradients through the softmax, then query gradients.
+  // dP = dO_h V_gᵀ for every (batch, head), one batched product (the layout of attend()).
+  const int64_t R = group_size_;
+  gemm_batched(Trans::No, Trans::Yes,
+               {{B, Tq * H * dv, Tk * G * dv, H * Tq * Tk}, {G, R * dv, dv, R * Tq * Tk}, {R, dv, 0, Tq * Tk}}, Tq, Tk,
+               dv, 1.0f, dO, H * dv, V, G * dv, 0.0f, dS, Tk);
+  // Per (batch, head): score gradients through the softmax (and, for additive scores, the query,
+  // key and weight gradients).
   const float* additive_v = param(pidx_.v);
   float* dv_partial = additive ? ctx.workspace[5].data() : nullptr;
   tbb::parallel_for(int64_t{0}, B * H, [&](int64_t bh) {
-    const int64_t b = bh / H, h = bh % H, g = h / group_size_;
+    const int64_t b = bh / H, h = bh % H, g = h / R;
     const float* p = P + bh * Tq * Tk;
     float* ds = dS + bh * Tq * Tk;
     const float* dOh = dO + b * Tq * H * dv + h * dv;
-    gemm(Trans::No, Trans::Yes, Tq, Tk, dv, 1.0f, dOh, H * dv, V + b * Tk * G * dv + g * dv, G * dv, 0.0f, ds, Tk);
     if (relative_) {  // dP_ij += dO_i · a_V[r(i, j)]
       const float* table = scheme_params(ctx.params)[1].data();
       for (int64_t i = 0; i < Tq; ++i) {
@@ -775,25 +791,13 @@ void AttentionNode::backward_scores(const BackwardContext& ctx, const float* dO,
       for (int64_t j = 0; j < Tk; ++j) dot += row[j] * prow[j];
       for (int64_t j = 0; j < Tk; ++j) row[j] = prow[j] * (row[j] - dot);
     }
-    const float* k = K + b * Tk * G * dk + g * dk;
-    const float* q = Q + b * Tq * H * dk + h * dk;
-    float* dq = dQ + b * Tq * H * dk + h * dk;
-    if (!additive) {
-      gemm(Trans::No, Trans::No, Tq, dk, Tk, scale, ds, Tk, k, G * dk, 0.0f, dq, H * dk);
-      if (relative_) {  // dq_i += scale · Σ_j dS_ij a_K[r(i, j)]
-        const float* table = scheme_params(ctx.params)[0].data();
-        for (int64_t i = 0; i < Tq; ++i) {
-          Eigen::Map<Eigen::VectorXf> dqi(dq + i * H * dk, dk);
-          for (int64_t j = 0; j < Tk; ++j)
-            if (const float d = ds[i * Tk + j]; d != 0.0f)
-              dqi += (scale * d) * Eigen::Map<const Eigen::VectorXf>(table + scheme_->relative_index(i, j) * dk, dk);
-        }
-      }
-      return;
-    }
+    if (!additive) return;
     // Additive scores s_ij = Σ_d w_d tanh(q_id + k_jd): here G == H, so this head owns its dK slice.
     // With T = tanh(K_h + q_i) ([Tk, d_k]) and g = dS row i: U = (g wᵀ) ⊙ (1 − T²);
     // dq_i = Σ_j U_j, dK_h += U, dw += gᵀ T. The tanh block is recomputed, not saved.
+    const float* k = K + b * Tk * G * dk + g * dk;
+    const float* q = Q + b * Tq * H * dk + h * dk;
+    float* dq = dQ + b * Tq * H * dk + h * dk;
     using Strided = Eigen::Map<RowMajorMatrix, 0, Eigen::OuterStride<>>;
     const Eigen::Map<const Eigen::RowVectorXf> w(additive_v + h * dk, dk);
     const Eigen::Map<const RowMajorMatrix, 0, Eigen::OuterStride<>> keys(k, Tk, dk, Eigen::OuterStride<>(G * dk));
@@ -813,6 +817,26 @@ void AttentionNode::backward_scores(const BackwardContext& ctx, const float* dO,
       dw.noalias() += gs.transpose() * t;
     }
   });
+  if (!additive) {
+    // dQ_h = scale · dS_h K_g.
+    gemm_batched(Trans::No, Trans::No,
+                 {{B, H * Tq * Tk, Tk * G * dk, Tq * H * dk}, {G, R * Tq * Tk, dk, R * dk}, {R, Tq * Tk, 0, dk}}, Tq,
+                 dk, Tk, scale, dS, Tk, K, G * dk, 0.0f, dQ, H * dk);
+    if (relative_) {  // dq_i += scale · Σ_j dS_ij a_K[r(i, j)]
+      const float* table = scheme_params(ctx.params)[0].data();
+      tbb::parallel_for(int64_t{0}, B * H, [&](int64_t bh) {
+        const int64_t b = bh / H, h = bh % H;
+        const float* ds = dS + bh * Tq * Tk;
+        float* dq = dQ + b * Tq * H * dk + h * dk;
+        for (int64_t i = 0; i < Tq; ++i) {
+          Eigen::Map<Eigen::VectorXf> dqi(dq + i * H * dk, dk);
+          for (int64_t j = 0; j < Tk; ++j)
+            if (const float d = ds[i * Tk + j]; d != 0.0f)
+              dqi += (scale * d) * Eigen::Map<const Eigen::VectorXf>(table + scheme_->relative_index(i, j) * dk, dk);
+        }
+      });
+    }
+  }
 
   // The positional scheme's parameters from the gradients of the biased scores.
   if (effects_.score_bias)
@@ -840,20 +864,16 @@ void AttentionNode::backward_scores(const BackwardContext& ctx, const float* dO,
         }
   }
 
-  // Per (batch, key/value head): sum over the query heads that share it.
-  tbb::parallel_for(int64_t{0}, B * G, [&](int64_t bg) {
-    const int64_t b = bg / G, g = bg % G;
-    for (int64_t r = 0; r < group_size_; ++r) {
-      const int64_t h = g * group_size_ + r;
-      const int64_t bh = b * H + h;
-      const float beta = r == 0 ? 0.0f : 1.0f;
-      gemm(Trans::Yes, Trans::No, Tk, dv, Tq, 1.0f, P + bh * Tq * Tk, Tk, dO + b * Tq * H * dv + h * dv, H * dv, beta,
-           dV + b * Tk * G * dv + g * dv, G * dv);
-      if (!additive)
-        gemm(Trans::Yes, Trans::No, Tk, dk, Tq, scale, dS + bh * Tq * Tk, Tk, Q + b * Tq * H * dk + h * dk, H * dk,
-             beta, dK + b * Tk * G * dk + g * dk, G * dk);
-    }
-  });
+  // dV_g = Σ_r P_hᵀ dO_h and dK_g = scale · Σ_r dS_hᵀ Q_h over the R query heads h = g·R + r that
+  // share key/value head g: one batched product per r, the first assigning, the others adding.
+  for (int64_t r = 0; r < R; ++r) {
+    const float beta = r == 0 ? 0.0f : 1.0f;
+    gemm_batched(Trans::Yes, Trans::No, {{B, H * Tq * Tk, Tq * H * dv, Tk * G * dv}, {G, R * Tq * Tk, R * dv, dv}}, Tk,
+                 dv, Tq, 1.0f, P + r * Tq * Tk, Tk, dO + r * dv, H * dv, beta, dV, G * dv);
+    if (!additive)
+      gemm_batched(Trans::Yes, Trans::No, {{B, H * Tq * Tk, Tq * H * dk, Tk * G * dk}, {G, R * Tq * Tk, R * dk, dk}},
+                   Tk, dk, Tq, scale, dS + r * Tq * Tk, Tk, Q + r * dk, H * dk, beta, dK, G * dk);
+  }
   if (additive) {
     float* dw = grad(pidx_.v);
     Eigen::Map<Eigen::RowVectorXf> out(dw, H * dk);

@@ -5,8 +5,10 @@
 // build/gemm_bench`). Beside it, on one thread, the candidates that attnlab does not call:
 // OpenBLAS (Debian's serial build), loaded with dlopen so that its cblas/BLAS symbols cannot
 // interpose BLIS's, and, for the per-head products it is made for, libxsmm (Debian ships it as
-// static libraries only: linked in when found, with its no-BLAS fallback). Each figure is the best of five timed repetitions of ~0.3 s;
-// the product is checked against a double-precision reference on 16 elements.
+// static libraries only: linked in when found, with its no-BLAS fallback), and, for the per-head
+// products, attnlab::gemm() called once per product ("per-product"), what gemm_batched() replaces.
+// Each figure is the best of five timed repetitions of ~0.3 s; the product is checked against a
+// double-precision reference on 16 elements.
 //
 // Run: build/gemm_bench [--threads 1,2] [--shapes base|small|decode|heads|all] [--outside]. Output: one line per
 // kernel, shape and thread count: GFLOP/s (2·m·n·k·batch per wall-clock second).
@@ -106,7 +108,7 @@ double check(const Problem& p, const Operands& o) {
 
 double best_seconds(const std::function<void()>& run, double flops) {
   run();
-  const int reps = std::max<int>(1, static_cast<int>(3e10 / 100 / flops));  // ~0.3 s at 100 GFLOP/s
+  const int reps = std::max<int>(1, static_cast<int>(3e10 / flops));  // 3·10^10 flops: ~0.3 s at 100 GFLOP/s
   double best = 1e30;
   for (int r = 0; r < 5; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -212,6 +214,17 @@ int main(int argc, char** argv) {
           },
           flops);
       std::printf("%-18s %-28s %7d %9.1f %9.1e\n", name.c_str(), p.what, 1, flops / s * 1e-9, check(p, o));
+    }
+    if (with_outside && p.batch > 1) {
+      std::fill(o.c.begin(), o.c.end(), 0.0f);
+      const double s = best_seconds(
+          [&] {
+            for (int64_t i = 0; i < p.batch; ++i)
+              attnlab::gemm(p.ta, p.tb, p.m, p.n, p.k, 1.0f, o.a.data() + i * o.sa, o.lda, o.b.data() + i * o.sb,
+                            o.ldb, 0.0f, o.c.data() + i * o.sc, o.ldc);
+          },
+          flops);
+      std::printf("%-18s %-28s %7d %9.1f %9.1e\n", "per-product", p.what, 1, flops / s * 1e-9, check(p, o));
     }
     std::fflush(stdout);
   }

@@ -844,6 +844,12 @@ std::vector<TiledCase> tiled_cases() {
       {"local_causal_window", lo, with(base, {{"window", I{4}}}), 2, 13, 13, 12, true, MaskKind::None},
       {"local_centred_window_padding", lo, with(base, {{"window", I{5}}, {"mode", std::string("centred")}}), 2, 13, 13,
        12, true, MaskKind::KeyPadding},
+      // Per-head products of at least 16384 multiply-adds (24x24x32): the materialised kernel runs
+      // them as batched library products (gemm_batched), the tiled one one product at a time.
+      {"wide_heads_self_padding", sd, {{"heads", I{4}}, {"d_k", I{32}}, {"d_v", I{32}}}, 3, 24, 24, 16, true,
+       MaskKind::KeyPadding},
+      {"wide_grouped_cross", gq, {{"heads", I{4}}, {"kv_heads", I{2}}, {"d_k", I{32}}, {"d_v", I{32}}}, 2, 24, 29, 16,
+       false, MaskKind::None},
   };
 }
 

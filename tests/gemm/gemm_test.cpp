@@ -10,6 +10,7 @@
 #include <tbb/task_arena.h>
 
 #include <cmath>
+#include <stdexcept>
 #include <limits>
 #include <random>
 #include <string>
@@ -139,6 +140,126 @@ TEST(Gemm, BatchedMatchesOneProductPerItem) {
     gemm(Trans::Yes, Trans::Yes, m, n, k, 1.0f, a.data() + i * k * m, m, b.data() + i * n * k, k, 0.0f,
          want.data() + i * m * n, n);
   EXPECT_EQ(c, want);
+}
+
+// A batched problem in attention's layouts: B sentences, G key/value heads shared by R query heads
+// each, heads interleaved in the rows (strides in floats, as gemm_batched takes them).
+struct BatchedCase {
+  const char* what;
+  Trans ta, tb;
+  int64_t m, n, k, lda, ldb, ldc;
+  std::vector<GemmBatchDim> dims;
+  float alpha, beta;
+};
+
+std::vector<BatchedCase> attention_cases(int64_t B, int64_t G, int64_t R, int64_t Tq, int64_t Tk, int64_t d) {
+  const int64_t H = G * R;
+  return {
+      // scores: P[b,h] = alpha · Q[b,:,h,:] · K[b,:,g,:]ᵀ
+      {"scores NT", Trans::No, Trans::Yes, Tq, Tk, d, H * d, G * d, Tk,
+       {{B, Tq * H * d, Tk * G * d, H * Tq * Tk}, {G, R * d, d, R * Tq * Tk}, {R, d, 0, Tq * Tk}}, 0.125f, 0.0f},
+      // values: O[b,:,h,:] = P[b,h] · V[b,:,g,:]
+      {"values NN", Trans::No, Trans::No, Tq, d, Tk, Tk, G * d, H * d,
+       {{B, H * Tq * Tk, Tk * G * d, Tq * H * d}, {G, R * Tq * Tk, d, R * d}, {R, Tq * Tk, 0, d}}, 1.0f, 0.0f},
+      // value gradients of the first query head of each group, accumulated: dV[b,:,g,:] += P[b,h]ᵀ · dO[b,:,h,:]
+      {"gradient TN", Trans::Yes, Trans::No, Tk, d, Tq, Tk, H * d, G * d,
+       {{B, H * Tq * Tk, Tq * H * d, Tk * G * d}, {G, R * Tq * Tk, R * d, d}}, 0.5f, 1.0f},
+  };
+}
+
+int64_t extent(const std::vector<GemmBatchDim>& dims, int64_t GemmBatchDim::*stride, int64_t rows, int64_t ld) {
+  int64_t last = rows * ld;
+  for (const GemmBatchDim& d : dims) last += (d.count - 1) * (d.*stride);
+  return last;
+}
+
+void run_batched(const BatchedCase& c, const float* a, const float* b, float* out) {
+  const auto& d = c.dims;
+  if (d.size() == 2)
+    gemm_batched(c.ta, c.tb, {d[0], d[1]}, c.m, c.n, c.k, c.alpha, a, c.lda, b, c.ldb, c.beta, out, c.ldc);
+  else
+    gemm_batched(c.ta, c.tb, {d[0], d[1], d[2]}, c.m, c.n, c.k, c.alpha, a, c.lda, b, c.ldb, c.beta, out, c.ldc);
+}
+
+void expect_batched(const BatchedCase& c) {
+  const int64_t a_rows = c.ta == Trans::Yes ? c.k : c.m, b_rows = c.tb == Trans::Yes ? c.n : c.k;
+  std::vector<float> a(extent(c.dims, &GemmBatchDim::stride_a, a_rows, c.lda));
+  std::vector<float> b(extent(c.dims, &GemmBatchDim::stride_b, b_rows, c.ldb));
+  std::vector<float> out(extent(c.dims, &GemmBatchDim::stride_c, c.m, c.ldc));
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  for (float& x : a) x = normal(rng);
+  for (float& x : b) x = normal(rng);
+  for (float& x : out) x = c.beta == 0.0f ? std::numeric_limits<float>::quiet_NaN() : normal(rng);
+  const std::vector<float> before = out;
+  run_batched(c, a.data(), b.data(), out.data());
+  std::vector<int64_t> index(c.dims.size(), 0);
+  for (bool more = true; more;) {
+    int64_t oa = 0, ob = 0, oc = 0;
+    for (size_t d = 0; d < c.dims.size(); ++d)
+      oa += index[d] * c.dims[d].stride_a, ob += index[d] * c.dims[d].stride_b, oc += index[d] * c.dims[d].stride_c;
+    for (int64_t i = 0; i < c.m; ++i)
+      for (int64_t j = 0; j < c.n; ++j) {
+        double want = 0;
+        for (int64_t p = 0; p < c.k; ++p) {
+          const double x = c.ta == Trans::Yes ? a[oa + p * c.lda + i] : a[oa + i * c.lda + p];
+          const double y = c.tb == Trans::Yes ? b[ob + j * c.ldb + p] : b[ob + p * c.ldb + j];
+          want += x * y;
+        }
+        const int64_t at = oc + i * c.ldc + j;
+        want = c.alpha * want + (c.beta == 0.0f ? 0.0 : c.beta * double(before[at]));
+        ASSERT_NEAR(out[at], want, 1e-4 * (1.0 + std::sqrt(double(c.k)) * 4.0))
+            << c.what << " at product (" << index[0] << ", " << index[1] << ") element (" << i << ", " << j << ")";
+      }
+    more = false;
+    for (size_t d = c.dims.size(); d-- > 0;) {
+      if (++index[d] < c.dims[d].count) {
+        more = true;
+        break;
+      }
+      index[d] = 0;
+    }
+  }
+}
+
+// Products of 24x40x32 (30720 multiply-adds) take the kernel's batched path; 5x7x3 the per-product loop.
+TEST(GemmBatched, AttentionLayoutsMatchReference) {
+  for (const auto& [G, R] : {std::pair<int64_t, int64_t>{4, 1}, {2, 2}, {1, 4}})
+    for (const BatchedCase& c : attention_cases(5, G, R, 24, 40, 32)) {
+      SCOPED_TRACE(std::string(c.what) + " G=" + std::to_string(G) + " R=" + std::to_string(R));
+      expect_batched(c);
+    }
+  for (const BatchedCase& c : attention_cases(3, 2, 2, 5, 7, 3)) expect_batched(c);
+}
+
+TEST(GemmBatched, LargeProductsSplitOnTheirOwn) {
+  // 160x96x160 (2.5M multiply-adds): each product its own task, split by rows.
+  for (const BatchedCase& c : attention_cases(2, 2, 1, 160, 96, 160)) expect_batched(c);
+}
+
+TEST(GemmBatched, BitwiseIdenticalForOneAndTwoThreads) {
+  const BatchedCase c = attention_cases(64, 8, 1, 32, 32, 64)[0];
+  std::vector<float> a(extent(c.dims, &GemmBatchDim::stride_a, c.m, c.lda));
+  std::vector<float> b(extent(c.dims, &GemmBatchDim::stride_b, c.n, c.ldb));
+  std::mt19937 rng(4);
+  std::normal_distribution<float> normal;
+  for (float& x : a) x = normal(rng);
+  for (float& x : b) x = normal(rng);
+  auto with_threads = [&](int threads) {
+    std::vector<float> out(extent(c.dims, &GemmBatchDim::stride_c, c.m, c.ldc));
+    tbb::task_arena arena(threads);
+    arena.execute([&] { run_batched(c, a.data(), b.data(), out.data()); });
+    return out;
+  };
+  const std::vector<float> one = with_threads(1);
+  for (int run = 0; run < 10; ++run) ASSERT_EQ(one, with_threads(2)) << "run " << run;
+}
+
+TEST(GemmBatched, RefusesMoreThanThreeDimensions) {
+  float x = 0;
+  EXPECT_THROW(gemm_batched(Trans::No, Trans::No, {GemmBatchDim{}, GemmBatchDim{}, GemmBatchDim{}, GemmBatchDim{}}, 1,
+                            1, 1, 1.0f, &x, 1, &x, 1, 0.0f, &x, 1),
+               std::invalid_argument);
 }
 
 TEST(Gemm, NamesItsBackend) {

@@ -8,7 +8,8 @@
 # OUT_DIR/<target>.count holds one line per finished chunk (executions, wall seconds),
 # OUT_DIR/<target>.log libFuzzer's output, OUT_DIR/campaign.log one line per chunk, and
 # OUT_DIR/<target>-* any crash, leak, timeout or slow input libFuzzer writes. A chunk that ends with
-# a non-zero status (a crash) stops that target. Scratch files go to TMPDIR (tmpfs is faster).
+# a non-zero status (a crash) stops that target, except a timeout whose input runs in time when run
+# again alone (below). Scratch files go to TMPDIR (tmpfs is faster).
 set -u
 if [ $# -lt 2 ]; then echo "usage: $0 BUILD_FUZZ_DIR OUT_DIR [TARGET...]" >&2; exit 2; fi
 build=$1; out=$2; shift 2
@@ -30,6 +31,18 @@ for t in $targets; do
     status=$?
     runs=$(grep 'stat::number_of_executed_units' "$out/$t.log" | tail -1 | awk '{print $2}')
     echo "$(date -u +%FT%TZ) $t chunk status=$status runs=$runs wall=$(( $(date +%s) - start ))s" >> "$out/campaign.log"
+    if [ $status -eq 70 ]; then
+      # libFuzzer's timeout is wall-clock time: a fuzzer held (SIGSTOP while the machine is measured,
+      # a suspended VM) past -timeout reports the input it was on. Such an input runs in time alone;
+      # it is kept as <file>.ran-in-time and the executions before the alarm count. One that times
+      # out alone again is a finding and stops the target like a crash.
+      unit=$(ls -t "$out/$t-timeout-"* 2>/dev/null | grep -v '\.ran-in-time$' | head -1)
+      if [ -n "$unit" ] && nice -n 19 "$bin" -runs=1 -timeout=600 -rss_limit_mb=2048 "$unit" >> "$out/$t.log" 2>&1; then
+        mv "$unit" "$unit.ran-in-time"
+        echo "$(date -u +%FT%TZ) $t timeout of a held process: $(basename "$unit") ran in time alone" >> "$out/campaign.log"
+        status=0
+      fi
+    fi
     if [ $status -ne 0 ]; then echo "$(date -u +%FT%TZ) $t stopped: status $status" >> "$out/campaign.log"; break; fi
     echo "$runs $(( $(date +%s) - start ))" >> "$out/$t.count"
   done

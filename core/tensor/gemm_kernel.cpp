@@ -9,12 +9,14 @@
 #include <pthread.h>
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <csignal>
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <new>
 #include <stdexcept>
 
 namespace attnlab::gemm_kernel {
@@ -141,7 +143,7 @@ struct BatchedMatmul {
   dnnl::stream stream;
   dnnl::matmul primitive;
   dnnl::memory a, b, c, scratchpad;
-  std::unique_ptr<std::byte[]> scratch;
+  std::unique_ptr<void, decltype(&std::free)> scratch{nullptr, &std::free};  // 64-byte aligned
 };
 
 using BoxKey = std::array<int64_t, 21>;
@@ -198,8 +200,9 @@ BatchedMatmul make_batched_matmul(Trans ta, Trans tb, const BatchBox& box, int64
     // the batch with its sgemm (no faster than one call per product) or reference loops.
     if (std::string(pd.impl_info_str()).rfind("brg", 0) != 0) return out;
     out.primitive = dnnl::matmul(pd);
-    const size_t scratch_bytes = pd.scratchpad_desc().get_size();
-    out.scratch.reset(new (std::align_val_t{64}) std::byte[scratch_bytes + 64]);
+    const size_t scratch_bytes = (pd.scratchpad_desc().get_size() + 63) / 64 * 64;
+    out.scratch.reset(std::aligned_alloc(64, std::max<size_t>(scratch_bytes, 64)));
+    if (!out.scratch) throw std::bad_alloc();
     out.a = dnnl::memory(a, out.engine, nullptr), out.b = dnnl::memory(b, out.engine, nullptr);
     out.c = dnnl::memory(c, out.engine, nullptr);
     out.scratchpad = dnnl::memory(pd.scratchpad_desc(), out.engine, out.scratch.get());

@@ -173,10 +173,16 @@ std::map<std::string, const ckpt::TensorData*> index_parameters(const ckpt::Chec
 Shape shape_of(const google::protobuf::RepeatedField<int64_t>& dims) { return Shape(dims.begin(), dims.end()); }
 
 void check_data_length(const std::string& what, const Shape& shape, int64_t count, const std::string& source) {
-  for (int64_t d : shape)
+  // The stored dimensions are untrusted: their product is formed with an overflow check.
+  int64_t values = 1;
+  for (int64_t d : shape) {
     if (d < 0) throw CheckpointError(prefix(source) + what + " has a negative dimension in shape " + to_string(shape));
-  if (numel(shape) != count)
-    throw CheckpointError(prefix(source) + what + " has shape " + to_string(shape) + " (" + std::to_string(numel(shape)) +
+    if (__builtin_mul_overflow(values, d, &values))
+      throw CheckpointError(prefix(source) + what + " has shape " + to_string(shape) +
+                            ", more values than a 64-bit count holds");
+  }
+  if (values != count)
+    throw CheckpointError(prefix(source) + what + " has shape " + to_string(shape) + " (" + std::to_string(values) +
                           " values) but " + std::to_string(count) + " values are stored");
 }
 

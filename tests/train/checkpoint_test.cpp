@@ -228,6 +228,32 @@ TEST(CheckpointErrors, TensorDataThatDoesNotMatchItsShape) {
   }
 }
 
+// Dimensions whose product overflows 64 bits (found by fuzz_checkpoint: the product was formed
+// unchecked, undefined behaviour) and a negative dimension are refused by name.
+TEST(CheckpointErrors, ShapesWhoseSizeOverflowsOrIsNegative) {
+  ckpt::Checkpoint c = full_checkpoint();
+  auto* shape = c.mutable_parameters(1)->mutable_shape();
+  shape->Clear();
+  shape->Add(63300435968);
+  shape->Add(1039923177);
+  try {
+    decode_checkpoint(encode_checkpoint(c), "m.ckpt");
+    FAIL();
+  } catch (const CheckpointError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "checkpoint m.ckpt: parameter 'enc.b' has shape [63300435968, 1039923177], more values than a 64-bit count "
+              "holds");
+  }
+  shape->Clear();
+  shape->Add(-3);
+  try {
+    decode_checkpoint(encode_checkpoint(c), "m.ckpt");
+    FAIL();
+  } catch (const CheckpointError& e) {
+    EXPECT_EQ(std::string(e.what()), "checkpoint m.ckpt: parameter 'enc.b' has a negative dimension in shape [-3]");
+  }
+}
+
 struct Param {
   std::string name;
   Tensor value;

@@ -33,10 +33,11 @@ struct GemmBatchDim {
 
 // Independent products over up to three batch dimensions, outermost first: for every index
 // (i0, i1, i2), the product of gemm() on A + Σ i·stride_a, B + Σ i·stride_b, C + Σ i·stride_c.
-// Attention's per-head products ([batch, head] over interleaved head columns) are one call. Work
-// is split into tasks over the outermost dimension (put the largest first), each task a run of
-// the kernel's batched product (gemm_kernel.h), so the library's cost per call is paid per task,
-// not per product. Results depend only on the shapes, never on the thread count.
+// Attention's per-head products ([batch, head] over interleaved head columns) are one call. Small
+// products are split into tasks of whole outer indices (put the largest dimension first), each
+// task one run of the kernel's batched product (gemm_kernel.h), so the library's cost per call is
+// paid per task, not per product; products of 2^21 multiply-adds or more are each a task of their
+// own, split further like gemm(). Results depend only on the shapes, never on the thread count.
 void gemm_batched(Trans trans_a, Trans trans_b, std::initializer_list<GemmBatchDim> dims, int64_t m, int64_t n,
                   int64_t k, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
                   float* c, int64_t ldc);

@@ -1,6 +1,7 @@
 // core/app/checkpoint_model.cpp — see checkpoint_model.h.
 #include "app/checkpoint_model.h"
 
+#include "ir/protobuf_log.h"
 #include "train/checkpoint.h"
 
 #include <iostream>
@@ -44,7 +45,11 @@ CheckpointModel load_checkpoint_model(const std::string& path, const CommonOptio
   if (trained_task != task.name())
     throw CliError(1, where + ": it was trained for the " + trained_task + " task; attnlab " + command + " needs a " + task.name() +
                           " checkpoint");
-  if (!out.graph.ParseFromString(checkpoint.graph())) throw CliError(1, where + ": the stored model graph is unreadable");
+  {
+    const ir::ProtobufLogCapture log;
+    if (!out.graph.ParseFromString(checkpoint.graph()))
+      throw CliError(1, where + ": the stored model graph is unreadable" + (log.reason().empty() ? "" : " (" + log.reason() + ")"));
+  }
   try {
     task::check_graph(task, out.graph);
   } catch (const dsl::DslError& e) {

@@ -1,5 +1,7 @@
 #include "ir/graph.h"
 
+#include "ir/protobuf_log.h"
+
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
@@ -139,8 +141,13 @@ GraphDef read_graph(const std::filesystem::path& path) {
     if (!parser.ParseFromString(content, &graph))
       throw file_error(path, "not a valid graph in protobuf text format: " + errors.message, errors.line,
                        errors.column);
-  } else if (!graph.ParseFromString(content)) {
-    throw file_error(path, "not a valid graph in binary protobuf format (text graphs must end in .pbtxt)");
+  } else {
+    const ProtobufLogCapture log;
+    if (!graph.ParseFromString(content)) {
+      const std::string reason = log.reason();
+      throw file_error(path, "not a valid graph in binary protobuf format (" +
+                                 (reason.empty() ? std::string("text graphs must end in .pbtxt") : reason) + ")");
+    }
   }
   return graph;
 }

@@ -1,5 +1,7 @@
 #include "train/checkpoint.h"
 
+#include "ir/protobuf_log.h"
+
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
@@ -211,7 +213,12 @@ void check_message(const ckpt::Checkpoint& checkpoint, const std::string& source
   }
 }
 
-const char* const kUnparsable = "payload is not a valid checkpoint message (written by an incompatible build?)";
+// A payload protobuf refused, with protobuf's reason when it gave one (it gives it only to its log).
+CheckpointError unparsable(const std::string& source, const ir::ProtobufLogCapture& log) {
+  const std::string reason = log.reason();
+  return CheckpointError(prefix(source) + "payload is not a valid checkpoint message (" +
+                         (reason.empty() ? "written by an incompatible build?" : reason) + ")");
+}
 
 // The bytes that supply an unset format_version: field 1 (varint) appended after the message.
 // Protobuf keeps the last value of a scalar field, and this avoids copying a large message.
@@ -308,7 +315,8 @@ ckpt::Checkpoint decode_checkpoint(std::string_view bytes, const std::string& so
   const char* payload = bytes.data() + kCheckpointHeaderBytes;
   check_crc(h.crc, crc_of(payload, h.payload), source);
   ckpt::Checkpoint checkpoint;
-  if (!checkpoint.ParseFromArray(payload, int(h.payload))) throw CheckpointError(prefix(source) + kUnparsable);
+  const ir::ProtobufLogCapture log;
+  if (!checkpoint.ParseFromArray(payload, int(h.payload))) throw unparsable(source, log);
   check_message(checkpoint, source);
   return checkpoint;
 }
@@ -387,7 +395,8 @@ ckpt::Checkpoint read_checkpoint(const fs::path& file) {
     throw CheckpointError(prefix(source) + "cannot seek: " + errno_text(errno));
   google::protobuf::io::FileInputStream input(fd.get(), 1 << 20);
   ckpt::Checkpoint checkpoint;
-  if (!checkpoint.ParseFromBoundedZeroCopyStream(&input, int(h.payload))) throw CheckpointError(prefix(source) + kUnparsable);
+  const ir::ProtobufLogCapture log;
+  if (!checkpoint.ParseFromBoundedZeroCopyStream(&input, int(h.payload))) throw unparsable(source, log);
   check_message(checkpoint, source);
   return checkpoint;
 }

@@ -1,5 +1,6 @@
 #include "train/run_log.h"
 
+#include "ir/protobuf_log.h"
 #include "train/checkpoint.h"  // write_file_atomically
 
 #include "attnlab/tensorboard/event.pb.h"
@@ -281,7 +282,9 @@ std::vector<EventScalar> read_events(const fs::path& file) {
   std::vector<EventScalar> out;
   for (const std::string& payload : tfrecord_payloads(slurp(file), file, false)) {
     tensorboard::Event e;
-    if (!e.ParseFromString(payload)) throw RunLogError(file.string() + ": a record that is not an Event");
+    const ir::ProtobufLogCapture log;
+    if (!e.ParseFromString(payload))
+      throw RunLogError(file.string() + ": a record that is not an Event" + (log.reason().empty() ? "" : " (" + log.reason() + ")"));
     for (const auto& v : e.summary().value()) out.push_back({e.step(), e.wall_time(), v.tag(), v.simple_value()});
   }
   return out;
@@ -293,6 +296,7 @@ void truncate_events_after(const fs::path& run_dir, int64_t step) {
     std::string kept;
     for (const std::string& payload : tfrecord_payloads(bytes, file, true)) {
       tensorboard::Event e;
+      const ir::ProtobufLogCapture log;  // an unparsable record ends what is kept; protobuf need not print why
       if (!e.ParseFromString(payload)) break;
       if (e.has_summary() && !e.summary().value().empty()) {
         const std::string& tag = e.summary().value(0).tag();

@@ -1,5 +1,6 @@
 // Graph IR: values, attributes, reading and writing (binary and text), printing.
 #include "ir/graph.h"
+#include "ir/protobuf_log.h"
 #include "test_nodes.h"
 
 #include <google/protobuf/util/message_differencer.h>
@@ -7,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 namespace attnlab {
 namespace {
@@ -166,6 +168,53 @@ TEST(IrDiagnostics, FormatWithAndWithoutFile) {
   ir::GraphError error({located, bare});
   EXPECT_EQ(std::string(error.what()), "a.attn:3:9: error: bad\n<graph>:2:1: error: worse");
   EXPECT_EQ(error.diagnostics.size(), 2u);
+}
+
+// A GraphDef whose node name is not UTF-8: protobuf refuses it and says why only to its log.
+std::string graph_with_bad_utf8() {
+  ir::GraphDef g;
+  g.add_nodes()->set_name("n\xff");
+  const ir::ProtobufLogCapture quiet;
+  return g.SerializeAsString();
+}
+
+TEST(ProtobufLogCapture, KeepsTheReasonOnItsThreadAndForwardsEverythingElse) {
+  const std::string bytes = graph_with_bad_utf8();
+  ir::GraphDef g;
+  ::testing::internal::CaptureStderr();
+  EXPECT_FALSE(g.ParseFromString(bytes));  // no capture alive: protobuf's own handler prints
+  const std::string printed = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(printed.find("libprotobuf ERROR"), std::string::npos) << printed;
+  EXPECT_NE(printed.find("invalid UTF-8"), std::string::npos) << printed;
+
+  ::testing::internal::CaptureStderr();
+  {
+    const ir::ProtobufLogCapture outer;
+    {
+      const ir::ProtobufLogCapture inner;
+      EXPECT_FALSE(g.ParseFromString(bytes));
+      EXPECT_EQ(inner.reason(), "String field 'attnlab.ir.NodeDef.name' contains invalid UTF-8 data when parsing a protocol buffer");
+    }
+    EXPECT_EQ(outer.reason(), "");  // the innermost capture took it
+    std::thread([&] { ir::GraphDef h; EXPECT_FALSE(h.ParseFromString(bytes)); }).join();  // another thread: printed
+    EXPECT_EQ(outer.reason(), "");
+  }
+  const std::string other_thread = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(other_thread.find("invalid UTF-8"), std::string::npos) << other_thread;
+  EXPECT_EQ(other_thread.find("libprotobuf ERROR"), other_thread.rfind("libprotobuf ERROR")) << other_thread;  // printed once
+}
+
+TEST(IrFiles, BinaryGraphWithInvalidUtf8SaysWhichField) {
+  const auto path = temp_path("bad_utf8.pb");
+  std::ofstream(path, std::ios::binary) << graph_with_bad_utf8();
+  try {
+    (void)ir::read_graph(path);
+    ADD_FAILURE() << "accepted";
+  } catch (const ir::GraphError& e) {
+    EXPECT_EQ(std::string(e.what()), path.string() + ": error: not a valid graph in binary protobuf format (String field "
+                                     "'attnlab.ir.NodeDef.name' contains invalid UTF-8 data when parsing a protocol buffer)");
+  }
+  std::filesystem::remove(path);
 }
 
 }  // namespace

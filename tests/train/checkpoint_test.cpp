@@ -1,6 +1,7 @@
 // Checkpoint files: round trip, every corruption error, parameters and optimizer state, averaging,
 // rotation, and finding the checkpoint of a run directory.
 #include "train/checkpoint.h"
+#include "ir/protobuf_log.h"
 #include "temp_dir.h"
 
 #include <gtest/gtest.h>
@@ -199,6 +200,30 @@ TEST(CheckpointErrors, ValidChecksumButUnparsablePayload) {
   write_file(dir / "g.ckpt", bytes);
   EXPECT_EQ(read_error(dir / "g.ckpt"), "checkpoint " + (dir / "g.ckpt").string() +
                                             ": payload is not a valid checkpoint message (written by an incompatible build?)");
+}
+
+TEST(CheckpointErrors, StringFieldThatIsNotUtf8IsNamedAndNothingElseIsPrinted) {
+  // Protobuf gives its reason only to its log; the error carries it and stderr stays quiet.
+  ckpt::Checkpoint c = full_checkpoint();
+  c.mutable_parameters(0)->set_name("enc.\xff");
+  std::string bytes;
+  {
+    const ir::ProtobufLogCapture quiet;  // serializing invalid UTF-8 logs a complaint too
+    bytes = encode_checkpoint(c);
+  }
+  const std::string expected = ": payload is not a valid checkpoint message (String field 'attnlab.ckpt.TensorData.name' "
+                               "contains invalid UTF-8 data when parsing a protocol buffer)";
+  ::testing::internal::CaptureStderr();
+  try {
+    decode_checkpoint(bytes, "mem");
+    ADD_FAILURE() << "accepted";
+  } catch (const CheckpointError& e) {
+    EXPECT_EQ(std::string(e.what()), "checkpoint mem" + expected);
+  }
+  TempDir dir;  // the same through the streaming reader
+  write_file(dir / "u.ckpt", bytes);
+  EXPECT_EQ(read_error(dir / "u.ckpt"), "checkpoint " + (dir / "u.ckpt").string() + expected);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
 }
 
 TEST(CheckpointFile, StreamedWriteEqualsInMemoryEncoding) {

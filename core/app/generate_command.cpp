@@ -6,11 +6,16 @@
 // the run's tokenizer, then eval::sample draws --tokens ids with the key/value cache at
 // --temperature among the --top-k most likely (0: all), from --seed; the context is the model's
 // block_size (the run's settings). The prompt and the sample are printed as one text. Every user error
-// is one line and exit code 1.
+// is one line and exit code 1. The prompt must be UTF-8 text, as translate's input; the part of it
+// outside the model's vocabulary (read as <unk>, which a character vocabulary never showed the
+// model) is counted in a warning.
 #include "app/checkpoint_model.h"
+#include "data/parallel_text.h"
+#include "data/tokenizer.h"
 #include "eval/sampler.h"
 #include "train/run_corpus.h"
 
+#include <algorithm>
 #include <iostream>
 
 namespace attnlab::cli {
@@ -27,8 +32,17 @@ struct GenerateArgs {
 
 void run_generate(const GenerateArgs& args, const CommonOptions& options) {
   const CheckpointModel loaded = load_checkpoint_model(args.checkpoint, options, task::language_model(), "generate");
+  size_t line = 1;
+  for (size_t start = 0; start <= args.prompt.size(); ++line) {
+    const size_t end = std::min(args.prompt.find('\n', start), args.prompt.size());
+    if (const auto wrong = data::check_text_line(std::string_view(args.prompt).substr(start, end - start)))
+      throw CliError(1, "--prompt:" + std::to_string(line) + ":" + *wrong);
+    start = end + 1;
+  }
   const std::vector<int> prompt = train::encode_lm_text(*loaded.tokenizer, args.prompt);
   if (prompt.empty()) throw CliError(1, "--prompt: the prompt is empty; give at least one character (the default is a line break)");
+  if (const auto unknown = std::count(prompt.begin(), prompt.end(), data::kUnkId); unknown > 0)
+    std::cerr << "warning: --prompt: " << unknown << " of its " << prompt.size() << " tokens are outside the model's vocabulary and are read as <unk>\n";
   eval::SampleOptions sample;
   sample.tokens = args.tokens;
   sample.temperature = args.temperature;

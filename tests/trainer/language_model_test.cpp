@@ -246,11 +246,19 @@ TEST(Generate, SamplesFromTheCheckpointAloneAndRefusesBadFlags) {
            {" --top-k -1", "--top-k"},
            {" --tokens x", "--tokens"},
            {" --prompt ''", "--prompt: the prompt is empty"},
+           {" --prompt \"$(printf 'to\\nbe \\377')\"", "--prompt:2:4: invalid UTF-8 (byte 0xFF)"},
+           {" --prompt \"$(printf 'a\\001')\"", "--prompt:1:2: control byte 0x01 in text"},
        }) {
     const Command bad = attnlab("generate --checkpoint " + run + flags);
     EXPECT_EQ(bad.exit_code, 1) << flags << ": " << bad.err;
     EXPECT_NE(bad.err.find(message), std::string::npos) << flags << ": " << bad.err;
   }
+  // Characters the model's vocabulary lacks are read as <unk>, with a warning that counts them.
+  const Command unknown = attnlab("generate --checkpoint " + run + " --prompt 'to be 日本' --tokens 5 --threads 1");
+  EXPECT_EQ(unknown.exit_code, 0) << unknown.err;
+  EXPECT_EQ(unknown.err, "warning: --prompt: 2 of its 8 tokens are outside the model's vocabulary and are read as <unk>\n");
+  EXPECT_EQ(unknown.out.rfind("to be 日本", 0), 0u) << unknown.out;
+  EXPECT_EQ(a.err, "") << "a prompt the vocabulary covers gets no warning";
   const Command missing = attnlab("generate --checkpoint " + (dir.path / "nothing").string());
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.err.find("nothing"), std::string::npos) << missing.err;

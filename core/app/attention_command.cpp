@@ -11,13 +11,16 @@
 // tgt_in — queries from the target and keys from the target are decoder self-attention, keys
 // from the source only are cross-attention, queries from the source are encoder self-attention.
 // Layers are numbered in graph order within each kind. Every user error is one line, exit 1: a
-// checkpoint that is not a translation model (no src and tgt_in inputs), text that encodes to no
-// tokens, a model with no recording node, an --out that cannot be written.
+// checkpoint that is not a translation model (no src and tgt_in inputs), text that is not UTF-8 or
+// holds a control byte (as translate's input), text that encodes to no tokens or to more than
+// train::kAttentionTokensLimit, a model with no recording node, an --out that cannot be written.
 #include "app/attention_page.h"
 #include "app/checkpoint_model.h"
+#include "data/parallel_text.h"
 #include "exec/executor.h"
 #include "exec/tbb_executor.h"
 #include "train/checkpoint.h"
+#include "train/limits.h"
 #include "train/translate.h"
 
 #include <iostream>
@@ -88,6 +91,30 @@ Tensor ids_tensor(const std::vector<int>& ids) {
   return t;
 }
 
+// A page of maps for more tokens than kAttentionTokensLimit is too large to open (limits.h).
+void check_side_length(const std::string& what, size_t tokens) {
+  const train::IntLimit& limit = train::kAttentionTokensLimit;
+  if (static_cast<int64_t>(tokens) > limit.max)
+    throw CliError(1, what + " " + std::to_string(tokens) + " tokens; the page shows at most " + std::to_string(limit.max) +
+                          " (each map has tokens x tokens cells): give a shorter sentence");
+}
+
+// `text` (the value of `flag`) as the model's input ids: UTF-8 text of one line, encoded as
+// translate encodes a line, to at least one and at most kAttentionTokensLimit tokens.
+std::vector<int> encode_side(const std::string& flag, const std::string& text, const data::Tokenizer& tokenizer,
+                             train::InputForm form) {
+  if (const auto wrong = data::check_text_line(text)) throw CliError(1, flag + ":1:" + *wrong);
+  std::vector<int> ids;
+  try {
+    ids = train::encode_source(tokenizer, text, form);
+  } catch (const std::exception& e) {
+    throw CliError(1, flag + ": " + e.what());
+  }
+  if (ids.empty()) throw CliError(1, flag + ": the text encodes to no tokens");
+  check_side_length(flag + ": the text encodes to", ids.size());
+  return ids;
+}
+
 void run_attention(const AttentionArgs& args, const CommonOptions& options) {
   CheckpointModel m = load_checkpoint_model(args.checkpoint, options, task::translation(), "attention");
   const std::string where = m.where();
@@ -98,23 +125,12 @@ void run_attention(const AttentionArgs& args, const CommonOptions& options) {
     if (!given) throw CliError(1, "--input: must be raw or tokenized, got '" + args.input + "'");
     form = *given;
   }
-  std::vector<int> src;
-  try {
-    src = train::encode_source(*m.tokenizer, args.src, form);
-  } catch (const std::exception& e) {
-    throw CliError(1, std::string("--src: ") + e.what());
-  }
-  if (src.empty()) throw CliError(1, "--src: the text encodes to no tokens");
+  const std::vector<int> src = encode_side("--src", args.src, *m.tokenizer, form);
 
   exec::TbbExecutor executor(options.threads);
   std::vector<int> tgt;
   if (!args.tgt.empty()) {
-    try {
-      tgt = train::encode_source(*m.tokenizer, args.tgt, form);
-    } catch (const std::exception& e) {
-      throw CliError(1, std::string("--tgt: ") + e.what());
-    }
-    if (tgt.empty()) throw CliError(1, "--tgt: the text encodes to no tokens");
+    tgt = encode_side("--tgt", args.tgt, *m.tokenizer, form);
   } else {
     eval::DecodeOptions greedy;
     greedy.beam = 1;
@@ -125,6 +141,7 @@ void run_attention(const AttentionArgs& args, const CommonOptions& options) {
     } catch (const std::exception& e) {
       throw CliError(1, where + ": decoding failed: " + e.what());
     }
+    check_side_length("--src: the model's greedy translation is", tgt.size());
   }
   std::vector<int> tgt_in = {data::kBosId};
   tgt_in.insert(tgt_in.end(), tgt.begin(), tgt.end());

@@ -47,11 +47,15 @@ inline constexpr IntLimit kVocabSizeLimit{"vocab_size", 16, 1000000};
 inline constexpr IntLimit kSyntheticSizeLimit{"synthetic size", 1, 10000000};
 // translate --max-tokens: tokens kept of one input line (training skips longer pairs:
 // parallel(max_tokens: ...)).
+inline constexpr IntLimit kTranslateMaxTokensLimit{"max-tokens", 1, 100000};
 // attnlab generate.
 inline constexpr IntLimit kGenerateTokensLimit{"tokens", 0, 1000000};
 inline constexpr IntLimit kTopKLimit{"top-k", 0, 1000000};
 inline constexpr RealLimit kTemperatureLimit{"temperature", 1e-6, 1e6};
-inline constexpr IntLimit kTranslateMaxTokensLimit{"max-tokens", 1, 100000};
+// attnlab attention: tokens of --src and of the target (--tgt, or the greedy translation). Each
+// map has queries × keys cells, written into the page (11.4 MB for 120 tokens of a 3-layer, 8-head
+// model): at 256 tokens a 6-layer one's page is about 100 MB, what a browser still opens.
+inline constexpr IntLimit kAttentionTokensLimit{"tokens", 1, 256};
 
 // --threads: 0 (every core) up to kThreadsPerCore × the cores of this machine.
 IntLimit threads_limit();

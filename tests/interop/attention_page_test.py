@@ -161,4 +161,9 @@ with tiny_run.Workspace(exe, source_dir, steps=12, valid_every=0, checkpoint_eve
     error(["attention", "--checkpoint", ws.path("run"), "--src", "   "], "--src", "no tokens")
     error(["attention", "--checkpoint", ws.path("run"), "--src", src, "--out", ws.path("no", "dir", "a.html")], "--out")
     error(["attention", "--checkpoint", ws.path("run"), "--src", src, "--input", "spoken"], "--input")
+    # Text is checked as translate's input is; a page is bounded (train/limits.h: each map is tokens x tokens).
+    error(["attention", "--checkpoint", ws.path("run"), "--src", "ein \udcff"], "--src:1:5: invalid UTF-8 (byte 0xFF)")
+    error(["attention", "--checkpoint", ws.path("run"), "--src", src, "--tgt", "a\x01b"], "--tgt:1:2: control byte 0x01 in text")
+    long_src = " ".join([src] * (300 // len(src.split()) + 1))
+    error(["attention", "--checkpoint", ws.path("run"), "--src", long_src], "--src: the text encodes to ", " tokens; the page shows at most 256")
 print("ok")

@@ -135,25 +135,33 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 void check_options(const BenchOptions& o) {
-  auto at_least = [](const char* flag, int64_t value, int64_t minimum, const std::string& why = "") {
-    if (value < minimum)
-      throw CliError(1, std::string(flag) + " must be at least " + std::to_string(minimum) + ", got " +
-                            std::to_string(value) + why);
+  // The ranges are train/limits.h's; the message names the flag, its range and the value.
+  auto within = [](const train::IntLimit& limit, int64_t value, const std::string& why = "") {
+    if (!train::in_range(limit, value))
+      throw CliError(1, std::string(limit.name) + " must be in " + train::describe(limit) + ", got " + std::to_string(value) + why);
   };
-  at_least("--batch", o.batch, 1);
+  within(train::kBenchBatchLimit, o.batch);
   if (o.block > 0) {
     if (o.src_len > 0 || o.tgt_len > 0 || o.beam != 0)
       throw CliError(1, "--block times a language model; --src-len, --tgt-len and --beam are for translation");
+    within(train::kBenchBlockLimit, o.block);
   } else {
     if (o.src_len == 0 && o.tgt_len == 0) throw CliError(1, "give --src-len and --tgt-len (translation) or --block (a language model)");
-    at_least("--src-len", o.src_len, 1);
-    at_least("--tgt-len", o.tgt_len, 1);
+    within(train::kBenchSrcLenLimit, o.src_len);
+    within(train::kBenchTgtLenLimit, o.tgt_len);
   }
-  at_least("--vocab", o.vocab, kFirstWordId + 1, " (ids 0-3 are reserved for <pad>, <unk>, <s>, </s>)");
-  at_least("--steps", o.steps, 1);
-  if (o.beam != 0 && (o.beam < 2 || o.beam > 64))
-    throw CliError(1, "--beam must be between 2 and 64 (greedy decoding is always timed), got " + std::to_string(o.beam));
-  if (o.peak) at_least("--peak-size", o.peak_size, 1);
+  const int64_t length = o.block > 0 ? o.block : std::max(o.src_len, o.tgt_len);
+  if (o.batch * length > train::kBenchTokensLimit.max)  // each factor is at most 2^16: no overflow
+    throw CliError(1, "--batch " + std::to_string(o.batch) + " of " + std::to_string(length) + " tokens is " + std::to_string(o.batch * length) +
+                          " tokens a batch, more than " + std::to_string(train::kBenchTokensLimit.max) +
+                          ": give a smaller --batch or shorter sequences");
+  static_assert(train::kBenchVocabLimit.min == kFirstWordId + 1);
+  within(train::kBenchVocabLimit, o.vocab, " (ids 0-3 are reserved for <pad>, <unk>, <s>, </s>)");
+  within(train::kBenchStepsLimit, o.steps);
+  if (o.beam != 0 && (o.beam < 2 || o.beam > train::kBeamLimit.max))
+    throw CliError(1, "--beam must be between 2 and " + std::to_string(train::kBeamLimit.max) + " (greedy decoding is always timed), got " +
+                          std::to_string(o.beam));
+  if (o.peak) within(train::kPeakSizeLimit, o.peak_size);
   for (const std::string& s : o.sets) {
     std::string name = s.substr(0, s.find('='));
     name.erase(0, name.find_first_not_of(' '));

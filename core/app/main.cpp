@@ -4,6 +4,7 @@
 #include "node/plugin_loader.h"
 
 #include <iostream>
+#include <new>
 
 #ifndef ATTNLAB_VERSION
 #define ATTNLAB_VERSION "unknown"
@@ -50,6 +51,9 @@ int main(int argc, char** argv) {
     return fail(kPluginErrorExit, e.what());
   } catch (const cli::CliError& e) {
     return fail(e.exit_code, e.what());
+  } catch (const std::bad_alloc&) {
+    // An allocation outside the plans' buffers (which check the machine's memory themselves).
+    return fail(1, "out of memory: an allocation failed (smaller batches, shorter sequences or a smaller model fit)");
   } catch (const std::exception& e) {
     return fail(1, e.what());
   }

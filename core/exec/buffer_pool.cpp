@@ -1,9 +1,13 @@
 #include "exec/buffer_pool.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
+#include <cstdio>
 #include <cstdlib>
 #include <new>
+#include <string>
 
 namespace attnlab::exec {
 
@@ -21,6 +25,21 @@ PooledBlock::~PooledBlock() {
   if (pool_ && data_) pool_->give_back(data_, capacity_);
 }
 
+int64_t machine_memory_bytes() {
+  static const int64_t bytes = static_cast<int64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<int64_t>(::sysconf(_SC_PAGE_SIZE));
+  return bytes;
+}
+
+namespace {
+
+std::string gib(double bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f GiB", bytes / double(int64_t{1} << 30));
+  return text;
+}
+
+}  // namespace
+
 int64_t BufferPool::size_class(int64_t floats) {
   // 16 floats (one cache line) at least; above that, the next of 1, 1.25, 1.5, 1.75 × 2^k.
   if (floats <= 16) return 16;
@@ -34,6 +53,12 @@ int64_t BufferPool::size_class(int64_t floats) {
 }
 
 PooledBlock BufferPool::acquire(int64_t floats) {
+  // Checked before size_class, whose rounding would overflow for absurd requests.
+  const int64_t machine = machine_memory_bytes();
+  if (machine > 0 && floats > (machine - in_use_bytes_) / static_cast<int64_t>(sizeof(float)))
+    throw OutOfMemoryError("out of memory: a buffer of " + gib(double(floats) * sizeof(float)) + " with " + gib(double(in_use_bytes_)) +
+                           " already in use is more than this machine's " + gib(double(machine)) +
+                           " (smaller batches, shorter sequences or a smaller model fit)");
   const int64_t capacity = size_class(floats < 1 ? 1 : floats);
   auto take = [&](float* data, int64_t cap) {
     in_use_bytes_ += cap * static_cast<int64_t>(sizeof(float));

@@ -16,6 +16,10 @@
 // - Released blocks are kept while the idle bytes stay within the highest use seen so far; beyond
 //   that, before the next new allocation, every idle block is returned to the system. So the pool
 //   holds at most about twice its peak use.
+// - A new block that would take the bytes in use past the machine's physical memory is refused
+//   with OutOfMemoryError, which says how much was asked for: sizes that cannot fit end with a
+//   message, not with the kernel's out-of-memory kill when the pages are first touched (an
+//   allocation beyond memory often succeeds, since Linux commits pages only when they are used).
 // - Not thread-safe: one Model's plans are built and dropped from one thread at a time.
 // - Every block must be released (PooledBlock does it) before the pool is destroyed.
 #pragma once
@@ -23,11 +27,20 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <stdexcept>
 #include <utility>
 
 namespace attnlab::exec {
 
 class BufferPool;
+
+class OutOfMemoryError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The machine's physical memory in bytes (sysconf), read once.
+int64_t machine_memory_bytes();
 
 // A block owned until destruction, then handed back to its pool.
 class PooledBlock {

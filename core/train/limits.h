@@ -52,6 +52,19 @@ inline constexpr IntLimit kTranslateMaxTokensLimit{"max-tokens", 1, 100000};
 inline constexpr IntLimit kGenerateTokensLimit{"tokens", 0, 1000000};
 inline constexpr IntLimit kTopKLimit{"top-k", 0, 1000000};
 inline constexpr RealLimit kTemperatureLimit{"temperature", 1e-6, 1e6};
+// attnlab bench: the timed batch. Far above what a benchmark uses, and low enough that one typo'd
+// flag is refused at once instead of asking for terabytes (sizes that pass one by one and still
+// do not fit are refused when the plan's buffers exceed the machine's memory: exec/buffer_pool.h).
+inline constexpr IntLimit kBenchBatchLimit{"--batch", 1, 65536};
+inline constexpr IntLimit kBenchSrcLenLimit{"--src-len", 1, 65536};
+inline constexpr IntLimit kBenchTgtLenLimit{"--tgt-len", 1, 65536};
+inline constexpr IntLimit kBenchBlockLimit{"--block", 1, 65536};
+// Tokens of the batch's longest side (--batch × the longer of --src-len and --tgt-len, or × --block):
+// the inputs are filled outside the plans' checked buffers, so the product is bounded as well.
+inline constexpr IntLimit kBenchTokensLimit{"tokens a batch", 1, int64_t{1} << 20};
+inline constexpr IntLimit kBenchVocabLimit{"--vocab", 5, kVocabSizeLimit.max};  // ids 0-3 are reserved
+inline constexpr IntLimit kBenchStepsLimit{"--steps", 1, 1000000};
+inline constexpr IntLimit kPeakSizeLimit{"--peak-size", 16, 32768};
 // attnlab attention: tokens of --src and of the target (--tgt, or the greedy translation). Each
 // map has queries × keys cells, written into the page (11.4 MB for 120 tokens of a 3-layer, 8-head
 // model): at 256 tokens a 6-layer one's page is about 100 MB, what a browser still opens.

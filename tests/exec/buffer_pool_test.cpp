@@ -88,5 +88,24 @@ TEST(BufferPool, ANewBatchShapeAfterClearingPlansAllocatesNothingNew) {
   EXPECT_EQ(next.value("x").shape(), (Shape{60, 4}));
 }
 
+TEST(BufferPool, ABlockBeyondTheMachinesMemoryIsRefusedWithItsSize) {
+  BufferPool pool;
+  const int64_t machine = exec::machine_memory_bytes();
+  ASSERT_GT(machine, 0);
+  const exec::PooledBlock held = pool.acquire(1 << 20);  // 4 MiB in use
+  try {
+    (void)pool.acquire(machine / 4);  // with the block held: past the machine's memory
+    ADD_FAILURE() << "accepted";
+  } catch (const exec::OutOfMemoryError& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.rfind("out of memory: a buffer of ", 0), 0u) << what;
+    EXPECT_NE(what.find(" with 0.0 GiB already in use is more than this machine's "), std::string::npos) << what;
+    EXPECT_NE(what.find("(smaller batches, shorter sequences or a smaller model fit)"), std::string::npos) << what;
+  }
+  EXPECT_THROW((void)pool.acquire(INT64_MAX / 2), exec::OutOfMemoryError);  // no overflow in the size classes
+  EXPECT_EQ(pool.bytes_in_use(), 4 << 20);
+  EXPECT_EQ(pool.blocks_allocated(), 1);
+}
+
 }  // namespace
 }  // namespace attnlab

@@ -225,6 +225,15 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{kTinyModel + kShapesWithout("--vocab"), 106, "--vocab is required"},
         ErrorCase{" /nonexistent/model.attn" + kTinyShapes, 1, "attnlab: error: /nonexistent/model.attn: 1 error"}));
 
+TEST(BenchCommand, AFailedAllocationIsOutOfMemoryNotACrash) {
+  // Under a 3 GB address-space limit the pool's own check (the machine's memory) passes and the
+  // system refuses the allocation: the one-line message, exit 1.
+  const CommandResult r = run_command("ulimit -v 3000000; " + std::string(ATTNLAB_EXE) + " bench" + kTinyModel +
+                                      " --batch 1024 --src-len 1024 --tgt-len 1024 --vocab 50");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.err, "attnlab: error: out of memory: an allocation failed (smaller batches, shorter sequences or a smaller model fit)\n");
+}
+
 TEST(BenchCommand, RejectsAModelWithoutSource) {
   const fs::path dir = test::make_temp_dir("attnlab-bench-test-");
   const fs::path file = dir / "lm.attn";

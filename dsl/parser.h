@@ -5,7 +5,7 @@
 // - parse_file() never throws on bad input and never crashes or hangs: syntax errors are added to
 //   `diagnostics` (several per pass: after an error the parser resynchronises at the next
 //   declaration) and the returned tree holds the declarations that parsed. Inputs larger than
-//   kMaxSourceBytes or nested deeper than kMaxNesting brackets are rejected with one error.
+//   kMaxSourceBytes (dsl/source.h) or nested deeper than kMaxNesting brackets are rejected with one error.
 // - parse_expression() parses a whole string as one expression (command-line override values).
 #pragma once
 
@@ -14,7 +14,6 @@
 
 namespace attnlab::dsl {
 
-inline constexpr size_t kMaxSourceBytes = 1 << 20;
 inline constexpr int kMaxNesting = 64;
 
 ast::File parse_file(const SourceFile& source, Diagnostics& diagnostics);

@@ -3,8 +3,8 @@
 #include "dsl/builtin_files.h"
 
 #include <algorithm>
+#include <array>
 #include <fstream>
-#include <sstream>
 
 namespace attnlab::dsl {
 
@@ -18,9 +18,12 @@ std::shared_ptr<const SourceFile> SourceFile::read(const std::filesystem::path& 
   if (const std::string* text = builtin_file_text(path)) return std::make_shared<SourceFile>(path.string(), *text);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot read '" + path.string() + "'");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return std::make_shared<SourceFile>(path.string(), text.str());
+  std::string text;
+  std::array<char, 1 << 16> chunk;
+  while (text.size() <= kMaxSourceBytes && (in.read(chunk.data(), chunk.size()) || in.gcount() > 0))
+    text.append(chunk.data(), static_cast<size_t>(in.gcount()));
+  if (in.bad()) throw std::runtime_error("cannot read '" + path.string() + "'");
+  return std::make_shared<SourceFile>(path.string(), std::move(text));
 }
 
 std::shared_ptr<const SourceFile> source_of(const ir::SourceLoc& loc) {

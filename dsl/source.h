@@ -24,11 +24,17 @@
 
 namespace attnlab::dsl {
 
+// The largest spec the parser reads (dsl/parser.h): specs are text written by hand, and the bound
+// keeps every byte offset well within an int.
+inline constexpr size_t kMaxSourceBytes = 1 << 20;
+
 class SourceFile {
  public:
   SourceFile(std::string name, std::string text);
   // Reads a file, or a built-in one (dsl/builtin_files.h); throws std::runtime_error naming it
-  // when it cannot be read.
+  // when it cannot be read. Reading stops once the text is over kMaxSourceBytes: the parser
+  // refuses such a text as too large, so the rest of a larger file (or of /dev/zero, which has
+  // no end) is never needed.
   static std::shared_ptr<const SourceFile> read(const std::filesystem::path& path);
 
   const std::string& name() const { return name_; }  // as shown in messages

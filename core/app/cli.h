@@ -40,8 +40,10 @@ CLI::Validator integer_in(const train::IntLimit& limit);
 CLI::Validator real_in(const train::RealLimit& limit);
 
 // Every line of a stream (a trailing CR dropped): text given on standard input. Each line must be
-// valid UTF-8 without NUL or other control bytes (tab and CR excepted); otherwise CliError(1)
-// naming `what` ("standard input"), the line and the byte.
+// valid UTF-8 without NUL or other control bytes (tab and CR excepted), and at most
+// kMaxInputLineBytes long; otherwise CliError(1) naming `what` ("standard input"), the line and
+// the byte or the bound.
+inline constexpr size_t kMaxInputLineBytes = size_t{1} << 20;
 std::vector<std::string> read_lines(std::istream& in, const std::string& what = "standard input");
 
 // Loads every plugin on the search path (throws PluginError on the first that fails). A

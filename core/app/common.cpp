@@ -27,12 +27,27 @@ CLI::Validator real_in(const train::RealLimit& limit) {
 std::vector<std::string> read_lines(std::istream& in, const std::string& what) {
   std::vector<std::string> lines;
   std::string line;
-  while (std::getline(in, line)) {
+  auto finish = [&] {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (std::optional<std::string> problem = data::check_text_line(line))
       throw CliError(1, what + ":" + std::to_string(lines.size() + 1) + ":" + *problem);
     lines.push_back(std::move(line));
+    line.clear();
+  };
+  // Byte by byte from the stream's buffer, so that a line without end (/dev/zero) is refused at
+  // the bound instead of growing until memory runs out.
+  std::streambuf& buffer = *in.rdbuf();
+  for (int c; (c = buffer.sbumpc()) != std::char_traits<char>::eof();) {
+    if (c == '\n') {
+      finish();
+      continue;
+    }
+    if (line.size() == kMaxInputLineBytes)
+      throw CliError(1, what + ":" + std::to_string(lines.size() + 1) + ": a line longer than " + std::to_string(kMaxInputLineBytes >> 20) +
+                            " MiB (one sentence a line)");
+    line.push_back(static_cast<char>(c));
   }
+  if (!line.empty()) finish();
   return lines;
 }
 

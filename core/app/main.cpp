@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
     return fail(e.exit_code, e.what());
   } catch (const std::bad_alloc&) {
     // An allocation outside the plans' buffers (which check the machine's memory themselves).
-    return fail(1, "out of memory: an allocation failed (smaller batches, shorter sequences or a smaller model fit)");
+    return fail(1, "out of memory: an allocation failed (the sizes or the input asked for more than this process can have)");
   } catch (const std::exception& e) {
     return fail(1, e.what());
   }

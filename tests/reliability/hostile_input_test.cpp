@@ -298,6 +298,22 @@ TEST(HostileData, AModelFileNameTooLongIsADiagnostic) {
   expect_refused(r, "' cannot be read: File name too long");
 }
 
+// Inputs without end: a model "file" that never ends, a line of standard input that never ends.
+TEST(HostileData, EndlessInputsStopAtTheirBoundWithAMessage) {
+  const CommandResult model = attnlab("graph /dev/zero");
+  expect_refused(model, "/dev/zero: error: file is larger than 1048576 bytes");
+  TempDir dir;
+  const fs::path imports = dir / "imports.attn";
+  test::write_file(imports, "import \"/dev/zero\"\n");
+  expect_refused(attnlab("check " + quoted(imports)), "/dev/zero: error: file is larger than 1048576 bytes");
+  const CommandResult line = test::run_command("(" + kExe + " bleu --ref /dev/null < /dev/zero)");
+  expect_refused(line, "attnlab: error: standard input:1: a line longer than 1 MiB (one sentence a line)");
+  std::string two_mib(2 << 20, 'a');
+  const std::string file = test::write_file(dir / "long.txt", "a b\n" + two_mib + "\n");
+  expect_refused(test::run_command("(" + kExe + " bleu --ref " + file + " < " + file + ")"),
+                 "attnlab: error: standard input:2: a line longer than 1 MiB (one sentence a line)");
+}
+
 // ---- plugins ------------------------------------------------------------------------------------
 
 TEST(HostilePlugins, BrokenLibrariesReportTheLoadersReason) {

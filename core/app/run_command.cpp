@@ -48,9 +48,9 @@ void add_run_command(CLI::App& app, CommonOptions& options) {
       ->check(integer_in(train::kAverageLimit));
   command->add_option("--rank-timeout", args->rank_timeout,
                       "Under mpirun: seconds a rank may go without answering before every rank stops (default 300)")
-      ->check(CLI::Range(0.1, 1e6));
+      ->check(real_in(train::kRankTimeoutLimit));
   command->add_option("--bucket-mb", args->bucket_mb, "Under mpirun: size of a gradient reduction bucket in MiB (default 4)")
-      ->check(CLI::Range(0.001, 4096.0));
+      ->check(real_in(train::kBucketMbLimit));
   command->add_flag("--print-default", args->print_default, "Print the built-in default experiment and exit");
   add_common_options(*command, options);
   command->callback([args, &options, command] {
@@ -58,6 +58,7 @@ void add_run_command(CLI::App& app, CommonOptions& options) {
       std::cout << *dsl::builtin_file_text(dsl::builtin_default_experiment());
       return;
     }
+    check_data_directory(args->data);
     train::RunOptions run;
     run.experiment_file = args->experiment;
     run.sets = args->sets;

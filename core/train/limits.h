@@ -70,6 +70,11 @@ inline constexpr IntLimit kPeakSizeLimit{"--peak-size", 16, 32768};
 // model): at 256 tokens a 6-layer one's page is about 100 MB, what a browser still opens.
 inline constexpr IntLimit kAttentionTokensLimit{"tokens", 1, 256};
 
+// Under mpirun (run --rank-timeout, --bucket-mb): seconds a rank may go silent, and the size of a
+// gradient reduction bucket in MiB.
+inline constexpr RealLimit kRankTimeoutLimit{"rank-timeout", 0.1, 1e6};
+inline constexpr RealLimit kBucketMbLimit{"bucket-mb", 0.001, 4096};
+
 // --threads: 0 (every core) up to kThreadsPerCore × the cores of this machine.
 IntLimit threads_limit();
 

@@ -156,6 +156,11 @@ SafetensorsFile decode_safetensors(std::string_view bytes, const std::string& so
 }
 
 SafetensorsFile read_safetensors(const fs::path& file) {
+  std::error_code ec;
+  const fs::file_status status = fs::status(file, ec);
+  if (fs::is_directory(status)) throw SafetensorsError(file.string() + ": is a directory, not a safetensors file");
+  // A device or a pipe has no size to check the header against, and may never end (/dev/zero).
+  if (fs::exists(status) && !fs::is_regular_file(status)) throw SafetensorsError(file.string() + ": not a regular file");
   std::ifstream in(file, std::ios::binary);
   if (!in) throw SafetensorsError(file.string() + ": cannot read: " + std::strerror(errno));
   std::ostringstream s;

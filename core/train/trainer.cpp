@@ -368,7 +368,9 @@ TrainingRun::TrainingRun(const RunOptions& options, const Registry& registry)
   // Accepted: from here on rank 0 writes the run directory (the other ranks only read checkpoints,
   // to resume; rank 0 creates and rotates them).
   if (owns_output()) {
-    fs::create_directories(run_dir_);
+    std::error_code ec;
+    fs::create_directories(run_dir_, ec);
+    if (ec) throw RunError("--out " + run_dir_.string() + ": cannot create the run directory: " + ec.message());
     describe_run();
     if (!checkpoints_)
       checkpoints_ = std::make_unique<CheckpointDirectory>(run_dir_ / "checkpoints", static_cast<int>(settings_.keep_checkpoints));

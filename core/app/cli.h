@@ -45,9 +45,8 @@ void check_data_directory(const std::string& dir);
 
 // Every line of a stream (a trailing CR dropped): text given on standard input. Each line must be
 // valid UTF-8 without NUL or other control bytes (tab and CR excepted), and at most
-// kMaxInputLineBytes long; otherwise CliError(1) naming `what` ("standard input"), the line and
+// data::kMaxLineBytes long; otherwise CliError(1) naming `what` ("standard input"), the line and
 // the byte or the bound.
-inline constexpr size_t kMaxInputLineBytes = size_t{1} << 20;
 std::vector<std::string> read_lines(std::istream& in, const std::string& what = "standard input");
 
 // Loads every plugin on the search path (throws PluginError on the first that fails). A

@@ -42,9 +42,9 @@ std::vector<std::string> read_lines(std::istream& in, const std::string& what) {
       finish();
       continue;
     }
-    if (line.size() == kMaxInputLineBytes)
-      throw CliError(1, what + ":" + std::to_string(lines.size() + 1) + ": a line longer than " + std::to_string(kMaxInputLineBytes >> 20) +
-                            " MiB (one sentence a line)");
+    if (line.size() == data::kMaxLineBytes)
+      throw CliError(1, what + ":" + std::to_string(lines.size() + 1) + ": a line longer than " + std::to_string(data::kMaxLineBytes >> 20) +
+                            " MiB");
     line.push_back(static_cast<char>(c));
   }
   if (!line.empty()) finish();

@@ -33,13 +33,52 @@ std::vector<std::string> split_lines(std::string_view bytes) {
   return lines;
 }
 
-std::string read_plain(const std::string& path) {
+// Appends text to `bytes` as it is read, refusing a line over the bound as soon as it is seen:
+// a file with no line break (/dev/zero, a gzip bomb of one line) ends with a message, not with
+// memory exhausted.
+class TextAccumulator {
+ public:
+  TextAccumulator(std::string& bytes, const std::string& path, size_t max_line_bytes)
+      : bytes_(bytes), path_(path), max_line_bytes_(max_line_bytes) {}
+  void append(const char* data, size_t n) {
+    const char* const end = data + n;
+    for (const char* p = data; p < end;) {
+      const char* newline = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
+      const size_t run = static_cast<size_t>((newline ? newline : end) - p);
+      if (line_bytes_ + run > max_line_bytes_)
+        throw DataError(path_ + ":" + std::to_string(line_) + ": a line longer than " + std::to_string(max_line_bytes_ >> 20) + " MiB");
+      if (!newline) {
+        line_bytes_ += run;
+        break;
+      }
+      ++line_;
+      line_bytes_ = 0;
+      p = newline + 1;
+    }
+    bytes_.append(data, n);
+  }
+
+ private:
+  std::string& bytes_;
+  const std::string& path_;
+  const size_t max_line_bytes_;
+  int64_t line_ = 1;
+  size_t line_bytes_ = 0;
+};
+
+// The file's bytes; text (not gzip's packed bytes) goes through a TextAccumulator.
+// max_line_bytes == 0: packed bytes, not text.
+std::string read_plain(const std::string& path, size_t max_line_bytes) {
   std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
   if (!file) throw DataError("cannot open " + path + ": " + std::strerror(errno));
   std::string bytes;
+  TextAccumulator lines(bytes, path, max_line_bytes);
   char buffer[1 << 16];
   size_t got;
-  while ((got = std::fread(buffer, 1, sizeof buffer, file.get())) > 0) bytes.append(buffer, got);
+  while ((got = std::fread(buffer, 1, sizeof buffer, file.get())) > 0) {
+    if (max_line_bytes > 0) lines.append(buffer, got);
+    else bytes.append(buffer, got);
+  }
   if (std::ferror(file.get())) throw DataError("cannot read " + path + ": " + std::strerror(errno));
   return bytes;
 }
@@ -47,8 +86,8 @@ std::string read_plain(const std::string& path) {
 // The whole file through zlib's inflate, member after member. Unlike gzread, which passes
 // non-gzip bytes through unchanged and stops quietly at trailing garbage, every byte must belong
 // to a gzip member that is complete and whose CRC checks.
-std::string read_gzip(const std::string& path) {
-  const std::string packed = read_plain(path);
+std::string read_gzip(const std::string& path, size_t max_line_bytes) {
+  const std::string packed = read_plain(path, 0);
   auto magic_at = [&](size_t at) {
     return packed.size() >= at + 2 && static_cast<unsigned char>(packed[at]) == 0x1F && static_cast<unsigned char>(packed[at + 1]) == 0x8B;
   };
@@ -61,12 +100,13 @@ std::string read_gzip(const std::string& path) {
   z.avail_in = static_cast<uInt>(packed.size());
   if (packed.size() > std::numeric_limits<uInt>::max()) throw DataError(path + ": compressed file too large (over 4 GiB)");
   std::string bytes;
+  TextAccumulator lines(bytes, path, max_line_bytes);
   char buffer[1 << 16];
   while (true) {
     z.next_out = reinterpret_cast<Bytef*>(buffer);
     z.avail_out = sizeof buffer;
     const int code = inflate(&z, Z_NO_FLUSH);
-    bytes.append(buffer, sizeof buffer - z.avail_out);
+    lines.append(buffer, sizeof buffer - z.avail_out);
     if (code == Z_STREAM_END) {
       const size_t at = packed.size() - z.avail_in;
       if (z.avail_in == 0) break;
@@ -87,8 +127,8 @@ bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' |
 
 }  // namespace
 
-std::vector<std::string> read_lines(const std::string& path) {
-  return split_lines(ends_with(path, ".gz") ? read_gzip(path) : read_plain(path));
+std::vector<std::string> read_lines(const std::string& path, size_t max_line_bytes) {
+  return split_lines(ends_with(path, ".gz") ? read_gzip(path, max_line_bytes) : read_plain(path, max_line_bytes));
 }
 
 std::optional<size_t> find_invalid_utf8(std::string_view text) {

@@ -5,7 +5,8 @@
 //   (concatenated gzip members included; anything after the last member that is not another gzip
 //   member, such as trailing garbage, is an error). "\n" ends a line; a final line without "\n" counts; a
 //   trailing "\r" is removed (CRLF files). A missing or unreadable file, or a corrupt gzip stream,
-//   throws DataError naming the file.
+//   throws DataError naming the file; so does a line over max_line_bytes ("FILE:LINE: a line longer
+//   than 1 MiB"), refused while it is read, so that a file without line breaks (/dev/zero) ends.
 // - read_parallel_text() reads a source and a target file aligned by line and checks them. Errors
 //   (DataError, message text fixed by the tests in tests/data):
 //     "cannot open FILE: REASON"                              missing or unreadable file
@@ -34,6 +35,12 @@
 
 namespace attnlab::data {
 
+// The longest line a reader of sentences accepts (files here, standard input in the tools): far
+// beyond a sentence or a paragraph. A language model's text is read with a bound of its own,
+// kMaxTextLineBytes: corpora such as text8 are one line of 100 MB.
+inline constexpr size_t kMaxLineBytes = size_t{1} << 20;
+inline constexpr size_t kMaxTextLineBytes = size_t{1} << 30;
+
 // Every user-facing data problem: bad files, bad tokenizer bytes, impossible batching settings.
 struct DataError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -60,7 +67,7 @@ struct ParallelText {
   std::vector<std::string> warnings;
 };
 
-std::vector<std::string> read_lines(const std::string& path);
+std::vector<std::string> read_lines(const std::string& path, size_t max_line_bytes = kMaxLineBytes);
 
 ParallelText read_parallel_text(const std::string& source_path, const std::string& target_path,
                                 const ParallelTextOptions& options = {});

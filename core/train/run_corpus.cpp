@@ -53,7 +53,7 @@ fs::path data_root(const ExperimentSpec& spec, const RunOptions& options, const 
 // A whole text file (".gz" decompressed), lines joined with "\n" and ended by one.
 std::string read_whole_text(const fs::path& path) {
   std::string text;
-  for (const std::string& line : data::read_lines(path.string())) text += line + "\n";
+  for (const std::string& line : data::read_lines(path.string(), data::kMaxTextLineBytes)) text += line + "\n";
   return text;
 }
 

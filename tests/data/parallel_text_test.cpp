@@ -65,6 +65,19 @@ TEST(ParallelText, MissingFileIsNamed) {
             "cannot open " + missing + ".gz: No such file or directory");
 }
 
+TEST(ParallelText, ALineOverTheBoundIsRefusedWhileReading) {
+  TempDir dir;
+  const std::string longest(kMaxLineBytes, 'a');
+  const auto ok = write_file(dir / "ok.txt", "b\n" + longest + "\r\nc");  // the CR is part of the line until it is dropped
+  EXPECT_EQ(error_of([&] { read_lines(ok); }), ok + ":2: a line longer than 1 MiB");
+  const auto fits = write_file(dir / "fits.txt", "b\n" + longest + "\nc");
+  EXPECT_EQ(read_lines(fits).size(), 3u);
+  const auto gz = write_gzip(dir / "bomb.gz", "x\ny\n" + std::string(3 << 20, 'z'));  // a gzip bomb of one line
+  EXPECT_EQ(error_of([&] { read_lines(gz); }), gz + ":3: a line longer than 1 MiB");
+  EXPECT_EQ(read_lines(gz, kMaxTextLineBytes).size(), 3u);  // a language model's text: its own bound
+  EXPECT_EQ(error_of([&] { read_lines("/dev/zero"); }), "/dev/zero:1: a line longer than 1 MiB");  // has no end
+}
+
 TEST(ParallelText, EmptyFileIsAnError) {
   TempDir dir;
   const auto src = write_file(dir / "a.de", "");

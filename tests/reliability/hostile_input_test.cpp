@@ -324,11 +324,14 @@ TEST(HostileData, EndlessInputsStopAtTheirBoundWithAMessage) {
   test::write_file(imports, "import \"/dev/zero\"\n");
   expect_refused(attnlab("check " + quoted(imports)), "/dev/zero: error: file is larger than 1048576 bytes");
   const CommandResult line = test::run_command("(" + kExe + " bleu --ref /dev/null < /dev/zero)");
-  expect_refused(line, "attnlab: error: standard input:1: a line longer than 1 MiB (one sentence a line)");
+  expect_refused(line, "attnlab: error: standard input:1: a line longer than 1 MiB");
+  expect_refused(attnlab("bleu --ref /dev/zero --hyp " + quoted(imports)), "attnlab: error: /dev/zero:1: a line longer than 1 MiB");
   std::string two_mib(2 << 20, 'a');
   const std::string file = test::write_file(dir / "long.txt", "a b\n" + two_mib + "\n");
-  expect_refused(test::run_command("(" + kExe + " bleu --ref " + file + " < " + file + ")"),
-                 "attnlab: error: standard input:2: a line longer than 1 MiB (one sentence a line)");
+  expect_refused(attnlab("bleu --ref " + file + " --hyp " + file), "attnlab: error: " + file + ":2: a line longer than 1 MiB");
+  const std::string ref = test::write_file(dir / "ref.txt", "a b\nc d\n");
+  expect_refused(test::run_command("(" + kExe + " bleu --ref " + ref + " < " + file + ")"),
+                 "attnlab: error: standard input:2: a line longer than 1 MiB");
 }
 
 // ---- plugins ------------------------------------------------------------------------------------

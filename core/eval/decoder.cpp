@@ -170,8 +170,7 @@ struct DecodeSession::NodeCache {
 
 DecodeSession::DecodeSession(exec::Model& model, exec::Executor& encoder_executor,
                              const std::vector<std::vector<int>>& sources, int beams, int64_t max_steps, int threads)
-    : model_(model),
-      sentences_(static_cast<int64_t>(sources.size())),
+    : sentences_(static_cast<int64_t>(sources.size())),
       beams_(beams),
       rows_(static_cast<int64_t>(sources.size()) * beams),
       source_len_(padded_source_len(sources)),
@@ -210,7 +209,7 @@ DecodeSession::DecodeSession(exec::Model& model, exec::Executor& encoder_executo
 }
 
 DecodeSession::DecodeSession(exec::Model& model, int64_t rows, int64_t max_steps, int threads)
-    : model_(model), sentences_(rows), beams_(1), rows_(rows), source_len_(0), max_steps_(max_steps) {
+    : sentences_(rows), beams_(1), rows_(rows), source_len_(0), max_steps_(max_steps) {
   if (rows < 1) throw DecodeError("nothing to sample: no rows");
   if (max_steps < 1) throw DecodeError("the number of decode steps must be at least 1");
   arena_ = threads > 0 ? std::make_unique<tbb::task_arena>(threads) : std::make_unique<tbb::task_arena>();

@@ -117,7 +117,6 @@ class DecodeSession {
   void prepare_steps();
   void run_node(size_t step_index, const DecodeState* state);
 
-  exec::Model& model_;
   int64_t sentences_ = 0;
   int beams_ = 1;
   int64_t rows_ = 0;

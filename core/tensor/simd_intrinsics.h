@@ -11,6 +11,8 @@
 #pragma once
 
 #pragma GCC diagnostic push
+#if !defined(__clang__)  // a GCC warning; clang has no such group
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 #pragma GCC diagnostic pop

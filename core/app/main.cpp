@@ -2,6 +2,7 @@
 #include "app/cli.h"
 #include "dist/world.h"
 #include "node/plugin_loader.h"
+#include "tensor/gemm.h"
 
 #include <iostream>
 #include <new>
@@ -40,6 +41,9 @@ int main(int argc, char** argv) {
     return code;
   };
   try {
+    // A bad ATTNLAB_GEMM_KERNEL is an error of the whole invocation: reported as such before any
+    // command starts, not from inside the first node that multiplies.
+    (void)gemm_backend();
     app.parse(argc, argv);
   } catch (const CLI::ValidationError& e) {
     // A flag outside its bounds (train/limits.h): a user error like any other.

@@ -168,6 +168,13 @@ TEST(HostileFlags, RunFlagsThatNameNothingOrAreNotNumbers) {
                  "--out " + (dir / "file" / "r").string() + ": cannot create the run directory: Not a directory");
 }
 
+TEST(HostileFlags, AnUnknownGemmKernelIsAnErrorOfTheInvocation) {
+  const CommandResult r = test::run_command("ATTNLAB_GEMM_KERNEL=nonsense " + kExe + " check /nonexistent.attn");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("attnlab: error: ATTNLAB_GEMM_KERNEL='nonsense' is not a GEMM kernel this CPU can run: expected auto, ", 0), 0u)
+      << r.err;  // before the command, not from inside a node's forward
+}
+
 TEST(HostileFlags, FileSettingsUseTheSameBounds) {
   TempDir dir;
   const fs::path exp = tiny(dir);

@@ -34,12 +34,14 @@ void add_ablate_command(CLI::App& app, CommonOptions& options) {
                       "SECTION.KEY (train.label_smoothing=0,0.2); repeatable; replaces the ablate entry of the same key")
       ->allow_extra_args(false);  // one value per --vary, so EXPERIMENT may follow
   command->add_flag("--grid", args->grid, "Every combination of the varied settings (default: one at a time)");
-  command->add_option("--out", args->out, "Sweep directory (default: ablations/<experiment>); run again to resume");
+  command->add_option("--out", args->out, "Sweep directory (default: ablations/<experiment>); run again to resume")
+      ->check(non_empty_path());
   command->add_option("--set", args->sets, "SECTION.KEY=VALUE or NAME=VALUE applied to the baseline and every variant; repeatable")
       ->allow_extra_args(false);
   command->add_option("--use", args->uses, "SLOT=TYPE applied to the baseline and every variant; repeatable")
       ->allow_extra_args(false);
-  command->add_option("--data", args->data, "Data directory for experiments that read files (default: $ATTNLAB_DATA)");
+  command->add_option("--data", args->data, "Data directory for experiments that read files (default: $ATTNLAB_DATA)")
+      ->check(non_empty_path());
   command->add_option("--parallel", args->parallel,
                       "Variants at once: 1 runs them one after another in this process with all threads; N > 1 runs N "
                       "`attnlab run` processes with threads/N each (docs/experiments.md compares them)");

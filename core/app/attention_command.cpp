@@ -213,7 +213,7 @@ void add_attention_command(CLI::App& app, CommonOptions& options) {
   add_checkpoint_option(*command, args->checkpoint);
   command->add_option("--src", args->src, "Source sentence")->required();
   command->add_option("--tgt", args->tgt, "Target sentence (default: the model's greedy translation of --src)");
-  command->add_option("--out", args->out, "HTML file to write")->capture_default_str();
+  command->add_option("--out", args->out, "HTML file to write")->capture_default_str()->check(non_empty_path());
   command->add_option("--input", args->input, "Input form: raw or tokenized (default: the checkpoint's data form)");
   add_common_options(*command, options);
   command->callback([args, &options] { run_attention(*args, options); });

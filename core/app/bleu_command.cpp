@@ -139,8 +139,9 @@ void add_bleu_command(CLI::App& app) {
   CLI::App* command = app.add_subcommand("bleu", "Corpus BLEU and chrF of detokenized text (as sacreBLEU 2.x)");
   auto o = std::make_shared<BleuCommandOptions>();
   command->add_option("--ref", o->references, "Reference file, one sentence a line (.gz accepted); repeat for several references")
-      ->required();
-  command->add_option("--hyp", o->hypotheses, "Hypothesis file (default: standard input)");
+      ->required()
+      ->check(non_empty_path());
+  command->add_option("--hyp", o->hypotheses, "Hypothesis file (default: standard input)")->check(non_empty_path());
   command->add_option("--metric", o->metrics, "Metrics, comma-separated: bleu, chrf, chrf++ (default: bleu)");
   command->add_option("--tokenize", o->tokenize,
                       "BLEU tokenizer: 13a (default, mteval-v13a), intl (mteval-v14 international), char, none "

@@ -12,7 +12,8 @@ void add_checkpoint_option(CLI::App& command, std::string& path) {
   command
       .add_option("--checkpoint", path,
                   "Checkpoint file, or a run directory (its checkpoints/best.ckpt, else the newest step checkpoint)")
-      ->required();
+      ->required()
+      ->check(non_empty_path());
 }
 
 CheckpointFile read_checkpoint_arg(const std::string& path) {

@@ -37,6 +37,9 @@ void add_common_options(CLI::App& command, CommonOptions& options);
 // whole number (a number) in the limit's range, with the same words as an experiment file gets.
 // A failed check is "attnlab: error: --FLAG: must be ..." and exit code 1 (main.cpp).
 CLI::Validator integer_in(const train::IntLimit& limit);
+// For a flag that names a file or directory: "" is refused ("must not be empty"), instead of
+// reaching the file system as a path that names nothing.
+CLI::Validator non_empty_path();
 CLI::Validator real_in(const train::RealLimit& limit);
 
 // --data DIR: refused unless DIR is a directory (also when the experiment reads no files: a typo

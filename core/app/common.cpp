@@ -11,12 +11,17 @@ void add_common_options(CLI::App& command, CommonOptions& options) {
   command.add_option("--threads", options.threads, "Worker threads (TBB arena size); 0 uses every core")
       ->check(integer_in(train::threads_limit()));
   command.add_option("--seed", options.seed, "Random seed")->check(integer_in(train::kSeedLimit));
-  command.add_option("--plugin-path", options.plugin_path, "Another directory to load plugins from (repeatable)");
+  command.add_option("--plugin-path", options.plugin_path, "Another directory to load plugins from (repeatable)")->check(non_empty_path());
 }
 
 CLI::Validator integer_in(const train::IntLimit& limit) {
   return CLI::Validator([limit](std::string& text) { return train::check_integer_text(limit, text); },
                         "INT in " + train::describe(limit), "");
+}
+
+CLI::Validator non_empty_path() {
+  return CLI::Validator([](std::string& text) { return text.empty() ? std::string("must not be empty (give a path)") : std::string(); },
+                        "PATH", "");
 }
 
 CLI::Validator real_in(const train::RealLimit& limit) {

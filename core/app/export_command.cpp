@@ -109,7 +109,8 @@ void add_export_command(CLI::App& app, CommonOptions& options) {
       ->check(CLI::IsMember({"safetensors", "onnx"}));
   command->add_option("--out", args->out,
                       "Output file (onnx, translation: also STEM.encoder.onnx and STEM.decoder.onnx beside it)")
-      ->required();
+      ->required()
+      ->check(non_empty_path());
   add_common_options(*command, options);
   command->callback([args, &options] {
     if (args->format == "onnx") export_onnx(*args, options);

@@ -39,11 +39,13 @@ void add_run_command(CLI::App& app, CommonOptions& options) {
       ->allow_extra_args(false);
   command->add_option("--use", args->uses, "SLOT=TYPE: bind a component slot to a node type; repeatable")
       ->allow_extra_args(false);
-  command->add_option("--out", args->out, "Run directory (default: runs/<experiment>-<UTC time>)");
-  command->add_option("--data", args->data, "Data directory for experiments that read files (default: $ATTNLAB_DATA)");
+  command->add_option("--out", args->out, "Run directory (default: runs/<experiment>-<UTC time>)")->check(non_empty_path());
+  command->add_option("--data", args->data, "Data directory for experiments that read files (default: $ATTNLAB_DATA)")
+      ->check(non_empty_path());
   command->add_flag("--resume", args->resume, "Continue the run in --out DIR from its newest checkpoint");
   command->add_option("--init-from", args->init_from,
-                      "Start from the weights of a safetensors file (attnlab export) instead of a fresh initialisation");
+                      "Start from the weights of a safetensors file (attnlab export) instead of a fresh initialisation")
+      ->check(non_empty_path());
   command->add_option("--average", args->average, "At the end, average the last K checkpoints and evaluate the average")
       ->check(integer_in(train::kAverageLimit));
   command->add_option("--rank-timeout", args->rank_timeout,

@@ -175,6 +175,26 @@ TEST(HostileFlags, AnUnknownGemmKernelIsAnErrorOfTheInvocation) {
       << r.err;  // before the command, not from inside a node's forward
 }
 
+TEST(HostileFlags, AnEmptyPathIsRefusedByItsFlag) {
+  // An empty path used to reach the file system ("--out : cannot write : rename of ./..tmp.N.0").
+  for (const auto& [args, flag] : std::vector<std::pair<std::string, std::string>>{
+           {"attention --checkpoint x --src a --out ''", "--out"},
+           {"export --checkpoint x --format safetensors --out ''", "--out"},
+           {"translate --checkpoint ''", "--checkpoint"},
+           {"bleu --ref ''", "--ref"},
+           {"bleu --ref x --hyp ''", "--hyp"},
+           {"run --out ''", "--out"},
+           {"run --init-from ''", "--init-from"},
+           {"run --data ''", "--data"},
+           {"ablate --out ''", "--out"},
+           {"plugins --plugin-path ''", "--plugin-path"},
+       }) {
+    const CommandResult r = attnlab(args);
+    EXPECT_EQ(r.exit_code, 1) << args;
+    EXPECT_EQ(r.err, "attnlab: error: " + flag + ": must not be empty (give a path)\n") << args;
+  }
+}
+
 TEST(HostileFlags, FileSettingsUseTheSameBounds) {
   TempDir dir;
   const fs::path exp = tiny(dir);

@@ -6,7 +6,7 @@
 #   tests/fuzz/campaign.sh BUILD_FUZZ_DIR OUT_DIR [TARGET...]    (default: every target)
 #
 # OUT_DIR/<target>.count holds one line per finished chunk (executions, wall seconds),
-# OUT_DIR/<target>.log libFuzzer's output, OUT_DIR/campaign.log one line per chunk, and
+# OUT_DIR/<target>.log libFuzzer's output (each chunk's appended when it ends), OUT_DIR/campaign.log one line per chunk, and
 # OUT_DIR/<target>-* any crash, leak, timeout or slow input libFuzzer writes. A chunk that ends with
 # a non-zero status (a crash) stops that target, except a timeout whose input runs in time when run
 # again alone (below). Scratch files go to TMPDIR (tmpfs is faster).
@@ -26,10 +26,14 @@ for t in $targets; do
     done_runs=$(awk '{s += $1} END {print s + 0}' "$out/$t.count")
     [ "$done_runs" -ge "$total" ] && break
     start=$(date +%s)
+    # The chunk's own log, then appended to the target's: two campaigns may run the same target
+    # at once (one a core), and each must count its own chunk.
+    chunk_log=$(mktemp "$out/$t.chunk.XXXXXX")
     nice -n 19 "$bin" "$out/corpus/$t" -runs=$chunk -max_len=4096 -timeout=600 -rss_limit_mb=2048 \
-        -print_final_stats=1 -artifact_prefix="$out/$t-" >> "$out/$t.log" 2>&1
+        -print_final_stats=1 -artifact_prefix="$out/$t-" > "$chunk_log" 2>&1
     status=$?
-    runs=$(grep 'stat::number_of_executed_units' "$out/$t.log" | tail -1 | awk '{print $2}')
+    runs=$(grep 'stat::number_of_executed_units' "$chunk_log" | tail -1 | awk '{print $2}')
+    cat "$chunk_log" >> "$out/$t.log" && rm -f "$chunk_log"
     echo "$(date -u +%FT%TZ) $t chunk status=$status runs=$runs wall=$(( $(date +%s) - start ))s" >> "$out/campaign.log"
     if [ $status -eq 70 ]; then
       # libFuzzer's timeout is wall-clock time: a fuzzer held (SIGSTOP while the machine is measured,

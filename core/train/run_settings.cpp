@@ -5,6 +5,7 @@
 #include "node/suggest.h"
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 
 namespace attnlab::train {
@@ -82,6 +83,23 @@ double call_number(const ConstValue& call, const std::string& name, size_t posit
   return fallback;
 }
 
+// A count of steps among a call's arguments: a whole number in [0, kMaxStepCount] (4e3 is 4000;
+// 400.5 and 1e30 are refused by name: a cast would truncate the one and overflow on the other).
+constexpr int64_t kMaxStepCount = int64_t{1} << 40;
+int64_t call_step_count(const ConstValue& call, const std::string& name, size_t position, int64_t fallback) {
+  const ConstValue* v = call.arg(name);
+  if (!v && position < call.items.size()) v = &call.items[position];
+  if (!v) return fallback;
+  const bool whole = v->kind == ConstValue::Kind::Int ? v->i >= 0 && v->i <= kMaxStepCount
+                     : v->kind == ConstValue::Kind::Float
+                         ? v->f >= 0 && v->f <= static_cast<double>(kMaxStepCount) && v->f == std::floor(v->f)
+                         : false;
+  if (!whole)
+    throw_at(v->loc.line() > 0 ? v->loc : call.loc, call.text + "(" + name + ": ...) must be a whole number of steps in " +
+                                                       describe(IntLimit{"", 0, kMaxStepCount}) + ", got " + v->to_string());
+  return v->kind == ConstValue::Kind::Int ? v->i : static_cast<int64_t>(v->f);
+}
+
 void check_call_args(const ConstValue& call, const std::vector<std::string>& names) {
   if (call.items.size() > names.size())
     throw_at(call.loc, call.text + " takes at most " + std::to_string(names.size()) + " arguments (" + join_names(names) + ")");
@@ -139,15 +157,15 @@ TrainSettings read_settings(const ExperimentSpec& spec, int64_t d_model) {
       throw_at(cosine->loc, "train: write cosine(warmup: STEPS, max_lr: RATE, min_lr: RATE, steps: STEPS)");
     check_call_args(cosine->value, {"warmup", "max_lr", "min_lr", "steps"});
     t.schedule.kind = "cosine";
-    t.schedule.warmup = static_cast<int64_t>(call_number(cosine->value, "warmup", 0, 0));
+    t.schedule.warmup = call_step_count(cosine->value, "warmup", 0, 0);
     t.schedule.max_lr = call_number(cosine->value, "max_lr", 1, 1e-3);
     t.schedule.min_lr = call_number(cosine->value, "min_lr", 2, t.schedule.max_lr / 10);
-    t.schedule.steps = static_cast<int64_t>(call_number(cosine->value, "steps", 3, 0));
+    t.schedule.steps = call_step_count(cosine->value, "steps", 3, 0);
   } else if (noam) {
     if (noam->value.kind != ConstValue::Kind::Call) throw_at(noam->loc, "train: write noam(factor: F, warmup: STEPS)");
     check_call_args(noam->value, {"factor", "warmup"});
     t.schedule.factor = call_number(noam->value, "factor", 0, 1.0);
-    t.schedule.warmup = static_cast<int64_t>(call_number(noam->value, "warmup", 1, 4000));
+    t.schedule.warmup = call_step_count(noam->value, "warmup", 1, 4000);
   }
   try {
     make_schedule(t.schedule);

@@ -110,6 +110,27 @@ TEST(HostileArithmetic, SettingsFloorLikeTheModel) {
   EXPECT_NE(r.err.find("stopped at step 6 (max_steps)"), std::string::npos) << r.err;
 }
 
+// Found by fuzzing (tests/fuzz, fuzz_experiment): noam(warmup: 1.3e44) was cast to int64_t,
+// undefined behaviour (UBSan); 1e30 wrapped to -2^63, and 400.5 was cut to 400 without a word.
+TEST(HostileArithmetic, ScheduleStepCountsAreWholeNumbersInRange) {
+  TempDir dir;
+  const std::string run = "run " + quoted(tiny(dir)) + " --out " + quoted(dir / "r") + " --set ";
+  expect_refused(attnlab(run + "'train.noam=noam(warmup: 1e30)'"),
+                 "--set train.noam=noam(warmup: 1e30):1:25: error: noam(warmup: ...) must be a whole number of steps in [0, "
+                 "1099511627776], got 1e+30");
+  expect_refused(attnlab(run + "'train.noam=noam(2.0, 400.5)'"), "noam(warmup: ...) must be a whole number of steps in [0, 1099511627776], got 400.5");
+  std::string text = tiny_text();
+  text.replace(text.find("noam(factor: 2.0, warmup: 10)"), 29, "cosine(warmup: 2, max_lr: 1e-3, min_lr: 0, steps: 1e31)");
+  expect_refused(attnlab("run " + quoted(tiny(dir, text, "cosine.attn")) + " --out " + quoted(dir / "r")),
+                 "cosine(steps: ...) must be a whole number of steps in [0, 1099511627776], got 1e+31");
+  EXPECT_FALSE(fs::exists(dir / "r"));
+  // A whole number written as a real is a whole number.
+  const CommandResult whole = attnlab(run + "'train.noam=noam(2.0, 1e1)' --threads 2");
+  ASSERT_EQ(whole.exit_code, 0) << whole.err;
+  EXPECT_NE(whole.err.find("noam(factor=2, d_model="), std::string::npos) << whole.err;
+  EXPECT_NE(whole.err.find(", warmup=10)"), std::string::npos) << whole.err;
+}
+
 TEST(HostileArithmetic, AblateRecordsABadVariantAsFailedAndGoesOn) {
   TempDir dir;
   const CommandResult r = attnlab("ablate " + quoted(tiny(dir)) + " --threads 2 --out " + quoted(dir / "sweep") +

@@ -1137,8 +1137,12 @@ void Elaborator::share_repeated_identities() {
       for (int n : nodes) graph_.mutable_nodes(n)->set_param_scope(identity);
 }
 
-// Bounded sizes: every graph input, parameter and output at the representative dimensions.
+// Bounded sizes: every graph input, parameter and output at the representative dimensions. An
+// output over the bound is reported only where it starts (no input of its node is over the bound:
+// downstream, the excess only follows), and after kMaxSizeErrors reports the rest are counted in
+// one line, so that one mistyped size does not bury its own error under hundreds.
 void Elaborator::check_sizes(const ir::InferredGraph& shapes) {
+  constexpr int kMaxSizeErrors = 10;
   auto too_big = [](const Shape& s) {
     int64_t n = 1;
     for (int64_t d : s) {
@@ -1148,26 +1152,40 @@ void Elaborator::check_sizes(const ir::InferredGraph& shapes) {
     }
     return n > kMaxTensorElements;
   };
+  auto value_too_big = [&](const std::string& value) {
+    auto it = shapes.value_shapes.find(value);
+    return it != shapes.value_shapes.end() && too_big(it->second);
+  };
+  const std::string bound = " is larger than " + std::to_string(kMaxTensorElements) + " elements";
+  int reported = 0, more = 0;
+  ir::SourceLoc first_unreported;
+  auto report = [&](const ir::SourceLoc& where, const std::string& message) {
+    if (reported < kMaxSizeErrors) {
+      diags_.error(where, message);
+      ++reported;
+    } else if (more++ == 0) {
+      first_unreported = where;
+    }
+  };
   for (const ir::GraphInput& input : graph_.inputs()) {
     auto it = shapes.value_shapes.find(input.name());
     if (it != shapes.value_shapes.end() && too_big(it->second))
-      diags_.error(input.loc(), "graph input '" + input.name() + "' " + attnlab::to_string(it->second) + " is larger than " +
-                                    std::to_string(kMaxTensorElements) + " elements");
+      report(input.loc(), "graph input '" + input.name() + "' " + attnlab::to_string(it->second) + bound);
   }
   for (int i = 0; i < graph_.nodes_size(); ++i) {
     const ir::NodeDef& node = graph_.nodes(i);
     const NodeShapes& ns = shapes.node_shapes[i];
+    const std::string what = "node '" + node.name() + "' (" + node.type() + "): ";
     for (const ParamSpec& p : ns.params)
-      if (too_big(p.shape)) {
-        diags_.error(node.loc(), "node '" + node.name() + "' (" + node.type() + "): parameter '" + p.name + "' " +
-                                     attnlab::to_string(p.shape) + " is larger than " + std::to_string(kMaxTensorElements) + " elements");
-      }
+      if (too_big(p.shape)) report(node.loc(), what + "parameter '" + p.name + "' " + attnlab::to_string(p.shape) + bound);
+    if (std::any_of(node.inputs().begin(), node.inputs().end(), value_too_big)) continue;
     for (size_t k = 0; k < ns.outputs.size(); ++k)
-      if (too_big(ns.outputs[k])) {
-        diags_.error(node.loc(), "node '" + node.name() + "' (" + node.type() + "): output " + attnlab::to_string(ns.outputs[k]) +
-                                     " is larger than " + std::to_string(kMaxTensorElements) + " elements");
-      }
+      if (too_big(ns.outputs[k])) report(node.loc(), what + "output " + attnlab::to_string(ns.outputs[k]) + bound);
   }
+  if (more > 0)
+    diags_.error(first_unreported, "and " + std::to_string(more) + " more parameters and outputs are larger than " +
+                                       std::to_string(kMaxTensorElements) + " elements (the first " + std::to_string(kMaxSizeErrors) +
+                                       " are above)");
 }
 
 ElaboratedModel Elaborator::run(const ElaborateOptions& options) {

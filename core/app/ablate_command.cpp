@@ -53,7 +53,6 @@ void add_ablate_command(CLI::App& app, CommonOptions& options) {
   command->callback([args, &options, command] {
     if (args->parallel < 1)
       throw CliError(1, "--parallel " + std::to_string(args->parallel) + ": give the number of variants to run at once, 1 or more");
-    check_data_directory(args->data);
     std::unique_ptr<Registry> registry = load_registry(options);
     sweep::AblateOptions ablate;
     ablate.experiment_file = args->experiment;

@@ -42,10 +42,6 @@ CLI::Validator integer_in(const train::IntLimit& limit);
 CLI::Validator non_empty_path();
 CLI::Validator real_in(const train::RealLimit& limit);
 
-// --data DIR: refused unless DIR is a directory (also when the experiment reads no files: a typo
-// in a script should not pass until the day the experiment changes). "" (not given) passes.
-void check_data_directory(const std::string& dir);
-
 // Every line of a stream (a trailing CR dropped): text given on standard input. Each line must be
 // valid UTF-8 without NUL or other control bytes (tab and CR excepted), and at most
 // data::kMaxLineBytes long; otherwise CliError(1) naming `what` ("standard input"), the line and

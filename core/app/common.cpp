@@ -56,11 +56,6 @@ std::vector<std::string> read_lines(std::istream& in, const std::string& what) {
   return lines;
 }
 
-void check_data_directory(const std::string& dir) {
-  if (!dir.empty() && !std::filesystem::is_directory(dir))
-    throw CliError(1, "--data " + dir + ": not a directory (give the directory that holds the experiment's data files)");
-}
-
 std::unique_ptr<Registry> load_registry(const CommonOptions& options) {
   for (const std::string& dir : options.plugin_path)
     if (!std::filesystem::is_directory(dir))

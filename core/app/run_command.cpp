@@ -60,7 +60,6 @@ void add_run_command(CLI::App& app, CommonOptions& options) {
       std::cout << *dsl::builtin_file_text(dsl::builtin_default_experiment());
       return;
     }
-    check_data_directory(args->data);
     train::RunOptions run;
     run.experiment_file = args->experiment;
     run.sets = args->sets;

@@ -5,7 +5,9 @@
 // the two collide and the process aborts at start-up. libattnlab_sentencepiece.so links
 // SentencePiece and nothing of attnlab, and is opened with RTLD_LOCAL | RTLD_DEEPBIND so that its
 // calls bind to its own copy. Only this table of plain functions crosses the boundary (both sides
-// share the process's libstdc++, so std::string and std::vector pass through unchanged).
+// share the process's libstdc++, so std::string and std::vector pass through unchanged), and no
+// exception does: every failure, SentencePiece's thrown ones included, is a false or null return
+// with `error` filled.
 #pragma once
 
 #include <cstddef>

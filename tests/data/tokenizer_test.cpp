@@ -98,6 +98,25 @@ TEST(TokenizerBytes, CorruptBytesAreClearErrors) {
   EXPECT_EQ(message.rfind("tokenizer bytes: not a valid SentencePiece model", 0), 0u) << message;
 }
 
+// Found by fuzzing (tests/fuzz/fuzz_sentencepiece.cpp): a model with a piece that begins with a NUL
+// byte (a zero-length key to SentencePiece's trie builder, Darts) makes SentencePiece throw instead
+// of returning a status. It was an uncaught
+// exception out of the module (std::terminate, SIGABRT); now it is the model error.
+TEST(TokenizerBytes, AModelThatBreaksSentencePiecesTrieIsAClearError) {
+  const std::string model(
+      "\012\016\012\005<pad>\025\000\000\000\000\030\003\012\016\012\005<unk>\025\020\000\000\000\030"
+      "\002\012\014\012\003<s>\025\000\000\000\000\030\003\012\015\012\004</s>\025\000\000\000\000"
+      "\030\003\012\013\012\004\342\226\201a\025\000\000\000\200\012\011\012\002inU\000\000\200\277"
+      "\012\013\012\004\000\000\000s\025\000\000\000\300\012\013\012\004\342\226\201t\025\000\000@"
+      "\300\012\011\012\002an\025\000\000\200\300\212\013\012\004\010\012\001\220\302\000\000\025A"
+      "j\010\012\001x\025\000\010\012\001\245\352\377\377w=\365\367y\022\000",
+      156);
+  const std::string message = error_of(
+      [&] { load_tokenizer("attnlab-tokenizer 1 sentencepiece " + std::to_string(model.size()) + "\n" + model); });
+  EXPECT_EQ(message.rfind("tokenizer bytes: not a valid SentencePiece model: SentencePiece failed: ", 0), 0u) << message;
+  EXPECT_NE(message.find("failed to insert key: zero-length key"), std::string::npos) << message;
+}
+
 class SentencePieceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {

@@ -14,7 +14,7 @@ set -u
 if [ $# -lt 2 ]; then echo "usage: $0 BUILD_FUZZ_DIR OUT_DIR [TARGET...]" >&2; exit 2; fi
 build=$1; out=$2; shift 2
 src=$(cd "$(dirname "$0")/../.." && pwd)
-targets=${*:-tokenizer overrides parser checkpoint experiment text}
+targets=${*:-tokenizer overrides parser checkpoint experiment text sentencepiece}
 total=10000000; chunk=1000000
 mkdir -p "$out"
 for t in $targets; do

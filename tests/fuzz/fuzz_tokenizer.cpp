@@ -4,7 +4,8 @@
 //
 // SentencePiece payloads are skipped: their model bytes are parsed by the SentencePiece library,
 // which attnlab loads with RTLD_DEEPBIND (core/data/sentencepiece_module.h), and the sanitizers'
-// runtime refuses that flag. The header in front of them is still fuzzed.
+// runtime refuses that flag. The header in front of them is still fuzzed here, and the model bytes
+// themselves by fuzz_sentencepiece.cpp.
 #include "data/tokenizer.h"
 
 #include <cstddef>

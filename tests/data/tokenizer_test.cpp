@@ -100,8 +100,8 @@ TEST(TokenizerBytes, CorruptBytesAreClearErrors) {
 
 // Found by fuzzing (tests/fuzz/fuzz_sentencepiece.cpp): a model with a piece that begins with a NUL
 // byte (a zero-length key to SentencePiece's trie builder, Darts) makes SentencePiece throw instead
-// of returning a status. It was an uncaught
-// exception out of the module (std::terminate, SIGABRT); now it is the model error.
+// of returning a status. The exception left the module uncaught (std::terminate, SIGABRT); now it
+// is the model error.
 TEST(TokenizerBytes, AModelThatBreaksSentencePiecesTrieIsAClearError) {
   const std::string model(
       "\012\016\012\005<pad>\025\000\000\000\000\030\003\012\016\012\005<unk>\025\020\000\000\000\030"
